@@ -1,0 +1,108 @@
+"""Using a finished run's saved model: labels with probabilities, or one tag per word."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lab.config import ModelConfig
+from lab.errors import LabError, ModelError
+from lab.modeling import load_model, resolve_model_path
+
+MODEL_INFO_FILE = "lab_model.json"
+
+
+@dataclass
+class Prediction:
+    text: str
+    label: str = ""
+    score: float = 0.0
+    probabilities: dict[str, float] = field(default_factory=dict)
+    words: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    tag_scores: list[float] = field(default_factory=list)
+
+    def to_dict(self, task: str) -> dict[str, Any]:
+        if task == "ner":
+            return {"text": self.text, "words": self.words, "tags": self.tags,
+                    "scores": [round(s, 4) for s in self.tag_scores]}
+        return {"text": self.text, "label": self.label, "score": round(self.score, 4),
+                "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()}}
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """Accept a run's output folder or its `model/` folder."""
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / MODEL_INFO_FILE).is_file():
+            return candidate
+    raise LabError(f"{path} holds no saved model: give the --output folder of a finished run "
+                   f"(it contains model/{MODEL_INFO_FILE}).")
+
+
+class Predictor:
+    """Loads a saved model (full weights or a PEFT adapter over its base model) for inference."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        from transformers import AutoTokenizer
+
+        self.model_dir = find_model_dir(path)
+        self.info = json.loads((self.model_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+        self.task: str = self.info["task"]
+        self.label_names: list[str] = self.info["label_names"]
+        self.max_length: int = self.info["max_length"]
+        self.virtual_tokens: int = self.info.get("num_virtual_tokens", 0)
+        trust = bool(self.info.get("trust_remote_code", False))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), trust_remote_code=trust)
+        self.model = self._load_model(trust).to(device).eval()
+        self.device = device
+
+    def _load_model(self, trust: bool):
+        if self.info["peft_method"] in ("full", "head"):
+            from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+            auto_class = AutoModelForTokenClassification if self.task == "ner" else AutoModelForSequenceClassification
+            return auto_class.from_pretrained(str(self.model_dir), trust_remote_code=trust)
+        from peft import PeftModel
+
+        base = load_model(ModelConfig(name_or_path=self.info["base_model"], trust_remote_code=trust),
+                          self.task, self.label_names)
+        try:
+            return PeftModel.from_pretrained(base, str(self.model_dir))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"Could not load the adapter in {self.model_dir} over "
+                             f"{resolve_model_path(self.info['base_model'])}: {exc}") from None
+
+    @torch.inference_mode()
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        return [self._predict_words(t) if self.task == "ner" else self._predict_text(t) for t in texts]
+
+    def _predict_text(self, text: str) -> Prediction:
+        encoded = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+        probabilities = self.model(**encoded).logits[0].float().softmax(-1).tolist()
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)
+        return Prediction(text=text, label=self.label_names[best], score=probabilities[best],
+                          probabilities=dict(zip(self.label_names, probabilities)))
+
+    def _predict_words(self, text: str) -> Prediction:
+        words = text.split()
+        if not words:
+            return Prediction(text=text)
+        encoded = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+        word_ids = encoded.word_ids(0)
+        logits = self.model(**encoded.to(self.device)).logits[0, self.virtual_tokens:]
+        probabilities = logits.float().softmax(-1)
+        tags, scores = ["O"] * len(words), [0.0] * len(words)
+        seen: set[int] = set()
+        for position, word in enumerate(word_ids):
+            # The first sub-word piece of each word carries the word's tag; words cut by max_length stay "O".
+            if word is None or word in seen:
+                continue
+            seen.add(word)
+            score, index = probabilities[position].max(-1)
+            tags[word], scores[word] = self.label_names[int(index)], float(score)
+        return Prediction(text=text, words=words, tags=tags, tag_scores=scores)
