@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.utils import logging as hf_logging
 
 from lab import metrics as lab_metrics
@@ -70,6 +70,7 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
           progress_bar: bool = False) -> RunResult:
     """Train, evaluate and save one run. User mistakes raise LabError; cancelling returns status 'cancelled'."""
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # checkpoint "Writing model shards" bars; events carry progress
     config.validate()
     started = time.time()
     output_dir = Path(output_dir)
@@ -117,6 +118,9 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
                          data_collator=make_collator(config.task, tokenizer), compute_metrics=scorer,
                          preprocess_logits_for_metrics=_argmax_logits, callbacks=callbacks,
                          virtual_tokens=_virtual_token_offset(config))
+    # Our EventCallback reports progress; the Trainer's own printers would repeat every log line.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
     try:
         trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     except torch.OutOfMemoryError:
@@ -328,6 +332,8 @@ def _training_arguments(config: RunConfig, output_dir: Path, device: str, precis
         torch_compile=t.torch_compile,
         dataloader_num_workers=t.dataloader_workers,
         label_names=["labels"],
+        # Keep the `length` column for the length-grouped sampler; the collator drops non-model columns.
+        remove_unused_columns=False,
         tf32=True if device == "cuda" else None,
     )
 

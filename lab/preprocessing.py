@@ -1,0 +1,139 @@
+"""Tokenisation: turn standard splits (lab.data) into model inputs, and map NER labels between
+words and sub-word tokens.
+
+Sequences are truncated here but not padded: the collator pads each batch to its own longest
+sequence, and the `length` column lets the trainer batch similar lengths together.
+
+NER labels live on words, models predict per token. The first sub-word piece of every word carries
+the word's label; other pieces and special tokens get -100, which the loss ignores. Words past
+`max_length` are cut off and have no piece: evaluation and prediction count them as "O" (no entity).
+Words a tokenizer turns into zero pieces (e.g. a lone zero-width space) likewise get no prediction.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from datasets import DatasetDict
+
+from lab.errors import ModelError
+
+IGNORE_INDEX = -100  # label id that torch's cross-entropy skips
+NO_WORD = -1  # stands for None (special token) in the stored word_ids column
+# What the model's forward() takes; everything else in a tokenised row is bookkeeping.
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def _effective_max_length(tokenizer: Any, max_length: int) -> int:
+    """Never longer than the model can embed; tokenizers without a limit say ~1e30."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    return min(max_length, limit) if isinstance(limit, int) and limit < 1_000_000 else max_length
+
+
+def align_labels_with_word_ids(word_ids: Sequence[Optional[int]], word_labels: Sequence[int]) -> list[int]:
+    """One label per token: the word's label on its first piece, -100 on the rest and on special tokens."""
+    labels: list[int] = []
+    previous: Optional[int] = None
+    for word_id in word_ids:
+        if word_id is None or word_id == NO_WORD or word_id == previous:
+            labels.append(IGNORE_INDEX)
+        else:
+            labels.append(word_labels[word_id])
+        previous = word_id
+    return labels
+
+
+def word_predictions(word_ids: Sequence[Optional[int]], token_pred_ids: Sequence[int],
+                     num_words: Optional[int] = None) -> list[Optional[int]]:
+    """One prediction per word, read from its first piece; None for words with no surviving piece.
+
+    `num_words` (the sentence's word count) gives truncated trailing words their None; without it
+    the list ends at the last word that has a piece.
+    """
+    present = [w for w in word_ids if w is not None and w != NO_WORD]
+    count = num_words if num_words is not None else (max(present) + 1 if present else 0)
+    predictions: list[Optional[int]] = [None] * count
+    previous: Optional[int] = None
+    for word_id, prediction in zip(word_ids, token_pred_ids):
+        if word_id is not None and word_id != NO_WORD and word_id != previous and word_id < count:
+            predictions[word_id] = int(prediction)
+        previous = word_id
+    return predictions
+
+
+def _tokenize_classification(batch: dict[str, list], tokenizer: Any, max_length: int) -> dict[str, list]:
+    encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+    encoded["labels"] = list(batch["label"])
+    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return dict(encoded)
+
+
+def _tokenize_ner(batch: dict[str, list], tokenizer: Any, max_length: int) -> dict[str, list]:
+    encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+    labels, word_ids = [], []
+    for index, tags in enumerate(batch["tags"]):
+        ids = encoded.word_ids(index)
+        labels.append(align_labels_with_word_ids(ids, tags))
+        word_ids.append([NO_WORD if w is None else w for w in ids])
+    encoded["labels"] = labels
+    encoded["word_ids"] = word_ids  # lets evaluation and predict map token predictions back to words
+    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return dict(encoded)
+
+
+def tokenize_splits(splits: DatasetDict, tokenizer: Any, task: str, max_length: int) -> DatasetDict:
+    """Tokenise every split (truncation, no padding).
+
+    Columns: input_ids, attention_mask, token_type_ids (when the tokenizer makes them), labels,
+    length; NER also gets word_ids (-1 for special tokens). Rows stay in the order of `splits`,
+    so row i still pairs with the words and tags of example i.
+    """
+    if task == "ner" and not getattr(tokenizer, "is_fast", False):
+        raise ModelError("NER needs a fast (Rust) tokenizer to map sub-words back to words; "
+                         f"{type(tokenizer).__name__} is not one.")
+    max_length = _effective_max_length(tokenizer, max_length)
+    function = _tokenize_ner if task == "ner" else _tokenize_classification
+    tokenized = {}
+    for name, split in splits.items():
+        tokenized[name] = split.map(function, batched=True, remove_columns=split.column_names,
+                                    fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+                                    desc=f"Tokenising {name}")
+    return DatasetDict(tokenized)
+
+
+class BatchCollator:
+    """Drops bookkeeping columns (length, word_ids), then pads with the Hugging Face collator."""
+
+    def __init__(self, task: str, tokenizer: Any, pad_to_multiple_of: Optional[int] = None):
+        from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+        if task == "ner":
+            self.pad = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of,
+                                                          label_pad_token_id=IGNORE_INDEX)
+        else:
+            self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.pad([{k: v for k, v in row.items() if k in MODEL_INPUTS} for row in features])
+
+
+def make_collator(task: str, tokenizer: Any, pad_to_multiple_of: Optional[int] = None) -> BatchCollator:
+    """A collator that pads each batch to its longest row (labels of NER padding get -100)."""
+    return BatchCollator(task, tokenizer, pad_to_multiple_of)
+
+
+def label_alignment_view(tokenizer: Any, words: Sequence[str], tags: Sequence[str],
+                         max_length: int) -> list[dict[str, Any]]:
+    """How word tags land on sub-word tokens: one row per token {token, word_index, word, label}.
+
+    `label` is the word's tag name on its first piece and -100 on other pieces and special tokens;
+    special tokens have word_index None and word "".
+    """
+    encoding = tokenizer(list(words), is_split_into_words=True, truncation=True,
+                         max_length=_effective_max_length(tokenizer, max_length))
+    word_ids = encoding.word_ids()
+    tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"])
+    names = {index: tag for index, tag in enumerate(tags)}
+    aligned = align_labels_with_word_ids(word_ids, list(range(len(words))))
+    return [{"token": token, "word_index": word_id, "word": "" if word_id is None else words[word_id],
+             "label": names[position] if position != IGNORE_INDEX else IGNORE_INDEX}
+            for token, word_id, position in zip(tokens, word_ids, aligned)]

@@ -1,0 +1,241 @@
+"""Read user data files into plain Python lists, with the file and line of every example kept
+for error messages.
+
+Classification: CSV, TSV, JSON lines (or a JSON array of objects), Parquet; the user names the
+text and label columns. NER: CoNLL column files (token first, tag last, a blank line between
+sentences) and JSON lines with a list of words and a list of tags per line. Files are parsed as
+data only (pandas / json): nothing in them is ever executed or unpickled.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from lab.errors import DataError
+
+CLASSIFICATION_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+JSON_SUFFIXES = (".jsonl", ".json")
+
+
+@dataclass
+class RawExamples:
+    """Examples of one split before labels become ids.
+
+    `inputs` holds texts (classification) or word lists (NER); `labels` holds label strings or tag
+    lists. `positions[i]` is where example i starts in `origin` (a row, a line or a record), and
+    `unit` says which, so `where(i)` can point a user at it.
+    """
+
+    origin: str
+    inputs: list[Any] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    # "row" (CSV rows count the header as row 1), "line", "record" (JSON array), or "conll":
+    # one word per line, so word j of example i sits on line positions[i] + j.
+    unit: str = "row"
+
+    def where(self, index: int, word: Optional[int] = None) -> str:
+        position = self.positions[index]
+        if self.unit == "conll":
+            return f"{self.origin}, line {position + (word or 0)}"
+        suffix = f", word {word + 1}" if word is not None else ""
+        return f"{self.origin}, {self.unit} {position}{suffix}"
+
+    def add(self, inputs: Any, label: Any, position: int) -> None:
+        self.inputs.append(inputs)
+        self.labels.append(label)
+        self.positions.append(position)
+
+
+# ---- reading bytes -----------------------------------------------------------------------------
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"Data file {path} does not exist.")
+    if not path.is_file():
+        raise DataError(f"Data file {path} is not a file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"Data file {path} is empty.")
+
+
+def read_text(path: Path) -> str:
+    """The file as text; DataError names the line of the first byte that is not UTF-8."""
+    _check_file(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}, line {line}: bytes that are not UTF-8 ({data[exc.start:exc.start + 1]!r}). "
+                        "Save the file as UTF-8 text.") from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark that spreadsheet tools add
+    if not text.strip():
+        raise DataError(f"Data file {path} is empty.")
+    return text
+
+
+def _json_records(path: Path) -> tuple[list[tuple[int, dict]], str]:
+    """(position, object) pairs from JSON lines, or from one JSON array; and the position unit."""
+    text = read_text(path)
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).") from None
+        records = list(enumerate(items, start=1))
+        unit = "record"
+    else:
+        records = []
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg}). "
+                                "Each line must hold one JSON object.") from None
+        unit = "line"
+    for position, record in records:
+        if not isinstance(record, dict):
+            raise DataError(f"{path}, {unit} {position}: expected a JSON object, got {type(record).__name__}.")
+    return records, unit
+
+
+def _missing_column(path: Path, name: str, kind: str, columns: list[str]) -> DataError:
+    existing = ", ".join(map(repr, columns)) or "none"
+    return DataError(f"{path} has no {kind} column {name!r}; its columns are: {existing}. "
+                     f"Set data.{kind}_column to one of them.")
+
+
+# ---- classification ----------------------------------------------------------------------------
+def _table(path: Path) -> tuple[list[str], list[dict[str, Any]], str, int]:
+    """Column names, rows, position unit and the position of the first row, for a tabular file."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        import pandas as pd
+
+        text = read_text(path)
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str,
+                                keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path} is not a valid {suffix[1:].upper()} file: {exc}") from None
+        return list(frame.columns), frame.to_dict("records"), "row", 2
+    if suffix == ".parquet":
+        import pandas as pd
+
+        _check_file(path)
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
+        return list(map(str, frame.columns)), frame.to_dict("records"), "row", 1
+    records, unit = _json_records(path)
+    columns = list(dict.fromkeys(key for _, record in records for key in record))
+    rows = [dict(record, __position__=position) for position, record in records]
+    return columns, rows, unit, 0
+
+
+def _cell_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # missing or NaN
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a label column read as floats because of a gap: 1.0 -> "1"
+    return str(value)
+
+
+def read_classification_file(path: str | Path, text_column: str, label_column: str) -> RawExamples:
+    """Texts and label strings from a CSV / TSV / JSON(L) / Parquet file."""
+    path = Path(path)
+    if path.suffix.lower() not in CLASSIFICATION_SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {path.suffix or '(none)'}; use one of "
+                        f"{', '.join(CLASSIFICATION_SUFFIXES)}.")
+    columns, rows, unit, first = _table(path)
+    for name, kind in ((text_column, "text"), (label_column, "label")):
+        if name not in columns:
+            raise _missing_column(path, name, kind, columns)
+    raw = RawExamples(origin=str(path), unit=unit)
+    for index, row in enumerate(rows):
+        position = row.get("__position__", index + first)
+        text, label = _cell_text(row.get(text_column)), _cell_text(row.get(label_column)).strip()
+        if not text.strip():
+            raise DataError(f"{path}, {unit} {position}: the text in column {text_column!r} is blank.")
+        if not label:
+            raise DataError(f"{path}, {unit} {position}: the label in column {label_column!r} is blank.")
+        raw.add(text, label, position)
+    if not raw.inputs:
+        raise DataError(f"{path} has a header but no rows of data.")
+    return raw
+
+
+# ---- NER ---------------------------------------------------------------------------------------
+def read_conll(path: str | Path, origin: Optional[str] = None) -> RawExamples:
+    """Sentences from a CoNLL column file: token first, tag last, blank line between sentences."""
+    path = Path(path)
+    raw = RawExamples(origin=origin or str(path), unit="conll")
+    words: list[str] = []
+    tags: list[str] = []
+    expected: Optional[tuple[int, int]] = None  # (column count, line it was first seen on)
+    start = 0
+    # Split on "\n" only: str.splitlines would also break inside tokens at rare Unicode separators.
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        columns = line.split()
+        if not columns or columns[0] == "-DOCSTART-":
+            if words:
+                raw.add(words, tags, start)
+            words, tags = [], []
+            continue
+        if expected is None:
+            expected = (len(columns), number)
+        if len(columns) != expected[0]:
+            raise DataError(f"{path}, line {number}: {len(columns)} columns, but line {expected[1]} has "
+                            f"{expected[0]}. Every line needs the same columns (token first, tag last).")
+        if len(columns) < 2:
+            raise DataError(f"{path}, line {number}: one column only; CoNLL lines need a token and a tag "
+                            "separated by whitespace.")
+        if not words:
+            start = number
+        words.append(columns[0])
+        tags.append(columns[-1])
+    if words:
+        raw.add(words, tags, start)
+    if not raw.inputs:
+        raise DataError(f"{path} holds no sentences (only blank or -DOCSTART- lines).")
+    return raw
+
+
+def read_ner_jsonl(path: str | Path, tokens_column: str, tags_column: str) -> RawExamples:
+    """Sentences from JSON lines holding a list of words and a list of tags of the same length."""
+    path = Path(path)
+    records, unit = _json_records(path)
+    raw = RawExamples(origin=str(path), unit=unit)
+    for position, record in records:
+        for name, kind in ((tokens_column, "tokens"), (tags_column, "tags")):
+            if name not in record:
+                raise DataError(f"{path}, {unit} {position}: no {kind} key {name!r}; this object has "
+                                f"{', '.join(map(repr, record)) or 'no keys'}. Set data.{kind}_column.")
+        words, tags = record[tokens_column], record[tags_column]
+        if not _is_text_list(words) or not _is_text_list(tags):
+            raise DataError(f"{path}, {unit} {position}: {tokens_column!r} and {tags_column!r} must be lists "
+                            "of strings (tags spelled like 'B-PER', not numbers).")
+        if len(words) != len(tags):
+            raise DataError(f"{path}, {unit} {position}: {len(words)} words but {len(tags)} tags.")
+        if not words:
+            raise DataError(f"{path}, {unit} {position}: the sentence has no words.")
+        raw.add(list(words), list(tags), position)
+    if not raw.inputs:
+        raise DataError(f"{path} holds no sentences.")
+    return raw
+
+
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value)
+
+
+def read_ner_file(path: str | Path, tokens_column: str, tags_column: str) -> RawExamples:
+    """JSON lines for .jsonl / .json files, CoNLL columns for anything else (.conll, .txt, .tsv, .iob)."""
+    if Path(path).suffix.lower() in JSON_SUFFIXES:
+        return read_ner_jsonl(path, tokens_column, tags_column)
+    return read_conll(path)

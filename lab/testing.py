@@ -1,0 +1,75 @@
+"""A tiny BERT built from a config, for tests, benchmarks and demos that must not download anything.
+
+`build_tiny_model` trains a small lowercase WordPiece vocabulary on the given texts and saves a
+randomly initialised 2-layer BERT next to it. The folder loads with `AutoTokenizer` and any
+`AutoModelFor...` class, so the whole pipeline (tokenise, train, evaluate, predict) runs in seconds.
+The vocabulary is deliberately smaller than the corpus' word count: rarer words split into several
+word pieces, which the label-alignment tests need.
+"""
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Iterable
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Every printable ASCII character is in the vocabulary, so unseen words split into pieces, not [UNK].
+BASE_ALPHABET = list(string.ascii_lowercase + string.digits + string.punctuation)
+
+
+def build_tiny_tokenizer(corpus_texts: Iterable[str], vocab_size: int = 300):
+    """A lowercase WordPiece `BertTokenizerFast` trained on `corpus_texts`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                        initial_alphabet=BASE_ALPHABET, min_frequency=2,
+                                        show_progress=False)
+    tokenizer.train_from_iterator(list(corpus_texts), trainer=trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return BertTokenizerFast(tokenizer_object=tokenizer, do_lower_case=True, unk_token="[UNK]",
+                             sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+                             mask_token="[MASK]", model_max_length=512)
+
+
+def build_tiny_model(path: str | Path, corpus_texts: Iterable[str], vocab_size: int = 300, seed: int = 0) -> str:
+    """Save a tiny random BERT (hidden 32, 2 layers) and its tokenizer into `path`; return the path."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(corpus_texts, vocab_size)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512,
+                        pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def fixture_texts(fixtures_dir: str | Path) -> list[str]:
+    """The texts of the repository's test fixtures (sentiment CSV sentences and NER sentences)."""
+    import csv
+
+    fixtures_dir = Path(fixtures_dir)
+    with open(fixtures_dir / "sentiment.csv", encoding="utf-8", newline="") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)]
+    sentence: list[str] = []
+    for line in (fixtures_dir / "ner.conll").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("-DOCSTART-"):
+            sentence.append(line.split()[0])
+        elif sentence:
+            texts.append(" ".join(sentence))
+            sentence = []
+    if sentence:
+        texts.append(" ".join(sentence))
+    return texts
