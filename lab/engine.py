@@ -232,7 +232,7 @@ class EventCallback(TrainerCallback):
         self.emit(StatusEvent(status="running", message=f"training {state.max_steps} steps"))
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.should_stop.is_set():
+        if _any_rank_stopping(self.should_stop.is_set(), args.device):
             # Save where we are so a resume continues from this exact step.
             control.should_training_stop = True
             control.should_save = True
@@ -272,6 +272,17 @@ class AdaLoraAllocationCallback(TrainerCallback):
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         peft_model = getattr(model, "module", model)
         peft_model.base_model.update_and_allocate(state.global_step)
+
+
+def _any_rank_stopping(stop: bool, device: torch.device) -> bool:
+    """Each rank reads the cancel flag on its own; agree on it so all ranks stop at the same step."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return stop
+    if torch.distributed.get_world_size() == 1:
+        return stop
+    flag = torch.tensor([1.0 if stop else 0.0], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _float_or_none(value: Any) -> Optional[float]:

@@ -1,0 +1,206 @@
+"""The run-history commands of the CLI: `runs`, `show`, `cancel`, `resume`, `delete`.
+
+`add_run_commands(subparsers)` registers them on the main parser's subparsers; each sets
+`handler=<function>`, a function taking the parsed arguments and returning the exit code. Mistakes a
+user can fix raise LabError, which the CLI prints as one line. The runs directory is
+`args.runs_dir` when the main parser defines it, else `LAB_RUNS_DIR`, else `./runs`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Optional
+
+from lab.events import EvalEvent, Event, LogEvent, ResultEvent, StatusEvent, StepEvent
+from lab.jobs import EXIT_CODES, cancel_run, continue_in_foreground, prepare_resume
+from lab.store import RunRecord, RunStore
+
+PER_LABEL_KEYS = ("label", "precision", "recall", "f1", "support")
+
+
+def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
+    runs = subparsers.add_parser("runs", help="List the runs, newest first.")
+    runs.add_argument("--json", action="store_true", help="Print a JSON list of runs instead of a table.")
+    runs.add_argument("--limit", type=int, default=None, help="Show only the newest N runs.")
+    runs.set_defaults(handler=cmd_runs)
+
+    show = subparsers.add_parser("show", help="Show one run: status, config, final metrics per label.")
+    show.add_argument("run", help="Run id, name, or the start of an id.")
+    show.add_argument("--json", action="store_true", help="Print one JSON object (status, metrics, per_label, ...).")
+    show.add_argument("--follow", action="store_true", help="Print the run's events as they arrive, until it ends.")
+    show.add_argument("--traceback", action="store_true", help="Also print the traceback of a failed run.")
+    show.set_defaults(handler=cmd_show)
+
+    cancel = subparsers.add_parser("cancel", help="Stop a queued or running run at its next optimizer step.")
+    cancel.add_argument("run", help="Run id, name, or the start of an id.")
+    cancel.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="Wait up to this long for the run to stop and print its final status.")
+    cancel.set_defaults(handler=cmd_cancel)
+
+    resume = subparsers.add_parser("resume", help="Continue an interrupted, cancelled or failed run from its "
+                                                  "last checkpoint, in this terminal.")
+    resume.add_argument("run", help="Run id, name, or the start of an id.")
+    resume.set_defaults(handler=cmd_resume)
+
+    delete = subparsers.add_parser("delete", help="Delete an ended run: its record, events and folder.")
+    delete.add_argument("run", help="Run id, name, or the start of an id.")
+    delete.set_defaults(handler=cmd_delete)
+
+
+def open_store(args: argparse.Namespace) -> RunStore:
+    return RunStore(getattr(args, "runs_dir", None))
+
+
+# ---- handlers -----------------------------------------------------------------------------------
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = open_store(args).list_runs(limit=args.limit)
+    if args.json:
+        print(json.dumps([run_summary(run) for run in runs], indent=2))
+        return 0
+    if not runs:
+        print("No runs yet. Start one with: python -m lab train CONFIG.yaml")
+        return 0
+    rows = [(run.id, run.name, run.status, run.task, run.model, run.peft_method, _when(run.created_at),
+             _headline(run.metrics)) for run in runs]
+    print(_table(("id", "name", "status", "task", "model", "peft", "created", "metrics"), rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    run = store.find_run(args.run)
+    if args.follow:
+        for _, event in store.follow(run.id):
+            print(format_event(event), flush=True)
+        run = store.get_run(run.id)
+    if args.json:
+        print(json.dumps(run_details(store, run), indent=2, default=str))
+    elif not args.follow:
+        print(describe_run(store, run, with_traceback=args.traceback))
+    return EXIT_CODES.get(run.status, 0) if args.follow else 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    run = store.find_run(args.run)
+    cancel_run(store, run.id)
+    print(f"Asked run {run.id} to stop; it stops at its next optimizer step.")
+    deadline = time.monotonic() + args.wait
+    while args.wait > 0 and time.monotonic() < deadline:
+        store.recover_orphans()
+        run = store.get_run(run.id)
+        if not run.is_active:
+            print(f"Run {run.id} is {run.status}.")
+            return 0
+        time.sleep(0.5)
+    if args.wait > 0:
+        print(f"Run {run.id} is still {store.get_run(run.id).status} after {args.wait:g} s.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    run = store.find_run(args.run)
+    checkpoint = prepare_resume(store, run.id)
+    print(f"Resuming run {run.id} from {checkpoint.name}." if checkpoint else
+          f"Run {run.id} has no checkpoint yet: starting it over from step 0.", file=sys.stderr)
+    code = continue_in_foreground(store, run.id, sink=lambda event: print(format_event(event), file=sys.stderr))
+    run = store.get_run(run.id)
+    print(f"Run {run.id} {run.status}" + (f": {run.message}" if run.message else "."))
+    return code
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    run = store.find_run(args.run)
+    store.delete_run(run.id)
+    print(f"Deleted run {run.id} ({run.name}) and its folder.")
+    return 0
+
+
+# ---- what gets printed --------------------------------------------------------------------------
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    """One entry of `runs --json`."""
+    keys = ("id", "name", "status", "message", "task", "dataset", "model", "peft_method", "executor",
+            "num_devices", "created_at", "started_at", "finished_at", "metrics", "attempt")
+    return {key: getattr(run, key) for key in keys}
+
+
+def run_details(store: RunStore, run: RunRecord) -> dict[str, Any]:
+    """`show --json`: the whole record, per_label rows normalised, and the config."""
+    details = run.to_dict()
+    details["per_label"] = [{key: row.get(key) for key in PER_LABEL_KEYS} for row in run.per_label]
+    details["run_dir"] = str(store.run_dir(run.id))
+    try:
+        details["config"] = store.load_config(run.id).to_dict()
+    except Exception:  # noqa: BLE001 - a missing or edited config must not hide the record
+        details["config"] = None
+    return details
+
+
+def describe_run(store: RunStore, run: RunRecord, with_traceback: bool = False) -> str:
+    lines = [f"Run {run.id}  ({run.name})",
+             f"Status:   {run.status}" + (f": {run.message}" if run.message else ""),
+             f"Task:     {run.task} on {run.dataset}; model {run.model}; PEFT {run.peft_method}; "
+             f"{run.executor} executor, {run.num_devices} device(s), attempt {run.attempt}",
+             f"Created:  {_when(run.created_at)}   started: {_when(run.started_at)}   "
+             f"finished: {_when(run.finished_at)}",
+             f"Folder:   {store.run_dir(run.id)}"]
+    if run.output_dir:
+        lines.append(f"Output:   {run.output_dir}")
+    if run.metrics:
+        lines.append("Metrics:  " + ", ".join(f"{k} {_number(v)}" for k, v in run.metrics.items()))
+    if run.per_label:
+        rows = [tuple(_number(row.get(key)) for key in PER_LABEL_KEYS) for row in run.per_label]
+        lines += ["", "Per label (test):", _table(PER_LABEL_KEYS, rows)]
+    if run.traceback and with_traceback:
+        lines += ["", "Traceback:", run.traceback.rstrip()]
+    elif run.traceback:
+        lines.append(f"(python -m lab show {run.id} --traceback prints the full traceback)")
+    config_path = store.run_dir(run.id) / "config.yaml"
+    if config_path.is_file():
+        lines += ["", "Config:", config_path.read_text(encoding="utf-8").rstrip()]
+    return "\n".join(lines)
+
+
+def format_event(event: Event) -> str:
+    """One line per event, for following a run in a terminal."""
+    if isinstance(event, StepEvent):
+        eta = f"  eta {event.eta_seconds:.0f}s" if event.eta_seconds is not None else ""
+        total = f"/{event.max_steps}" if event.max_steps else ""
+        return f"step {event.step}{total}  loss {event.loss:.4f}  lr {event.learning_rate:.2e}{eta}"
+    if isinstance(event, EvalEvent):
+        metrics = ", ".join(f"{k} {_number(v)}" for k, v in event.metrics.items())
+        return f"eval {event.split} at step {event.step}: {metrics}"
+    if isinstance(event, ResultEvent):
+        return "result: " + ", ".join(f"{k} {_number(v)}" for k, v in event.metrics.items())
+    if isinstance(event, StatusEvent):
+        return f"status {event.status}" + (f": {event.message}" if event.message else "")
+    if isinstance(event, LogEvent):
+        return f"{event.level}: {event.message}"
+    return str(event.to_dict())
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    cells = [tuple(map(str, header))] + [tuple("" if c is None else str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    # The accuracy / F1 numbers people compare runs by; the details view has the rest.
+    keys = [k for k in metrics if "f1" in k or "accuracy" in k][:2]
+    return ", ".join(f"{k} {_number(metrics[k])}" for k in keys)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _when(timestamp: Optional[float]) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
