@@ -1,0 +1,277 @@
+"""New run: turn widgets into a RunConfig, show its YAML and CLI command, and launch it.
+
+The form starts from a config kept in the session (the task's default, a loaded YAML, or the data
+picked on the Data page). Widget keys carry a version number: loading a YAML bumps it, so every
+widget is recreated with the loaded values. Launch hands the config to the process-wide job
+runner; a second launch while a run trains waits in its queue.
+"""
+import streamlit as st
+
+from lab.builtin_data import BUILTINS
+from lab.config import (DEFAULT_MODEL, OPTIMIZERS, PEFT_METHODS, PRECISIONS, SCHEDULERS, TAG_SCHEMES, TASKS,
+                        DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig, default_config, field_help)
+from lab.errors import LabError
+from lab.hub import is_offline
+from lab.ui_support import SUGGESTED_MODELS, cli_command, label_count, parameter_count, save_upload
+from ui.common import get_runner, get_store, launch, open_run, page_setup, user_errors
+
+TASK_NAMES = {"classification": "Text classification", "ner": "Named entities (NER)"}
+METHOD_NAMES = {"full": "full fine-tuning", "head": "head only", "lora": "LoRA", "adalora": "AdaLoRA",
+                "ia3": "IA3", "prompt": "prompt tuning", "prefix": "prefix tuning", "loha": "LoHa", "lokr": "LoKr"}
+OTHER_MODEL = "other"
+
+page_setup("New run")
+st.title("New run")
+state = st.session_state
+if "form" not in state:
+    state["form"], state["form-version"] = default_config("classification").to_dict(), 0
+if "new-run-data" in state:  # "Train on this data" on the Data page
+    handoff = state.pop("new-run-data")
+    form = default_config(handoff["task"]).to_dict()
+    form["data"] = {**form["data"], **handoff["data"]}
+    state["form"], state["form-version"] = form, state["form-version"] + 1
+base = RunConfig.from_dict(state["form"])
+version = state["form-version"]
+
+
+def key(name: str) -> str:
+    return f"{name}-{version}"
+
+
+def restart_form(config: RunConfig) -> None:
+    state["form"], state["form-version"] = config.to_dict(), state["form-version"] + 1
+
+
+def on_task_change() -> None:
+    task = state[key("task")]
+    fresh = default_config(task)
+    fresh.model = base.model  # keep the chosen model; the data must change with the task
+    restart_form(fresh)
+
+
+def number(section: str, name: str, label: str, value, **options):
+    return st.number_input(label, value=value, key=key(f"{section}.{name}"), help=field_help(section, name),
+                           **options)
+
+
+def choice(section: str, name: str, label: str, options, value, **extra):
+    return st.selectbox(label, options, index=list(options).index(value), key=key(f"{section}.{name}"),
+                        help=field_help(section, name), **extra)
+
+
+def data_section(task: str) -> DataConfig:
+    d = base.data
+    files = st.radio("Source", ["Built-in dataset", "Your files"], index=1 if d.train_file else 0,
+                     key=key("data-kind"), horizontal=True)
+    data = DataConfig(source=d.source, validation_share=d.validation_share, test_share=d.test_share,
+                      tag_scheme=d.tag_scheme)
+    if files == "Built-in dataset":
+        names = [name for name, spec in BUILTINS.items() if spec.task == task]
+        data.dataset = choice("data", "dataset", "Dataset", names, d.dataset if d.dataset in names else names[0],
+                              format_func=lambda n: BUILTINS[n].title)
+    else:
+        data.dataset = ""
+        uploaded = st.file_uploader("Upload a training file (or give paths below)", key=key("upload"),
+                                    type=["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"])
+        uploaded_path = str(save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir)) if uploaded else ""
+        # The uploaded path is part of the key: a new upload makes a new field showing its path.
+        data.train_file = st.text_input("Train file", uploaded_path or d.train_file,
+                                        key=key(f"data.train_file{uploaded_path}"),
+                                        help=field_help("data", "train_file"))
+        left, right = st.columns(2)
+        data.validation_file = left.text_input("Validation file", d.validation_file, key=key("data.validation_file"),
+                                               help=field_help("data", "validation_file"))
+        data.test_file = right.text_input("Test file", d.test_file, key=key("data.test_file"),
+                                          help=field_help("data", "test_file"))
+        first, second = ("text_column", "label_column") if task == "classification" else ("tokens_column",
+                                                                                           "tags_column")
+        for column, name in ((left, first), (right, second)):
+            setattr(data, name, column.text_input(name.replace("_", " ").capitalize(), getattr(d, name),
+                                                  key=key(f"data.{name}"), help=field_help("data", name)))
+    left, right = st.columns(2)
+    with left:
+        data.train_subset = number("data", "train_subset", "Train examples (0 = all)", d.train_subset, min_value=0,
+                                   step=100)
+    with right:
+        data.eval_subset = number("data", "eval_subset", "Evaluation examples (0 = all)", d.eval_subset,
+                                  min_value=0, step=100)
+    return data
+
+
+def model_section() -> ModelConfig:
+    m, offline = base.model, is_offline()
+    options = [DEFAULT_MODEL, *SUGGESTED_MODELS, OTHER_MODEL]
+    current = m.name_or_path if m.name_or_path in options else OTHER_MODEL
+    labels = {DEFAULT_MODEL: "minilm: all-MiniLM-L6-v2, works offline (default)",
+              OTHER_MODEL: "Another hub id or a local folder…",
+              **{name: f"{name} (hub{': no network now' if offline else ''})" for name in SUGGESTED_MODELS}}
+    picked = st.selectbox("Model", options, index=options.index(current), format_func=labels.get,
+                          key=key("model.choice"), help=field_help("model", "name_or_path"))
+    if picked == OTHER_MODEL:
+        picked = st.text_input("Hub id or local folder", m.name_or_path if current == OTHER_MODEL else "",
+                               key=key("model.name_or_path"), placeholder="bert-base-uncased or /path/to/model")
+    return ModelConfig(name_or_path=picked.strip(), trust_remote_code=m.trust_remote_code, dropout=m.dropout)
+
+
+def peft_section() -> PeftSettings:
+    p = base.peft
+    method = choice("peft", "method", "Method", PEFT_METHODS, p.method, format_func=METHOD_NAMES.get)
+    peft = PeftSettings(method=method, r=p.r, alpha=p.alpha, lora_dropout=p.lora_dropout,
+                        target_modules=list(p.target_modules), adalora_init_r=p.adalora_init_r,
+                        num_virtual_tokens=p.num_virtual_tokens, merge_adapter=p.merge_adapter)
+    columns = st.columns(3)
+    if method in ("lora", "adalora", "loha", "lokr"):
+        with columns[0]:
+            peft.r = number("peft", "r", "Target rank r" if method == "adalora" else "Rank r", p.r, min_value=1)
+        with columns[1]:
+            peft.alpha = number("peft", "alpha", "Alpha", p.alpha, min_value=1)
+        with columns[2]:
+            peft.lora_dropout = number("peft", "lora_dropout", "Adapter dropout", p.lora_dropout, min_value=0.0,
+                                       max_value=0.99, step=0.05)
+        if method == "adalora":
+            peft.adalora_init_r = number("peft", "adalora_init_r", "Initial rank", p.adalora_init_r, min_value=1)
+        peft.merge_adapter = st.checkbox("Also save a merged copy", p.merge_adapter, key=key("peft.merge_adapter"),
+                                         help=field_help("peft", "merge_adapter"))
+    elif method in ("prompt", "prefix"):
+        with columns[0]:
+            peft.num_virtual_tokens = number("peft", "num_virtual_tokens", "Virtual tokens", p.num_virtual_tokens,
+                                             min_value=1)
+    if method in ("lora", "adalora", "loha", "lokr", "ia3"):
+        targets = st.text_input("Target modules (comma separated; empty detects them)", ", ".join(p.target_modules),
+                                key=key("peft.target_modules"), help=field_help("peft", "target_modules"))
+        peft.target_modules = [name.strip() for name in targets.split(",") if name.strip()]
+    if method in ("full", "head"):
+        st.caption("Trains every weight." if method == "full" else "Trains only the classification head.")
+    return peft
+
+
+@st.cache_data(show_spinner="Counting parameters…", max_entries=32)
+def count(config_yaml: str, num_labels: int) -> tuple[int, int]:
+    return parameter_count(RunConfig.from_yaml(config_yaml), num_labels)
+
+
+def parameter_summary(config: RunConfig) -> None:
+    try:
+        trainable, total = count(config.to_yaml(), label_count(config.data, config.task))
+    except LabError as exc:
+        st.warning(f"Cannot count parameters yet: {exc}", icon=":material/warning:")
+        return
+    except Exception as exc:  # noqa: BLE001 - the count is advice; a library surprise must not block the form
+        st.warning(f"Cannot count parameters for this combination ({type(exc).__name__}: {exc}).",
+                   icon=":material/warning:")
+        return
+    st.metric("Trainable parameters", f"{trainable:,}", f"{100 * trainable / total:.2f}% of {total:,}",
+              delta_color="off", delta_arrow="off")
+
+
+def training_section(task: str, peft: PeftSettings) -> TrainConfig:
+    from lab.engine import DEFAULT_LEARNING_RATES
+
+    t = base.train
+    train = TrainConfig(**{**t.__dict__})
+    columns = st.columns(3)
+    with columns[0]:
+        default_lr = DEFAULT_LEARNING_RATES[task][peft.method]
+        train.learning_rate = number("train", "learning_rate", "Learning rate", t.learning_rate, min_value=0.0,
+                                     step=1e-5, format="%g", placeholder=f"default {default_lr:g} for {peft.method}")
+    with columns[1]:
+        train.train_batch_size = number("train", "train_batch_size", "Batch size", t.train_batch_size, min_value=1)
+    with columns[2]:
+        train.epochs = number("train", "epochs", "Epochs", float(t.epochs), min_value=0.1, step=0.5)
+    return train
+
+
+def advanced_section(config: RunConfig) -> None:
+    t, train, data = base.train, config.train, config.data
+    with st.expander("Advanced"):
+        columns = st.columns(3)
+        with columns[0]:
+            train.lr_scheduler = choice("train", "lr_scheduler", "Scheduler", SCHEDULERS, t.lr_scheduler)
+            train.warmup_ratio = number("train", "warmup_ratio", "Warmup ratio", t.warmup_ratio, min_value=0.0,
+                                        max_value=0.99, step=0.01)
+            train.weight_decay = number("train", "weight_decay", "Weight decay", t.weight_decay, min_value=0.0,
+                                        step=0.01)
+            config.model.dropout = number("model", "dropout", "Model dropout", base.model.dropout, min_value=0.0,
+                                          max_value=0.99, step=0.05, placeholder="the model's own")
+            train.optimizer = choice("train", "optimizer", "Optimizer", OPTIMIZERS, t.optimizer)
+        with columns[1]:
+            train.gradient_accumulation_steps = number("train", "gradient_accumulation_steps",
+                                                       "Gradient accumulation", t.gradient_accumulation_steps,
+                                                       min_value=1)
+            train.max_length = number("train", "max_length", "Max length (tokens)", t.max_length, min_value=8,
+                                      max_value=8192, step=8)
+            train.precision = choice("train", "precision", "Precision", PRECISIONS, t.precision)
+            train.early_stopping_patience = number("train", "early_stopping_patience", "Early stopping patience",
+                                                   t.early_stopping_patience, min_value=0)
+            train.max_steps = number("train", "max_steps", "Max steps (0 = use epochs)", t.max_steps, min_value=0)
+        with columns[2]:
+            train.seed = number("train", "seed", "Seed", t.seed, min_value=0)
+            train.eval_steps = number("train", "eval_steps", "Evaluate every N steps (0 = each epoch)",
+                                      t.eval_steps, min_value=0)
+            train.logging_steps = number("train", "logging_steps", "Log loss every N steps", t.logging_steps,
+                                         min_value=1)
+            train.eval_batch_size = number("train", "eval_batch_size", "Evaluation batch size", t.eval_batch_size,
+                                           min_value=1)
+            data.source = choice("data", "source", "Built-in data from", ("auto", "hub", "offline"), base.data.source)
+        if config.task == "ner" and data.train_file:
+            data.tag_scheme = choice("data", "tag_scheme", "Tag scheme of your files", TAG_SCHEMES,
+                                     base.data.tag_scheme)
+        train.gradient_checkpointing = st.checkbox("Gradient checkpointing", t.gradient_checkpointing,
+                                                   key=key("train.gradient_checkpointing"),
+                                                   help=field_help("train", "gradient_checkpointing"))
+        config.model.trust_remote_code = st.checkbox("Trust remote code", base.model.trust_remote_code,
+                                                     key=key("model.trust_remote_code"),
+                                                     help=field_help("model", "trust_remote_code"))
+
+
+def config_files(config: RunConfig) -> None:
+    st.subheader("As a file or a command")
+    yaml_tab, cli_tab, load_tab = st.tabs(["YAML", "Command line", "Load a YAML"])
+    with yaml_tab:
+        st.code(config.to_yaml(), language="yaml", height=360)
+        st.download_button("Download config.yaml", config.to_yaml(), file_name="config.yaml",
+                           mime="application/x-yaml", icon=":material/download:")
+    with cli_tab:
+        st.code(cli_command(config), language="bash")
+    with load_tab:
+        uploaded = st.file_uploader("A config written by this page or `python -m lab config`", type=["yaml", "yml"],
+                                    key="yaml-upload")
+        if uploaded is not None and state.get("yaml-loaded") != uploaded.file_id:
+            state["yaml-loaded"] = uploaded.file_id
+            restart_form(RunConfig.from_yaml(uploaded.getvalue().decode("utf-8", errors="replace")))
+            st.rerun()
+
+
+def launch_section(config: RunConfig) -> None:
+    runner = get_runner()
+    busy = runner.running() + runner.queued()
+    if busy:
+        st.info(f"{len(busy)} run{'s' * (len(busy) != 1)} queued or training ({', '.join(busy)}): "
+                "a new launch waits in the queue and starts when the device is free.", icon=":material/hourglass_top:")
+    if st.button("Launch", type="primary", icon=":material/rocket_launch:"):
+        with user_errors():
+            config.validate()
+            run_id = launch(config)
+            state["form"] = config.to_dict()
+            open_run(run_id)
+
+
+with user_errors():
+    left, right = st.columns([2, 1])
+    name = left.text_input("Run name", base.name, key=key("name"), help=field_help("", "name"),
+                           placeholder="e.g. imdb-lora-r8")
+    task = right.radio("Task", TASKS, index=TASKS.index(base.task), format_func=TASK_NAMES.get,
+                       key=key("task"), on_change=on_task_change, horizontal=True)
+    st.subheader("Data")
+    data = data_section(task)
+    st.subheader("Model and method")
+    model = model_section()
+    peft = peft_section()
+    parameter_summary(RunConfig(task=task, data=data, model=model, peft=peft))
+    st.subheader("Training")
+    train = training_section(task, peft)
+    config = RunConfig(task=task, name=name, data=data, model=model, peft=peft, train=train)
+    advanced_section(config)
+    state["form"] = config.to_dict()  # survives a visit to another page
+    launch_section(config)
+    config_files(config)

@@ -1,0 +1,202 @@
+"""Live run: status, progress, loss and metric curves, per-label tables, confusion matrix, cancel, log.
+
+The run id is in the URL (`?run=...`), so a reload or a shared link shows the same run, including
+one started from the CLI. While the run is queued or running, the panel below redraws itself every
+REFRESH_SECONDS from the run store (`st.fragment(run_every=...)`); when the run ends, the page
+reruns once without the timer.
+"""
+import time
+
+import streamlit as st
+
+from lab.store import RunRecord
+from lab.ui_support import (RunView, format_duration, gpu_memory_mb, per_label_frame, primary_metric,
+                            run_view)
+from ui import charts
+from ui.common import PLAYGROUND_PAGE, get_runner, get_store, page_setup, status_badge, user_errors
+
+REFRESH_SECONDS = 1.0
+
+page_setup("Live run")
+st.title("Live run")
+store = get_store()
+
+
+def choose_run() -> str | None:
+    """The run named in the URL, else the newest active run, else the newest run; mirrored in the URL."""
+    runs = store.list_runs(limit=200)
+    if not runs:
+        st.info("No runs yet. Start one from the Home page (one click) or the New run page.")
+        return None
+    ids = [run.id for run in runs]
+    wanted = st.query_params.get("run")
+    if wanted and wanted not in ids:
+        st.error(f"There is no run {wanted!r} in {store.runs_dir}; pick one below.")
+        wanted = None
+    if not wanted:
+        wanted = next((run.id for run in runs if run.is_active), ids[0])
+    names = {run.id: f"{run.name} · {run.id}" for run in runs}
+    chosen = st.selectbox("Run", ids, index=ids.index(wanted), format_func=names.get)
+    st.query_params["run"] = chosen
+    return chosen
+
+
+def controls(run: RunRecord) -> None:
+    st.caption(f"{run.task} · {run.dataset} · {run.model} · {run.peft_method} · `{run.id}`")
+    row = st.container(horizontal=True)
+    if run.is_active and row.button("Cancel run", icon=":material/stop_circle:"):
+        with user_errors():
+            get_runner().cancel(run.id)
+            st.toast("Cancelling: the run stops at its next optimizer step.")
+            time.sleep(0.3)
+            st.rerun()
+    if run.status in ("failed", "cancelled", "interrupted") and row.button("Resume", icon=":material/replay:"):
+        with user_errors():
+            get_runner().resume(run.id)
+            st.rerun()
+    if run.status == "completed":
+        row.page_link(PLAYGROUND_PAGE, label="Try it in the playground", icon=":material/science:",
+                      query_params={"run": run.id})
+
+
+def status_message(run: RunRecord) -> None:
+    if run.status == "queued":
+        runner = get_runner()
+        queued, running = runner.queued(), runner.running()
+        if run.id in running:  # the runner took it; its thread has not marked it running yet
+            st.info("Starting…", icon=":material/hourglass_top:")
+            return
+        ahead = running + (queued[:queued.index(run.id)] if run.id in queued else [])
+        behind = f" behind {len(ahead)} run{'s' * (len(ahead) != 1)} ({', '.join(ahead)})" if ahead else ""
+        st.info(f"Queued{behind}: one run trains at a time on this device; it starts when the device is free.",
+                icon=":material/hourglass_top:")
+    elif run.status == "failed":
+        st.error(run.message or "The run failed.", icon=":material/error:")
+        if run.traceback:
+            with st.expander("Details for a bug report"):
+                st.code(run.traceback, language="text")
+    elif run.status in ("cancelled", "interrupted"):
+        st.warning(run.message or f"The run was {run.status}.", icon=":material/warning:")
+    elif run.status == "completed":
+        st.success(run.message or "Completed.", icon=":material/check_circle:")
+
+
+def progress(run: RunRecord, view: RunView) -> None:
+    step = view.last_step
+    if step is None:
+        if run.is_active:
+            st.progress(0.0, text="Loading data and model…" if run.status == "running" else "Waiting to start…")
+        return
+    done = 1.0 if run.status == "completed" else min(1.0, step.step / max(1, step.max_steps))
+    eta = f" · ETA {format_duration(step.eta_seconds)}" if run.is_active else ""
+    st.progress(done, text=f"step {step.step} / {step.max_steps} · epoch {step.epoch:.2f}{eta}")
+    # A wrapping row: four across on a desktop, two by two on a phone.
+    row = st.container(horizontal=True, gap="medium")
+    row.metric("Step", f"{step.step} / {step.max_steps}", width=160)
+    row.metric("Tokens / s", f"{step.tokens_per_second:,.0f}", width=160)
+    metric = primary_metric(run.task)
+    scores = view.evaluations[metric].tolist() if metric in view.evaluations else []
+    change = scores[-1] - scores[-2] if len(scores) > 1 else 0.0
+    row.metric(f"Validation {metric}", f"{scores[-1]:.3f}" if scores else "–",
+               f"{change:+.3f}" if abs(change) >= 5e-4 else None, width=160)
+    memory = gpu_memory_mb() if run.is_active else None
+    row.metric("Device", view.device or "–", f"{memory:,.0f} MB GPU memory" if memory is not None else None,
+               delta_color="off", delta_arrow="off", width=160)
+
+
+def label_table(per_label: list[dict]) -> None:
+    frame = per_label_frame(per_label)
+    styled = (frame.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:,}"})
+              .bar(subset=["f1"], vmin=0, vmax=1, color="#9ecae1"))
+    st.table(styled)
+
+
+def curves(view: RunView, smoothing: float) -> None:
+    left, right = st.columns(2)
+    if view.steps.empty:
+        left.caption("The training loss appears after the first optimizer step.")
+    else:
+        left.plotly_chart(charts.training_loss(view.steps, smoothing, view.evaluations), key="loss-chart",
+                          width="stretch")
+    if view.evaluations.empty:
+        right.caption("Validation metrics appear after the first evaluation.")
+    else:
+        right.plotly_chart(charts.validation_metrics(view.evaluations, view.metric_names), key="eval-chart",
+                           width="stretch")
+
+
+def per_label(view: RunView, normalize: bool) -> None:
+    latest = view.latest_eval
+    if latest is None:
+        return
+    st.subheader("Per label")
+    left, right = st.columns(2)
+    with left:
+        st.caption(f"Validation, step {latest.step} (epoch {latest.epoch:.2f})")
+        label_table(latest.per_label)
+    right.plotly_chart(charts.label_f1_history(view.per_label_history), key="f1-chart", width="stretch")
+    confusion = charts.confusion_heatmap(latest.confusion, normalize) if latest.confusion else None
+    if confusion is not None and len(latest.confusion["labels"]) > 8:
+        # Many labels (NER tags) need the full width to stay readable.
+        st.plotly_chart(confusion, key="confusion-chart", width="stretch")
+        left, right = st.columns(2)
+        with left:
+            results(view)
+        return
+    left, right = st.columns(2)
+    if confusion is not None:
+        left.plotly_chart(confusion, key="confusion-chart", width="stretch")
+    with right:
+        results(view)
+
+
+def results(view: RunView) -> None:
+    if view.test_eval is None:
+        return
+    st.markdown("**Test set**")
+    st.caption("Evaluated once, after training, on examples the run never trained or tuned on.")
+    st.markdown(" · ".join(f"{name} **{value:.3f}**" for name, value in view.test_eval.metrics.items()))
+    label_table(view.test_eval.per_label)
+    if view.result is not None:
+        result = view.result
+        share = 100 * result.trainable_params / result.total_params if result.total_params else 0
+        memory = f" · peak memory {result.peak_memory_mb:,.0f} MB" if result.peak_memory_mb else ""
+        st.caption(f"Trainable parameters {result.trainable_params:,} of {result.total_params:,} ({share:.2f}%) · "
+                   f"{format_duration(result.wall_seconds)}{memory}")
+
+
+def panel(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None:
+    with user_errors():  # a fragment rerun runs only this function: it needs its own error display
+        draw(run_id, was_live, smoothing, normalize)
+
+
+def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None:
+    run = store.get_run(run_id)
+    if was_live and not run.is_active:
+        st.rerun()  # the run ended: redraw the whole page once, without the refresh timer
+    view = run_view(event for _, event in store.events_since(run_id))
+    st.markdown(f"### {run.name} {status_badge(run.status)}")
+    controls(run)
+    status_message(run)
+    progress(run, view)
+    curves(view, smoothing)
+    per_label(view, normalize)
+    with st.expander(f"Log ({len(view.log)} lines)", expanded=run.status == "failed"):
+        st.code("\n".join(view.log[-400:]) or "(empty)", language="text")
+    if was_live:
+        st.caption(f"Live: refreshes every {REFRESH_SECONDS:g} s · updated {time.strftime('%H:%M:%S')}"
+                   f".{int(time.time() * 1000) % 1000:03d}")
+
+
+with user_errors():
+    run_id = choose_run()
+    if run_id:
+        run = store.get_run(run_id)
+        with st.sidebar:
+            smoothing = st.slider("Loss smoothing", 0.0, 0.95, 0.6, 0.05,
+                                  help="Exponential moving average of the training loss, as in TensorBoard.")
+            # NER's "O" row dwarfs every other count: shares keep the entity rows readable.
+            normalize = st.toggle("Confusion matrix as shares", value=run.task == "ner",
+                                  help="Divide each row by its true-label count, so rows read as recall.")
+        live = run.is_active
+        st.fragment(run_every=REFRESH_SECONDS if live else None)(panel)(run_id, live, smoothing, normalize)

@@ -1,0 +1,347 @@
+"""Every page of the Streamlit app, driven by streamlit.testing.v1.AppTest (no browser).
+
+Finished runs come from the real engine on the tiny BERT (a few seconds), written through the run
+store exactly as the app's job runner writes them. Each page is checked for what a user would
+notice: the form builds the config it shows and launches, errors appear as messages (never a
+traceback), the live page draws a finished run's curves and per-label tables.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.config import RunConfig
+from lab.store import RunStore
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 120  # seconds per script run: the first page that imports torch can be slow on a busy machine
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """A runs directory of its own for this module (the app keys its store and job runner by folder)."""
+    folder = tmp_path_factory.mktemp("app-runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB_RUNS_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def store(runs_dir) -> RunStore:
+    return RunStore(runs_dir)
+
+
+def tiny_config(name: str, task: str, train_file: Path, model: str) -> RunConfig:
+    config = RunConfig(task=task, name=name)
+    config.data.dataset, config.data.train_file = "", str(train_file)
+    config.model.name_or_path = model
+    config.train.epochs, config.train.eval_steps, config.train.logging_steps = 2.0, 4, 2
+    config.train.max_length, config.train.train_batch_size = 32, 16
+    config.peft.method = "full" if task == "ner" else "lora"
+    config.train.learning_rate = 3e-3
+    return config
+
+
+def train_in_store(store: RunStore, config: RunConfig) -> str:
+    """A finished run, trained synchronously the way the app's job runner trains one."""
+    from lab.engine import train
+    from lab.jobs import execute_run
+
+    run = store.create_run(config)
+    status = execute_run(store, run.id, train, threading.Event())
+    assert status == "completed", store.get_run(run.id).message
+    return run.id
+
+
+@pytest.fixture(scope="module")
+def classification_run(store, sentiment_csv, tiny_model_dir) -> str:
+    return train_in_store(store, tiny_config("tiny-sentiment", "classification", sentiment_csv, tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def ner_run(store, ner_conll, tiny_model_dir) -> str:
+    return train_in_store(store, tiny_config("tiny-ner", "ner", ner_conll, tiny_model_dir))
+
+
+def app(page: str = "", **query) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    if page:
+        at.run()
+        at.switch_page(page)
+    return at.run()
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def plotly_specs(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by title (Streamlit's theme may wrap titles in <b>)."""
+    specs = [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"].replace("<b>", "").replace("</b>", ""): spec for spec in specs}
+
+
+def wait_until_ended(store: RunStore, run_id: str, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while store.get_run(run_id).is_active and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return store.get_run(run_id).status
+
+
+def widget(widgets, label: str):
+    return next(w for w in widgets if w.label == label)
+
+
+def newest_run(store: RunStore):
+    return store.list_runs(limit=1)[0]
+
+
+# ---- Home ------------------------------------------------------------------------------------------
+def test_home_shows_one_click_cards_offline_substitute_and_recent_runs(classification_run):
+    at = app()
+    no_exception(at)
+    assert [b.label for b in at.button] == ["Start IMDB sentiment", "Start CoNLL-2003 NER"]
+    # Tests run offline, so the CoNLL card says it trains WNUT-16 instead.
+    assert any("WNUT-16" in caption.value for caption in at.caption)
+    assert any(classification_run in caption.value for caption in at.caption)
+
+
+def test_one_click_launches_a_small_frequently_evaluated_run(store, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("LAB_ONE_CLICK_MODEL", tiny_model_dir)
+    monkeypatch.setenv("LAB_ONE_CLICK_SET", "train.max_steps=3;data.train_subset=48;data.eval_subset=16")
+    at = app()
+    widget(at.button, "Start CoNLL-2003 NER").click().run()
+    no_exception(at)
+    run = newest_run(store)
+    config = store.load_config(run.id)
+    assert (config.task, config.data.dataset, config.model.name_or_path) == ("ner", "wnut16", tiny_model_dir)
+    assert config.train.eval_steps == 25 and config.train.logging_steps == 5
+    assert at.query_params["run"] == run.id  # the app went to the run's live view
+    assert wait_until_ended(store, run.id) == "completed", store.get_run(run.id).message
+
+
+# ---- New run ---------------------------------------------------------------------------------------
+def fill_form(at: AppTest, train_file: Path, model: str) -> AppTest:
+    widget(at.text_input, "Run name").input("form-run")
+    widget(at.radio, "Source").set_value("Your files").run()
+    widget(at.text_input, "Train file").input(str(train_file))
+    widget(at.selectbox, "Model").set_value("other").run()
+    widget(at.text_input, "Hub id or local folder").input(model)
+    widget(at.selectbox, "Method").set_value("lora").run()
+    widget(at.number_input, "Rank r").set_value(4)
+    widget(at.number_input, "Learning rate").set_value(0.002)
+    widget(at.number_input, "Batch size").set_value(8)
+    widget(at.number_input, "Epochs").set_value(1.0)
+    widget(at.number_input, "Evaluate every N steps (0 = each epoch)").set_value(3)
+    widget(at.number_input, "Seed").set_value(7)
+    return at.run()
+
+
+def expected_form_config(train_file: Path, model: str) -> RunConfig:
+    config = RunConfig(task="classification", name="form-run")
+    config.data.dataset, config.data.train_file = "", str(train_file)
+    config.data.train_subset, config.data.eval_subset = 2000, 500  # the classification default's subsets
+    config.model.name_or_path = model
+    config.peft.r = 4
+    config.train.learning_rate, config.train.train_batch_size, config.train.epochs = 0.002, 8, 1.0
+    config.train.eval_steps, config.train.seed = 3, 7
+    return config
+
+
+def test_new_run_form_builds_shows_and_launches_the_config(store, sentiment_csv, tiny_model_dir):
+    at = fill_form(app("pages/2_New_run.py"), sentiment_csv, tiny_model_dir)
+    no_exception(at)
+    expected = expected_form_config(sentiment_csv, tiny_model_dir)
+    shown_yaml = next(code.value for code in at.code if code.language == "yaml")
+    assert RunConfig.from_yaml(shown_yaml) == expected
+    command = next(code.value for code in at.code if code.language == "bash")
+    assert "--train-file" in command and "--lr 0.002" in command and "--set train.eval_steps=3" in command
+    # The parameter count is shown before launch, for the model and method chosen.
+    count = widget(at.metric, "Trainable parameters")
+    assert int(count.value.replace(",", "")) > 0 and "% of" in count.delta
+    widget(at.button, "Launch").click().run()
+    no_exception(at)
+    run = newest_run(store)
+    assert run.name == "form-run" and store.load_config(run.id) == expected
+    assert wait_until_ended(store, run.id) == "completed", store.get_run(run.id).message
+
+
+def test_new_run_shows_a_config_error_as_a_message(store, tiny_model_dir):
+    at = app("pages/2_New_run.py")
+    widget(at.radio, "Source").set_value("Your files").run()
+    widget(at.text_input, "Train file").input("/no/such/train.csv").run()
+    runs_before = len(store.list_runs())
+    widget(at.button, "Launch").click().run()
+    no_exception(at)
+    assert any("train_file '/no/such/train.csv' does not exist" in error.value for error in at.error)
+    assert len(store.list_runs()) == runs_before
+
+
+def test_new_run_form_fills_from_an_uploaded_yaml(tiny_model_dir):
+    config = RunConfig(task="ner", name="from-yaml")
+    config.data.dataset = "wnut16"
+    config.peft.method, config.peft.num_virtual_tokens = "prompt", 12
+    config.train.learning_rate, config.train.warmup_ratio = 0.02, 0.2
+    at = app("pages/2_New_run.py")
+    at.file_uploader(key="yaml-upload").set_value(("run.yaml", config.to_yaml().encode(), "application/x-yaml"))
+    at.run()
+    no_exception(at)
+    assert widget(at.text_input, "Run name").value == "from-yaml"
+    assert widget(at.number_input, "Virtual tokens").value == 12  # the method's own parameters appear
+    shown_yaml = next(code.value for code in at.code if code.language == "yaml")
+    assert RunConfig.from_yaml(shown_yaml) == config
+
+
+# ---- Live run --------------------------------------------------------------------------------------
+def test_live_page_shows_a_finished_runs_curves_and_tables(store, classification_run):
+    at = app("pages/3_Live_run.py", run=classification_run)
+    no_exception(at)
+    steps = [e for _, e in store.events_since(classification_run) if e.kind == "step"]
+    figures = plotly_specs(at)
+    loss = figures["Training loss"]["data"][0]
+    assert loss["x"] == [e.step for e in steps] and loss["y"] == pytest.approx([e.loss for e in steps])
+    assert "Validation metrics" in figures and "F1 per label across evaluations" in figures
+    assert figures["Training loss"]["data"][-1]["name"] == "validation"  # validation loss on the same axes
+    assert "Confusion matrix" in figures
+    tables = [table.value for table in at.table]
+    validation, test = tables[0], tables[1]
+    assert {"neg", "pos", "macro avg"} <= set(validation.index)
+    assert list(validation.columns) == ["precision", "recall", "f1", "support"]
+    report = json.loads((store.run_dir(classification_run) / "report.json").read_text())
+    assert test.loc["macro avg", "f1"] == pytest.approx(report["per_label"][-2]["f1"])
+    assert any("Finished" in success.value for success in at.success)
+    assert at.query_params["run"] == classification_run  # a reload finds the same run
+    assert not any(b.label == "Cancel run" for b in at.button)  # nothing to cancel once it ended
+
+
+def test_live_page_for_a_failed_run_shows_its_message_not_a_traceback(store):
+    run = store.create_run(RunConfig(name="doomed"))
+    store.mark_running(run.id)
+    store.finish(run.id, "failed", "Out of memory. Lower train.train_batch_size.",
+                 "Traceback (most recent call last): ...")
+    at = app("pages/3_Live_run.py", run=run.id)
+    no_exception(at)
+    assert at.error[0].value == "Out of memory. Lower train.train_batch_size."
+    assert widget(at.button, "Resume")  # a failed run can be resumed
+
+
+def test_live_page_names_an_unknown_run(classification_run):
+    at = app("pages/3_Live_run.py", run="no-such-run")
+    no_exception(at)
+    assert "There is no run 'no-such-run'" in at.error[0].value
+
+
+def test_live_page_cancels_a_running_run(store, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("LAB_ONE_CLICK_MODEL", tiny_model_dir)
+    monkeypatch.setenv("LAB_ONE_CLICK_SET", "train.max_steps=100000;data.train_subset=200;data.eval_subset=16")
+    at = app()
+    widget(at.button, "Start IMDB sentiment").click().run()
+    run_id = at.query_params["run"]
+    assert store.get_run(run_id).is_active
+    # While it trains, the New run page says that another launch would wait in the queue.
+    form = app("pages/2_New_run.py")
+    assert any(run_id in info.value and "waits in the queue" in info.value for info in form.info)
+    widget(at.button, "Cancel run").click().run()
+    no_exception(at)
+    assert wait_until_ended(store, run_id) == "cancelled"
+    at.run()
+    assert any(warning.value.startswith("Cancel") for warning in at.warning)
+
+
+# ---- Data ------------------------------------------------------------------------------------------
+def test_data_page_previews_an_uploaded_file(sentiment_csv, tiny_model_dir):
+    at = app("pages/1_Data.py")
+    widget(at.radio, "Source").set_value("Upload a file").run()
+    at.file_uploader[0].set_value(("reviews.csv", sentiment_csv.read_bytes(), "text/csv")).run()
+    widget(at.text_input, "Model (its tokenizer)").input(tiny_model_dir).run()
+    no_exception(at)
+    assert widget(at.selectbox, "Label column").value == "label"
+    preview = at.dataframe[0].value
+    assert list(preview.columns) == ["text", "label"] and set(preview["label"]) == {"neg", "pos"}
+    figures = plotly_specs(at)
+    assert "Examples per label" in figures
+    histogram = next(spec for title, spec in figures.items() if title.startswith("Sub-word tokens per example"))
+    assert len(histogram["data"][0]["x"]) > 0
+    assert any("get truncated" in markdown.value for markdown in at.markdown)
+
+
+def test_data_page_shows_the_line_of_a_broken_file(tmp_path):
+    at = app("pages/1_Data.py")
+    widget(at.radio, "Source").set_value("Upload a file").run()
+    at.file_uploader[0].set_value(("bad.csv", b"text,label\ngood film,pos\nbad film,\n", "text/csv")).run()
+    no_exception(at)
+    assert "row 3" in at.error[0].value and "blank" in at.error[0].value
+
+
+def test_data_page_shows_how_ner_tags_land_on_sub_words(ner_conll, tiny_model_dir):
+    at = app("pages/1_Data.py")
+    widget(at.radio, "Task").set_value("ner").run()
+    widget(at.radio, "Source").set_value("Upload a file").run()
+    at.file_uploader[0].set_value(("ner.conll", ner_conll.read_bytes(), "text/plain")).run()
+    widget(at.text_input, "Model (its tokenizer)").input(tiny_model_dir).run()
+    no_exception(at)
+    alignment = at.dataframe[-1].value
+    assert alignment["token"].iloc[0] == "[CLS]" and alignment["label"].iloc[0] == "-100"
+    first_train_sentence = at.dataframe[0].value.iloc[0]
+    # Every word's tag appears once, on its first piece, in order; everything else is -100.
+    assert alignment.loc[alignment["label"] != "-100", "label"].tolist() == first_train_sentence["tags"].split()
+    assert alignment.loc[alignment["label"] != "-100", "word"].tolist() == first_train_sentence["words"].split()
+
+
+# ---- Runs ------------------------------------------------------------------------------------------
+def test_runs_page_compares_runs_side_by_side(store, classification_run, ner_run):
+    at = app("pages/4_Runs.py")
+    no_exception(at)
+    widget(at.multiselect, "Runs to compare").set_value([classification_run, ner_run]).run()
+    no_exception(at)
+    table = at.table[0].value
+    assert "trainable parameters" in table.index and table.shape[1] == 2
+    trainable = store.get_run(classification_run).summary["trainable_params"]
+    assert f"{trainable:,}" in table.loc["trainable parameters"].tolist()
+    figures = plotly_specs(at)
+    assert len(figures["Training loss (smoothed)"]["data"]) == 2
+    widget(at.selectbox, "Run").set_value(classification_run).run()
+    labels = [button.label for button in at.get("download_button")]
+    assert {"config.yaml", "report.json", "adapter (.zip)"} <= set(labels)
+
+
+def test_runs_page_refuses_to_delete_an_active_run(store):
+    run = store.create_run(RunConfig(name="still-queued"))
+    at = app("pages/4_Runs.py")
+    widget(at.selectbox, "Run").set_value(run.id).run()
+    at.button(key="delete-confirm").click().run()
+    no_exception(at)
+    assert any("cancel it first" in error.value for error in at.error)
+    store.finish(run.id, "cancelled", "test cleanup")
+
+
+# ---- Playground ------------------------------------------------------------------------------------
+def test_playground_classifies_text_with_probabilities(classification_run):
+    at = app("pages/5_Playground.py", run=classification_run)
+    no_exception(at)
+    prediction = widget(at.metric, "Prediction")
+    assert prediction.value in ("neg", "pos")
+    bars = plotly_specs(at)["Label probabilities"]["data"][0]
+    assert sorted(bars["y"]) == ["neg", "pos"] and sum(bars["x"]) == pytest.approx(1.0)
+    widget(at.toggle, "Show them").set_value(True).run()
+    no_exception(at)
+    assert list(at.dataframe[-1].value.columns) == ["text", "true", "predicted", "confidence"]
+
+
+def test_playground_highlights_entities_for_ner(ner_run):
+    at = app("pages/5_Playground.py", run=ner_run)
+    no_exception(at)
+    widget(at.text_area, "Text (words are split on spaces)").input("Maria Silva moved to Lisbon last year .").run()
+    no_exception(at)
+    rendered = [m.value for m in at.markdown if "line-height" in m.value][0]
+    assert "Lisbon" in rendered
+    tags = at.dataframe[0].value
+    assert list(tags["word"]) == "Maria Silva moved to Lisbon last year .".split()

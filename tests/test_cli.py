@@ -1,0 +1,73 @@
+"""The command line as a user runs it: a real subprocess, exit codes, stderr, JSON output."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lab(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "lab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--train-file", "no-such-file.csv"], "does not exist"),
+    (["train", "--lr", "-1"], "learning_rate must be > 0"),
+    (["train", "--batch-size", "0"], "train_batch_size must be >= 1"),
+    (["train", "--epochs", "lots"], "must be a number"),
+    (["train", "--set", "train.lr=3"], "Unknown config key 'train.lr'"),
+    (["train", "--set", "peft.r=0", "--peft", "lora"], "rank r must be >= 1"),
+    (["train", "--task", "ner", "--dataset", "conll2003"], "no offline copy of CoNLL-2003"),
+    (["train", "--model", "no-such-org/no-such-model", "--max-steps", "1"], "hub is unreachable"),
+    (["predict", "/", "--text", "hello"], "holds no saved model"),
+    (["config", "--example", "ner", "--bogus"], "unrecognized arguments"),
+])
+def test_user_errors_exit_nonzero_with_one_line(args, message):
+    result = lab(*args)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert len(lines) == 1 or lines[0].startswith("usage:"), result.stderr
+
+
+def test_config_example_round_trips(tmp_path):
+    result = lab("config", "--example", "ner")
+    assert result.returncode == 0
+    path = tmp_path / "ner.yaml"
+    path.write_text(result.stdout)
+    from lab.config import RunConfig
+
+    config = RunConfig.load(path)
+    assert config.task == "ner" and config.data.dataset == "wnut16"
+    assert "# " in result.stdout  # every field carries its help as a comment
+
+
+def test_train_then_predict_then_inspect(tiny_model_dir, ner_conll, tmp_path):
+    out = tmp_path / "out"
+    result = lab("train", "--task", "ner", "--train-file", ner_conll, "--model", tiny_model_dir, "--peft", "full",
+                 "--lr", "3e-3", "--batch-size", "8", "--max-steps", "12", "--max-length", "48",
+                 "--name", "cli test", "--output", out, "--set", "train.eval_steps=12")
+    assert result.returncode == 0, result.stderr
+    assert "micro avg" in result.stdout  # the per-label table was printed
+    assert (out / "model" / "lab_model.json").is_file()
+
+    words = "yesterday Maria travelled to Lisbon"
+    predicted = lab("predict", out, "--text", words, "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    (item,) = json.loads(predicted.stdout)
+    assert item["words"] == words.split() and len(item["tags"]) == 5
+
+    runs = json.loads(lab("runs", "--json").stdout)
+    run = next(r for r in runs if r["name"] == "cli-test" or r["name"] == "cli test")
+    assert run["status"] == "completed"
+    shown = json.loads(lab("show", run["id"], "--json").stdout)
+    assert shown["status"] == "completed"
+    assert {"label", "precision", "recall", "f1", "support"} <= set(shown["per_label"][0])
+    assert "f1" in shown["metrics"]

@@ -1,0 +1,132 @@
+"""lab.ui_support: what the app's pages compute, checked without Streamlit."""
+from __future__ import annotations
+
+import argparse
+import shlex
+
+import pytest
+
+from lab.config import RunConfig, default_config
+from lab.errors import DataError
+from lab.events import EvalEvent, LogEvent, ResultEvent, StatusEvent, StepEvent
+from lab.ui_support import (cli_command, entities_html, entity_spans, format_duration, one_click_runs, run_view,
+                            save_upload, smooth, truncated_share)
+
+
+def parse_cli(command: str) -> RunConfig:
+    """What `python -m lab train ...` builds from the command (its own config_from_args)."""
+    from lab.cli import FLAG_TO_KEY, config_from_args
+
+    tokens = shlex.split(command.replace("\\\n", " "))
+    assert tokens[:4] == ["python", "-m", "lab", "train"]
+    args = argparse.Namespace(config=None, set=[], **{flag: None for flag in FLAG_TO_KEY})
+    for flag, value in zip(tokens[4::2], tokens[5::2]):
+        name = flag.removeprefix("--").replace("-", "_")
+        if name == "set":
+            args.set.append(value)
+        else:
+            setattr(args, name, value)
+    return config_from_args(args)
+
+
+def custom_config(train_file: str) -> RunConfig:
+    config = default_config("ner")
+    config.name = "true"  # a name YAML would read as a boolean
+    config.data.dataset, config.data.train_file = "", train_file
+    config.peft.method, config.peft.target_modules = "loha", ["query", "value"]
+    config.model.dropout, config.train.learning_rate, config.train.warmup_ratio = 0.2, 1e-5, 0.15
+    return config
+
+
+@pytest.mark.parametrize("make", [
+    lambda files: one_click_runs(offline=True)[0].config,
+    lambda files: one_click_runs(offline=True)[1].config,
+    lambda files: one_click_runs(offline=False)[1].config,
+    lambda files: default_config("classification"),
+    lambda files: custom_config(str(files / "ner.conll")),
+])
+def test_cli_command_rebuilds_the_same_config(make, fixtures_dir):
+    config = make(fixtures_dir)
+    assert parse_cli(cli_command(config)) == config
+
+
+def test_one_click_runs_evaluate_early_and_go_offline(monkeypatch):
+    monkeypatch.delenv("LAB_ONE_CLICK_MODEL", raising=False)
+    monkeypatch.delenv("LAB_ONE_CLICK_SET", raising=False)
+    imdb, ner = one_click_runs(offline=True)
+    for card in (imdb, ner):
+        card.config.validate()
+        assert card.config.model.name_or_path == "minilm"
+        assert card.config.train.eval_steps <= 30 and card.config.train.logging_steps <= 5
+        assert 0 < card.config.data.eval_subset <= 200
+    assert ner.config.data.dataset == "wnut16" and "runs WNUT-16" in ner.note
+    assert one_click_runs(offline=False)[1].config.data.dataset == "conll2003"
+
+
+def test_one_click_environment_overrides_apply_per_card(monkeypatch):
+    monkeypatch.setenv("LAB_ONE_CLICK_MODEL", "/models/tiny")
+    monkeypatch.setenv("LAB_ONE_CLICK_SET", "train.max_steps=7; conll:train.max_steps=9 ;data.eval_subset=8")
+    imdb, ner = one_click_runs(offline=True)
+    assert imdb.config.model.name_or_path == ner.config.model.name_or_path == "/models/tiny"
+    assert (imdb.config.train.max_steps, ner.config.train.max_steps) == (7, 9)
+    assert imdb.config.data.eval_subset == ner.config.data.eval_subset == 8
+
+
+def test_run_view_folds_events_into_tables():
+    per_label = [{"label": "neg", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},
+                 {"label": "pos", "precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 1},
+                 {"label": "macro avg", "precision": 0.75, "recall": 0.75, "f1": 0.6667, "support": 3}]
+    events = [StatusEvent(status="running"), LogEvent(message="device cpu, precision fp32, learning rate 0.001"),
+              StepEvent(step=1, max_steps=4, loss=0.9), StepEvent(step=2, max_steps=4, loss=0.7),
+              EvalEvent(step=2, loss=0.8, metrics={"accuracy": 0.5}, per_label=per_label),
+              StepEvent(step=4, max_steps=4, loss=0.5),
+              EvalEvent(step=4, loss=0.6, metrics={"accuracy": 0.75}, per_label=per_label),
+              EvalEvent(split="test", step=4, metrics={"accuracy": 0.7}, per_label=per_label),
+              ResultEvent(metrics={"accuracy": 0.7}, trainable_params=10, total_params=100)]
+    view = run_view(events)
+    assert view.steps["loss"].tolist() == [0.9, 0.7, 0.5] and view.last_step.step == 4
+    assert view.evaluations[["step", "loss", "accuracy"]].values.tolist() == [[2, 0.8, 0.5], [4, 0.6, 0.75]]
+    assert view.metric_names == ["accuracy"]
+    # Averages stay out of the per-label history; each evaluation adds one row per label.
+    assert view.per_label_history[["step", "label"]].values.tolist() == [[2, "neg"], [2, "pos"], [4, "neg"], [4, "pos"]]
+    assert view.latest_eval.step == 4 and view.test_eval.metrics == {"accuracy": 0.7}
+    assert view.result.trainable_params == 10 and view.device == "cpu (fp32)"
+    assert len(view.log) == 1 and view.log[0].endswith("device cpu, precision fp32, learning rate 0.001")
+
+
+def test_smooth_is_a_debiased_moving_average():
+    assert smooth([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
+    smoothed = smooth([2.0, 2.0, 2.0], 0.9)
+    assert smoothed == pytest.approx([2.0, 2.0, 2.0])  # no pull towards 0 at the start
+    assert smooth([0.0, 10.0], 0.5)[1] == pytest.approx((0.5 * 0.5 * 0 + 0.5 * 10) / (1 - 0.25))
+
+
+def test_save_upload_keeps_a_safe_name_inside_the_runs_dir(tmp_path):
+    path = save_upload("../../etc/evil name.CSV", b"text,label\nok,pos\n", tmp_path)
+    assert path.parent == tmp_path / "uploads" and path.suffix == ".csv" and ".." not in path.name
+    assert path.read_bytes() == b"text,label\nok,pos\n"
+    assert save_upload("../../etc/evil name.CSV", b"text,label\nok,pos\n", tmp_path) == path  # stored once
+    with pytest.raises(DataError, match="unsupported file type .exe"):
+        save_upload("model.exe", b"MZ", tmp_path)
+    with pytest.raises(DataError, match="empty"):
+        save_upload("empty.csv", b"", tmp_path)
+
+
+def test_entity_spans_group_words_by_entity():
+    words = "Ada Lovelace met Charles Babbage in London".split()
+    tags = ["B-PER", "I-PER", "O", "B-PER", "I-PER", "O", "B-LOC"]
+    assert entity_spans(words, tags) == [("Ada Lovelace", "PER"), ("met", None), ("Charles Babbage", "PER"),
+                                         ("in", None), ("London", "LOC")]
+
+
+def test_small_formatters():
+    assert format_duration(59.6) == "1 min 00 s" and format_duration(3725) == "1 h 02 min"
+    assert format_duration(None) == "–"
+    assert truncated_share([10, 129, 200, 128], 128) == 0.5 and truncated_share([], 128) == 0.0
+
+
+def test_entities_html_highlights_by_type_and_escapes_text():
+    rendered = entities_html(["<b>Ada</b>", "met", "Paris"], ["B-PER", "O", "B-LOC"])
+    assert rendered.count('class="lab-entity"') == 2
+    assert "&lt;b&gt;Ada&lt;/b&gt;" in rendered and "<b>Ada</b>" not in rendered
+    assert ">PER</b>" in rendered and ">LOC</b>" in rendered

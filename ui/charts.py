@@ -1,0 +1,128 @@
+"""Plotly figures for the pages. Pure functions of tables (no streamlit), so tests can check them.
+
+Columns are passed as plain lists: plotly would send numpy arrays base64-encoded, which a browser
+test cannot count points in.
+
+Every figure keeps a fixed `uirevision`, so a chart redrawn each second while a run is live keeps
+the user's zoom and hidden traces. Titles are stable: the browser test finds charts by title.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from lab.ui_support import RunView, smooth
+
+TRAINING_LOSS_TITLE = "Training loss"
+HEIGHT = 330
+
+
+def _layout(figure: go.Figure, title: str, x_title: str = "", y_title: str = "",
+            height: int = HEIGHT) -> go.Figure:
+    # The legend goes under the plot: above it, it collides with the title on narrow screens.
+    figure.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height,
+                         margin=dict(l=10, r=10, t=40, b=10), uirevision=title,
+                         legend=dict(orientation="h", yanchor="top", y=-0.32, xanchor="left", x=0),
+                         hovermode="x unified")
+    figure.update_xaxes(title_text=x_title)
+    figure.update_yaxes(title_text=y_title)
+    return figure
+
+
+def training_loss(steps: pd.DataFrame, smoothing: float, evaluations: Optional[pd.DataFrame] = None) -> go.Figure:
+    """Raw training loss (faint), its smoothed line, and validation loss at each evaluation, against
+    the optimizer step. The raw loss is always the first trace."""
+    figure = go.Figure()
+    if not steps.empty:
+        figure.add_scatter(x=steps["step"].tolist(), y=steps["loss"].tolist(), mode="lines+markers", name="training",
+                           line=dict(color="rgba(31,119,180,0.35)"), marker=dict(size=4))
+        if smoothing > 0:
+            figure.add_scatter(x=steps["step"].tolist(), y=smooth(steps["loss"].tolist(), smoothing), mode="lines",
+                               name=f"smoothed ({smoothing:g})", line=dict(color="rgb(31,119,180)", width=2.5))
+    if evaluations is not None and not evaluations.empty:
+        figure.add_scatter(x=evaluations["step"].tolist(), y=evaluations["loss"].tolist(), mode="lines+markers",
+                           name="validation", line=dict(color="rgb(214,39,40)", dash="dash"))
+    return _layout(figure, TRAINING_LOSS_TITLE, "step", "loss")
+
+
+def validation_metrics(evaluations: pd.DataFrame, metric_names: Sequence[str]) -> go.Figure:
+    """Validation metrics (all in [0, 1]) at each evaluation."""
+    figure = go.Figure()
+    steps = evaluations["step"].tolist()
+    for name in metric_names:
+        figure.add_scatter(x=steps, y=evaluations[name].tolist(), mode="lines+markers", name=name)
+    figure.update_yaxes(range=[0, 1.02])
+    return _layout(figure, "Validation metrics", "step", "")
+
+
+def label_f1_history(history: pd.DataFrame) -> go.Figure:
+    """Each label's F1 across evaluations: which labels the model learns first, and which it never does."""
+    figure = go.Figure()
+    for label, rows in history.groupby("label", sort=False):
+        figure.add_scatter(x=rows["step"].tolist(), y=rows["f1"].tolist(), mode="lines+markers", name=str(label))
+    figure.update_yaxes(range=[0, 1.02])
+    return _layout(figure, "F1 per label across evaluations", "step", "F1")
+
+
+def confusion_heatmap(confusion: dict, normalize: bool) -> go.Figure:
+    """Rows are true labels, columns predicted; normalised rows show each label's recall spread."""
+    labels, matrix = confusion.get("labels", []), pd.DataFrame(confusion.get("matrix", []))
+    values = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0) if normalize else matrix
+    text = values.map(lambda v: f"{v:.2f}") if normalize else values.astype(str)
+    # Numbers in the cells only while they fit; with many labels they stay in the hover.
+    template = "%{text}" if len(labels) <= 12 else None
+    figure = go.Figure(go.Heatmap(z=values.values, x=labels, y=labels, text=text.values, texttemplate=template,
+                                  colorscale="Blues", showscale=False,
+                                  hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    figure.update_yaxes(autorange="reversed")
+    size = max(300, min(700, 40 * len(labels) + 120))
+    figure = _layout(figure, "Confusion matrix" + (" (share of each true label)" if normalize else ""),
+                     "predicted", "true", height=size)
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def label_probabilities(probabilities: dict[str, float]) -> go.Figure:
+    ordered = sorted(probabilities.items(), key=lambda item: item[1])
+    figure = go.Figure(go.Bar(x=[p for _, p in ordered], y=[label for label, _ in ordered], orientation="h",
+                              text=[f"{p:.1%}" for _, p in ordered], textposition="auto"))
+    figure.update_xaxes(range=[0, 1])
+    figure = _layout(figure, "Label probabilities", "probability", "",
+                     height=max(160, 60 + 36 * len(ordered)))
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def label_distribution(counts: pd.DataFrame, task: str) -> go.Figure:
+    figure = go.Figure()
+    for split, rows in counts.groupby("split", sort=False):
+        figure.add_bar(x=rows["label"].tolist(), y=rows["count"].tolist(), name=str(split))
+    figure.update_layout(barmode="group")
+    title = "Entities per type" if task == "ner" else "Examples per label"
+    return _layout(figure, title, "", "count")
+
+
+def token_length_histogram(lengths: Sequence[int], max_length: int, model: str) -> go.Figure:
+    figure = go.Figure(go.Histogram(x=list(lengths), nbinsx=50, name="examples"))
+    figure.add_vline(x=max_length, line_dash="dash", line_color="firebrick",
+                     annotation_text=f"max_length {max_length}", annotation_position="top right")
+    figure = _layout(figure, f"Sub-word tokens per example ({model})", "tokens", "examples")
+    figure.update_layout(hovermode="closest", showlegend=False)
+    return figure
+
+
+def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional[str]) -> tuple[go.Figure, go.Figure]:
+    """Training loss (smoothed) and the validation metric of several runs on shared axes."""
+    loss, scores = go.Figure(), go.Figure()
+    for name, view in views.items():
+        if not view.steps.empty:
+            loss.add_scatter(x=view.steps["step"].tolist(), y=smooth(view.steps["loss"].tolist(), smoothing),
+                             mode="lines", name=name)
+        if metric and metric in view.evaluations:
+            scores.add_scatter(x=view.evaluations["step"].tolist(), y=view.evaluations[metric].tolist(),
+                               mode="lines+markers", name=name)
+    scores.update_yaxes(range=[0, 1.02])
+    return (_layout(loss, "Training loss (smoothed)", "step", "loss"),
+            _layout(scores, f"Validation {metric or 'metric'}", "step", metric or ""))

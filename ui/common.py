@@ -1,0 +1,106 @@
+"""Streamlit glue the pages share: one run store and one job runner per server process, showing
+user errors as messages, and links between pages.
+
+The library (lab/) never imports streamlit; this package is the app's side of the seam. The job
+runner lives in `st.cache_resource`, so every browser tab, reload and page talks to the same
+runner, and training threads never touch `st.*` (they only write to the run store).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+import streamlit as st
+
+from lab.errors import LabError
+from lab.store import RunStore, default_runs_dir
+
+HOME_PAGE = "app.py"
+DATA_PAGE = "pages/1_Data.py"
+NEW_RUN_PAGE = "pages/2_New_run.py"
+LIVE_PAGE = "pages/3_Live_run.py"
+RUNS_PAGE = "pages/4_Runs.py"
+PLAYGROUND_PAGE = "pages/5_Playground.py"
+
+STATUS_BADGES = {"queued": ":gray-badge[queued]", "running": ":blue-badge[running]",
+                 "completed": ":green-badge[completed]", "failed": ":red-badge[failed]",
+                 "cancelled": ":orange-badge[cancelled]", "interrupted": ":orange-badge[interrupted]"}
+
+
+@st.cache_resource(show_spinner=False)
+def _store(runs_dir: str) -> RunStore:
+    return RunStore.open(runs_dir)
+
+
+@st.cache_resource(show_spinner=False)
+def _runner(runs_dir: str):
+    from lab.jobs import JobRunner  # imports torch lazily, on the first page that needs the runner
+
+    return JobRunner(_store(runs_dir))
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up() -> threading.Thread:
+    """Import the training stack (torch, transformers, peft: 10-30 s on a small CPU) in the background
+    once per server, so the first launch does not wait for it."""
+    def load() -> None:
+        import lab.engine  # noqa: F401
+
+    thread = threading.Thread(target=load, name="lab-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _runs_dir() -> str:
+    # Keyed by folder, so a test (or a restart) pointing LAB_RUNS_DIR elsewhere gets its own store.
+    return str(default_runs_dir().resolve())
+
+
+def get_store() -> RunStore:
+    return _store(_runs_dir())
+
+
+def get_runner():
+    """The process-wide lab.jobs.JobRunner."""
+    return _runner(_runs_dir())
+
+
+NAVIGATION = ((HOME_PAGE, "Home", ":material/home:"), (DATA_PAGE, "Data", ":material/dataset:"),
+              (NEW_RUN_PAGE, "New run", ":material/tune:"), (LIVE_PAGE, "Live run", ":material/monitoring:"),
+              (RUNS_PAGE, "Runs", ":material/table_rows:"), (PLAYGROUND_PAGE, "Playground", ":material/science:"))
+
+
+def page_setup(title: str) -> None:
+    """Page config and the sidebar menu. The menu is drawn here (config.toml hides the automatic
+    one) only so the first page reads "Home" instead of its file name "app"; the pages themselves
+    still come from the pages/ folder."""
+    st.set_page_config(page_title=f"{title} · Fine-Tuning Lab", page_icon=":material/science:", layout="wide")
+    _warm_up()
+    with st.sidebar:
+        st.markdown("**Fine-Tuning Lab**")
+        for page, label, icon in NAVIGATION:
+            st.page_link(page, label=label, icon=icon)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a LabError (bad file, unknown model, bad value) as a message; the page goes on."""
+    try:
+        yield
+    except LabError as exc:
+        st.error(str(exc), icon=":material/error:")
+
+
+def status_badge(status: str) -> str:
+    return STATUS_BADGES.get(status, status)
+
+
+def open_run(run_id: str) -> None:
+    """Go to the live view of a run (its id travels in the URL, so a reload finds it again)."""
+    st.switch_page(LIVE_PAGE, query_params={"run": run_id})
+
+
+def launch(config) -> str:
+    """Submit a lab.config.RunConfig to the job runner; returns the run id. Raises LabError."""
+    return get_runner().submit(config)
