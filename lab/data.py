@@ -120,6 +120,9 @@ def _prepare_ner(splits: dict[str, RawExamples], setting: str, notes: list[str])
                      "and scoring.")
         scheme = "IOB2"
     label_names = ner_label_names(train.labels)
+    if len(label_names) < 2:
+        raise DataError(f"{train.origin}: every tag is 'O', so there is no entity to learn. Tag the entities "
+                        "(B-PER, I-PER, ...), or use classification for one label per text.")
     known = set(label_names)
     for split in ("validation", "test"):
         raw = splits.get(split)

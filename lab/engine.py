@@ -4,8 +4,9 @@ It is the Hugging Face `Trainer` with three callbacks: one turns Trainer logs in
 for a sink (the run store, the CLI, a test), one checks the stop flag every optimizer step, one
 drives AdaLoRA's rank allocation. The story of a run, in order:
 
- 1. load the tokenizer and the data splits, tokenise without padding (the collator pads per batch);
- 2. load the model with a new head and wrap it with the PEFT method;
+ 1. load the tokenizer and the data splits;
+ 2. load the model with a new head and wrap it with the PEFT method, then tokenise without padding
+    (the collator pads per batch), so a wrong file, model or method fails before the slow part;
  3. train with evaluation (and a checkpoint) every `eval_steps` or once per epoch;
  4. evaluate on the test split, save the model / adapter with tokenizer and label maps, write report.json.
 """
@@ -27,9 +28,9 @@ from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallbac
 from transformers.utils import logging as hf_logging
 
 from lab import metrics as lab_metrics
-from lab.config import RunConfig
+from lab.config import TRUST_REMOTE_CODE_WARNING, RunConfig
 from lab.data import LoadedData, load_splits
-from lab.errors import LabError
+from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
 from lab.events import EvalEvent, EventSink, LogEvent, ResultEvent, StatusEvent, StepEvent, discard
 from lab.modeling import (LORA_FAMILY, apply_peft, count_parameters, load_model, load_tokenizer,
                           pick_device, pick_precision)
@@ -79,6 +80,8 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     is_main = _is_main_process()
     emit = sink if is_main else discard
     emit(StatusEvent(status="running", message="loading data and model"))
+    if config.model.trust_remote_code:
+        emit(LogEvent(level="warning", message=TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path)))
     set_seed(config.train.seed)
 
     # 1. Data.
@@ -87,14 +90,13 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
                          log=lambda message: emit(LogEvent(message=message)))
     for note in loaded.notes:
         emit(LogEvent(message=note))
-    tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, config.train.max_length)
     emit(LogEvent(message=_describe_splits(loaded)))
 
-    # 2. Model.
+    # 2. Model, before tokenising: a wrong model id or method shows at once, not after minutes of tokenising.
     device = pick_device(config.train.device)
     precision = pick_precision(config.train.precision, device)
-    total_steps = _total_optimizer_steps(config, len(tokenized["train"]))
-    model = load_model(config.model, config.task, loaded.label_names)
+    total_steps = _total_optimizer_steps(config, len(loaded.splits["train"]))
+    model = load_model(config.model, config.task, loaded.label_names, pad_token_id=tokenizer.pad_token_id)
     if config.train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model = apply_peft(model, config.peft, config.task, total_steps)
@@ -103,6 +105,7 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     emit(LogEvent(message=f"{config.peft.method}: {params.describe()}"))
     emit(LogEvent(message=f"device {device}, precision {precision}, learning rate {learning_rate:g}, "
                           f"{total_steps} optimizer steps"))
+    tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, config.train.max_length)
 
     # 3. Train.
     scorer = EvaluationScorer(config.task, loaded.label_names)
@@ -123,9 +126,10 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     trainer.remove_callback(ProgressCallback)
     try:
         trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    except torch.OutOfMemoryError:
-        raise LabError("Out of memory during training: lower the batch size or max_length, "
-                       "or choose a PEFT method such as lora.") from None
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise LabError(f"Out of memory during training: {OUT_OF_MEMORY_ADVICE}.") from None
     completed_steps = trainer.state.global_step
 
     result = RunResult(status="cancelled" if should_stop.is_set() else "completed", output_dir=str(output_dir),
@@ -312,8 +316,9 @@ def _training_arguments(config: RunConfig, output_dir: Path, device: str, precis
         learning_rate=learning_rate,
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
-        optim={"adamw": "adamw_torch_fused" if device == "cuda" else "adamw_torch",
-               "sgd": "sgd", "adafactor": "adafactor"}[t.optimizer],
+        # Fused AdamW on every device (torch has CPU and MPS kernels too): on the 2-core CPU with MiniLM
+        # it made the optimizer step 6x faster (147 -> 24 ms) and NER training 12% faster (python -m bench).
+        optim={"adamw": "adamw_torch_fused", "sgd": "sgd", "adafactor": "adafactor"}[t.optimizer],
         optim_args=f"momentum={t.momentum}" if t.optimizer == "sgd" else None,
         lr_scheduler_type=t.lr_scheduler,
         warmup_steps=t.warmup_ratio,

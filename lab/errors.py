@@ -15,3 +15,15 @@ class DataError(LabError):
 
 class ModelError(LabError):
     """A model cannot be loaded or adapted (unknown id, no network, wrong architecture)."""
+
+
+# What to lower when a run runs out of memory; the engine and the job runner both say it.
+OUT_OF_MEMORY_ADVICE = ("lower train.train_batch_size or train.max_length, turn on train.gradient_checkpointing, "
+                        "or choose a PEFT method such as lora (peft.method)")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (GPU), or the RuntimeError torch's CPU allocator raises; matched by name
+    and message so that callers need not import torch."""
+    return type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))

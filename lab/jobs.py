@@ -15,6 +15,7 @@ cancelled or failed run back into a queued one that continues from its last chec
 """
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import logging
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
 from lab.config import RunConfig
-from lab.errors import LabError
+from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
 from lab.events import EvalEvent, Event, EventSink, LogEvent, ResultEvent, StatusEvent, discard
 from lab.store import HEARTBEAT_SECONDS, RunRecord, RunStore
 
@@ -162,10 +163,14 @@ def describe_failure(exc: BaseException, run_id: str, cancel_asked: bool) -> tup
                                f"resume it with python -m lab resume {run_id}.")
     if isinstance(exc, LabError):
         return "failed", str(exc)
-    if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, matched without importing torch
-        return "failed", ("Out of memory. Lower train.train_batch_size or train.max_length, or turn on "
-                          f"train.gradient_checkpointing. ({str(exc).splitlines()[0] if str(exc) else ''})")
-    return "failed", f"{type(exc).__name__}: {exc}"
+    if is_out_of_memory(exc):
+        detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return "failed", f"Out of memory: {OUT_OF_MEMORY_ADVICE}." + (f" ({detail})" if detail else "")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return "failed", (f"The disk is full{where}: free some space (python -m lab delete removes old runs), "
+                          f"then resume it with python -m lab resume {run_id}.")
+    return "failed", " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _record_result(store: RunStore, run_id: str, result: Any) -> str:
@@ -619,8 +624,10 @@ class JobRunner:
 
     def _run_thread_job(self, job: _Job) -> None:
         try:
-            execute_run(self.store, job.run_id, self.train_fn, job.should_stop,
-                        message=f"Training in a thread of pid {os.getpid()}.")
+            # Resolve train_fn inside the call: importing the engine takes 10-30 s on a cold process,
+            # and the run should say "running" (not "queued") while it does.
+            execute_run(self.store, job.run_id, lambda *args, **kwargs: self.train_fn(*args, **kwargs),
+                        job.should_stop, message=f"Training in a thread of pid {os.getpid()}.")
         except BaseException:  # noqa: BLE001 - execute_run records the outcome; never kill the runner
             log.exception("Job %s ended abnormally", job.run_id)
         finally:

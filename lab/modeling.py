@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -33,19 +33,27 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def _one_line(exc: Exception, limit: int = 300) -> str:
+    """A library's message on one line (the CLI prints errors as one line), cut at `limit` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _explain_load_failure(name: str, exc: Exception) -> ModelError:
     path = Path(name).expanduser()
+    reason = _one_line(exc)
     if path.exists():
         if not (path / "config.json").is_file():
-            return ModelError(f"Folder {name} is not a model: it has no config.json. "
+            return ModelError(f"{'Folder' if path.is_dir() else 'File'} {name} is not a model: a model is a "
+                              "folder with a config.json. "
                               "Point to a folder written by save_pretrained.")
-        return ModelError(f"Could not load the model in {name}: {exc}")
+        return ModelError(f"Could not load the model in {name}: {reason}")
     if "Unrecognized configuration class" in str(exc) or "does not support" in str(exc):
-        return ModelError(f"Model {name!r} has no head for this task (it is not an encoder like BERT): {exc}")
+        return ModelError(f"Model {name!r} has no head for this task (it is not an encoder like BERT): {reason}")
     if is_offline():
         return ModelError(f"Cannot load model {name!r}: the Hugging Face hub is unreachable (offline mode). "
                           f"Use {OFFLINE_CHOICES}.")
-    return ModelError(f"Model {name!r} was not found on the Hugging Face hub or as a local folder ({exc}). "
+    return ModelError(f"Model {name!r} was not found on the Hugging Face hub or as a local folder ({reason}). "
                       f"Check the id, or use {OFFLINE_CHOICES}.")
 
 
@@ -54,13 +62,27 @@ def load_tokenizer(model_cfg: ModelConfig):
 
     path = resolve_model_path(model_cfg.name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(model_cfg.name_or_path, exc) from None
+    if tokenizer.pad_token is None:
+        # Decoder-only models (GPT-2 and kin) have no padding token; batches still need one. Their
+        # end-of-text token is the usual stand-in: padded positions are masked out anyway.
+        stand_in = tokenizer.eos_token or tokenizer.unk_token or tokenizer.sep_token
+        if stand_in is None:
+            raise ModelError(f"The tokenizer of {model_cfg.name_or_path!r} has no padding, end or unknown "
+                             "token to pad batches with.")
+        tokenizer.pad_token = stand_in
+    return tokenizer
 
 
-def load_model(model_cfg: ModelConfig, task: str, label_names: list[str]) -> nn.Module:
-    """The pretrained encoder with a new, randomly initialised head sized for `label_names`."""
+def load_model(model_cfg: ModelConfig, task: str, label_names: list[str],
+               pad_token_id: Optional[int] = None) -> nn.Module:
+    """The pretrained encoder with a new, randomly initialised head sized for `label_names`.
+
+    `pad_token_id` (the tokenizer's) fills in a config that has none, as decoder-only models do:
+    their sequence-classification head finds each text's last token by it.
+    """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     path = resolve_model_path(model_cfg.name_or_path)
@@ -72,6 +94,8 @@ def load_model(model_cfg: ModelConfig, task: str, label_names: list[str]) -> nn.
     }
     try:
         hf_config = AutoConfig.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code, **overrides)
+        if getattr(hf_config, "pad_token_id", None) is None and pad_token_id is not None:
+            hf_config.pad_token_id = pad_token_id
         if model_cfg.dropout is not None:
             for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
                 if hasattr(hf_config, attr):

@@ -69,7 +69,7 @@ class Predictor:
         from peft import PeftModel
 
         base = load_model(ModelConfig(name_or_path=self.info["base_model"], trust_remote_code=trust),
-                          self.task, self.label_names)
+                          self.task, self.label_names, pad_token_id=self.tokenizer.pad_token_id)
         try:
             return PeftModel.from_pretrained(base, str(self.model_dir))
         except (OSError, ValueError) as exc:

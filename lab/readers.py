@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +19,7 @@ from lab.errors import DataError
 
 CLASSIFICATION_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 JSON_SUFFIXES = (".jsonl", ".json")
+_WHOLE_FLOAT = re.compile(r"^-?\d+\.0+$")
 
 
 @dataclass
@@ -52,18 +54,34 @@ class RawExamples:
 
 # ---- reading bytes -----------------------------------------------------------------------------
 def _check_file(path: Path) -> None:
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+        size = path.stat().st_size if is_file else 0
+    except OSError as exc:  # a name too long for the file system, a folder we may not enter
+        raise DataError(f"Data file {path} cannot be read: {exc.strerror or exc}.") from None
+    if not exists:
         raise DataError(f"Data file {path} does not exist.")
-    if not path.is_file():
+    if not is_file:
         raise DataError(f"Data file {path} is not a file.")
-    if path.stat().st_size == 0:
+    if size == 0:
         raise DataError(f"Data file {path} is empty.")
+
+
+def _one_line(text: object) -> str:
+    """A library's message (pandas, pyarrow) squeezed onto one line: the CLI prints errors as one line."""
+    return " ".join(str(text).split())
 
 
 def read_text(path: Path) -> str:
     """The file as text; DataError names the line of the first byte that is not UTF-8."""
     _check_file(path)
     data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path} is UTF-16 text (as Excel's 'Unicode text' saves it). Save it as UTF-8 "
+                        "(CSV UTF-8 in Excel).")
+    if b"\x00" in data[:8192]:
+        raise DataError(f"{path} looks like a binary file (it holds NUL bytes), not text. Give a UTF-8 "
+                        "text file: CSV, TSV, JSON lines or CoNLL (or a .parquet file for tables).")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -84,6 +102,8 @@ def _json_records(path: Path) -> tuple[list[tuple[int, dict]], str]:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).") from None
+        except RecursionError:
+            raise DataError(f"{path}: the JSON is nested too deeply to be a list of records.") from None
         records = list(enumerate(items, start=1))
         unit = "record"
     else:
@@ -96,6 +116,9 @@ def _json_records(path: Path) -> tuple[list[tuple[int, dict]], str]:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg}). "
                                 "Each line must hold one JSON object.") from None
+            except RecursionError:
+                raise DataError(f"{path}, line {number}: the JSON is nested too deeply; "
+                                "each line must hold one flat JSON object.") from None
         unit = "line"
     for position, record in records:
         if not isinstance(record, dict):
@@ -121,7 +144,8 @@ def _table(path: Path) -> tuple[list[str], list[dict[str, Any]], str, int]:
             frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str,
                                 keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{path} is not a valid {suffix[1:].upper()} file: {exc}") from None
+            raise DataError(f"{path} is not a valid {suffix[1:].upper()} file: {_one_line(exc)}. A text "
+                            "holding the separator or a line break must be in double quotes.") from None
         return list(frame.columns), frame.to_dict("records"), "row", 2
     if suffix == ".parquet":
         import pandas as pd
@@ -130,7 +154,7 @@ def _table(path: Path) -> tuple[list[str], list[dict[str, Any]], str, int]:
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
+            raise DataError(f"{path} is not a readable Parquet file: {_one_line(exc)}") from None
         return list(map(str, frame.columns)), frame.to_dict("records"), "row", 1
     records, unit = _json_records(path)
     columns = list(dict.fromkeys(key for _, record in records for key in record))
@@ -146,6 +170,17 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+def _label_text(value: Any) -> str:
+    """The label as text; "2.0" (a spreadsheet's float) is the same class as 2 and "2"."""
+    text = _cell_text(value).strip()
+    return text.split(".")[0] if _WHOLE_FLOAT.match(text) else text
+
+
+def _is_nested(value: Any) -> bool:
+    # JSON objects / lists, and Parquet list columns (numpy arrays): str() would turn them into odd labels.
+    return isinstance(value, (dict, list, tuple, set)) or type(value).__name__ == "ndarray"
+
+
 def read_classification_file(path: str | Path, text_column: str, label_column: str) -> RawExamples:
     """Texts and label strings from a CSV / TSV / JSON(L) / Parquet file."""
     path = Path(path)
@@ -159,7 +194,11 @@ def read_classification_file(path: str | Path, text_column: str, label_column: s
     raw = RawExamples(origin=str(path), unit=unit)
     for index, row in enumerate(rows):
         position = row.get("__position__", index + first)
-        text, label = _cell_text(row.get(text_column)), _cell_text(row.get(label_column)).strip()
+        for name, kind in ((text_column, "text"), (label_column, "label")):
+            if _is_nested(row.get(name)):
+                raise DataError(f"{path}, {unit} {position}: the {kind} in column {name!r} is a "
+                                f"{type(row.get(name)).__name__}, not a single value; give plain text or a number.")
+        text, label = _cell_text(row.get(text_column)), _label_text(row.get(label_column))
         if not text.strip():
             raise DataError(f"{path}, {unit} {position}: the text in column {text_column!r} is blank.")
         if not label:

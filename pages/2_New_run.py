@@ -9,7 +9,7 @@ import streamlit as st
 
 from lab.builtin_data import BUILTINS
 from lab.config import (DEFAULT_MODEL, OPTIMIZERS, PEFT_METHODS, PRECISIONS, SCHEDULERS, TAG_SCHEMES, TASKS,
-                        DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig, default_config, field_help)
+                        TRUST_REMOTE_CODE_WARNING, DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig, default_config, field_help)
 from lab.errors import LabError
 from lab.hub import is_offline
 from lab.ui_support import SUGGESTED_MODELS, cli_command, label_count, parameter_count, save_upload
@@ -222,6 +222,8 @@ def advanced_section(config: RunConfig) -> None:
         config.model.trust_remote_code = st.checkbox("Trust remote code", base.model.trust_remote_code,
                                                      key=key("model.trust_remote_code"),
                                                      help=field_help("model", "trust_remote_code"))
+        if config.model.trust_remote_code:
+            st.warning(TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path), icon=":material/warning:")
 
 
 def config_files(config: RunConfig) -> None:
@@ -238,8 +240,11 @@ def config_files(config: RunConfig) -> None:
                                     key="yaml-upload")
         if uploaded is not None and state.get("yaml-loaded") != uploaded.file_id:
             state["yaml-loaded"] = uploaded.file_id
-            restart_form(RunConfig.from_yaml(uploaded.getvalue().decode("utf-8", errors="replace")))
-            st.rerun()
+            with user_errors():
+                # Validate before filling the form: a value outside a widget's range would break every rerun.
+                loaded = RunConfig.from_yaml(uploaded.getvalue().decode("utf-8", errors="replace"))
+                restart_form(loaded.validate(check_paths=False))
+                st.rerun()
 
 
 def launch_section(config: RunConfig) -> None:
