@@ -30,6 +30,7 @@ from transformers.utils import logging as hf_logging
 from lab import metrics as lab_metrics
 from lab.config import TRUST_REMOTE_CODE_WARNING, RunConfig
 from lab.data import LoadedData, load_splits
+from lab.estimate import estimate
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
 from lab.events import EvalEvent, EventSink, LogEvent, ResultEvent, StatusEvent, StepEvent, discard
 from lab.modeling import (LORA_FAMILY, apply_peft, count_parameters, load_model, load_tokenizer,
@@ -41,8 +42,8 @@ from lab.preprocessing import make_collator, tokenize_splits
 DEFAULT_LEARNING_RATES: dict[str, dict[str, float]] = {
     "classification": {"full": 5e-5, "head": 5e-3, "lora": 1e-3, "adalora": 2e-3, "ia3": 5e-3,
                        "prompt": 2e-2, "prefix": 5e-3, "loha": 2e-3, "lokr": 5e-3},
-    "ner": {"full": 3e-4, "head": 1e-2, "lora": 2e-3, "adalora": 3e-3, "ia3": 1e-2,
-            "prompt": 2e-2, "prefix": 1e-2, "loha": 3e-3, "lokr": 1e-2},
+    "ner": {"full": 3e-4, "head": 1e-2, "lora": 6e-3, "adalora": 6e-3, "ia3": 1e-2,
+            "prompt": 2e-2, "prefix": 1e-2, "loha": 6e-3, "lokr": 1e-2},
 }
 
 MODEL_INFO_FILE = "lab_model.json"
@@ -106,6 +107,8 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     emit(LogEvent(message=f"device {device}, precision {precision}, learning rate {learning_rate:g}, "
                           f"{total_steps} optimizer steps"))
     tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, config.train.max_length)
+    preflight = estimate(config, loaded)
+    emit(LogEvent(message=preflight.describe(), level="warning" if preflight.warning else "info"))
 
     # 3. Train.
     scorer = EvaluationScorer(config.task, loaded.label_names)

@@ -247,6 +247,26 @@ def config_files(config: RunConfig) -> None:
                 st.rerun()
 
 
+@st.cache_data(show_spinner="Estimating time and memory…", max_entries=16)
+def preflight(config_yaml: str) -> tuple[str, str]:
+    from lab.estimate import estimate
+
+    result = estimate(RunConfig.from_yaml(config_yaml))
+    return result.describe(), result.warning
+
+
+def estimate_section(config: RunConfig) -> None:
+    with st.expander("Time and memory estimate", icon=":material/timer:"):
+        st.caption("Reads the data and a sample of its lengths, then applies a formula calibrated with `python -m bench`.")
+        if st.button("Estimate", key="estimate"):
+            with user_errors():
+                config.validate()
+                text, warning = preflight(config.to_yaml())
+                st.text(text)
+                if warning:
+                    st.warning(warning, icon=":material/memory:")
+
+
 def launch_section(config: RunConfig) -> None:
     runner = get_runner()
     busy = runner.running() + runner.queued()
@@ -278,5 +298,6 @@ with user_errors():
     config = RunConfig(task=task, name=name, data=data, model=model, peft=peft, train=train)
     advanced_section(config)
     state["form"] = config.to_dict()  # survives a visit to another page
+    estimate_section(config)
     launch_section(config)
     config_files(config)

@@ -185,6 +185,15 @@ def test_new_run_shows_a_config_error_as_a_message(store, tiny_model_dir):
     assert len(store.list_runs()) == runs_before
 
 
+def test_new_run_estimates_time_and_memory_before_launch(store):
+    at = app("pages/2_New_run.py")  # the default: offline IMDB, 2,000 examples, LoRA on MiniLM
+    widget(at.button, "Estimate").click().run()
+    no_exception(at)
+    shown = "\n".join(text.value for text in at.text)
+    assert "Estimate on cpu" in shown and "125 steps per epoch" in shown
+    assert "Memory: about" in shown
+
+
 def test_new_run_form_fills_from_an_uploaded_yaml(tiny_model_dir):
     config = RunConfig(task="ner", name="from-yaml")
     config.data.dataset = "wnut16"
