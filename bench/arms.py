@@ -115,7 +115,7 @@ def train_lab_cli(prepared: PreparedWorkload, settings: Settings, workdir: Path)
     from lab.store import RunStore
 
     store = RunStore(workdir / "runs")
-    code = run_in_foreground(prepared.config, store=store)
+    _, code = run_in_foreground(prepared.config, store=store)
     if code != 0:
         raise RuntimeError(f"The lab arm ended with exit code {code}: {_last_message(store)}")
 

@@ -86,18 +86,12 @@ def command_train(args: argparse.Namespace) -> int:
 
         return run_stored_job(args.run_id, RunStore.open())
     config = config_from_args(args)
-    from lab.jobs import continue_in_foreground
+    from lab.jobs import run_in_foreground
     from lab.store import RunStore
 
     store = RunStore.open()
-    run = store.create_run(config, executor="cli", output_dir=args.output)
-    reporter = TerminalReporter()
-    note = LogEvent(message=f"Run {run.id}: folder {store.run_dir(run.id)}; "
-                            f"follow it elsewhere with python -m lab show {run.id} --follow")
-    store.append_event(run.id, note)
-    reporter(note)
-    code = continue_in_foreground(store, run.id, reporter)
-    run = store.get_run(run.id)
+    run_id, code = run_in_foreground(config, output_dir=args.output, sink=TerminalReporter(), store=store)
+    run = store.get_run(run_id)
     if run.status == "failed":
         # The run record keeps the traceback (python -m lab show RUN --traceback); the terminal gets one line.
         print(f"error: {run.message}", file=sys.stderr)

@@ -35,6 +35,7 @@ from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
 from lab.events import EvalEvent, EventSink, LogEvent, ResultEvent, StatusEvent, StepEvent, discard
 from lab.modeling import (LORA_FAMILY, apply_peft, count_parameters, load_model, load_tokenizer,
                           pick_device, pick_precision)
+from lab.predict import MODEL_INFO_FILE
 from lab.preprocessing import make_collator, tokenize_splits
 
 # Learning rates measured on the offline MiniLM (see README, "Default learning rates").
@@ -46,7 +47,6 @@ DEFAULT_LEARNING_RATES: dict[str, dict[str, float]] = {
             "prompt": 2e-2, "prefix": 1e-2, "loha": 6e-3, "lokr": 1e-2},
 }
 
-MODEL_INFO_FILE = "lab_model.json"
 REPORT_FILE = "report.json"
 
 

@@ -363,9 +363,9 @@ def worker_env(store: RunStore, gpu_ids: list[str]) -> dict[str, str]:
 
 
 def run_in_foreground(config: RunConfig, output_dir: str | Path | None = None, sink: Optional[EventSink] = None,
-                      store: Optional[RunStore] = None, train_fn: Optional[TrainFn] = None) -> int:
+                      store: Optional[RunStore] = None, train_fn: Optional[TrainFn] = None) -> tuple[str, int]:
     """`python -m lab train`: record the run in the store like any other and train it in this terminal,
-    events going to the store and to `sink`. Returns the exit code."""
+    events going to the store and to `sink`. Returns the run id and the exit code."""
     store = store or RunStore.open()
     run = store.create_run(config, executor="cli", output_dir=output_dir)
     note = LogEvent(message=f"Run {run.id}: folder {store.run_dir(run.id)}; "
@@ -373,7 +373,7 @@ def run_in_foreground(config: RunConfig, output_dir: str | Path | None = None, s
     store.append_event(run.id, note)
     if sink is not None:
         sink(note)
-    return continue_in_foreground(store, run.id, sink, train_fn)
+    return run.id, continue_in_foreground(store, run.id, sink, train_fn)
 
 
 def continue_in_foreground(store: RunStore, run_id: str, sink: Optional[EventSink] = None,
