@@ -11,6 +11,14 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+# OpenMP (libgomp) worker threads spin 300,000 times before they sleep, unless the process holds more
+# OpenMP threads than cores, when they spin 1,000. With another program busy on the CPU, spinning
+# made a MiniLM step up to 10x slower, and a thread that trains after another one (the app path)
+# got the short spin and looked 10x faster than the same run on the main thread. 1,000 for every
+# thread treats all arms alike and cost nothing on a quiet machine (0.28 s per step either way).
+# It must be set before torch loads; a value you set wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
 # Quick / full presets: (warm-up steps, timed steps, repeats).
 QUICK = (1, 8, 1)
 FULL = (2, 27, 3)

@@ -84,9 +84,11 @@ def app_summary(workload: Workload, settings: Settings, arms: dict[str, list[Arm
 
 # ---- printing -----------------------------------------------------------------------------------
 def format_table(results: dict[str, Any], settings: Settings) -> str:
+    spin = results["settings"].get("gomp_spincount")
     lines = [f"Fine-Tuning Lab benchmark: model {results['settings']['model']}, device {settings.device}, "
-             f"{results['settings']['threads']} threads, peft {settings.peft}; {settings.timed_steps} timed steps "
-             f"after {settings.warmup_steps} warm-up, median of {settings.repeats}"]
+             f"{results['settings']['threads']} threads{f' (GOMP_SPINCOUNT={spin})' if spin else ''}, "
+             f"peft {settings.peft}; {settings.timed_steps} timed steps after {settings.warmup_steps} warm-up, "
+             f"median of {settings.repeats}"]
     for name, summary in results["workloads"].items():
         lines += ["", f"{name}: {summary['dataset']}, max length {summary['max_length']}, batch {summary['batch_size']}",
                   _arm_header(settings)]

@@ -69,5 +69,6 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
             "warmup_steps": settings.warmup_steps, "timed_steps": settings.timed_steps,
             "repeats": settings.repeats, "seed": settings.seed, "peft": settings.peft,
             "compile": settings.compile, "peak_tflops": settings.peak_tflops or None,
-            "app_refresh_seconds": APP_REFRESH_SECONDS, "torch": torch.__version__,
+            "app_refresh_seconds": APP_REFRESH_SECONDS, "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+            "torch": torch.__version__,
             "transformers": transformers.__version__}

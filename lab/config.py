@@ -90,7 +90,8 @@ class PeftSettings:
     alpha: int = field(default=16, metadata=_help("Scaling of the low-rank update (effective scale alpha / r)."))
     lora_dropout: float = field(default=0.1, metadata=_help("Dropout on the low-rank branch."))
     target_modules: list[str] = field(default_factory=list, metadata=_help(
-        "Module names to adapt; empty detects the attention (and for ia3 feed-forward) layers of the architecture."))
+        ("Module names to adapt; empty detects the attention (and for ia3 feed-forward) layers of the architecture; "
+         "all-linear adapts every linear layer outside the head.")))
     adalora_init_r: int = field(default=12, metadata=_help("AdaLoRA: starting rank of every module before pruning."))
     num_virtual_tokens: int = field(default=20, metadata=_help("Prompt / prefix tuning: number of virtual tokens."))
     merge_adapter: bool = field(default=False, metadata=_help(
@@ -244,7 +245,8 @@ class RunConfig:
         need(p.r >= 1, "LoRA rank r must be >= 1.")
         need(p.alpha >= 1, "LoRA alpha must be >= 1.")
         need(0 <= p.lora_dropout < 1, "lora_dropout must be between 0 and 1.")
-        need(p.adalora_init_r >= p.r, "adalora_init_r must be >= r (AdaLoRA prunes from init_r down to r).")
+        need(p.method != "adalora" or p.adalora_init_r >= p.r,
+             "adalora_init_r must be >= r (AdaLoRA prunes from init_r down to r).")
         need(p.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1.")
         need(m.dropout is None or 0 <= m.dropout < 1, "dropout must be between 0 and 1 (or empty).")
         need(bool(m.name_or_path.strip()), "model name_or_path is empty; use 'minilm' for the offline default.")

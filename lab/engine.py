@@ -41,9 +41,9 @@ from lab.preprocessing import make_collator, tokenize_splits
 # Learning rates measured on the offline MiniLM (see README, "Default learning rates").
 # Small models and PEFT methods want much larger rates than full fine-tuning of bert-base.
 DEFAULT_LEARNING_RATES: dict[str, dict[str, float]] = {
-    "classification": {"full": 5e-5, "head": 5e-3, "lora": 1e-3, "adalora": 2e-3, "ia3": 5e-3,
-                       "prompt": 2e-2, "prefix": 5e-3, "loha": 2e-3, "lokr": 5e-3},
-    "ner": {"full": 3e-4, "head": 1e-2, "lora": 6e-3, "adalora": 6e-3, "ia3": 1e-2,
+    "classification": {"full": 5e-5, "head": 5e-2, "lora": 1e-3, "adalora": 2e-3, "ia3": 3e-2,
+                       "prompt": 2e-2, "prefix": 2e-2, "loha": 6e-3, "lokr": 5e-3},
+    "ner": {"full": 3e-4, "head": 1e-2, "lora": 2e-3, "adalora": 6e-3, "ia3": 1e-2,
             "prompt": 2e-2, "prefix": 1e-2, "loha": 6e-3, "lokr": 1e-2},
 }
 

@@ -110,7 +110,8 @@ def build_peft_config(settings: PeftSettings, task: str, model: nn.Module, total
     import peft
 
     task_type = peft.TaskType.TOKEN_CLS if task == "ner" else peft.TaskType.SEQ_CLS
-    targets = settings.target_modules or None
+    targets = _encoder_linear_layers(model) if settings.target_modules == ["all-linear"] else (
+        settings.target_modules or None)
     method = settings.method
     if method == "lora":
         return peft.LoraConfig(task_type=task_type, r=settings.r, lora_alpha=settings.alpha,
@@ -175,8 +176,16 @@ def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps:
         if "target_modules" not in str(exc):
             raise ModelError(f"PEFT method {settings.method} does not fit this model: {exc}") from None
         # An architecture peft has no table for: adapt every linear layer except the head.
-        peft_config.target_modules = "all-linear"
+        peft_config.target_modules = _encoder_linear_layers(model)
         return peft.get_peft_model(model, peft_config)
+
+
+def _encoder_linear_layers(model: nn.Module) -> list[str]:
+    """Full names of the encoder's linear layers. Not peft's "all-linear": that also wraps a
+    classification head, which peft then refuses to train as a module to save."""
+    base_prefix = getattr(model, "base_model_prefix", "") + "."
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and name.startswith(base_prefix)]
 
 
 def _head_parameter_names(model: nn.Module) -> set[str]:

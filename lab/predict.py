@@ -67,9 +67,17 @@ class Predictor:
             auto_class = AutoModelForTokenClassification if self.task == "ner" else AutoModelForSequenceClassification
             return auto_class.from_pretrained(str(self.model_dir), trust_remote_code=trust)
         from peft import PeftModel
+        from transformers.utils import logging as hf_logging
 
-        base = load_model(ModelConfig(name_or_path=self.info["base_model"], trust_remote_code=trust),
-                          self.task, self.label_names, pad_token_id=self.tokenizer.pad_token_id)
+        # The base model's head is new here and the adapter's saved head replaces it: transformers'
+        # load report ("MISSING ... newly initialized, consider training") would mislead.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            base = load_model(ModelConfig(name_or_path=self.info["base_model"], trust_remote_code=trust),
+                              self.task, self.label_names, pad_token_id=self.tokenizer.pad_token_id)
+        finally:
+            hf_logging.set_verbosity(verbosity)
         try:
             return PeftModel.from_pretrained(base, str(self.model_dir))
         except (OSError, ValueError) as exc:

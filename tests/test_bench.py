@@ -133,3 +133,17 @@ def test_estimate_describe_names_time_and_memory():
     text = result.describe()
     assert "4 s per epoch" in text and "0.50 s per step" in text and "14 steps in all" in text
     assert "Memory: about 264.0 MB" in text and "of 8.0 GB free" in text and "Warning" not in text
+
+
+def test_lr_sweep_grid_tries_each_default_and_its_neighbours_unless_told():
+    from bench.lr_sweep import sweep_grid
+    from lab.engine import DEFAULT_LEARNING_RATES
+
+    default = DEFAULT_LEARNING_RATES["ner"]["lora"]
+    grid = sweep_grid("ner", ["lora", "full"], ["full=1e-4,3e-4"])
+    assert [rate for method, rate in grid if method == "lora"] == pytest.approx([default / 3, default, default * 3], rel=0.01)
+    assert [rate for method, rate in grid if method == "full"] == [1e-4, 3e-4]
+    with pytest.raises(SystemExit, match="METHOD=LR"):
+        sweep_grid("ner", ["lora"], ["qlora=1e-3"])
+    with pytest.raises(SystemExit, match="Unknown method"):
+        sweep_grid("ner", ["qlora"], [])

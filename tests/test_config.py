@@ -31,6 +31,12 @@ def test_bad_values_are_refused_with_the_field_named(override, message):
         default_config().with_overrides([override]).validate()
 
 
+def test_adalora_rank_rule_applies_to_adalora_only():
+    default_config().with_overrides(["peft.method=lora", "peft.r=16", "peft.alpha=32"]).validate()
+    with pytest.raises(ConfigError, match="adalora_init_r must be >= r"):
+        default_config().with_overrides(["peft.method=adalora", "peft.r=16"]).validate()
+
+
 def test_every_problem_is_listed_on_one_line():
     with pytest.raises(ConfigError) as raised:
         default_config().with_overrides(["train.train_batch_size=0", "peft.r=0"]).validate()

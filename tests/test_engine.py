@@ -111,3 +111,17 @@ def test_same_seed_same_numbers(tiny_model_dir, sentiment_csv, tmp_path):
               sink=events)
         runs.append([round(e.loss, 6) for e in events.of(StepEvent)])
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("task", ["classification", "ner"])
+def test_all_linear_adapts_every_encoder_layer_and_keeps_the_head_trained(task, tiny_model_dir):
+    from lab.modeling import apply_peft, load_model
+
+    labels = ["O", "B-PER", "I-PER"] if task == "ner" else ["neg", "pos"]
+    model = apply_peft(load_model(ModelConfig(name_or_path=tiny_model_dir), task, labels),
+                       PeftSettings(method="lora", target_modules=["all-linear"]), task, total_steps=10)
+    adapted = {name.rsplit(".lora_A", 1)[0] for name, _ in model.named_parameters() if ".lora_A." in name}
+    assert any(name.endswith("attention.self.query") for name in adapted)
+    assert any(name.endswith("intermediate.dense") for name in adapted)  # feed-forward too, not only attention
+    assert not any("classifier" in name for name in adapted)
+    assert any("classifier" in name and param.requires_grad for name, param in model.named_parameters())
