@@ -90,8 +90,8 @@ class PeftSettings:
     alpha: int = field(default=16, metadata=_help("Scaling of the low-rank update (effective scale alpha / r)."))
     lora_dropout: float = field(default=0.1, metadata=_help("Dropout on the low-rank branch."))
     target_modules: list[str] = field(default_factory=list, metadata=_help(
-        ("Module names to adapt; empty detects the attention (and for ia3 feed-forward) layers of the architecture; "
-         "all-linear adapts every linear layer outside the head.")))
+        "Module names to adapt; empty detects the attention (and for ia3 feed-forward) layers of the architecture; "
+        "all-linear adapts every linear layer outside the head."))
     adalora_init_r: int = field(default=12, metadata=_help("AdaLoRA: starting rank of every module before pruning."))
     num_virtual_tokens: int = field(default=20, metadata=_help("Prompt / prefix tuning: number of virtual tokens."))
     merge_adapter: bool = field(default=False, metadata=_help(

@@ -183,15 +183,18 @@ def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps:
 def _encoder_linear_layers(model: nn.Module) -> list[str]:
     """Full names of the encoder's linear layers. Not peft's "all-linear": that also wraps a
     classification head, which peft then refuses to train as a module to save."""
-    base_prefix = getattr(model, "base_model_prefix", "") + "."
     return [name for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and name.startswith(base_prefix)]
+            if isinstance(module, nn.Linear) and name.startswith(_encoder_prefix(model))]
+
+
+def _encoder_prefix(model: nn.Module) -> str:
+    """How the names of the encoder's modules start ("bert."); the task head's do not."""
+    return getattr(model, "base_model_prefix", "") + "."
 
 
 def _head_parameter_names(model: nn.Module) -> set[str]:
     """Parameters of the task head: everything outside the base encoder (classifier, pooler is kept frozen)."""
-    base_prefix = getattr(model, "base_model_prefix", "")
-    names = {name for name, _ in model.named_parameters() if not name.startswith(base_prefix + ".")}
+    names = {name for name, _ in model.named_parameters() if not name.startswith(_encoder_prefix(model))}
     if not names:
         raise ModelError("Could not tell the classification head apart from the encoder for head-only training.")
     return names
