@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 # OpenMP (libgomp) worker threads spin 300,000 times before they sleep, unless the process holds more
-# OpenMP threads than cores, when they spin 1,000. With another program busy on the CPU, spinning
+# OpenMP threads than cores, when they spin 100. With another program busy on the CPU, spinning
 # made a MiniLM step up to 10x slower, and a thread that trains after another one (the app path)
 # got the short spin and looked 10x faster than the same run on the main thread. 1,000 for every
-# thread treats all arms alike. On a quiet machine it costs a little: a bare MiniLM training step took
-# 0.37 s with the default spin and 0.39-0.40 s with 1,000.
+# thread (the job runner keeps one OpenMP team alive at a time: lab.openmp) treats all arms alike.
+# On a quiet machine it costs a little: a bare MiniLM training step took 0.37 s with the default
+# spin and 0.39-0.40 s with 1,000.
 # It must be set before torch loads; a value you set wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 

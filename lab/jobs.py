@@ -36,6 +36,7 @@ from typing import IO, Any, Callable, Optional
 from lab.config import RunConfig
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
 from lab.events import EvalEvent, Event, EventSink, LogEvent, ResultEvent, StatusEvent, discard
+from lab.openmp import release_openmp_team
 from lab.store import HEARTBEAT_SECONDS, RunRecord, RunStore
 
 log = logging.getLogger(__name__)
@@ -562,6 +563,9 @@ class JobRunner:
 
     # -- scheduling --
     def _enqueue(self, job: _Job) -> None:
+        if job.executor == "thread":
+            # This caller's idle OpenMP team would slow the job's thread down (see lab.openmp).
+            release_openmp_team()
         with self._cond:
             self._jobs[job.run_id] = job
             self._queue.append(job)
