@@ -3,7 +3,7 @@
 torch's Linux builds run CPU kernels on GNU OpenMP (libgomp) teams: each thread that runs a parallel
 kernel gets its own team of worker threads, kept until that thread ends. A notebook's (or the
 benchmark's) main thread that loaded a model holds such a team while a job trains in a background
-thread, and with two teams alive the same training steps ran 5-12% slower on 2 cores; freeing the
+thread, and with two teams alive the same training steps ran 5-11% slower on 2 cores; freeing the
 idle team first brought the background thread level with the main thread (bench/README.md, "App vs
 CLI", has the figures). The app's script threads end after each rerun, which frees their teams anyway.
 """

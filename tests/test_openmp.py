@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+import torch  # noqa: F401 - loads the libgomp that loaded_libgomp looks for
 
 from lab.openmp import loaded_libgomp
 
@@ -28,11 +29,6 @@ def _run(script: str) -> dict:
                           timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(autouse=True)
-def _torch_loaded():
-    import torch  # noqa: F401 - loaded_libgomp looks for the library torch loads
 
 
 def test_release_frees_the_callers_workers_and_kernels_still_work():
