@@ -7,7 +7,9 @@ import time
 import streamlit as st
 
 from lab.hub import is_offline
-from lab.ui_support import format_duration, one_click_runs, primary_metric
+from lab.training.metrics import primary_metric_name
+from lab.views.formatting import format_duration
+from lab.views.one_click import one_click_runs
 from ui.common import (LIVE_PAGE, NEW_RUN_PAGE, RUNS_PAGE, get_store, launch, open_run, page_setup, status_badge,
                        user_errors)
 
@@ -39,7 +41,7 @@ with user_errors():
     if not runs:
         st.caption("No runs yet: start one above.")
     for run in runs:
-        metric = primary_metric(run.task)
+        metric = primary_metric_name(run.task)
         end = run.finished_at or time.time()
         details = [status_badge(run.status), run.task, run.dataset, run.peft_method]
         if metric in run.metrics:

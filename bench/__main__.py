@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 # OpenMP threads than cores, when they spin 100. With another program busy on the CPU, spinning
 # made a MiniLM step up to 10x slower, and a thread that trains after another one (the app path)
 # got the short spin and looked 10x faster than the same run on the main thread. 1,000 for every
-# thread (the job runner keeps one OpenMP team alive at a time: lab.openmp) treats all arms alike.
+# thread (the job runner keeps one OpenMP team alive at a time: lab.training.openmp) treats all arms alike.
 # On a quiet machine it costs a little: a bare MiniLM training step took 0.37 s with the default
 # spin and 0.39-0.40 s with 1,000.
 # It must be set before torch loads; a value you set wins.
@@ -62,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from bench.run import run_benchmark
     from bench.workloads import WORKLOADS, Settings
     from lab.errors import LabError
-    from lab.modeling import pick_device
+    from lab.training.modeling import pick_device
 
     warmup, steps, repeats = QUICK if args.quick else FULL
     names = [name.strip() for name in args.workloads.split(",") if name.strip()]

@@ -228,7 +228,7 @@ def _peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    from lab.engine import peak_memory_mb
+    from lab.training.saving import peak_memory_mb
 
     return peak_memory_mb("cpu")
 

@@ -33,6 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from lab.errors import one_line
+from lab.runs import scripted
+from lab.runs.scripted import scripted_train
+
 REPO = Path(__file__).resolve().parents[1]
 POLLERS = 20
 POLL_SECONDS = 1.0  # the Live page's REFRESH_SECONDS
@@ -46,40 +50,6 @@ class Row:
     expected: str
     observed: str
     passed: bool
-
-
-# ---- scripted training (a stand-in for the engine where its work is not the point) -------------------
-def scripted_train(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
-    """Steps, checkpoints and failures chosen by the run name: 'steps=N,sleep=S,ckpt=K,oom=gpu|cpu'."""
-    from lab.events import ResultEvent, StepEvent
-
-    options = dict(part.partition("=")[::2] for part in config.name.split(",") if part)
-    steps, pause = int(options.get("steps", 3)), float(options.get("sleep", 0.01))
-    first = int(Path(resume_from_checkpoint).name.split("-")[1]) + 1 if resume_from_checkpoint else 1
-    if options.get("oom"):
-        import torch
-
-        activations = torch.ones(4_000_000)  # held when the allocator gives up, as in a forward pass
-        scripted_train.held = weakref.ref(activations)
-        raise (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB") if options["oom"] == "gpu"
-               else RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes"))
-    for step in range(first, steps + 1):
-        if should_stop is not None and should_stop.is_set():
-            return _Result("cancelled")
-        time.sleep(pause)
-        sink(StepEvent(step=step, max_steps=steps, loss=1.0 / step))
-        if options.get("ckpt") and step % int(options["ckpt"]) == 0:
-            folder = Path(output_dir) / "checkpoints" / f"checkpoint-{step}"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-    sink(ResultEvent(metrics={"accuracy": 1.0}))
-    return _Result("completed", {"accuracy": 1.0})
-
-
-@dataclass
-class _Result:
-    status: str
-    metrics: Optional[dict] = None
 
 
 # ---- shared set-up ----------------------------------------------------------------------------------
@@ -121,16 +91,11 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-def first_line(text: str, width: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
 # ---- fault scenarios ----------------------------------------------------------------------------------
 def scenario_oom_job(work: Path, kind: str) -> Row:
     from lab.config import RunConfig
-    from lab.jobs import JobRunner
-    from lab.store import RunStore
+    from lab.runs.runner import JobRunner
+    from lab.runs.store import RunStore
 
     store = RunStore(work / f"oom-{kind}")
     runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], poll_seconds=0.05)
@@ -143,12 +108,12 @@ def scenario_oom_job(work: Path, kind: str) -> Row:
         runner.shutdown(timeout=30)
     gc.collect()
     run = store.get_run(greedy)
-    freed = scripted_train.held() is None
+    freed = scripted.HELD[-1]() is None
     advice = all(word in run.message for word in ("train_batch_size", "max_length", "PEFT method"))
     passed = run.status == "failed" and advice and freed and next_status == later == "completed"
     return Row(f"Out of memory ({kind.upper()}), injected in a queued job",
                "run failed, says what to lower; memory freed; next queued run starts; runner takes new runs",
-               f"{run.status}: \"{first_line(run.message, 70)}\"; freed {freed}; next {next_status}; "
+               f"{run.status}: \"{one_line(run.message, 70)}\"; freed {freed}; next {next_status}; "
                f"new run {later}", passed)
 
 
@@ -156,12 +121,12 @@ def scenario_oom_engine(work: Path, model: str, train_file: Path) -> Row:
     import torch
     from transformers import Trainer
 
-    import lab.engine
-    from lab.jobs import JobRunner
-    from lab.store import RunStore
+    import lab.training.engine
+    from lab.runs.runner import JobRunner
+    from lab.runs.store import RunStore
 
     models: list[weakref.ref] = []
-    real_load, real_step = lab.engine.load_model, Trainer.training_step
+    real_load, real_step = lab.training.engine.load_model, Trainer.training_step
     raised: list[bool] = []
 
     def load_model(*args, **kwargs):
@@ -175,23 +140,23 @@ def scenario_oom_engine(work: Path, model: str, train_file: Path) -> Row:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
         return real_step(self, *args, **kwargs)
 
-    lab.engine.load_model, Trainer.training_step = load_model, training_step
+    lab.training.engine.load_model, Trainer.training_step = load_model, training_step
     store = RunStore(work / "oom-engine")
-    runner = JobRunner(store, train_fn=lab.engine.train, gpu_ids=[], poll_seconds=0.05)
+    runner = JobRunner(store, train_fn=lab.training.engine.train, gpu_ids=[], poll_seconds=0.05)
     try:
         first = runner.submit(engine_config(model, train_file, "too-big", 2))
         second = runner.submit(engine_config(model, train_file, "fits", 2))
         next_status = runner.wait(second, timeout=300)
     finally:
         runner.shutdown(timeout=60)
-        lab.engine.load_model, Trainer.training_step = real_load, real_step
+        lab.training.engine.load_model, Trainer.training_step = real_load, real_step
     gc.collect()
     run = store.get_run(first)
     freed = bool(models) and models[0]() is None
     passed = run.status == "failed" and run.message.startswith("Out of memory") and freed and next_status == "completed"
     return Row("Out of memory in the engine's forward pass (tiny BERT)",
                "run failed with what to lower; its model freed; next queued run trains to the end",
-               f"{run.status}: \"{first_line(run.message, 70)}\"; model freed {freed}; next {next_status}", passed)
+               f"{run.status}: \"{one_line(run.message, 70)}\"; model freed {freed}; next {next_status}", passed)
 
 
 def _digest(store, run_id: str) -> tuple[Any, ...]:
@@ -204,43 +169,43 @@ def _digest(store, run_id: str) -> tuple[Any, ...]:
 
 
 def scenario_disk_full(work: Path, model: str, train_file: Path) -> Row:
-    import lab.engine
+    import lab.training.engine
     from lab.config import RunConfig
-    from lab.jobs import execute_run
-    from lab.store import RunStore
+    from lab.runs.execute import execute_run
+    from lab.runs.store import RunStore
 
     store = RunStore(work / "disk-full")
     earlier = store.create_run(RunConfig(name="steps=3")).id
     execute_run(store, earlier, scripted_train, threading.Event())
     before = _digest(store, earlier)
 
-    def save_model(trainer, config, label_names, model_dir: Path) -> None:
+    def save_model(trainer, config, label_names, model_dir: Path, *args) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "model.safetensors").write_bytes(b"\0" * 128)
         raise OSError(errno.ENOSPC, "No space left on device", str(model_dir / "model.safetensors"))
 
-    real_save, lab.engine.save_model = lab.engine.save_model, save_model
+    real_save, lab.training.engine.save_model = lab.training.engine.save_model, save_model
     try:
         run_id = store.create_run(engine_config(model, train_file, "no-room", 2)).id
-        status = execute_run(store, run_id, lab.engine.train, threading.Event())
+        status = execute_run(store, run_id, lab.training.engine.train, threading.Event())
     finally:
-        lab.engine.save_model = real_save
+        lab.training.engine.save_model = real_save
     reopened = RunStore(store.runs_dir)
     intact = _digest(reopened, earlier) == before and reopened.integrity_check() == "ok"
     message = store.get_run(run_id).message
     passed = status == "failed" and message.startswith("The disk is full") and intact
     return Row("Disk full (ENOSPC) while saving the model",
                "run failed cleanly with 'disk is full … resume'; earlier runs byte-identical; store ok",
-               f"{status}: \"{first_line(message, 70)}\"; earlier run intact {intact}", passed)
+               f"{status}: \"{one_line(message, 70)}\"; earlier run intact {intact}", passed)
 
 
 SERVER = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from bench.reliability import scripted_train
+from lab.runs.scripted import scripted_train
 from lab.config import RunConfig
-from lab.jobs import JobRunner
-from lab.store import RunStore
+from lab.runs.runner import JobRunner
+from lab.runs.store import RunStore
 runner = JobRunner(RunStore(sys.argv[1]), train_fn=scripted_train, gpu_ids=[], poll_seconds=0.05)
 print(runner.submit(RunConfig(name="steps=40,sleep=0.05,ckpt=4")), flush=True)
 time.sleep(600)
@@ -248,8 +213,9 @@ time.sleep(600)
 
 
 def scenario_killed_server(work: Path) -> Row:
-    from lab.jobs import JobRunner, last_checkpoint
-    from lab.store import RunStore
+    from lab.runs.resume import last_checkpoint
+    from lab.runs.runner import JobRunner
+    from lab.runs.store import RunStore
 
     runs_dir = work / "killed-server"
     server = subprocess.Popen([sys.executable, "-c", SERVER.format(repo=str(REPO)), str(runs_dir)],
@@ -282,8 +248,8 @@ def scenario_killed_server(work: Path) -> Row:
 
 def scenario_two_readers(work: Path) -> Row:
     from lab.config import RunConfig
-    from lab.jobs import JobRunner
-    from lab.store import RunStore
+    from lab.runs.runner import JobRunner
+    from lab.runs.store import RunStore
 
     store = RunStore(work / "two-readers")
     runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], poll_seconds=0.05)
@@ -319,7 +285,7 @@ class PollStats:
 def poll(store, run_id: str, stop: threading.Event, offset: float, budget: int, out: PollStats,
          lock: threading.Lock) -> None:
     """One session's Live page: every POLL_SECONDS look up the run, read its events, fold them."""
-    from lab.ui_support import run_view
+    from lab.views.run_view import run_view
 
     time.sleep(offset)
     last_done: Optional[float] = None
@@ -349,8 +315,8 @@ def steps_per_second(store, run_id: str) -> float:
 
 
 def training_arm(work: Path, name: str, config, pollers: int) -> tuple[float, PollStats]:
-    from lab.jobs import JobRunner
-    from lab.store import RunStore
+    from lab.runs.runner import JobRunner
+    from lab.runs.store import RunStore
 
     store = RunStore(work / "load" / name)
     runner = JobRunner(store, gpu_ids=[], poll_seconds=0.1)
@@ -458,10 +424,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lab-reliability-") as folder:
         work = Path(folder)
         os.environ.setdefault("HF_HOME", str(work / "hf-home"))
-        import lab  # noqa: F401 - decides offline mode before transformers loads
         from datasets import disable_progress_bars
 
-        from lab.testing import build_tiny_model
+        import lab  # noqa: F401 - decides offline mode before transformers loads
+        from lab.training.testing import build_tiny_model
 
         disable_progress_bars()  # tokenising bars of every scenario would bury the table
 
@@ -488,7 +454,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             try:
                 result = run()
             except Exception as exc:  # noqa: BLE001 - a scenario that crashes is a failed row, not a crash
-                result = Row(title, "(scenario ran)", f"crashed: {type(exc).__name__}: {first_line(str(exc))}", False)
+                result = Row(title, "(scenario ran)", f"crashed: {type(exc).__name__}: {one_line(str(exc))}", False)
             rows += result if isinstance(result, list) else [result]
             print(f"  {time.monotonic() - started:.1f} s", file=sys.stderr)
     print(format_table(rows))

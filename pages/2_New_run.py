@@ -7,12 +7,15 @@ runner; a second launch while a run trains waits in its queue.
 """
 import streamlit as st
 
-from lab.builtin_data import BUILTINS
-from lab.config import (DEFAULT_MODEL, OPTIMIZERS, PEFT_METHODS, PRECISIONS, SCHEDULERS, TAG_SCHEMES, TASKS,
-                        TRUST_REMOTE_CODE_WARNING, DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig, default_config, field_help)
+from lab.cli.flags import cli_command
+from lab.config import (DATA_SOURCES, DEFAULT_MODEL, LORA_FAMILY, NO_ADAPTER_METHODS, OPTIMIZERS, PEFT_METHODS,
+                        POOLINGS, PRECISIONS, SCHEDULERS, TAG_SCHEMES, TARGETED_METHODS, TASKS,
+                        TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, DataConfig, ModelConfig, PeftSettings,
+                        RunConfig, TrainConfig, default_config, field_help)
+from lab.data.builtin import BUILTINS
 from lab.errors import LabError
 from lab.hub import is_offline
-from lab.ui_support import SUGGESTED_MODELS, cli_command, label_count, parameter_count, save_upload
+from lab.views.data_view import (SUGGESTED_MODELS, label_count, parameter_count, save_upload)
 from ui.common import get_runner, get_store, launch, open_run, page_setup, user_errors
 
 TASK_NAMES = {"classification": "Text classification", "ner": "Named entities (NER)"}
@@ -110,7 +113,8 @@ def model_section() -> ModelConfig:
     if picked == OTHER_MODEL:
         picked = st.text_input("Hub id or local folder", m.name_or_path if current == OTHER_MODEL else "",
                                key=key("model.name_or_path"), placeholder="bert-base-uncased or /path/to/model")
-    return ModelConfig(name_or_path=picked.strip(), trust_remote_code=m.trust_remote_code, dropout=m.dropout)
+    return ModelConfig(name_or_path=picked.strip(), trust_remote_code=m.trust_remote_code, dropout=m.dropout,
+                       pooling=m.pooling)
 
 
 def peft_section() -> PeftSettings:
@@ -120,7 +124,7 @@ def peft_section() -> PeftSettings:
                         target_modules=list(p.target_modules), adalora_init_r=p.adalora_init_r,
                         num_virtual_tokens=p.num_virtual_tokens, merge_adapter=p.merge_adapter)
     columns = st.columns(3)
-    if method in ("lora", "adalora", "loha", "lokr"):
+    if method in LORA_FAMILY:
         with columns[0]:
             peft.r = number("peft", "r", "Target rank r" if method == "adalora" else "Rank r", p.r, min_value=1)
         with columns[1]:
@@ -132,15 +136,15 @@ def peft_section() -> PeftSettings:
             peft.adalora_init_r = number("peft", "adalora_init_r", "Initial rank", p.adalora_init_r, min_value=1)
         peft.merge_adapter = st.checkbox("Also save a merged copy", p.merge_adapter, key=key("peft.merge_adapter"),
                                          help=field_help("peft", "merge_adapter"))
-    elif method in ("prompt", "prefix"):
+    elif method in VIRTUAL_TOKEN_METHODS:
         with columns[0]:
             peft.num_virtual_tokens = number("peft", "num_virtual_tokens", "Virtual tokens", p.num_virtual_tokens,
                                              min_value=1)
-    if method in ("lora", "adalora", "loha", "lokr", "ia3"):
+    if method in TARGETED_METHODS:
         targets = st.text_input("Target modules (comma separated; empty detects them)", ", ".join(p.target_modules),
                                 key=key("peft.target_modules"), help=field_help("peft", "target_modules"))
         peft.target_modules = [name.strip() for name in targets.split(",") if name.strip()]
-    if method in ("full", "head"):
+    if method in NO_ADAPTER_METHODS:
         st.caption("Trains every weight." if method == "full" else "Trains only the classification head.")
     return peft
 
@@ -165,7 +169,7 @@ def parameter_summary(config: RunConfig) -> None:
 
 
 def training_section(task: str, peft: PeftSettings) -> TrainConfig:
-    from lab.engine import DEFAULT_LEARNING_RATES
+    from lab.training.defaults import DEFAULT_LEARNING_RATES
 
     t = base.train
     train = TrainConfig(**{**t.__dict__})
@@ -212,7 +216,9 @@ def advanced_section(config: RunConfig) -> None:
                                          min_value=1)
             train.eval_batch_size = number("train", "eval_batch_size", "Evaluation batch size", t.eval_batch_size,
                                            min_value=1)
-            data.source = choice("data", "source", "Built-in data from", ("auto", "hub", "offline"), base.data.source)
+            data.source = choice("data", "source", "Built-in data from", DATA_SOURCES, base.data.source)
+            if config.task == "classification":
+                config.model.pooling = choice("model", "pooling", "Pooling", POOLINGS, base.model.pooling)
         if config.task == "ner" and data.train_file:
             data.tag_scheme = choice("data", "tag_scheme", "Tag scheme of your files", TAG_SCHEMES,
                                      base.data.tag_scheme)
@@ -249,7 +255,7 @@ def config_files(config: RunConfig) -> None:
 
 @st.cache_data(show_spinner="Estimating time and memory…", max_entries=16)
 def preflight(config_yaml: str) -> tuple[str, str]:
-    from lab.estimate import estimate
+    from lab.training.estimate import estimate
 
     result = estimate(RunConfig.from_yaml(config_yaml))
     return result.describe(), result.warning

@@ -9,11 +9,12 @@ import time
 
 import streamlit as st
 
-from lab.store import RunRecord
-from lab.ui_support import (RunView, format_duration, gpu_memory_mb, per_label_frame, primary_metric,
-                            run_view)
+from lab.runs.records import RunRecord
+from lab.training.metrics import primary_metric_name
+from lab.views.formatting import format_duration
+from lab.views.run_view import RunView, gpu_memory_mb, per_label_frame, run_view
 from ui import charts
-from ui.common import PLAYGROUND_PAGE, get_runner, get_store, page_setup, status_badge, user_errors
+from ui.common import (PLAYGROUND_PAGE, get_runner, get_store, page_setup, status_badge, user_errors)
 
 REFRESH_SECONDS = 1.0
 
@@ -94,7 +95,7 @@ def progress(run: RunRecord, view: RunView) -> None:
     row = st.container(horizontal=True, gap="medium")
     row.metric("Step", f"{step.step} / {step.max_steps}", width=160)
     row.metric("Tokens / s", f"{step.tokens_per_second:,.0f}", width=160)
-    metric = primary_metric(run.task)
+    metric = primary_metric_name(run.task)
     scores = view.evaluations[metric].tolist() if metric in view.evaluations else []
     change = scores[-1] - scores[-2] if len(scores) > 1 else 0.0
     row.metric(f"Validation {metric}", f"{scores[-1]:.3f}" if scores else "–",

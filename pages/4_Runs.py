@@ -7,7 +7,10 @@ import functools
 
 import streamlit as st
 
-from lab.ui_support import comparison_frame, primary_metric, run_view, runs_frame, zip_folder
+from lab.config import NO_ADAPTER_METHODS
+from lab.training.metrics import primary_metric_name
+from lab.views.history import comparison_frame, runs_frame, zip_folder
+from lab.views.run_view import run_view
 from ui import charts
 from ui.common import get_store, open_run, page_setup, user_errors
 
@@ -39,7 +42,7 @@ def compare(records: dict, ids: list[str]) -> None:
     runs = [records[run_id] for run_id in chosen]
     views = {run.id: run_view(event for _, event in store.events_since(run.id)) for run in runs}
     smoothing = st.slider("Loss smoothing", 0.0, 0.95, 0.6, 0.05, width=320)
-    metric = primary_metric(runs[0].task)
+    metric = primary_metric_name(runs[0].task)
     named = {f"{run.name} ({run.id[-4:]})": views[run.id] for run in runs}
     loss, scores = charts.compare_curves(named, smoothing, metric)
     left, right = st.columns(2)
@@ -51,11 +54,12 @@ def compare(records: dict, ids: list[str]) -> None:
 def manage(records: dict, ids: list[str]) -> None:
     st.subheader("Download or delete")
     run_id = st.selectbox("Run", ids, format_func=lambda i: f"{records[i].name} · {records[i].status} · {i}")
-    run, folder = records[run_id], store.run_dir(run_id)
+    # A CLI run trained with --output keeps its model and report there: the store records where.
+    run, folder, output = records[run_id], store.run_dir(run_id), store.output_dir(records[run_id])
     row = st.container(horizontal=True)
     if row.button("Open", icon=":material/monitoring:"):
         open_run(run_id)
-    config_file, report_file, model_dir = folder / "config.yaml", folder / "report.json", folder / "model"
+    config_file, report_file, model_dir = folder / "config.yaml", output / "report.json", output / "model"
     if config_file.is_file():
         row.download_button("config.yaml", config_file.read_text(encoding="utf-8"), f"{run_id}-config.yaml",
                                    icon=":material/download:")
@@ -63,7 +67,7 @@ def manage(records: dict, ids: list[str]) -> None:
         row.download_button("report.json", report_file.read_text(encoding="utf-8"), f"{run_id}-report.json",
                                    icon=":material/download:")
     if model_dir.is_dir():
-        what = "model" if run.peft_method in ("full", "head") else "adapter"
+        what = "model" if run.peft_method in NO_ADAPTER_METHODS else "adapter"
         # A callable is only run when clicked: zipping a model on every rerun would be slow.
         row.download_button(f"{what} (.zip)", functools.partial(zip_folder, model_dir), f"{run_id}-{what}.zip",
                                    mime="application/zip", icon=":material/download:")

@@ -4,12 +4,12 @@ Classification shows the label probabilities; NER shows the text with entities h
 """
 import streamlit as st
 
-from lab.ui_support import entities_html, find_test_mistakes
+from lab.views.playground import entities_html, find_test_mistakes
 from ui import charts
 from ui.common import get_store, page_setup, user_errors
 
 EXAMPLES = {"classification": "A wonderful, moving film, even if the ending drags a little.",
-            "ner": "Barack Obama flew from Paris to New York with three Google engineers ."}
+            "ner": "Barack Obama flew from Paris to New York with three Google engineers."}
 page_setup("Playground")
 st.title("Playground")
 store = get_store()
@@ -17,7 +17,7 @@ store = get_store()
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
 def load_predictor(model_dir: str):
-    from lab.predict import Predictor
+    from lab.training.predict import Predictor
 
     return Predictor(model_dir)
 
@@ -34,7 +34,7 @@ def classify(predictor, text: str) -> None:
 
 
 def tag(predictor, text: str) -> None:
-    prediction = predictor.predict([text])[0]
+    prediction = predictor.predict([text], split_punctuation=True)[0]
     st.markdown(entities_html(prediction.words, prediction.tags), unsafe_allow_html=True)
     if all(tag == "O" for tag in prediction.tags):
         st.caption("No entity found.")
@@ -45,7 +45,7 @@ def tag(predictor, text: str) -> None:
 
 with user_errors():
     finished = [run for run in store.list_runs()
-                if run.status == "completed" and (store.run_dir(run.id) / "model").is_dir()]
+                if run.status == "completed" and (store.output_dir(run) / "model").is_dir()]
     if not finished:
         st.info("No finished run with a saved model yet. Start one from the Home page and come back when it completes.")
     else:
@@ -55,9 +55,9 @@ with user_errors():
         run_id = st.selectbox("Finished run", ids, index=ids.index(wanted) if wanted in ids else 0,
                               format_func=names.get)
         st.query_params["run"] = run_id
-        model_dir = str(store.run_dir(run_id) / "model")
+        model_dir = str(store.output_dir(next(run for run in finished if run.id == run_id)) / "model")
         predictor = load_predictor(model_dir)
-        hint = "Text" if predictor.task == "classification" else "Text (words are split on spaces)"
+        hint = "Text" if predictor.task == "classification" else "Text (punctuation is split from words, as in the training data)"
         text = st.text_area(hint, EXAMPLES[predictor.task], key=f"text-{predictor.task}", height=100)
         if text.strip() and predictor.task == "classification":
             classify(predictor, text)

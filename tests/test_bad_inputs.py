@@ -22,13 +22,12 @@ from typing import Any, Callable
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # fake_training
+from lab.runs.scripted import scripted_train  # noqa: E402
 
-from fake_training import fake_train  # noqa: E402
 from lab.config import DataConfig, RunConfig  # noqa: E402
 from lab.errors import ConfigError, DataError, ModelError  # noqa: E402
-from lab.jobs import execute_run  # noqa: E402
-from lab.store import RunStore  # noqa: E402
+from lab.runs.execute import execute_run  # noqa: E402
+from lab.runs.store import RunStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = "".join(f"review number {i} of the film,{'pos' if i % 2 else 'neg'}\n" for i in range(20))
@@ -49,7 +48,7 @@ def kept_run(runs_dir) -> str:
     """A completed run stored before any bad input arrives."""
     store = RunStore(runs_dir)
     run = store.create_run(RunConfig(name="keep-me,steps=3"))
-    assert execute_run(store, run.id, fake_train, threading.Event()) == "completed"
+    assert execute_run(store, run.id, scripted_train, threading.Event()) == "completed"
     return run.id
 
 
@@ -81,7 +80,7 @@ def write(path: Path, content: str | bytes) -> Path:
 
 def cli(capsys, *args: Any) -> tuple[int, str, str]:
     """`python -m lab ...` in this process (fast); returns exit code, stdout, stderr."""
-    from lab.cli import main
+    from lab.cli.main import main
 
     code = main([str(arg) for arg in args])
     out, err = capsys.readouterr()
@@ -210,7 +209,7 @@ def test_bad_data_file_through_library_and_cli(name, content, task, settings, er
                                                intact, capsys):
     path = write(tmp_path / name, content)
     data_cfg = DataConfig(dataset="", train_file=str(path), **settings)
-    from lab.data import load_splits
+    from lab.data.splits import load_splits
 
     if error is None:
         assert WORKS[name](load_splits(data_cfg, task, 42, log=lambda message: None))
@@ -261,14 +260,14 @@ def model_folder(kind: str, tmp_path: Path, tiny_model_dir: str) -> str:
 ])
 def test_bad_model_through_library_and_cli(model, hub_answers, error, tmp_path, tiny_model_dir, sentiment_csv,
                                            intact, monkeypatch, capsys):
-    from lab.engine import train
+    from lab.training.engine import train
 
     if hub_answers is None:
         model = model_folder(model, tmp_path, tiny_model_dir)
     else:
         # HF_HUB_OFFLINE=1 keeps transformers from the network either way; this decides what the lab
         # believes: a hub that answers (so the id must be wrong) or one that does not.
-        monkeypatch.setattr("lab.modeling.is_offline", lambda: not hub_answers)
+        monkeypatch.setattr("lab.training.modeling.is_offline", lambda: not hub_answers)
     config = RunConfig.from_dict({"data": {"dataset": "", "train_file": str(sentiment_csv)},
                                   "model": {"name_or_path": model}, "train": {"max_steps": 1, "device": "cpu"}})
     with pytest.raises(ModelError, match=error):
@@ -297,9 +296,9 @@ def build_tiny_gpt2(path: Path, texts: list[str]) -> str:
 def test_decoder_only_model_trains_and_predicts(task, method, tmp_path, fixtures_dir, sentiment_csv, ner_conll, intact):
     """transformers has GPT2ForTokenClassification / ForSequenceClassification, so a decoder-only LM is
     supported: GPT-2 has no padding token, and the lab pads with its end-of-text token."""
-    from lab.engine import train
-    from lab.predict import Predictor
-    from lab.testing import fixture_texts
+    from lab.training.engine import train
+    from lab.training.predict import Predictor
+    from lab.training.testing import fixture_texts
 
     model = build_tiny_gpt2(tmp_path / "gpt2", fixture_texts(fixtures_dir))
     config = RunConfig.from_dict({
@@ -372,7 +371,8 @@ def test_bad_yaml_config_through_library_and_cli(text, error, tmp_path, intact, 
                  id="flag-max-length"),
 ])
 def test_bad_hyperparameters_on_the_command_line(args, error, intact, capsys):
-    from lab.cli import build_parser, config_from_args
+    from lab.cli.flags import config_from_args
+    from lab.cli.main import build_parser
 
     with pytest.raises(ConfigError, match=error):
         config_from_args(build_parser().parse_args(["train", *args]))

@@ -13,7 +13,7 @@ import pytest
 from bench.run import run_benchmark
 from bench.workloads import WORKLOADS, Settings
 from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
-from lab.estimate import Estimate, estimate, padding_share
+from lab.training.estimate import Estimate, estimate, padding_share
 
 TIMED_STEPS = 2
 
@@ -79,8 +79,8 @@ def ner_config(model_dir, data_file, **train):
 
 
 def test_estimate_counts_the_run_and_the_model(tiny_model_dir, ner_conll):
-    from lab.data import load_splits
-    from lab.modeling import apply_peft, count_parameters, load_model
+    from lab.data.splits import load_splits
+    from lab.training.modeling import apply_peft, count_parameters, load_model
 
     config = ner_config(tiny_model_dir, ner_conll)
     result = estimate(config)
@@ -137,7 +137,7 @@ def test_estimate_describe_names_time_and_memory():
 
 def test_lr_sweep_grid_tries_each_default_and_its_neighbours_unless_told():
     from bench.lr_sweep import sweep_grid
-    from lab.engine import DEFAULT_LEARNING_RATES
+    from lab.training.defaults import DEFAULT_LEARNING_RATES
 
     default = DEFAULT_LEARNING_RATES["ner"]["lora"]
     grid = sweep_grid("ner", ["lora", "full"], ["full=1e-4,3e-4"])

@@ -1,4 +1,4 @@
-"""lab.data: readers, tag schemes, built-in datasets, splitting. Every error names file and line."""
+"""lab.data.splits: readers, tag schemes, built-in datasets, splitting. Every error names file and line."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from lab.config import DataConfig
-from lab.data import load_splits
+from lab.data.splits import load_splits
+from lab.data.tags import detect_scheme, iob1_to_iob2, ner_label_names
 from lab.errors import DataError
-from lab.tags import detect_scheme, iob1_to_iob2, ner_label_names
 
 
 def load(task: str = "classification", seed: int = 0, **fields):
@@ -365,10 +365,10 @@ def test_hub_conll2003_tags_are_reordered(monkeypatch):
 
 
 def test_auto_falls_back_to_offline_when_the_hub_fails(monkeypatch):
-    import lab.builtin_data
+    import lab.data.builtin
 
     fake_hub(monkeypatch)  # every hub load raises
-    monkeypatch.setattr(lab.builtin_data, "is_offline", lambda: False)
+    monkeypatch.setattr(lab.data.builtin, "is_offline", lambda: False)
     messages: list[str] = []
     loaded = load_splits(DataConfig(dataset="rotten_tomatoes", train_subset=50, eval_subset=10),
                          "classification", 0, log=messages.append)
@@ -377,3 +377,12 @@ def test_auto_falls_back_to_offline_when_the_hub_fails(monkeypatch):
     assert any("hub copy of rotten_tomatoes failed" in note for note in loaded.notes)
     with pytest.raises(DataError, match=r"conll2003 \(eriktks/conll2003\).*ConnectionError"):
         load("ner", dataset="conll2003", source="auto")
+
+
+def test_labels_that_look_like_digits_but_are_not_numbers_sort_as_text(tmp_path):
+    """"²" passes str.isdigit but int() refuses it; labels 10, 2, ² must load, numbers first."""
+    path = tmp_path / "superscripts.csv"
+    rows = [f"text {i},{label}" for i, label in enumerate(["10", "2", "²", "-1"] * 10)]
+    path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    loaded = load_splits(DataConfig(dataset="", train_file=str(path)), "classification", seed=0, log=lambda m: None)
+    assert loaded.label_names == ["-1", "2", "10", "²"]

@@ -22,14 +22,15 @@ from typing import Any
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # fake_training, also for the server process
+from lab.runs import scripted  # noqa: E402
+from lab.runs.scripted import scripted_train  # noqa: E402
 
-import fake_training  # noqa: E402
-from fake_training import fake_train  # noqa: E402
 from lab.config import RunConfig  # noqa: E402
 from lab.events import EvalEvent, StatusEvent, StepEvent  # noqa: E402
-from lab.jobs import JobRunner, execute_run, last_checkpoint  # noqa: E402
-from lab.store import RunStore  # noqa: E402
+from lab.runs.execute import execute_run
+from lab.runs.resume import last_checkpoint
+from lab.runs.runner import JobRunner  # noqa: E402
+from lab.runs.store import RunStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -75,7 +76,7 @@ def test_out_of_memory_fails_the_run_says_what_to_lower_and_frees_its_memory(kin
 
     def greedy_train(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
         if config.name != "greedy":
-            return fake_train(config, output_dir, sink, should_stop, resume_from_checkpoint)
+            return scripted_train(config, output_dir, sink, should_stop, resume_from_checkpoint)
         activations = torch.ones(4_000_000)  # what a real forward pass holds when the allocator gives up
         held.append(weakref.ref(activations))
         sink(StepEvent(step=1, max_steps=10, loss=1.0))
@@ -101,11 +102,12 @@ def test_out_of_memory_fails_the_run_says_what_to_lower_and_frees_its_memory(kin
 
 def test_out_of_memory_in_the_real_engine_frees_the_model_and_the_next_run_trains(store, tiny_model_dir,
                                                                                   sentiment_csv, monkeypatch):
-    import lab.engine
     from transformers import Trainer
 
+    import lab.training.engine
+
     models: list[weakref.ref] = []
-    real_load_model, real_step = lab.engine.load_model, Trainer.training_step
+    real_load_model, real_step = lab.training.engine.load_model, Trainer.training_step
     ooms = []
 
     def load_model(*args, **kwargs):
@@ -119,9 +121,9 @@ def test_out_of_memory_in_the_real_engine_frees_the_model_and_the_next_run_train
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
         return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(lab.engine, "load_model", load_model)
+    monkeypatch.setattr(lab.training.engine, "load_model", load_model)
     monkeypatch.setattr(Trainer, "training_step", training_step)
-    runner = JobRunner(store, train_fn=lab.engine.train, gpu_ids=[], poll_seconds=0.05)
+    runner = JobRunner(store, train_fn=lab.training.engine.train, gpu_ids=[], poll_seconds=0.05)
     try:
         first = runner.submit(engine_config(tiny_model_dir, sentiment_csv, "too-big"))
         second = runner.submit(engine_config(tiny_model_dir, sentiment_csv, "fits"))
@@ -138,20 +140,20 @@ def test_out_of_memory_in_the_real_engine_frees_the_model_and_the_next_run_train
 # ---- disk full ----------------------------------------------------------------------------------------
 def test_disk_full_while_saving_fails_cleanly_and_earlier_runs_are_intact(store, tiny_model_dir, sentiment_csv,
                                                                           monkeypatch):
-    import lab.engine
+    import lab.training.engine
 
     earlier = store.create_run(RunConfig(name="earlier,steps=3"))
-    assert execute_run(store, earlier.id, fake_train, threading.Event()) == "completed"
+    assert execute_run(store, earlier.id, scripted_train, threading.Event()) == "completed"
     before = store.get_run(earlier.id).to_dict(), folder_digest(store, earlier.id)
 
-    def save_model(trainer, config, label_names, model_dir: Path) -> None:
+    def save_model(trainer, config, label_names, model_dir: Path, *args) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "model.safetensors").write_bytes(b"\x00" * 128)  # cut off half-way
         raise OSError(errno.ENOSPC, "No space left on device", str(model_dir / "model.safetensors"))
 
-    monkeypatch.setattr(lab.engine, "save_model", save_model)
+    monkeypatch.setattr(lab.training.engine, "save_model", save_model)
     run_id = store.create_run(engine_config(tiny_model_dir, sentiment_csv, "no-room")).id
-    assert execute_run(store, run_id, lab.engine.train, threading.Event()) == "failed"
+    assert execute_run(store, run_id, lab.training.engine.train, threading.Event()) == "failed"
     run = store.get_run(run_id)
     assert run.message.startswith("The disk is full (")
     assert "model.safetensors" in run.message and f"python -m lab resume {run_id}" in run.message
@@ -166,11 +168,11 @@ def test_disk_full_while_saving_fails_cleanly_and_earlier_runs_are_intact(store,
 SERVER = f"""
 import sys, time
 sys.path[:0] = [{str(REPO)!r}, {str(TESTS)!r}]
-from fake_training import fake_train
+from lab.runs.scripted import scripted_train
 from lab.config import RunConfig
-from lab.jobs import JobRunner
-from lab.store import RunStore
-runner = JobRunner(RunStore(sys.argv[1]), train_fn=fake_train, gpu_ids=[], poll_seconds=0.05)
+from lab.runs.runner import JobRunner
+from lab.runs.store import RunStore
+runner = JobRunner(RunStore(sys.argv[1]), train_fn=scripted_train, gpu_ids=[], poll_seconds=0.05)
 print(runner.submit(RunConfig(name="steps=40,sleep=0.05,ckpt=4")), flush=True)
 time.sleep(600)
 """
@@ -191,7 +193,7 @@ def test_killed_app_server_shows_the_run_interrupted_and_resumes_it_from_its_che
     checkpoint = last_checkpoint(checkpoints)
 
     monkeypatch.setenv("LAB_RUNS_DIR", str(store.runs_dir))
-    monkeypatch.setattr("lab.jobs.default_train_fn", lambda: fake_train)  # the app's runner trains with it
+    monkeypatch.setattr("lab.runs.runner.default_train_fn", lambda: scripted_train)  # the app's runner trains with it
     at = live_page(run_id)
     assert store.get_run(run_id).status == "interrupted"
     assert any(f"pid {server.pid}" in w.value and "resume" in w.value for w in at.warning), [w.value for w in at.warning]
@@ -200,7 +202,7 @@ def test_killed_app_server_shows_the_run_interrupted_and_resumes_it_from_its_che
     wait_for(lambda: store.get_run(run_id).status == "completed")
     run = store.get_run(run_id)
     assert run.attempt == 2
-    assert fake_training.CALLS[-1]["resume_from_checkpoint"] == str(checkpoint)
+    assert scripted.CALLS[-1]["resume_from_checkpoint"] == str(checkpoint)
     steps = [e.step for _, e in store.events_since(run_id) if isinstance(e, StepEvent)]
     assert steps[-1] == 40 and int(checkpoint.name.split("-")[1]) + 1 in steps
 

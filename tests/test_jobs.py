@@ -1,10 +1,9 @@
 """The job runner: queueing, cancel, failure, resume, worker processes, and runs that survive a kill.
 
-Most tests inject `fake_training.fake_train` (behaviour chosen by the run name); the tests at the
+Most tests inject `lab.runs.scripted.scripted_train` (behaviour chosen by the run name); the tests at the
 end drive the real engine on the tiny model and skip while it is missing."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -15,20 +14,21 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # fake_training, also for the worker processes
+from lab.runs import scripted  # noqa: E402
+from lab.runs.scripted import scripted_train  # noqa: E402
 
-import fake_training  # noqa: E402
-from fake_training import fake_train  # noqa: E402
 from lab.config import RunConfig  # noqa: E402
 from lab.errors import LabError  # noqa: E402
 from lab.events import LogEvent, ResultEvent, StatusEvent, StepEvent  # noqa: E402
-from lab.jobs import JobRunner, last_checkpoint, prepare_resume, run_stored_job, worker_command  # noqa: E402
-from lab.store import RunStore  # noqa: E402
+from lab.runs.resume import last_checkpoint, prepare_resume
+from lab.runs.runner import JobRunner
+from lab.runs.store import RunStore  # noqa: E402
+from lab.runs.worker import run_stored_job, worker_command  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 WORKER = (f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(TESTS)!r}]; "
-          "from fake_training import worker_main; sys.exit(worker_main(sys.argv[1]))")
+          "from lab.runs.scripted import worker_main; sys.exit(worker_main(sys.argv[1]))")
 
 
 def fake_worker_command(run_id: str, num_devices: int) -> list[str]:
@@ -42,7 +42,7 @@ def store(tmp_path: Path) -> RunStore:
 
 @pytest.fixture
 def runner(store: RunStore):
-    runner = JobRunner(store, train_fn=fake_train, gpu_ids=[], command=fake_worker_command,
+    runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], command=fake_worker_command,
                        cancel_grace_seconds=0.5, poll_seconds=0.05)
     yield runner
     runner.shutdown(timeout=30)
@@ -76,7 +76,7 @@ def test_thread_job_completes_with_metrics_report_and_ordered_events(runner: Job
     run_id = runner.submit(config("steps=4"))
     assert runner.wait(run_id, timeout=20) == "completed"
     run = store.get_run(run_id)
-    assert run.metrics["accuracy"] == 0.75 and run.per_label == fake_training.PER_LABEL
+    assert run.metrics["accuracy"] == 0.75 and run.per_label == scripted.PER_LABEL
     assert run.started_at <= run.finished_at and run.summary["total_params"] == 100
     assert (store.run_dir(run_id) / "report.json").is_file()
     kinds = [event.kind for _, event in store.events_since(run_id)]
@@ -87,7 +87,7 @@ def test_thread_job_completes_with_metrics_report_and_ordered_events(runner: Job
 def test_cancelled_thread_job_says_cancelled_within_one_step(runner: JobRunner, store: RunStore) -> None:
     run_id = runner.submit(config("steps=100000,sleep=0.05"))
     wait_for(lambda: first_step_seen(store, run_id, 2))
-    step_at_cancel = fake_training.LAST_STEP[str(store.run_dir(run_id))]
+    step_at_cancel = scripted.LAST_STEP[str(store.run_dir(run_id))]
     runner.cancel(run_id)
     assert runner.wait(run_id, timeout=10) == "cancelled"
     assert events_of(store, run_id, StepEvent)[-1].step <= step_at_cancel + 1
@@ -102,7 +102,7 @@ def test_failed_job_keeps_its_message_and_the_next_queued_job_runs(runner: JobRu
     assert runner.wait(following, timeout=30) == "completed"
     failed = store.get_run(failing)
     assert failed.status == "failed" and failed.message == "Row 3 of train.csv has no label."
-    assert "LabError" in failed.traceback and "fake_training.py" in failed.traceback
+    assert "LabError" in failed.traceback and "scripted.py" in failed.traceback
     assert store.get_run(crashing).message == "RuntimeError: boom"
     starts = [store.get_run(i).started_at for i in (failing, crashing, following)]
     assert starts == sorted(starts)
@@ -127,8 +127,8 @@ def test_cancel_of_a_queued_job_drops_it_without_touching_the_running_one(runner
 def test_cancel_asked_from_another_process_reaches_the_runner(runner: JobRunner, store: RunStore) -> None:
     run_id = runner.submit(config("steps=100000,sleep=0.02"))
     wait_for(lambda: first_step_seen(store, run_id))
-    cli = subprocess.run([sys.executable, "-c", "import sys; from lab.store import RunStore; "
-                          "from lab.jobs import cancel_run; cancel_run(RunStore(sys.argv[1]), sys.argv[2])",
+    cli = subprocess.run([sys.executable, "-c", "import sys; from lab.runs.store import RunStore; "
+                          "from lab.runs.worker import cancel_run; cancel_run(RunStore(sys.argv[1]), sys.argv[2])",
                           str(store.runs_dir), run_id], cwd=REPO, check=True)
     assert cli.returncode == 0
     assert runner.wait(run_id, timeout=10) == "cancelled"
@@ -149,7 +149,7 @@ def test_resume_continues_from_the_last_checkpoint_in_the_same_record(runner: Jo
     seq = store.last_seq(run_id)
     assert runner.resume(run_id) == run_id
     assert runner.wait(run_id, timeout=20) == "completed"
-    assert fake_training.CALLS[-1]["resume_from_checkpoint"] == str(checkpoint)
+    assert scripted.CALLS[-1]["resume_from_checkpoint"] == str(checkpoint)
     assert not partial.exists()
     after = [event for _, event in store.events_since(run_id, seq)]
     assert [e.step for e in after if isinstance(e, StepEvent)] == list(range(resumed_at + 1, 13))
@@ -167,7 +167,7 @@ def test_resume_without_a_checkpoint_starts_over_and_says_so(runner: JobRunner, 
     (store.run_dir(run_id) / "config.yaml").write_text(config("steps=3").to_yaml())  # finish quickly now
     runner.resume(run_id)
     assert runner.wait(run_id, timeout=20) == "completed"
-    assert fake_training.CALLS[-1]["resume_from_checkpoint"] is None
+    assert scripted.CALLS[-1]["resume_from_checkpoint"] is None
     logs = [e.message for e in events_of(store, run_id, LogEvent)]
     assert any("starting it over from step 0" in message for message in logs)
 
@@ -251,7 +251,7 @@ def test_worker_that_dies_before_training_fails_with_its_last_words(store: RunSt
     def broken_command(run_id: str, num_devices: int) -> list[str]:
         return [sys.executable, "-c", "import sys; print('ModuleNotFoundError: no lab here'); sys.exit(3)"]
 
-    runner = JobRunner(store, train_fn=fake_train, gpu_ids=[], command=broken_command, poll_seconds=0.05)
+    runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], command=broken_command, poll_seconds=0.05)
     try:
         run_id = runner.submit(config("steps=2"), executor="process")
         assert runner.wait(run_id, timeout=20) == "failed"
@@ -263,9 +263,9 @@ def test_worker_that_dies_before_training_fails_with_its_last_words(store: RunSt
 
 def test_stored_job_refuses_a_run_that_is_not_queued(store: RunStore) -> None:
     run_id = store.create_run(config("steps=1")).id
-    assert run_stored_job(run_id, store, train_fn=fake_train) == 0
+    assert run_stored_job(run_id, store, train_fn=scripted_train) == 0
     with pytest.raises(LabError, match="not queued"):
-        run_stored_job(run_id, store, train_fn=fake_train)
+        run_stored_job(run_id, store, train_fn=scripted_train)
 
 
 def test_worker_command_uses_torchrun_for_several_devices() -> None:
@@ -289,14 +289,12 @@ def engine_config(model_dir: str, train_file: Path, name: str, max_steps: int, n
 
 
 def real_engine(request) -> str:
-    if importlib.util.find_spec("lab.engine") is None:
-        pytest.skip("lab.engine is not written yet")
     return request.getfixturevalue("tiny_model_dir")
 
 
 def test_resume_continues_the_step_counter_and_loss_curve(request, store: RunStore, sentiment_csv: Path) -> None:
     model_dir = real_engine(request)
-    from lab.engine import train
+    from lab.training.engine import train
 
     def stop_after_step_5(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
         def watching(event):
@@ -328,8 +326,6 @@ def test_resume_continues_the_step_counter_and_loss_curve(request, store: RunSto
 def test_torchrun_two_processes_make_one_run_with_events_once(request, store: RunStore,
                                                               sentiment_csv: Path) -> None:
     model_dir = real_engine(request)
-    if importlib.util.find_spec("lab.__main__") is None:
-        pytest.skip("python -m lab is not written yet")
     runner = JobRunner(store, gpu_ids=[], poll_seconds=0.1)
     try:
         run_id = runner.submit(engine_config(model_dir, sentiment_csv, "ddp", max_steps=4, num_devices=2))

@@ -1,4 +1,4 @@
-"""lab.metrics against hand-computed numbers and against a Python port of conlleval.pl."""
+"""lab.training.metrics against hand-computed numbers and against a Python port of conlleval.pl."""
 from __future__ import annotations
 
 import random
@@ -10,17 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.errors import ConfigError
-from lab.metrics import (
-    classification_metrics,
-    classification_report,
-    confusion_matrix,
-    entity_metrics,
-    entity_report,
-    format_report,
-    primary_metric_name,
-    report_to_records,
-    token_confusion_matrix,
-)
+from lab.training.metrics import (classification_metrics, classification_report, confusion_matrix, entity_metrics,
+                                  entity_report, format_report, primary_metric_name, report_to_records,
+                                  token_confusion_matrix)
 
 approx = pytest.approx
 

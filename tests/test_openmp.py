@@ -1,4 +1,4 @@
-"""lab.openmp: the calling thread's idle OpenMP workers are given back and come back when needed.
+"""lab.training.openmp: the calling thread's idle OpenMP workers are given back and come back when needed.
 
 Each check runs in a fresh interpreter: threads left by other tests would blur the thread counts."""
 import json
@@ -10,12 +10,12 @@ import textwrap
 import pytest
 import torch  # noqa: F401 - loads the libgomp that loaded_libgomp looks for
 
-from lab.openmp import loaded_libgomp
+from lab.training.openmp import loaded_libgomp
 
 PRELUDE = """
 import json, os, threading
 import torch
-from lab.openmp import release_openmp_team
+from lab.training.openmp import release_openmp_team
 torch.set_num_threads(2)
 threads = lambda: len(os.listdir("/proc/self/task"))
 kernel = lambda: torch.ones(4_000_000).add_(1)  # far above ATen's grain size: runs on the OpenMP team

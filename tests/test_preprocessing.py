@@ -1,4 +1,4 @@
-"""lab.preprocessing: tokenisation without padding, word/sub-word label alignment, collators."""
+"""lab.data.preprocessing: tokenisation without padding, word/sub-word label alignment, collators."""
 from __future__ import annotations
 
 import pytest
@@ -6,9 +6,9 @@ import torch
 from transformers import AutoTokenizer
 
 from lab.config import DataConfig
-from lab.data import load_splits
-from lab.preprocessing import (IGNORE_INDEX, align_labels_with_word_ids, label_alignment_view, make_collator,
-                               tokenize_splits, word_predictions)
+from lab.data.preprocessing import (IGNORE_INDEX, align_labels_with_word_ids, label_alignment_view, make_collator,
+                                    tokenize_splits, word_predictions)
+from lab.data.splits import load_splits
 
 # Words that split into several pieces, lose accents, vanish, or are punctuation. "\u200b" (a
 # zero-width space) becomes zero pieces with both tokenizers.

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from lab.config import SECTIONS, RunConfig  # noqa: E402
+from lab.data.readers import RawExamples, read_classification_file, read_ner_file  # noqa: E402
 from lab.errors import LabError  # noqa: E402
-from lab.readers import RawExamples, read_classification_file, read_ner_file  # noqa: E402
 
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FOLDER = Path(tempfile.mkdtemp(prefix="lab-properties-"))
@@ -221,7 +221,7 @@ def test_conll_reader_of_any_lines(lines, newline):
 def test_ner_loading_with_scheme_checks_of_any_lines(lines, scheme):
     """The whole loading path (schemes, label names, carving splits), not only the reader."""
     from lab.config import DataConfig
-    from lab.data import load_splits
+    from lab.data.splits import load_splits
 
     path = written("full.conll", "\n".join(lines * 3).encode())
     config = DataConfig(dataset="", train_file=str(path), tag_scheme=scheme)

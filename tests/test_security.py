@@ -19,11 +19,13 @@ import pytest
 from lab.config import RunConfig, default_config, example_yaml
 from lab.errors import DataError, LabError
 from lab.events import LogEvent
-from lab.store import RunStore, clean_name
-from lab.ui_support import UPLOADS_FOLDER, one_click_runs, save_upload
+from lab.runs.records import clean_name
+from lab.runs.store import RunStore
+from lab.views.data_view import UPLOADS_FOLDER, save_upload
+from lab.views.one_click import one_click_runs
 
 REPO = Path(__file__).resolve().parents[1]
-APP_SOURCES = sorted([REPO / "app.py", *(REPO / "lab").glob("*.py"), *(REPO / "pages").glob("*.py"),
+APP_SOURCES = sorted([REPO / "app.py", *(REPO / "lab").rglob("*.py"), *(REPO / "pages").glob("*.py"),
                       *(REPO / "ui").glob("*.py")])
 
 
@@ -36,7 +38,7 @@ def test_remote_code_is_off_by_default_everywhere_a_config_comes_from():
 
 
 def engine_events(tiny_model_dir: str, sentiment_csv: Path, tmp_path: Path, trust: bool) -> list:
-    from lab.engine import train
+    from lab.training.engine import train
 
     config = RunConfig.from_dict({
         "data": {"dataset": "", "train_file": str(sentiment_csv)},
@@ -186,8 +188,8 @@ def test_a_run_reads_its_files_and_writes_only_inside_its_run_folder(tiny_model_
     file is inside the run's folder (or the dataset cache under HF_HOME)."""
     import shutil
 
-    from lab.engine import train
-    from lab.jobs import execute_run
+    from lab.runs.execute import execute_run
+    from lab.training.engine import train
 
     data = tmp_path / "data"
     data.mkdir()

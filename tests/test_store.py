@@ -15,8 +15,9 @@ import pytest
 from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import EvalEvent, LogEvent, StatusEvent, StepEvent
-from lab.jobs import StoreSink
-from lab.store import STALE_AFTER_SECONDS, Owner, RunStore, process_identity
+from lab.runs.owner import STALE_AFTER_SECONDS, Owner, process_identity
+from lab.runs.sink import StoreSink
+from lab.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,7 +145,7 @@ def test_delete_removes_record_events_and_folder(store: RunStore) -> None:
 
 def test_run_of_a_dead_owner_is_interrupted_on_open(store: RunStore) -> None:
     # A process creates a run and exits without running it (a server killed with jobs queued).
-    code = ("import sys; from lab.store import RunStore; from lab.config import RunConfig;"
+    code = ("import sys; from lab.runs.store import RunStore; from lab.config import RunConfig;"
             "print(RunStore(sys.argv[1]).create_run(RunConfig(name='orphan')).id)")
     done = subprocess.run([sys.executable, "-c", code, str(store.runs_dir)], capture_output=True, text=True,
                           cwd=REPO, check=True)
@@ -206,7 +207,7 @@ def test_concurrent_thread_writers_keep_every_event_in_order(store: RunStore) ->
 def test_concurrent_process_writers_do_not_corrupt_the_store(store: RunStore) -> None:
     run_ids = [make_run(store, "a"), make_run(store, "b")]
     writers, per_writer = 3, 60
-    code = ("import sys; from lab.store import RunStore; from lab.events import LogEvent\n"
+    code = ("import sys; from lab.runs.store import RunStore; from lab.events import LogEvent\n"
             "store = RunStore(sys.argv[1]); writer = int(sys.argv[2]); run_ids = sys.argv[3:]\n"
             f"for i in range({per_writer}):\n"
             "    store.append_events(run_ids[writer % 2],"
@@ -239,7 +240,7 @@ def _check_writes(store: RunStore, run_ids: list[str], writers: int, per_writer:
 def cli(store: RunStore, *argv: str) -> int:
     import argparse
 
-    from lab.cli_runs import add_run_commands
+    from lab.cli.runs import add_run_commands
 
     parser = argparse.ArgumentParser(prog="lab")
     add_run_commands(parser.add_subparsers(dest="command", required=True))
@@ -283,7 +284,8 @@ def test_cli_cancel_delete_and_their_mistakes(store: RunStore, capsys) -> None:
 
 
 def test_cli_errors_are_one_line_on_stderr(store: RunStore, monkeypatch, capsys) -> None:
-    main = pytest.importorskip("lab.cli").main
+    from lab.cli.main import main
+
     monkeypatch.setenv("LAB_RUNS_DIR", str(store.runs_dir))
     assert main(["show", "../../etc"]) != 0
     err = capsys.readouterr().err

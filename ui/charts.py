@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.ui_support import RunView, smooth
+from lab.views.formatting import smooth
+from lab.views.run_view import RunView
 
 TRAINING_LOSS_TITLE = "Training loss"
 HEIGHT = 330

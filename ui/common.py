@@ -14,7 +14,7 @@ from typing import Iterator
 import streamlit as st
 
 from lab.errors import LabError
-from lab.store import RunStore, default_runs_dir
+from lab.runs.store import RunStore, default_runs_dir
 
 HOME_PAGE = "app.py"
 DATA_PAGE = "pages/1_Data.py"
@@ -30,12 +30,12 @@ STATUS_BADGES = {"queued": ":gray-badge[queued]", "running": ":blue-badge[runnin
 
 @st.cache_resource(show_spinner=False)
 def _store(runs_dir: str) -> RunStore:
-    return RunStore.open(runs_dir)
+    return RunStore(runs_dir)
 
 
 @st.cache_resource(show_spinner=False)
 def _runner(runs_dir: str):
-    from lab.jobs import JobRunner  # imports torch lazily, on the first page that needs the runner
+    from lab.runs.runner import JobRunner  # imports torch lazily, on the first page that needs the runner
 
     return JobRunner(_store(runs_dir))
 
@@ -45,7 +45,7 @@ def _warm_up() -> threading.Thread:
     """Import the training stack (torch, transformers, peft: 10-30 s on a small CPU) in the background
     once per server, so the first launch does not wait for it."""
     def load() -> None:
-        import lab.engine  # noqa: F401
+        import lab.training.engine  # noqa: F401
 
     thread = threading.Thread(target=load, name="lab-warm-up", daemon=True)
     thread.start()
@@ -62,7 +62,7 @@ def get_store() -> RunStore:
 
 
 def get_runner():
-    """The process-wide lab.jobs.JobRunner."""
+    """The process-wide lab.runs.jobs.JobRunner."""
     return _runner(_runs_dir())
 
 

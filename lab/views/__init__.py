@@ -1,0 +1,11 @@
+"""Views: what the app's pages compute, without Streamlit.
+
+`one_click` builds the Home page's one-click configs, `run_view` folds a run's events into the
+tables the Live run and Runs pages draw, `history` lays runs side by side, `data_view` describes a
+dataset before training, `playground` shows a model's predictions, `formatting` writes durations
+and counts. Pages turn widgets into a config, submit it and draw these tables; all of this is
+testable without a browser.
+
+May import: `lab.runs`, `lab.training`, `lab.data`, `lab.cli.flags` and the top-level modules.
+Never streamlit.
+"""

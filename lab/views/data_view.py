@@ -1,0 +1,139 @@
+"""A dataset before training: uploads kept in the runs folder, columns, an overview of labels and
+token lengths, and the parameter count of a config before its model trains."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from lab.config import DataConfig, RunConfig
+from lab.errors import DataError
+
+UPLOADS_FOLDER = "uploads"
+UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".conll", ".txt", ".iob", ".bio")
+# Label counts of the built-in datasets, for sizing the head when counting parameters before a run.
+BUILTIN_LABEL_COUNTS = {"imdb": 2, "rotten_tomatoes": 2, "conll2003": 9, "wnut16": 21}
+# Models offered in the New run page besides the offline default and a free hub id / folder.
+SUGGESTED_MODELS = ("bert-base-uncased", "distilbert-base-uncased", "bert-base-cased", "roberta-base",
+                    "microsoft/deberta-v3-small")
+
+
+def save_upload(file_name: str, data: bytes, runs_dir: str | Path) -> Path:
+    """Keep an uploaded file under `<runs dir>/uploads/` (runs read it later), named by its content
+    hash so the same upload is stored once; the user's file name is reduced to a safe one."""
+    suffix = Path(file_name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise DataError(f"{file_name}: unsupported file type {suffix or '(none)'}; use one of "
+                        f"{', '.join(UPLOAD_SUFFIXES)}.")
+    if not data:
+        raise DataError(f"{file_name} is empty.")
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(file_name).stem).strip("-")[:60] or "data"
+    folder = Path(runs_dir) / UPLOADS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:12]}-{stem}{suffix}"
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+def file_columns(path: str | Path) -> list[str]:
+    """Column names of a CSV / TSV / JSON(L) / Parquet file (keys for JSON), for the column mapping."""
+    from lab.data.readers import (  # the readers' own parser, same errors
+        CLASSIFICATION_SUFFIXES,
+        _table,
+    )
+
+    path = Path(path)
+    if path.suffix.lower() not in CLASSIFICATION_SUFFIXES:
+        return []
+    return _table(path)[0]
+
+
+@dataclass
+class DataOverview:
+    source: str
+    notes: list[str]
+    label_names: list[str]
+    split_sizes: dict[str, int]
+    preview: pd.DataFrame  # the first train rows as people read them
+    label_counts: pd.DataFrame  # split, label, count (NER: entities by type)
+    examples: list[Any]  # up to `sample` train inputs (texts, or word lists for NER)
+    example_tags: list[list[str]]  # NER: the tags of those word lists
+
+
+def data_overview(data_cfg: DataConfig, task: str, seed: int = 42, sample: int = 2000) -> DataOverview:
+    """Load the data as a run would (same checks and errors) and summarise it for the Data page."""
+    from lab.data.splits import load_splits
+    from lab.data.tags import split_tag
+
+    messages: list[str] = []
+    loaded = load_splits(data_cfg, task, seed, log=messages.append)
+    names = loaded.label_names
+    counts = []
+    for split_name, split in loaded.splits.items():
+        if task == "ner":
+            tally: dict[str, int] = {}
+            for tags in split["tags"]:
+                for tag_id in tags:
+                    prefix, entity_type = split_tag(names[tag_id])
+                    if prefix in ("B", "S"):  # one entity starts here
+                        tally[entity_type] = tally.get(entity_type, 0) + 1
+        else:
+            tally = pd.Series([names[i] for i in split["label"]]).value_counts().to_dict()
+        counts += [{"split": split_name, "label": label, "count": count} for label, count in sorted(tally.items())]
+    train = loaded.splits["train"]
+    head = train.select(range(min(sample, len(train))))
+    if task == "ner":
+        examples = list(head["tokens"])
+        example_tags = [[names[t] for t in tags] for tags in head["tags"]]
+        preview = pd.DataFrame({"words": [" ".join(words) for words in examples[:50]],
+                                "tags": [" ".join(tags) for tags in example_tags[:50]]})
+    else:
+        examples, example_tags = list(head["text"]), []
+        preview = pd.DataFrame({"text": examples[:50], "label": [names[i] for i in head["label"][:50]]})
+    return DataOverview(loaded.source, loaded.notes, names, {k: len(v) for k, v in loaded.splits.items()},
+                        preview, pd.DataFrame(counts, columns=["split", "label", "count"]), examples, example_tags)
+
+
+def token_lengths(tokenizer: Any, examples: Sequence[Any], task: str) -> list[int]:
+    """Sub-word tokens per example (special tokens included), without truncation."""
+    if not examples:
+        return []
+    if task == "ner":
+        encoded = tokenizer(list(examples), is_split_into_words=True, truncation=False)
+    else:
+        encoded = tokenizer(list(examples), truncation=False)
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def truncated_share(lengths: Sequence[int], max_length: int) -> float:
+    return sum(length > max_length for length in lengths) / len(lengths) if lengths else 0.0
+
+
+def label_count(data_cfg: DataConfig, task: str) -> int:
+    """How many labels the head will have: known for built-ins, read from the train file otherwise."""
+    if not data_cfg.train_file:
+        return BUILTIN_LABEL_COUNTS.get(data_cfg.dataset, 2)
+    from lab.data.readers import read_classification_file, read_ner_file
+    from lab.data.tags import ner_label_names
+
+    if task == "ner":
+        raw = read_ner_file(data_cfg.train_file, data_cfg.tokens_column, data_cfg.tags_column)
+        return len(ner_label_names(raw.labels))
+    raw = read_classification_file(data_cfg.train_file, data_cfg.text_column, data_cfg.label_column)
+    return len(set(raw.labels))
+
+
+def parameter_count(config: RunConfig, num_labels: int) -> tuple[int, int]:
+    """(trainable, total) parameters of the model as this config would train it."""
+    from lab.training.modeling import adapt, count_parameters, load_model
+
+    model = load_model(config.model, config.task, [f"label_{i}" for i in range(max(2, num_labels))])
+    # AdaLoRA needs a step count for its schedule; any positive number gives the same parameter count.
+    model, _ = adapt(model, config, total_steps=1000)
+    count = count_parameters(model)
+    return count.trainable, count.total

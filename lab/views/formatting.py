@@ -1,0 +1,40 @@
+"""Numbers as the pages show them: durations, parameter counts, smoothed curves."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "–"
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def format_count(count: Optional[int]) -> str:
+    if not count:
+        return "–"
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return str(count)
+
+
+def smooth(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's debiased exponential moving average; weight 0 returns the values unchanged."""
+    smoothed, average, count = [], 0.0, 0
+    for value in values:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            smoothed.append(float("nan"))
+            continue
+        count += 1
+        average = weight * average + (1 - weight) * value
+        smoothed.append(average / (1 - weight**count) if weight < 1 else value)
+    return smoothed

@@ -1,0 +1,76 @@
+"""The Playground: entities highlighted in text, and the test examples a model gets wrong."""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import pandas as pd
+
+from lab.config import RunConfig
+
+
+def entity_spans(words: Sequence[str], tags: Sequence[str]) -> list[tuple[str, Optional[str]]]:
+    """Words grouped into (text, entity type) pieces; type None for text outside entities."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    starts = {start: (end, entity_type) for entity_type, start, end in get_entities(list(tags))}
+    pieces: list[tuple[str, Optional[str]]] = []
+    index = 0
+    while index < len(words):
+        if index in starts:
+            end, entity_type = starts[index]
+            pieces.append((" ".join(words[index:end + 1]), entity_type))
+            index = end + 1
+        else:
+            pieces.append((words[index], None))
+            index += 1
+    return pieces
+
+
+ENTITY_COLORS = ("#fde68a", "#bfdbfe", "#bbf7d0", "#fecaca", "#e9d5ff", "#fed7aa", "#a5f3fc", "#f5d0fe",
+                 "#d9f99d", "#e5e7eb")  # light backgrounds that keep dark text readable, cycled by type
+
+
+def entities_html(words: Sequence[str], tags: Sequence[str]) -> str:
+    """The words as HTML with each entity highlighted and labelled by type (text is escaped)."""
+    import html
+
+    colors: dict[str, str] = {}
+    pieces = []
+    for text, kind in entity_spans(words, tags):
+        if kind is None:
+            pieces.append(html.escape(text))
+            continue
+        color = colors.setdefault(kind, ENTITY_COLORS[len(colors) % len(ENTITY_COLORS)])
+        pieces.append(f'<span class="lab-entity" style="background:{color};color:#111;padding:0.1em 0.35em;'
+                      f'border-radius:0.35em;white-space:nowrap">{html.escape(text)} '
+                      f'<b style="font-size:0.7em;opacity:0.75">{html.escape(kind)}</b></span>')
+    return '<div style="line-height:2.3;font-size:1.1em">' + " ".join(pieces) + "</div>"
+
+
+def _entities_text(words: Sequence[str], tags: Sequence[str]) -> str:
+    return "; ".join(f"{text} ({kind})" for text, kind in entity_spans(words, tags) if kind) or "–"
+
+
+def find_test_mistakes(config: RunConfig, predictor: Any, limit: int = 500) -> pd.DataFrame:
+    """The run's test examples (the same seeded split it was scored on) that the model gets wrong."""
+    from lab.data.splits import load_splits
+
+    loaded = load_splits(config.data, config.task, config.train.seed, log=lambda message: None)
+    test = loaded.splits["test"].select(range(min(limit, len(loaded.splits["test"]))))
+    names = loaded.label_names
+    rows = []
+    if config.task == "ner":
+        sentences = list(test["tokens"])
+        predictions = predictor.predict([" ".join(words) for words in sentences])
+        for words, tag_ids, prediction in zip(sentences, test["tags"], predictions):
+            true_tags = [names[i] for i in tag_ids]
+            if prediction.tags != true_tags:
+                rows.append({"sentence": " ".join(words), "true entities": _entities_text(words, true_tags),
+                             "predicted entities": _entities_text(prediction.words, prediction.tags)})
+        return pd.DataFrame(rows, columns=["sentence", "true entities", "predicted entities"])
+    texts = list(test["text"])
+    for text, label_id, prediction in zip(texts, test["label"], predictor.predict(texts)):
+        if prediction.label != names[label_id]:
+            rows.append({"text": text, "true": names[label_id], "predicted": prediction.label,
+                         "confidence": round(prediction.score, 3)})
+    return pd.DataFrame(rows, columns=["text", "true", "predicted", "confidence"])
