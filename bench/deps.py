@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     moved = []
     for name, pinned in pins.items():
         newest = installed.get(_normalise(name), "?")
-        mark = "  moved" if pinned and newest != pinned else ("" if pinned else "  (unpinned)")
-        if pinned and newest != pinned:
+        same = newest.split("+")[0] == pinned  # a local build tag (2.13.0+cpu) is the same release
+        mark = "" if same else "  moved" if pinned else "  (unpinned)"
+        if pinned and not same:
             moved.append(f"{name} {pinned} -> {newest}")
         print(f"{name:<24}{pinned or '-':>14}{newest:>14}{mark}")
 

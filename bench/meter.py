@@ -228,9 +228,9 @@ def _peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    from lab.training.saving import peak_memory_mb
+    from lab.training.memory import resident_mb
 
-    return peak_memory_mb("cpu")
+    return resident_mb()
 
 
 def release_memory(device: str) -> None:

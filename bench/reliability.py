@@ -109,7 +109,8 @@ def scenario_oom_job(work: Path, kind: str) -> Row:
     gc.collect()
     run = store.get_run(greedy)
     freed = scripted.HELD[-1]() is None
-    advice = all(word in run.message for word in ("train_batch_size", "max_length", "PEFT method"))
+    advice = all(word in run.message for word in ("Out of memory", "train.train_batch_size", "train.max_length",
+                                                  "PEFT method")) and "\n" not in run.message
     passed = run.status == "failed" and advice and freed and next_status == later == "completed"
     return Row(f"Out of memory ({kind.upper()}), injected in a queued job",
                "run failed, says what to lower; memory freed; next queued run starts; runner takes new runs",

@@ -53,6 +53,9 @@ class StepEvent(Event):
     examples_per_second: float = 0.0
     elapsed_seconds: float = 0.0
     eta_seconds: Optional[float] = None
+    # What the run holds now, as the training process measures it: GPU memory allocated on CUDA,
+    # the process's resident memory elsewhere (lab.training.memory).
+    memory_mb: Optional[float] = None
 
 
 @dataclass

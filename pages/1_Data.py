@@ -12,6 +12,7 @@ import yaml
 
 from lab.config import DEFAULT_MODEL, TASKS, DataConfig, field_help
 from lab.data.builtin import BUILTINS
+from lab.hub import is_offline
 from lab.views.data_view import (DataOverview, data_overview, file_columns, save_upload, token_lengths,
                                  truncated_share)
 from ui import charts
@@ -49,8 +50,10 @@ def choose_data(task: str) -> DataConfig | None:
     kind = st.radio("Source", ["Built-in dataset", "Upload a file"], horizontal=True)
     if kind == "Built-in dataset":
         names = [name for name, spec in BUILTINS.items() if spec.task == task]
-        dataset = st.selectbox("Dataset", names, format_func=lambda n: BUILTINS[n].title,
-                               help=field_help("data", "dataset"))
+        # Offline, open on a dataset that loads (CoNLL-2003 has no offline copy).
+        loads = [name for name in names if BUILTINS[name].offline is not None] if is_offline() else names
+        dataset = st.selectbox("Dataset", names, index=names.index(loads[0]) if loads else 0,
+                               format_func=lambda n: BUILTINS[n].title, help=field_help("data", "dataset"))
         return DataConfig(dataset=dataset)
     hint = ("CSV / TSV / JSONL / Parquet with a text and a label column" if task == "classification"
             else "CoNLL columns (token first, tag last, blank line between sentences) or JSONL with tokens / tags")

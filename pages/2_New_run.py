@@ -13,9 +13,9 @@ from lab.config import (DATA_SOURCES, DEFAULT_MODEL, LORA_FAMILY, NO_ADAPTER_MET
                         TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, DataConfig, ModelConfig, PeftSettings,
                         RunConfig, TrainConfig, default_config, field_help)
 from lab.data.builtin import BUILTINS
-from lab.errors import LabError
+from lab.errors import LabError, ModelError
 from lab.hub import is_offline
-from lab.views.data_view import (SUGGESTED_MODELS, label_count, parameter_count, save_upload)
+from lab.views.data_view import SUGGESTED_MODELS, for_the_page, label_count, parameter_count, save_upload
 from ui.common import get_runner, get_store, launch, open_run, page_setup, user_errors
 
 TASK_NAMES = {"classification": "Text classification", "ner": "Named entities (NER)"}
@@ -154,18 +154,23 @@ def count(config_yaml: str, num_labels: int) -> tuple[int, int]:
     return parameter_count(RunConfig.from_yaml(config_yaml), num_labels)
 
 
-def parameter_summary(config: RunConfig) -> None:
+def parameter_summary(config: RunConfig) -> str:
+    """Show the trainable parameters; returns why the model cannot be used ('' when it can)."""
     try:
         trainable, total = count(config.to_yaml(), label_count(config.data, config.task))
+    except ModelError as exc:  # the run would fail the same way: say so, and Launch waits for a fix
+        st.error(for_the_page(str(exc)), icon=":material/error:")
+        return str(exc)
     except LabError as exc:
-        st.warning(f"Cannot count parameters yet: {exc}", icon=":material/warning:")
-        return
+        st.warning(f"Cannot count parameters yet: {for_the_page(str(exc))}", icon=":material/warning:")
+        return ""
     except Exception as exc:  # noqa: BLE001 - the count is advice; a library surprise must not block the form
         st.warning(f"Cannot count parameters for this combination ({type(exc).__name__}: {exc}).",
                    icon=":material/warning:")
-        return
+        return ""
     st.metric("Trainable parameters", f"{trainable:,}", f"{100 * trainable / total:.2f}% of {total:,}",
               delta_color="off", delta_arrow="off")
+    return ""
 
 
 def training_section(task: str, peft: PeftSettings) -> TrainConfig:
@@ -273,13 +278,15 @@ def estimate_section(config: RunConfig) -> None:
                     st.warning(warning, icon=":material/memory:")
 
 
-def launch_section(config: RunConfig) -> None:
+def launch_section(config: RunConfig, model_problem: str) -> None:
     runner = get_runner()
     busy = runner.running() + runner.queued()
     if busy:
         st.info(f"{len(busy)} run{'s' * (len(busy) != 1)} queued or training ({', '.join(busy)}): "
                 "a new launch waits in the queue and starts when the device is free.", icon=":material/hourglass_top:")
-    if st.button("Launch", type="primary", icon=":material/rocket_launch:"):
+    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=bool(model_problem),
+                 help="Choose a model that loads first (see the message under Model and method)." if model_problem
+                 else None):
         with user_errors():
             config.validate()
             run_id = launch(config)
@@ -298,12 +305,12 @@ with user_errors():
     st.subheader("Model and method")
     model = model_section()
     peft = peft_section()
-    parameter_summary(RunConfig(task=task, data=data, model=model, peft=peft))
+    model_problem = parameter_summary(RunConfig(task=task, data=data, model=model, peft=peft))
     st.subheader("Training")
     train = training_section(task, peft)
     config = RunConfig(task=task, name=name, data=data, model=model, peft=peft, train=train)
     advanced_section(config)
     state["form"] = config.to_dict()  # survives a visit to another page
     estimate_section(config)
-    launch_section(config)
+    launch_section(config, model_problem)
     config_files(config)

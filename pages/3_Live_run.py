@@ -12,7 +12,8 @@ import streamlit as st
 from lab.runs.records import RunRecord
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import format_duration
-from lab.views.run_view import RunView, gpu_memory_mb, per_label_frame, run_view
+from lab.errors import LabError
+from lab.views.run_view import RunView, RunViewFolder, per_label_frame
 from ui import charts
 from ui.common import (PLAYGROUND_PAGE, get_runner, get_store, page_setup, status_badge, user_errors)
 
@@ -32,8 +33,12 @@ def choose_run() -> str | None:
     ids = [run.id for run in runs]
     wanted = st.query_params.get("run")
     if wanted and wanted not in ids:
-        st.error(f"There is no run {wanted!r} in {store.runs_dir}; pick one below.")
-        wanted = None
+        try:  # older than the newest 200: look it up by id
+            runs.append(store.get_run(wanted))
+            ids.append(wanted)
+        except LabError:
+            st.error(f"There is no run {wanted!r} in {store.runs_dir}; pick one below.")
+            wanted = None
     if not wanted:
         wanted = next((run.id for run in runs if run.is_active), ids[0])
     names = {run.id: f"{run.name} · {run.id}" for run in runs}
@@ -42,7 +47,7 @@ def choose_run() -> str | None:
     return chosen
 
 
-def controls(run: RunRecord) -> None:
+def controls(run: RunRecord, view: RunView) -> None:
     st.caption(f"{run.task} · {run.dataset} · {run.model} · {run.peft_method} · `{run.id}`")
     row = st.container(horizontal=True)
     if run.is_active and row.button("Cancel run", icon=":material/stop_circle:"):
@@ -51,7 +56,10 @@ def controls(run: RunRecord) -> None:
             st.toast("Cancelling: the run stops at its next optimizer step.")
             time.sleep(0.3)
             st.rerun()
-    if run.status in ("failed", "cancelled", "interrupted") and row.button("Resume", icon=":material/replay:"):
+    # A run that failed before its first step (a bad file, a model that does not load) would fail the
+    # same way again: it gets no Resume, the message says what to fix.
+    resumable = run.status in ("cancelled", "interrupted") or (run.status == "failed" and view.last_step is not None)
+    if resumable and row.button("Resume", icon=":material/replay:"):
         with user_errors():
             get_runner().resume(run.id)
             st.rerun()
@@ -86,7 +94,8 @@ def progress(run: RunRecord, view: RunView) -> None:
     step = view.last_step
     if step is None:
         if run.is_active:
-            st.progress(0.0, text="Loading data and model…" if run.status == "running" else "Waiting to start…")
+            stage = (view.stage or "loading data and model").capitalize()
+            st.progress(0.0, text=f"{stage}…" if run.status == "running" else "Waiting to start…")
         return
     done = 1.0 if run.status == "completed" else min(1.0, step.step / max(1, step.max_steps))
     eta = f" · ETA {format_duration(step.eta_seconds)}" if run.is_active else ""
@@ -100,8 +109,10 @@ def progress(run: RunRecord, view: RunView) -> None:
     change = scores[-1] - scores[-2] if len(scores) > 1 else 0.0
     row.metric(f"Validation {metric}", f"{scores[-1]:.3f}" if scores else "–",
                f"{change:+.3f}" if abs(change) >= 5e-4 else None, width=160)
-    memory = gpu_memory_mb() if run.is_active else None
-    row.metric("Device", view.device or "–", f"{memory:,.0f} MB GPU memory" if memory is not None else None,
+    # The figure the training process itself reports: right for a worker process or a CLI run too.
+    memory = step.memory_mb if run.is_active else None
+    unit = "GPU memory" if view.device.startswith("cuda") else "in use"
+    row.metric("Device", view.device or "–", f"{memory:,.0f} MB {unit}" if memory is not None else None,
                delta_color="off", delta_arrow="off", width=160)
 
 
@@ -161,9 +172,16 @@ def results(view: RunView) -> None:
     if view.result is not None:
         result = view.result
         share = 100 * result.trainable_params / result.total_params if result.total_params else 0
-        memory = f" · peak memory {result.peak_memory_mb:,.0f} MB" if result.peak_memory_mb else ""
+        memory = f" · peak memory {result.peak_memory_mb:,.0f} MB (this run's)" if result.peak_memory_mb else ""
         st.caption(f"Trainable parameters {result.trainable_params:,} of {result.total_params:,} ({share:.2f}%) · "
                    f"{format_duration(result.wall_seconds)}{memory}")
+
+
+def folded_events(run_id: str) -> RunView:
+    """This session's view of the run, fed only the events after its cursor: a refresh reads what is new."""
+    folders = st.session_state.setdefault("run-folders", {})
+    folder = folders.setdefault(run_id, RunViewFolder())
+    return folder.add(store.events_since(run_id, folder.seq)).view()
 
 
 def panel(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None:
@@ -175,9 +193,9 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     run = store.get_run(run_id)
     if was_live and not run.is_active:
         st.rerun()  # the run ended: redraw the whole page once, without the refresh timer
-    view = run_view(event for _, event in store.events_since(run_id))
+    view = folded_events(run_id)
     st.markdown(f"### {run.name} {status_badge(run.status)}")
-    controls(run)
+    controls(run, view)
     status_message(run)
     progress(run, view)
     curves(view, smoothing)

@@ -62,15 +62,17 @@ def manage(records: dict, ids: list[str]) -> None:
     config_file, report_file, model_dir = folder / "config.yaml", output / "report.json", output / "model"
     if config_file.is_file():
         row.download_button("config.yaml", config_file.read_text(encoding="utf-8"), f"{run_id}-config.yaml",
-                                   icon=":material/download:")
+                            icon=":material/download:", on_click="ignore")
     if report_file.is_file():
         row.download_button("report.json", report_file.read_text(encoding="utf-8"), f"{run_id}-report.json",
-                                   icon=":material/download:")
+                            icon=":material/download:", on_click="ignore")
     if model_dir.is_dir():
         what = "model" if run.peft_method in NO_ADAPTER_METHODS else "adapter"
         # A callable is only run when clicked: zipping a model on every rerun would be slow.
+        # No rerun on a click ("ignore"): a rerun re-registers every deferred file, and a second download
+        # clicked before it ends would find its file gone ("Deferred file ... not found").
         row.download_button(f"{what} (.zip)", functools.partial(zip_folder, model_dir), f"{run_id}-{what}.zip",
-                                   mime="application/zip", icon=":material/download:")
+                            mime="application/zip", icon=":material/download:", on_click="ignore")
     with row.popover("Delete", icon=":material/delete:"):
         st.write(f"Delete **{run.name}** and its files (model, checkpoints, report)?")
         if st.button("Delete for good", type="primary", key="delete-confirm"):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.config import RunConfig
+from lab.events import StepEvent
 from lab.runs.store import RunStore
 
 pytest.importorskip("streamlit")
@@ -238,18 +239,43 @@ def test_live_page_shows_a_finished_runs_curves_and_tables(store, classification
 def test_live_page_for_a_failed_run_shows_its_message_not_a_traceback(store):
     run = store.create_run(RunConfig(name="doomed"))
     store.mark_running(run.id)
+    store.append_event(run.id, StepEvent(step=3, max_steps=10, loss=0.5))
     store.finish(run.id, "failed", "Out of memory. Lower train.train_batch_size.",
                  "Traceback (most recent call last): ...")
     at = app("pages/3_Live_run.py", run=run.id)
     no_exception(at)
     assert at.error[0].value == "Out of memory. Lower train.train_batch_size."
-    assert widget(at.button, "Resume")  # a failed run can be resumed
+    assert widget(at.button, "Resume")  # it trained before it failed: resuming can help
+
+
+def test_live_page_offers_no_resume_for_a_run_that_failed_before_its_first_step(store):
+    run = store.create_run(RunConfig(name="never-started"))
+    store.mark_running(run.id)
+    store.finish(run.id, "failed", "Cannot load model 'x': the Hugging Face hub is unreachable (offline mode).")
+    at = app("pages/3_Live_run.py", run=run.id)
+    no_exception(at)
+    assert "hub is unreachable" in at.error[0].value
+    assert not any(b.label == "Resume" for b in at.button)
 
 
 def test_live_page_names_an_unknown_run(classification_run):
     at = app("pages/3_Live_run.py", run="no-such-run")
     no_exception(at)
     assert "There is no run 'no-such-run'" in at.error[0].value
+
+
+def test_live_page_opens_a_run_older_than_the_newest_200_from_its_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "many-runs"))
+    many = RunStore(tmp_path / "many-runs")
+    oldest = many.create_run(RunConfig(name="the oldest run")).id
+    many.finish(oldest, "completed", "Finished long ago.")
+    for index in range(201):
+        many.finish(many.create_run(RunConfig(name=f"later run {index}")).id, "completed", "Finished.")
+    at = app("pages/3_Live_run.py", run=oldest)
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("the oldest run" in m.value for m in at.markdown)
+    assert at.query_params["run"] == oldest
 
 
 def test_live_page_cancels_a_running_run(store, tiny_model_dir, monkeypatch):
@@ -324,6 +350,25 @@ def test_runs_page_compares_runs_side_by_side(store, classification_run, ner_run
     widget(at.selectbox, "Run").set_value(classification_run).run()
     labels = [button.label for button in at.get("download_button")]
     assert {"config.yaml", "report.json", "adapter (.zip)"} <= set(labels)
+
+
+def test_a_cli_run_with_its_own_output_folder_downloads_and_plays_in_the_app(store, sentiment_csv, tiny_model_dir,
+                                                                             tmp_path):
+    """`python -m lab train ... --output DIR` keeps its model in DIR: the app finds it there."""
+    from lab.runs.worker import run_in_foreground
+
+    config = tiny_config("cli-output", "classification", sentiment_csv, tiny_model_dir)
+    run_id, code = run_in_foreground(config, output_dir=tmp_path / "elsewhere", store=store)
+    assert code == 0 and (tmp_path / "elsewhere" / "model").is_dir()
+    assert not (store.run_dir(run_id) / "model").exists()
+    at = app("pages/4_Runs.py")
+    widget(at.selectbox, "Run").set_value(run_id).run()
+    no_exception(at)
+    assert {"report.json", "adapter (.zip)"} <= {button.label for button in at.get("download_button")}
+    at = app("pages/5_Playground.py", run=run_id)
+    no_exception(at)
+    assert at.query_params["run"] == run_id
+    assert widget(at.metric, "Prediction").value in ("neg", "pos")
 
 
 def test_runs_page_refuses_to_delete_an_active_run(store):

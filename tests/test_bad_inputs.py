@@ -22,12 +22,11 @@ from typing import Any, Callable
 
 import pytest
 
-from lab.runs.scripted import scripted_train  # noqa: E402
-
-from lab.config import DataConfig, RunConfig  # noqa: E402
-from lab.errors import ConfigError, DataError, ModelError  # noqa: E402
-from lab.runs.execute import execute_run  # noqa: E402
-from lab.runs.store import RunStore  # noqa: E402
+from lab.config import DataConfig, RunConfig
+from lab.errors import ConfigError, DataError, ModelError
+from lab.runs.execute import execute_run
+from lab.runs.scripted import scripted_train
+from lab.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = "".join(f"review number {i} of the film,{'pos' if i % 2 else 'neg'}\n" for i in range(20))
@@ -462,6 +461,36 @@ def test_app_data_page_shows_bad_uploads_as_messages(intact):
         assert any(message in error.value for error in at.error), [e.value for e in at.error]
 
 
+@pytest.mark.parametrize("name, content, message", [
+    ("one-column.csv", ("review\n" + "".join(f"review {i} of the film\n" for i in range(60))).encode(),
+     "the text and the label are both mapped to column 'review'"),
+    ("no-label.csv", ("review,stars\n" + "".join(f"review {i} of the film,{i}\n" for i in range(60))).encode(),
+     "60 different labels in 60 rows"),
+])
+def test_app_data_page_refuses_a_mapping_that_cannot_be_a_classification(intact, name, content, message):
+    """A CSV without a label column maps text and label to the same column, or a label to a text-like
+    column: the page says why and offers no "Train on this data"; the message names the user's file."""
+    at = app("pages/1_Data.py")
+    widget(at.radio, "Source").set_value("Upload a file").run()
+    at.file_uploader[0].set_value((name, content, "text/csv")).run()
+    if name == "no-label.csv":  # the user maps the label to the column that looked most like one
+        widget(at.selectbox, "Text column").set_value("review").run()
+        widget(at.selectbox, "Label column").set_value("stars").run()
+    no_exception(at)
+    errors = [e.value for e in at.error]
+    assert any(message in error for error in errors), errors
+    assert all("uploads" not in error and name in error for error in errors), errors
+    assert not any(b.label == "Train on this data" for b in at.button)
+
+
+def test_app_data_page_for_ner_opens_on_a_dataset_that_loads_offline(intact):
+    at = app("pages/1_Data.py")
+    widget(at.radio, "Task").set_value("ner").run()
+    no_exception(at)
+    assert widget(at.selectbox, "Dataset").value == "wnut16"
+    assert not at.error, [e.value for e in at.error]
+
+
 def test_app_new_run_yaml_with_unknown_key_names_it_and_keeps_the_form(intact):
     at = app("pages/2_New_run.py")
     widget(at.text_input, "Run name").input("my-run").run()
@@ -490,9 +519,12 @@ def test_app_new_run_yaml_with_out_of_range_value_shows_a_message(intact):
     assert any("train_batch_size must be >= 1" in e.value for e in at.error)
 
 
-def test_app_new_run_unknown_model_warns_then_fails_the_run_with_the_message(intact):
+@pytest.mark.parametrize("model, message", [("no-such-org/no-such-model", "hub is unreachable"),
+                                            ("/nonexistent/model", "There is no folder /nonexistent/model")])
+def test_app_new_run_model_that_cannot_load_is_named_and_launch_waits(intact, model, message):
     at = app("pages/2_New_run.py")
     widget(at.selectbox, "Model").set_value("other").run()
-    widget(at.text_input, "Hub id or local folder").input("no-such-org/no-such-model").run()
+    widget(at.text_input, "Hub id or local folder").input(model).run()
     no_exception(at)
-    assert any("hub is unreachable" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert widget(at.button, "Launch").disabled

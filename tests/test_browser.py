@@ -183,6 +183,19 @@ def test_one_click_run_live_cancel_reload_playground(server, browser, tmp_path):
     page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
                            ".some(p => String(p.layout.title.text).includes('Label probabilities'))")
     screenshot(page, "playground", shots)
+    # 6. Two downloads on the Runs page, the second clicked a second after the first: both arrive (a
+    # click used to rerun the page, and the second button's file was gone by then).
+    page.goto(base + "/Runs")
+    page.get_by_text("Download or delete").first.wait_for()
+    downloads = []
+    for label in ("config.yaml", "report.json"):
+        with page.expect_download(timeout=30_000) as download:
+            page.get_by_role("button", name=label).first.click()
+        downloads.append(download.value)
+        page.wait_for_timeout(1000)
+    assert [d.failure() for d in downloads] == [None, None]
+    assert all(Path(d.path()).stat().st_size > 0 for d in downloads)
+
     for path, name, ready in (("/Runs", "runs", "Compare"), ("/New_run", "new-run", "Launch"),
                               ("/Data", "data", "get truncated")):
         page.goto(base + path)

@@ -71,3 +71,19 @@ def test_train_then_predict_then_inspect(tiny_model_dir, ner_conll, tmp_path):
     assert shown["status"] == "completed"
     assert {"label", "precision", "recall", "f1", "support"} <= set(shown["per_label"][0])
     assert "f1" in shown["metrics"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["train", "--peft", "magic"], "invalid choice: 'magic' (choose from 'full', 'head', 'lora'"),
+    (["trian"], "invalid choice: 'trian'"),
+    (["train", "--lr"], "--lr: expected one argument"),
+])
+def test_usage_mistakes_are_one_line_with_the_choices_and_where_help_is(args, expected):
+    from lab.cli.main import main
+
+    result = lab(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and lines[0].endswith("--help"), result.stderr
+    with pytest.raises(SystemExit):
+        main(args)

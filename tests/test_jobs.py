@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from lab.runs import scripted  # noqa: E402
-from lab.runs.scripted import scripted_train  # noqa: E402
-
-from lab.config import RunConfig  # noqa: E402
-from lab.errors import LabError  # noqa: E402
-from lab.events import LogEvent, ResultEvent, StatusEvent, StepEvent  # noqa: E402
+from lab.config import RunConfig
+from lab.errors import LabError
+from lab.events import LogEvent, ResultEvent, StatusEvent, StepEvent
+from lab.runs import scripted
 from lab.runs.resume import last_checkpoint, prepare_resume
 from lab.runs.runner import JobRunner
-from lab.runs.store import RunStore  # noqa: E402
-from lab.runs.worker import run_stored_job, worker_command  # noqa: E402
+from lab.runs.scripted import scripted_train
+from lab.runs.store import RunStore
+from lab.runs.worker import run_stored_job, worker_command
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

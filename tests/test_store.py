@@ -290,3 +290,39 @@ def test_cli_errors_are_one_line_on_stderr(store: RunStore, monkeypatch, capsys)
     assert main(["show", "../../etc"]) != 0
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "No run" in err
+
+
+def test_a_run_whose_last_events_cannot_be_written_still_ends_with_the_stores_error(store: RunStore,
+                                                                                   monkeypatch) -> None:
+    """SQLite busy past its timeout or full while the sink writes the last events: the run must not
+    stay `running` while its owner lives; it fails and says the store could not be written."""
+    import sqlite3
+
+    from lab.runs.execute import execute_run
+    from lab.runs.scripted import scripted_train
+
+    def refuse(self, run_id, events):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    run_id = store.create_run(RunConfig(name="steps=3")).id
+    monkeypatch.setattr(RunStore, "append_events", refuse)
+    assert execute_run(store, run_id, scripted_train, threading.Event()) == "failed"
+    run = RunStore(store.runs_dir).get_run(run_id)
+    assert run.status == "failed"
+    assert run.message == "The run store could not be written: database or disk is full"
+
+
+def test_a_yaml_config_with_a_train_file_flag_records_the_file_as_the_dataset(store: RunStore, tmp_path: Path,
+                                                                               sentiment_csv: Path) -> None:
+    from lab.cli.main import build_parser
+    from lab.cli.flags import config_from_args
+
+    yaml_path = tmp_path / "imdb.yaml"
+    RunConfig().save(yaml_path)  # dataset: imdb
+    args = build_parser().parse_args(["train", str(yaml_path), "--train-file", str(sentiment_csv)])
+    config = config_from_args(args)
+    assert config.data.dataset == "" and config.data.train_file == str(sentiment_csv)
+    assert store.create_run(config).dataset == "sentiment.csv"
+    both = RunConfig()
+    both.data.train_file = str(sentiment_csv)  # a config naming both trains on the file: say so
+    assert store.create_run(both).dataset == "sentiment.csv"

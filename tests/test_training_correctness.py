@@ -230,3 +230,19 @@ def test_a_resumed_adalora_run_loads_its_pruned_checkpoint_and_says_its_allocati
     assert train(config, tmp_path, sink=events, resume_from_checkpoint=str(checkpoint)).status == "completed"
     assert any(e.level == "warning" and "AdaLoRA" in e.message and "importance" in e.message
                for e in events.of(LogEvent))
+
+
+def test_peak_memory_is_this_runs_own_not_the_long_lived_processes(tiny_model_dir, sentiment_csv, tmp_path):
+    """In the app one process trains run after run: a large earlier peak must not be every later run's."""
+    import gc
+    import resource
+
+    earlier = np.ones(600 * 2**20 // 8)  # 600 MB held and given back before the run, as an earlier run would
+    del earlier
+    gc.collect()
+    lifetime_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    events = Recorder()
+    result = train(config_for("classification", tiny_model_dir, sentiment_csv, max_steps=3), tmp_path, sink=events)
+    assert 0 < result.peak_memory_mb < lifetime_peak_mb - 400, (result.peak_memory_mb, lifetime_peak_mb)
+    step_memory = [e.memory_mb for e in events.of(StepEvent)]
+    assert step_memory and all(m and 0 < m <= result.peak_memory_mb + 1 for m in step_memory)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
+import pandas as pd
 import pytest
 
 from lab.cli.flags import cli_command
@@ -134,3 +135,36 @@ def test_entities_html_highlights_by_type_and_escapes_text():
     assert rendered.count('class="lab-entity"') == 2
     assert "&lt;b&gt;Ada&lt;/b&gt;" in rendered and "<b>Ada</b>" not in rendered
     assert ">PER</b>" in rendered and ">LOC</b>" in rendered
+
+
+def test_a_folder_fed_in_pieces_builds_the_same_view_as_the_whole_log():
+    """The Live page's per-session cursor: events arrive a few at a time, the tables are the same."""
+    from lab.events import EvalEvent, LogEvent, StepEvent
+    from lab.views.run_view import RunViewFolder, run_view
+
+    events = [LogEvent(message="device cpu, precision fp32, learning rate 0.001")]
+    for step in range(1, 3001):
+        events.append(StepEvent(step=step, max_steps=3000, loss=1 / step, grad_norm=None if step % 7 else 0.5))
+        if step % 500 == 0:
+            events.append(EvalEvent(split="validation", step=step, metrics={"f1": step / 3000},
+                                    per_label=[{"label": "PER", "precision": 1, "recall": 1, "f1": 1, "support": 2}]))
+    whole = run_view(events)
+    folder = RunViewFolder()
+    numbered = list(enumerate(events, start=1))
+    for start in range(0, len(numbered), 37):
+        folder.add(numbered[start:start + 37]).view()
+    pieces = folder.view()
+    assert folder.seq == len(events)
+    pd.testing.assert_frame_equal(pieces.steps, whole.steps)
+    pd.testing.assert_frame_equal(pieces.evaluations, whole.evaluations)
+    assert pieces.device == whole.device == "cpu (fp32)" and pieces.last_step.step == 3000
+    assert len(pieces.steps) == 3000 and pieces.steps["grad_norm"].isna().sum() == 3000 - 3000 // 7
+
+
+def test_a_long_curve_is_drawn_with_at_most_two_thousand_points_ending_at_the_last():
+    from lab.views.formatting import thinned
+
+    values = list(range(100_001))
+    drawn = thinned(values)
+    assert len(drawn) <= 2001 and drawn[0] == 0 and drawn[-1] == 100_000
+    assert thinned(values[:50]) == values[:50]

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.views.formatting import smooth
+from lab.views.formatting import smooth, thinned
 from lab.views.run_view import RunView
 
 TRAINING_LOSS_TITLE = "Training loss"
@@ -37,10 +37,11 @@ def training_loss(steps: pd.DataFrame, smoothing: float, evaluations: Optional[p
     the optimizer step. The raw loss is always the first trace."""
     figure = go.Figure()
     if not steps.empty:
-        figure.add_scatter(x=steps["step"].tolist(), y=steps["loss"].tolist(), mode="lines+markers", name="training",
+        x, loss = steps["step"].tolist(), steps["loss"].tolist()
+        figure.add_scatter(x=thinned(x), y=thinned(loss), mode="lines+markers", name="training",
                            line=dict(color="rgba(31,119,180,0.35)"), marker=dict(size=4))
         if smoothing > 0:
-            figure.add_scatter(x=steps["step"].tolist(), y=smooth(steps["loss"].tolist(), smoothing), mode="lines",
+            figure.add_scatter(x=thinned(x), y=thinned(smooth(loss, smoothing)), mode="lines",
                                name=f"smoothed ({smoothing:g})", line=dict(color="rgb(31,119,180)", width=2.5))
     if evaluations is not None and not evaluations.empty:
         figure.add_scatter(x=evaluations["step"].tolist(), y=evaluations["loss"].tolist(), mode="lines+markers",
@@ -119,8 +120,8 @@ def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional
     loss, scores = go.Figure(), go.Figure()
     for name, view in views.items():
         if not view.steps.empty:
-            loss.add_scatter(x=view.steps["step"].tolist(), y=smooth(view.steps["loss"].tolist(), smoothing),
-                             mode="lines", name=name)
+            loss.add_scatter(x=thinned(view.steps["step"].tolist()),
+                             y=thinned(smooth(view.steps["loss"].tolist(), smoothing)), mode="lines", name=name)
         if metric and metric in view.evaluations:
             scores.add_scatter(x=view.evaluations["step"].tolist(), y=view.evaluations[metric].tolist(),
                                mode="lines+markers", name=name)

@@ -15,6 +15,7 @@ import streamlit as st
 
 from lab.errors import LabError
 from lab.runs.store import RunStore, default_runs_dir
+from lab.views.data_view import for_the_page
 
 HOME_PAGE = "app.py"
 DATA_PAGE = "pages/1_Data.py"
@@ -89,7 +90,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except LabError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(for_the_page(str(exc)), icon=":material/error:")
 
 
 def status_badge(status: str) -> str:

@@ -29,10 +29,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     base = RunConfig.load(args.config) if args.config else default_config(args.task or "classification")
     assignments = [f"{FLAG_TO_KEY[flag]}={value}" for flag, value in vars(args).items()
                    if flag in FLAG_TO_KEY and value is not None]
+    if args.train_file and args.dataset is None:
+        # A file picked on the command line replaces the dataset of the default or of the YAML.
+        assignments.insert(0, "data.dataset=")
     if (args.train_file or args.dataset is not None) and not args.config:
-        # Flags that pick the data replace the default dataset rather than add to it.
-        if args.train_file and args.dataset is None:
-            assignments.insert(0, "data.dataset=")
+        # ... and the default's demo-sized subsets.
         assignments.insert(0, "data.train_subset=0")
         assignments.insert(0, "data.eval_subset=0")
     return base.with_overrides(assignments + list(args.set)).validate()

@@ -11,9 +11,17 @@ from lab.config import PEFT_METHODS, TASKS, field_help
 from lab.errors import LabError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake (`--peft magic`) is one line naming the bad value and the choices,
+    and where the command's help is, instead of the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab", description="Fine-Tuning Lab: fine-tune transformers "
-                                     "for text classification and NER.")
+    parser = OneLineParser(prog="python -m lab", description="Fine-Tuning Lab: fine-tune transformers "
+                                                             "for text classification and NER.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="Train one run from a config file and/or flags.")

@@ -153,8 +153,8 @@ def _hub_split(spec: BuiltinDataset, split, split_name: str) -> RawExamples:
 def _load_offline(spec: BuiltinDataset) -> RawBundle:
     if spec.name == "conll2003":
         raise DataError("There is no offline copy of CoNLL-2003 (its licence keeps it off PyPI), and the hub "
-                        "is offline or not chosen (data.source). Use wnut16, the offline NER dataset, or load your own CoNLL files "
-                        "with --train-file (data.train_file).")
+                        "is offline or not chosen (data.source). Use wnut16, the offline NER dataset, or your own CoNLL "
+                        "files as the training file (data.train_file).")
     if spec.offline is None:
         raise DataError(f"{spec.name} has no offline copy. Offline choices: {OFFLINE_CHOICES}.")
     return spec.offline()

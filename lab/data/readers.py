@@ -182,6 +182,9 @@ def read_classification_file(path: str | Path, text_column: str, label_column: s
     if path.suffix.lower() not in CLASSIFICATION_SUFFIXES:
         raise DataError(f"{path}: unsupported file type {path.suffix or '(none)'}; use one of "
                         f"{', '.join(CLASSIFICATION_SUFFIXES)}.")
+    if text_column == label_column:
+        raise DataError(f"{path.name}: the text and the label are both mapped to column {text_column!r}; "
+                        "choose the column that holds each text and the one that holds its class.")
     columns, rows, unit, first = _table(path)
     for name, kind in ((text_column, "text"), (label_column, "label")):
         if name not in columns:

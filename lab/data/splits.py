@@ -27,6 +27,9 @@ from lab.data.tags import check_tags, detect_scheme, iob1_to_iob2, ner_label_nam
 from lab.errors import DataError
 
 SPLITS = ("train", "validation", "test")
+# More distinct labels than this share of the rows (and more than a handful) is a text column mapped as the label.
+MAX_LABEL_SHARE = 0.5
+MIN_LABELS_TO_SUSPECT = 20
 
 
 @dataclass
@@ -102,6 +105,10 @@ def _prepare_classification(splits: dict[str, RawExamples]) -> list[str]:
     if len(label_names) < 2:
         raise DataError(f"{train.origin}: every training example has the label {label_names[0]!r}; "
                         "classification needs at least two classes.")
+    if len(label_names) > MAX_LABEL_SHARE * len(train.labels) and len(label_names) > MIN_LABELS_TO_SUSPECT:
+        raise DataError(f"{Path(train.origin).name}: {len(label_names):,} different labels in {len(train.labels):,} "
+                        "rows: nearly every row is a class of its own, so the label column holds text, not classes. "
+                        "Choose the column that holds the class.")
     known = set(label_names)
     for split in ("validation", "test"):
         raw = splits.get(split)

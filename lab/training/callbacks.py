@@ -10,6 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from lab.events import EvalEvent, EventSink, StatusEvent, StepEvent
+from lab.training.memory import RunMemory
 from lab.training.scoring import EvaluationScorer
 
 
@@ -24,6 +25,7 @@ class EventCallback(TrainerCallback):
         self.last_tokens = 0
         self.last_step = 0
         self.stopped_on_request = False  # training ended early because should_stop was set
+        self.memory: Optional[RunMemory] = None  # the engine's meter, for the step events
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.train_started = self.last_time = time.time()
@@ -32,6 +34,8 @@ class EventCallback(TrainerCallback):
         self.emit(StatusEvent(status="running", message=f"training {state.max_steps} steps"))
 
     def on_step_end(self, args, state, control, **kwargs):
+        if control.should_evaluate:  # the Trainer's flow callback (which runs first) asked for one now
+            self.emit(StatusEvent(status="running", message=f"evaluating at step {state.global_step}"))
         if any_rank_stopping(self.should_stop.is_set(), args.device):
             # Save where we are so a resume continues from this exact step.
             self.stopped_on_request = state.global_step < state.max_steps
@@ -54,7 +58,8 @@ class EventCallback(TrainerCallback):
                             loss=float(logs["loss"]), learning_rate=float(logs.get("learning_rate", 0.0)),
                             grad_norm=float_or_none(logs.get("grad_norm")),
                             tokens_per_second=tokens_per_second, examples_per_second=examples / interval,
-                            elapsed_seconds=elapsed, eta_seconds=eta))
+                            elapsed_seconds=elapsed, eta_seconds=eta,
+                            memory_mb=self.memory.current_mb() if self.memory else None))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = metrics or {}

@@ -16,10 +16,12 @@ DEFAULT_LEARNING_RATES: dict[str, dict[str, float]] = {
 }
 
 # Classification on a BERT-style model with a pooler: what `model.pooling: auto` means per method.
+# Measured (README, "Pooling"): offline IMDB, 1,000 reviews, 1 epoch, accuracy on 300 test reviews,
+# frozen pooler / trained pooler / mean: head 0.603 / 0.577 / 0.780, LoRA 0.633 / 0.677 / 0.740,
+# AdaLoRA 0.503 / 0.653 / 0.747. all-MiniLM-L6-v2 was trained with mean pooling; its pooler never was.
 DEFAULT_POOLING: dict[str, str] = {
-    "full": "pooler", "head": "pooler", "lora": "pooler-trained", "adalora": "pooler-trained",
-    "ia3": "pooler-trained", "prompt": "pooler-trained", "prefix": "pooler-trained", "loha": "pooler-trained",
-    "lokr": "pooler-trained",
+    "full": "pooler", "head": "mean", "lora": "mean", "adalora": "mean", "ia3": "mean", "prompt": "mean",
+    "prefix": "mean", "loha": "mean", "lokr": "mean",
 }
 
 

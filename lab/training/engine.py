@@ -34,7 +34,8 @@ from lab.training.defaults import learning_rate_for
 from lab.training.estimate import estimate
 from lab.training.modeling import (adapt, count_parameters, load_model, load_tokenizer, pick_device, pick_precision,
                                    restore_adalora_ranks)
-from lab.training.saving import peak_memory_mb, save_model, write_report
+from lab.training.memory import RunMemory
+from lab.training.saving import save_model, write_report
 from lab.training.scoring import EvaluationScorer, WordReference
 from lab.training.trainer import (LabTrainer, argmax_logits, evaluation_order, total_optimizer_steps,
                                   training_arguments, virtual_token_offset)
@@ -99,6 +100,7 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     if max_length < config.train.max_length:
         emit(LogEvent(level="warning", message=f"max_length {config.train.max_length} is more than this model can "
                                                f"take with {config.peft.method}: sequences are cut at {max_length}."))
+    emit(StatusEvent(status="running", message="tokenising"))
     tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, max_length)
     references = _word_references(loaded, tokenized, emit, max_length) if config.task == "ner" else None
     preflight = estimate(config, loaded)
@@ -127,27 +129,35 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     # Our EventCallback reports progress; the Trainer's own printers would repeat every log line.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    memory = RunMemory(device)  # this run's own peak, not the long-lived process's
+    events.memory = memory
     try:
-        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    except (torch.OutOfMemoryError, RuntimeError) as exc:
-        if not is_out_of_memory(exc):
-            raise
-        raise LabError(f"Out of memory during training: {OUT_OF_MEMORY_ADVICE}.") from None
-    completed_steps = trainer.state.global_step
+        try:
+            trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise LabError(f"Out of memory during training: {OUT_OF_MEMORY_ADVICE}.") from None
+        completed_steps = trainer.state.global_step
 
-    # Cancelled only if the stop request ended training early: a cancel that arrives after the last
-    # step (during the final save, say) leaves a fully trained run, which completes.
-    result = RunResult(status="cancelled" if events.stopped_on_request else "completed", output_dir=str(output_dir),
-                       trainable_params=params.trainable, total_params=params.total, completed_steps=completed_steps)
-    if result.status == "completed":
-        # 4. Test, save, report.
-        scorer.split = "test"
-        trainer.evaluate(tokenized["test"], metric_key_prefix="test")
-        result.metrics, result.per_label = scorer.last_metrics, scorer.last_per_label
-        if is_main:
-            save_model(trainer, config, loaded.label_names, output_dir / "model", max_length, pooling)
+        # Cancelled only if the stop request ended training early: a cancel that arrives after the last
+        # step (during the final save, say) leaves a fully trained run, which completes.
+        result = RunResult(status="cancelled" if events.stopped_on_request else "completed",
+                           output_dir=str(output_dir), trainable_params=params.trainable, total_params=params.total,
+                           completed_steps=completed_steps)
+        if result.status == "completed":
+            # 4. Test, save, report.
+            scorer.split = "test"
+            emit(StatusEvent(status="running", message="evaluating on the test split"))
+            trainer.evaluate(tokenized["test"], metric_key_prefix="test")
+            result.metrics, result.per_label = scorer.last_metrics, scorer.last_per_label
+            if is_main:
+                emit(StatusEvent(status="running", message="saving the model"))
+                save_model(trainer, config, loaded.label_names, output_dir / "model", max_length, pooling)
+    finally:
+        peak = memory.stop()
     result.wall_seconds = time.time() - started
-    result.peak_memory_mb = peak_memory_mb(device)
+    result.peak_memory_mb = peak
     if is_main:
         write_report(output_dir, config, loaded, result, scorer)
         emit(ResultEvent(metrics=result.metrics, per_label=result.per_label, trainable_params=params.trainable,

@@ -33,9 +33,16 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def _looks_like_a_folder(name: str) -> bool:
+    """A path, not a hub id: hub ids are `name` or `org/name`, never absolute, relative or deeper."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+
+
 def _explain_load_failure(name: str, exc: Exception) -> ModelError:
     path = Path(name).expanduser()
     reason = one_line(exc) or type(exc).__name__
+    if not path.exists() and _looks_like_a_folder(name):
+        return ModelError(f"There is no folder {name}. Use a hub id such as bert-base-uncased, or {OFFLINE_CHOICES}.")
     if path.exists():
         if not (path / "config.json").is_file():
             return ModelError(f"{'Folder' if path.is_dir() else 'File'} {name} is not a model: a model is a "

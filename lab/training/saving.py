@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import json
-import resource
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from lab.config import LORA_FAMILY, RunConfig
 from lab.data.splits import LoadedData
@@ -45,11 +41,3 @@ def write_report(output_dir: Path, config: RunConfig, loaded: LoadedData, result
               "confusion": scorer.last_confusion if result.status == "completed" else {},
               **{k: v for k, v in asdict(result).items() if k not in ("metrics", "per_label", "status")}}
     (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-
-
-def peak_memory_mb(device: str) -> float:
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    # ru_maxrss is KiB on Linux, bytes on macOS: the peak resident memory of this process.
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10

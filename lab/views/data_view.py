@@ -40,6 +40,15 @@ def save_upload(file_name: str, data: bytes, runs_dir: str | Path) -> Path:
     return path
 
 
+_UPLOAD_PATH = re.compile(r"\S*" + re.escape(UPLOADS_FOLDER) + r"[/\\][0-9a-f]{12}-([^\s,:;]+)")
+
+
+def for_the_page(message: str) -> str:
+    """A library message as the web page says it: an uploaded file by the name the user gave it
+    (`save_upload` keeps `<hash>-<name>` under the runs folder), not by its internal path."""
+    return _UPLOAD_PATH.sub(lambda match: match.group(1), message)
+
+
 def file_columns(path: str | Path) -> list[str]:
     """Column names of a CSV / TSV / JSON(L) / Parquet file (keys for JSON), for the column mapping."""
     from lab.data.readers import (  # the readers' own parser, same errors

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from lab.events import EvalEvent, Event, LogEvent, ResultEvent, StatusEvent, StepEvent
@@ -25,6 +25,7 @@ class RunView:
     last_step: Optional[StepEvent] = None
     log: list[str] = field(default_factory=list)
     device: str = ""  # from the engine's "device cpu, precision fp32, ..." log line
+    stage: str = ""  # what the run is doing now, from its last "running" status: "tokenising", ...
 
     @property
     def metric_names(self) -> list[str]:
@@ -41,34 +42,86 @@ def is_average_row(label: str) -> bool:
     return label.endswith(" avg") or label == "accuracy"
 
 
+class _Columns:
+    """Numeric columns that grow in place (capacity doubles), so appending a row is O(1) and the
+    DataFrame over them is built from views of the arrays, not from a copy of every row."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names, self.size = list(names), 0
+        self._arrays = {name: np.empty(1024) for name in self.names}
+
+    def append(self, values: Sequence[Optional[float]]) -> None:
+        if self.size == len(self._arrays[self.names[0]]):
+            for name, array in self._arrays.items():
+                grown = np.empty(2 * len(array))
+                grown[:self.size] = array
+                self._arrays[name] = grown
+        for name, value in zip(self.names, values):
+            self._arrays[name][self.size] = np.nan if value is None else value
+        self.size += 1
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame({name: array[:self.size] for name, array in self._arrays.items()}, copy=False)
+        return frame.astype({"step": "int64", "max_steps": "int64"}) if "step" in frame else frame
+
+
+class RunViewFolder:
+    """Folds a run's events into a RunView a few at a time: the Live page keeps one per session and run,
+    hands it only the events after its cursor (`seq`), so a refresh costs the same at step 100 and at
+    step 100,000. Steps are kept as columns, which become a DataFrame without a per-row dict."""
+
+    def __init__(self) -> None:
+        self.seq = 0  # the last event folded in
+        self._steps = _Columns(STEP_COLUMNS)
+        self._evaluations: list[dict[str, Any]] = []
+        self._history: list[dict[str, Any]] = []
+        self._log: list[str] = []
+        self._view = RunView(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+        self._built_at = -1  # the seq the cached tables were built at
+
+    def add(self, events: Iterable[tuple[int, Event]]) -> "RunViewFolder":
+        view = self._view
+        for seq, event in events:
+            self.seq = max(self.seq, seq)
+            if isinstance(event, StepEvent):
+                self._steps.append([getattr(event, name) for name in STEP_COLUMNS])
+                view.last_step = event
+            elif isinstance(event, EvalEvent) and event.split == "test":
+                view.test_eval = event
+            elif isinstance(event, EvalEvent):
+                view.latest_eval = event
+                self._evaluations.append({"step": event.step, "epoch": event.epoch, "loss": event.loss,
+                                          **event.metrics})
+                self._history += [{"step": event.step, **row} for row in event.per_label
+                                  if not is_average_row(row["label"])]
+            elif isinstance(event, ResultEvent):
+                view.result = event
+            elif isinstance(event, (LogEvent, StatusEvent)) and event.message:
+                if isinstance(event, StatusEvent) and event.status == "running":
+                    view.stage = event.message
+                stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+                prefix = f"[{event.status}] " if isinstance(event, StatusEvent) else (
+                    "" if event.level == "info" else f"{event.level.upper()}: ")
+                self._log.append(f"{stamp}  {prefix}{event.message}")
+                match = _DEVICE_LINE.match(event.message) if isinstance(event, LogEvent) else None
+                if match:
+                    view.device = f"{match.group(1)} ({match.group(2)})"
+        return self
+
+    def view(self) -> RunView:
+        """The tables as of the last event added (rebuilt only when events came in)."""
+        if self._built_at != self.seq:
+            self._view.steps = self._steps.frame()
+            self._view.evaluations = pd.DataFrame(self._evaluations)
+            self._view.per_label_history = pd.DataFrame(self._history, columns=["step", *LABEL_COLUMNS])
+            self._view.log = self._log
+            self._built_at = self.seq
+        return self._view
+
+
 def run_view(events: Iterable[Event]) -> RunView:
-    steps, evaluations, history, log = [], [], [], []
-    view = RunView(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
-    for event in events:
-        if isinstance(event, StepEvent):
-            steps.append({name: getattr(event, name) for name in STEP_COLUMNS})
-            view.last_step = event
-        elif isinstance(event, EvalEvent) and event.split == "test":
-            view.test_eval = event
-        elif isinstance(event, EvalEvent):
-            view.latest_eval = event
-            evaluations.append({"step": event.step, "epoch": event.epoch, "loss": event.loss, **event.metrics})
-            history += [{"step": event.step, **row} for row in event.per_label if not is_average_row(row["label"])]
-        elif isinstance(event, ResultEvent):
-            view.result = event
-        elif isinstance(event, (LogEvent, StatusEvent)) and event.message:
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
-            prefix = f"[{event.status}] " if isinstance(event, StatusEvent) else (
-                "" if event.level == "info" else f"{event.level.upper()}: ")
-            log.append(f"{stamp}  {prefix}{event.message}")
-            match = _DEVICE_LINE.match(event.message) if isinstance(event, LogEvent) else None
-            if match:
-                view.device = f"{match.group(1)} ({match.group(2)})"
-    view.steps = pd.DataFrame(steps, columns=STEP_COLUMNS)
-    view.evaluations = pd.DataFrame(evaluations)
-    view.per_label_history = pd.DataFrame(history, columns=["step", *LABEL_COLUMNS])
-    view.log = log
-    return view
+    """A whole event log folded at once (the Runs page's comparison, tests)."""
+    return RunViewFolder().add((seq, event) for seq, event in enumerate(events, start=1)).view()
 
 
 def per_label_frame(per_label: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -77,9 +130,3 @@ def per_label_frame(per_label: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return frame.set_index("label")
 
 
-def gpu_memory_mb() -> Optional[float]:
-    """GPU memory this process holds now (the thread executor trains in this process), or None."""
-    torch = sys.modules.get("torch")  # never import torch just to learn there is no GPU
-    if torch is None or not torch.cuda.is_available():
-        return None
-    return torch.cuda.memory_allocated() / 2**20

@@ -1,0 +1,35 @@
+"""A short `python -m bench.chaos`: a worker killed with SIGKILL at random moments of two phases.
+
+After each kill the store opens with integrity ok, the run says interrupted (never running), resume
+completes it with the test metrics of the same run left alone, and a run stored before is unchanged.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.chaos import kill_once, reference_run
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model_dir):
+    work = tmp_path_factory.mktemp("chaos")
+    metrics, lengths, _ = reference_run(work, tiny_model_dir)
+    return work, metrics, lengths
+
+
+@pytest.mark.parametrize("phase", ["checkpoint", "final save"])
+def test_a_run_killed_in_any_phase_is_interrupted_then_resumes_to_the_same_result(phase, reference, tiny_model_dir):
+    work, metrics, lengths = reference
+    outcome = kill_once(work, tiny_model_dir, phase, lengths.get(phase, 0.0), metrics, random.Random(phase))
+    assert outcome.integrity == "ok"
+    assert outcome.others_intact
+    if outcome.landed == "done":  # finished before the kill landed: it stays completed
+        assert outcome.status_after_kill == "completed"
+        return
+    assert outcome.status_after_kill == "interrupted"
+    assert outcome.resumed == "completed"
+    assert outcome.metric_difference is not None and outcome.metric_difference <= 1e-6, outcome
+    if phase in ("checkpoint", "final save") and outcome.landed == phase:
+        assert outcome.resumed_from == "checkpoint"
