@@ -11,7 +11,8 @@ After each kill:
 - the store opens and `PRAGMA integrity_check` says ok;
 - the run is `interrupted`, never `running`;
 - `python -m lab resume RUN` completes it;
-- its final test metrics equal the reference run's (same seed) within `--tolerance`;
+- its final test metrics equal the reference run's (same seed) within `--tolerance`, and its saved
+  adapter weights the reference's within 1e-4;
 - a completed run stored before is byte-for-byte unchanged.
 
 Also: SIGTERM and SIGINT to a server process whose job runner trains in a thread (the app's
@@ -41,6 +42,7 @@ from typing import Any, Optional, Sequence
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("loading", "tokenising", "training", "evaluation", "checkpoint", "test evaluation", "final save")
 FIXTURE = REPO / "tests" / "fixtures" / "sentiment.csv"
+WEIGHT_TOLERANCE = 1e-4  # fp32 on a CPU: a resumed run ends on the reference's weights up to rounding
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Outcome:
     integrity: str
     resumed: str
     metric_difference: Optional[float]
+    weight_difference: Optional[float]  # largest |weight| difference of the saved adapter vs the reference's
     others_intact: bool
     resumed_from: str
 
@@ -58,7 +61,9 @@ class Outcome:
         if self.landed == "done":  # the run finished before the kill: it must simply stay completed
             return self.status_after_kill == "completed" and self.integrity == "ok" and self.others_intact
         return (self.integrity == "ok" and self.status_after_kill == "interrupted" and self.resumed == "completed"
-                and self.metric_difference is not None and self.metric_difference <= tolerance and self.others_intact)
+                and self.metric_difference is not None and self.metric_difference <= tolerance
+                and self.weight_difference is not None and self.weight_difference <= WEIGHT_TOLERANCE
+                and self.others_intact)
 
 
 def chaos_config(model: str, seed: int = 0):
@@ -128,8 +133,22 @@ def folder_digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def kill_once(work: Path, model: str, phase: str, length: float, reference: dict[str, float],
+def adapter_weights(output_dir: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    path = output_dir / "model" / "adapter_model.safetensors"
+    return load_file(path) if path.is_file() else {}
+
+
+def weight_difference(ours: dict[str, Any], reference: dict[str, Any]) -> Optional[float]:
+    if not ours or ours.keys() != reference.keys():
+        return None
+    return max(float((ours[k] - reference[k]).abs().max()) for k in ours)
+
+
+def kill_once(work: Path, model: str, phase: str, length: float, reference: dict[str, Any],
               rng: random.Random) -> Outcome:
+    """`reference`: the uninterrupted run's test metrics (`metrics`) and saved weights (`weights`)."""
     from lab.runs.store import RunStore
 
     runs_dir = work / f"{phase.replace(' ', '-')}-{rng.randrange(10**6)}"
@@ -159,14 +178,17 @@ def kill_once(work: Path, model: str, phase: str, length: float, reference: dict
                              capture_output=True, text=True, timeout=900)
     after = RunStore(runs_dir)
     final = after.get_run(run_id)
-    difference = max(abs(final.metrics[k] - reference[k]) for k in reference) if final.metrics else None
+    metrics = reference["metrics"]
+    difference = max(abs(final.metrics[k] - metrics[k]) for k in metrics) if final.metrics else None
+    weights = weight_difference(adapter_weights(after.output_dir(final)), reference["weights"])
     intact = (after.get_run(bystander.id).to_dict(), folder_digest(after.run_dir(bystander.id))) == before
     resumed_from = ("checkpoint" if " from checkpoint-" in resumed.stderr else
                     "step 0" if "starting it over" in resumed.stderr else "?")
-    return Outcome(phase, landed, run.status, integrity, final.status, difference, intact, resumed_from)
+    return Outcome(phase, landed, run.status, integrity, final.status, difference, weights, intact, resumed_from)
 
 
-def reference_run(work: Path, model: str) -> tuple[dict[str, float], dict[str, float], float]:
+def reference_run(work: Path, model: str) -> tuple[dict[str, Any], dict[str, float], float]:
+    """The uninterrupted run: ({"metrics", "weights"}, each phase's length, wall seconds)."""
     from lab.runs.store import RunStore
 
     store = RunStore(work / "reference")
@@ -176,7 +198,8 @@ def reference_run(work: Path, model: str) -> tuple[dict[str, float], dict[str, f
     run = store.get_run(run_id)
     if code != 0 or run.status != "completed":
         raise SystemExit(f"the reference run did not complete ({run.status}: {run.message})")
-    return run.metrics, durations([e for _, e in store.events_since(run_id)]), time.time() - started
+    reference = {"metrics": run.metrics, "weights": adapter_weights(store.output_dir(run))}
+    return reference, durations([e for _, e in store.events_since(run_id)]), time.time() - started
 
 
 # ---- signals to a server that trains in a thread, two servers, a full disk ---------------------------
@@ -288,10 +311,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         work = Path(scratch)
         model = resolve_model(args.model, work)
         reference, phases, seconds = reference_run(work, model)
-        print(f"reference run: {seconds:.1f} s, test metrics {json.dumps({k: round(v, 4) for k, v in reference.items()})}")
+        metrics = {k: round(v, 4) for k, v in reference["metrics"].items()}
+        print(f"reference run: {seconds:.1f} s, test metrics {json.dumps(metrics)}")
         print("phase lengths (s): " + ", ".join(f"{p} {phases.get(p, 0):.2f}" for p in PHASES))
         print(f"\n{'aimed at':<17}{'landed in':<17}{'after kill':<13}{'integrity':<11}{'resumed':<11}"
-              f"{'from':<12}{'metric diff':>12}  others  holds")
+              f"{'from':<12}{'metric diff':>12}{'weight diff':>12}  others  holds")
         held = total = 0
         for phase in [p.strip() for p in args.phases.split(",") if p.strip()]:
             for _ in range(args.kills):
@@ -299,8 +323,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 ok = outcome.holds(args.tolerance)
                 held, total = held + ok, total + 1
                 difference = "-" if outcome.metric_difference is None else f"{outcome.metric_difference:.4f}"
+                weights = "-" if outcome.weight_difference is None else f"{outcome.weight_difference:.1e}"
                 print(f"{outcome.aimed:<17}{outcome.landed:<17}{outcome.status_after_kill:<13}{outcome.integrity:<11}"
-                      f"{outcome.resumed:<11}{outcome.resumed_from:<12}{difference:>12}  "
+                      f"{outcome.resumed:<11}{outcome.resumed_from:<12}{difference:>12}{weights:>12}  "
                       f"{'yes' if outcome.others_intact else 'NO':<7} {'yes' if ok else 'NO'}", flush=True)
                 rows.append({**outcome.__dict__, "holds": ok})
         print(f"\nkills: {held} of {total} held every invariant")

@@ -77,7 +77,7 @@ class RunViewFolder:
         self._history: list[dict[str, Any]] = []
         self._log: list[str] = []
         self._view = RunView(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
-        self._built_at = -1  # the seq the cached tables were built at
+        self._stale = {"steps": True, "evaluations": True}  # tables to rebuild at the next view()
 
     def add(self, events: Iterable[tuple[int, Event]]) -> "RunViewFolder":
         view = self._view
@@ -86,6 +86,7 @@ class RunViewFolder:
             if isinstance(event, StepEvent):
                 self._steps.append([getattr(event, name) for name in STEP_COLUMNS])
                 view.last_step = event
+                self._stale["steps"] = True
             elif isinstance(event, EvalEvent) and event.split == "test":
                 view.test_eval = event
             elif isinstance(event, EvalEvent):
@@ -94,6 +95,7 @@ class RunViewFolder:
                                           **event.metrics})
                 self._history += [{"step": event.step, **row} for row in event.per_label
                                   if not is_average_row(row["label"])]
+                self._stale["evaluations"] = True
             elif isinstance(event, ResultEvent):
                 view.result = event
             elif isinstance(event, (LogEvent, StatusEvent)) and event.message:
@@ -109,13 +111,15 @@ class RunViewFolder:
         return self
 
     def view(self) -> RunView:
-        """The tables as of the last event added (rebuilt only when events came in)."""
-        if self._built_at != self.seq:
+        """The tables as of the last event added; each is rebuilt only when its kind of event came in
+        (a live run's refresh brings steps, rarely an evaluation with its per-label rows)."""
+        if self._stale["steps"]:
             self._view.steps = self._steps.frame()
+        if self._stale["evaluations"]:
             self._view.evaluations = pd.DataFrame(self._evaluations)
             self._view.per_label_history = pd.DataFrame(self._history, columns=["step", *LABEL_COLUMNS])
-            self._view.log = self._log
-            self._built_at = self.seq
+        self._stale = {"steps": False, "evaluations": False}
+        self._view.log = self._log
         return self._view
 
 
