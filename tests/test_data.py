@@ -298,7 +298,7 @@ def test_conll2003_offline_says_what_to_do_instead():
     with pytest.raises(DataError) as caught:
         load("ner", dataset="conll2003")
     message = str(caught.value)
-    assert "no offline copy of CoNLL-2003" in message and "wnut16" in message and "--train-file" in message
+    assert "no offline copy of CoNLL-2003" in message and "wnut16" in message and "data.train_file" in message
 
 
 def test_hub_only_fails_cleanly_when_offline():
