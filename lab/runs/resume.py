@@ -1,0 +1,51 @@
+"""Resume: turn an ended run back into a queued one that continues from its last checkpoint."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from lab.errors import LabError
+from lab.events import LogEvent
+from lab.runs.store import RunStore
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Trainer writes trainer_state.json last: a checkpoint folder without it was cut off mid-save.
+_CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
+
+
+def last_checkpoint(folder: Path) -> Optional[Path]:
+    """The newest complete `checkpoint-<step>` folder (like transformers' get_last_checkpoint, but
+    skipping one a kill cut off mid-save)."""
+    if not folder.is_dir():
+        return None
+    steps = [(int(m.group(1)), path) for path in folder.iterdir()
+             if (m := _CHECKPOINT.match(path.name)) and (path / _CHECKPOINT_COMPLETE_MARKER).is_file()]
+    return max(steps)[1] if steps else None
+
+
+def prepare_resume(store: RunStore, run_id: str) -> Optional[Path]:
+    """Queue an ended run again in the same record; it continues from its last checkpoint, or starts
+    over (and says so) when none was written. Returns the checkpoint, or None."""
+    run = store.get_run(run_id)
+    if run.is_active:
+        raise LabError(f"Run {run_id} is {run.status}; only an interrupted, cancelled or failed run can be resumed.")
+    if run.status == "completed":
+        raise LabError(f"Run {run_id} already completed. To train again, start a new run from its config: "
+                       f"python -m lab train {store.run_dir(run_id) / 'config.yaml'}")
+    output_dir = store.output_dir(run)
+    checkpoints = output_dir / "checkpoints"
+    checkpoint = last_checkpoint(checkpoints)
+    for partial in checkpoints.glob("checkpoint-*"):  # cut off mid-save: Trainer would trip over them
+        if partial.is_dir() and not (partial / _CHECKPOINT_COMPLETE_MARKER).is_file():
+            shutil.rmtree(partial, ignore_errors=True)
+    (output_dir / "report.json").unlink(missing_ok=True)
+    if checkpoint is not None:
+        message = (f"Resuming from {checkpoint.name} (step {checkpoint.name.split('-')[1]}), with its optimizer "
+                   f"and scheduler state.")
+    else:
+        message = "No checkpoint was written before the run stopped: starting it over from step 0."
+    store.requeue(run_id, str(checkpoint or ""), message)
+    store.append_event(run_id, LogEvent(message=message, level="info" if checkpoint else "warning"))
+    return checkpoint

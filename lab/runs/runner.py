@@ -1,0 +1,305 @@
+"""The job runner: runs stored jobs in the background, one per device at a time, the rest queued.
+
+Two executors run the same job:
+
+- `thread`: `train()` in a background thread of this process (the app's default). Cancel sets the
+  `should_stop` event the engine checks at every optimizer step.
+- `process`: `python -m lab train --run-id ID` (through torchrun when the config asks for more than
+  one device), in its own process group, for crash isolation and multi-GPU. Cancel raises a flag in
+  the store that the worker polls; if the worker has not stopped after a grace period it gets
+  SIGTERM, then SIGKILL of its whole process group.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import IO, Optional
+
+from lab.config import RunConfig
+from lab.errors import LabError
+from lab.runs.execute import TrainFn, default_train_fn, execute_run
+from lab.runs.resume import prepare_resume
+from lab.runs.owner import HEARTBEAT_SECONDS
+from lab.runs.store import RunStore
+from lab.runs.worker import WorkerCommand, cancel_run, settle_after_exit, worker_command, worker_env
+from lab.training.openmp import release_openmp_team
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("thread", "process")
+
+
+@dataclass
+class _Job:
+    run_id: str
+    executor: str
+    num_devices: int
+    should_stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    slots: list[int] = field(default_factory=list)
+    process: Optional[subprocess.Popen] = None
+    log_file: Optional[IO[bytes]] = None
+    cancel_at: Optional[float] = None  # monotonic times of the cancel escalation steps
+    sigterm_at: Optional[float] = None
+    sigkill_at: Optional[float] = None
+
+
+def visible_gpus() -> list[str]:
+    """CUDA device ids this process may hand out, as CUDA_VISIBLE_DEVICES would name them."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (visible or [str(i) for i in range(count)])[:count]
+
+
+class JobRunner:
+    """Runs stored jobs in the background, one per device at a time, the others first in, first out.
+
+    Keep one per process (the app holds it in st.cache_resource). A thread job always takes device
+    slot 0 (the device the engine picks in this process); a process job takes `num_devices` free
+    slots and sees only those GPUs.
+    """
+
+    def __init__(self, store: RunStore, train_fn: Optional[TrainFn] = None, gpu_ids: Optional[list[str]] = None,
+                 command: WorkerCommand = worker_command, cancel_grace_seconds: float = 10.0,
+                 poll_seconds: float = 0.25) -> None:
+        self.store = store
+        self._train_fn = train_fn
+        self.gpu_ids = visible_gpus() if gpu_ids is None else gpu_ids
+        self.command = command
+        self.cancel_grace_seconds = cancel_grace_seconds
+        self.poll_seconds = poll_seconds
+        self._slot_count = max(1, len(self.gpu_ids))
+        self._free_slots = set(range(self._slot_count))
+        self._queue: deque[_Job] = deque()
+        self._running: dict[str, _Job] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._cond = threading.Condition()
+        self._closing = threading.Event()
+        self._loop_thread = threading.Thread(target=self._loop, name="lab-job-runner", daemon=True)
+        self._loop_thread.start()
+
+    @property
+    def train_fn(self) -> TrainFn:
+        if self._train_fn is None:
+            self._train_fn = default_train_fn()
+        return self._train_fn
+
+    # -- public --
+    def submit(self, config: RunConfig, executor: str = "thread") -> str:
+        """Create the run (queued) and schedule it; returns its id."""
+        if executor not in EXECUTORS:
+            raise LabError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
+        config.validate()
+        # A thread cannot drive several devices: multi-device runs always go through torchrun.
+        executor = "process" if config.train.num_devices > 1 else executor
+        run = self.store.create_run(config, executor=executor)
+        self._enqueue(_Job(run.id, executor, config.train.num_devices))
+        return run.id
+
+    def resume(self, run_id: str, executor: Optional[str] = None) -> str:
+        """Queue an ended run again; it continues from its last checkpoint (see prepare_resume)."""
+        run = self.store.get_run(run_id)
+        executor = executor or (run.executor if run.executor in EXECUTORS else "thread")
+        if executor not in EXECUTORS:
+            raise LabError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
+        with self._cond:
+            if run_id in self._running or any(job.run_id == run_id for job in self._queue):
+                raise LabError(f"Run {run_id} is already queued or running here.")
+        prepare_resume(self.store, run_id)
+        num_devices = self.store.load_config(run_id).train.num_devices
+        self._enqueue(_Job(run_id, "process" if num_devices > 1 else executor, num_devices))
+        return run_id
+
+    def cancel(self, run_id: str) -> None:
+        """Stop a run: drop it from the queue, or stop it at its next optimizer step (escalating to
+        SIGTERM then SIGKILL for a worker process that does not stop in time)."""
+        with self._cond:
+            queued = next((job for job in self._queue if job.run_id == run_id), None)
+            if queued is not None:
+                self._queue.remove(queued)
+            running = self._running.get(run_id)
+        if queued is not None:
+            self.store.finish(run_id, "cancelled", "Cancelled before it started.")
+            queued.done.set()
+            return
+        cancel_run(self.store, run_id)
+        if running is not None:
+            self._stop_running(running)
+
+    def wait(self, run_id: str, timeout: Optional[float] = None) -> str:
+        """Block until the run ends (or `timeout` passes); returns its status in the store."""
+        job = self._jobs.get(run_id)
+        if job is not None:
+            job.done.wait(timeout)
+        else:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self.store.get_run(run_id).is_active and (deadline is None or time.monotonic() < deadline):
+                time.sleep(self.poll_seconds)
+                self.store.recover_orphans()
+        return self.store.get_run(run_id).status
+
+    def queued(self) -> list[str]:
+        with self._cond:
+            return [job.run_id for job in self._queue]
+
+    def running(self) -> list[str]:
+        with self._cond:
+            return list(self._running)
+
+    def shutdown(self, cancel: bool = True, timeout: Optional[float] = None) -> None:
+        """Cancel (or let finish) every job, wait for them, and stop the scheduler thread."""
+        if cancel:
+            for run_id in self.queued() + self.running():
+                try:
+                    self.cancel(run_id)
+                except LabError:
+                    pass  # ended meanwhile
+        for job in list(self._jobs.values()):
+            job.done.wait(timeout)
+        self._closing.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._loop_thread.join(timeout)
+
+    # -- scheduling --
+    def _enqueue(self, job: _Job) -> None:
+        if job.executor == "thread":
+            # This caller's idle OpenMP team would slow the job's thread down (see lab.training.openmp).
+            release_openmp_team()
+        with self._cond:
+            self._jobs[job.run_id] = job
+            self._queue.append(job)
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        last_beat = time.monotonic()
+        while not self._closing.is_set():
+            try:
+                self._start_ready_jobs()
+                self._watch_processes()
+                self._take_cancel_requests()
+                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                    self.store.heartbeat(self.queued() + self.running())
+                    last_beat = time.monotonic()
+            except Exception:
+                log.exception("Job runner step failed; continuing")
+            with self._cond:
+                self._cond.wait(self.poll_seconds)
+
+    def _take_slots(self, job: _Job) -> Optional[list[int]]:
+        if job.executor == "thread":
+            return [0] if 0 in self._free_slots else None
+        wanted = min(job.num_devices, self._slot_count)  # on CPU, torchrun's processes share the one slot
+        if len(self._free_slots) < wanted:
+            return None
+        return sorted(self._free_slots)[:wanted]
+
+    def _start_ready_jobs(self) -> None:
+        ready = []
+        with self._cond:
+            while self._queue:  # strictly in order: a job that does not fit yet holds the ones behind it
+                slots = self._take_slots(self._queue[0])
+                if slots is None:
+                    break
+                job = self._queue.popleft()
+                job.slots = slots
+                self._free_slots -= set(slots)
+                self._running[job.run_id] = job
+                ready.append(job)
+        for job in ready:
+            try:
+                self._start(job)
+            except Exception as exc:  # noqa: BLE001 - a job that cannot start fails, the queue goes on
+                self.store.finish(job.run_id, "failed", f"Could not start the job: {exc}", traceback.format_exc())
+                self._job_done(job)
+
+    def _start(self, job: _Job) -> None:
+        if job.executor == "thread":
+            threading.Thread(target=self._run_thread_job, args=(job,), name=f"lab-job-{job.run_id}",
+                             daemon=True).start()
+            return
+        gpu_ids = [self.gpu_ids[slot] for slot in job.slots if slot < len(self.gpu_ids)]
+        log_path = self.store.run_dir(job.run_id) / "worker.log"
+        job.log_file = open(log_path, "ab")
+        # A new session makes the worker (and torchrun's children) one process group we can signal.
+        job.process = subprocess.Popen(self.command(job.run_id, job.num_devices), stdout=job.log_file,
+                                       stderr=subprocess.STDOUT, env=worker_env(self.store, gpu_ids),
+                                       start_new_session=True)
+
+    def _run_thread_job(self, job: _Job) -> None:
+        try:
+            # Resolve train_fn inside the call: importing the engine takes 10-30 s on a cold process,
+            # and the run should say "running" (not "queued") while it does.
+            execute_run(self.store, job.run_id, lambda *args, **kwargs: self.train_fn(*args, **kwargs),
+                        job.should_stop, message=f"Training in a thread of pid {os.getpid()}.")
+        except BaseException:  # noqa: BLE001 - execute_run records the outcome; never kill the runner
+            log.exception("Job %s ended abnormally", job.run_id)
+        finally:
+            self._job_done(job)
+
+    def _job_done(self, job: _Job) -> None:
+        if job.log_file is not None:
+            job.log_file.close()
+        with self._cond:
+            self._running.pop(job.run_id, None)
+            self._free_slots |= set(job.slots)
+            job.done.set()
+            self._cond.notify_all()
+
+    def _watch_processes(self) -> None:
+        with self._cond:
+            jobs = [job for job in self._running.values() if job.process is not None]
+        for job in jobs:
+            returncode = job.process.poll()
+            if returncode is not None:
+                log_path = self.store.run_dir(job.run_id) / "worker.log"
+                settle_after_exit(self.store, job.run_id, returncode, job.cancel_at is not None, log_path)
+                self._job_done(job)
+            else:
+                self._escalate(job)
+
+    def _escalate(self, job: _Job) -> None:
+        now, grace = time.monotonic(), self.cancel_grace_seconds
+        if job.cancel_at is None:
+            return
+        if job.sigterm_at is None and now - job.cancel_at > grace:
+            job.sigterm_at = now
+            self._signal_group(job, signal.SIGTERM)
+        elif job.sigterm_at is not None and job.sigkill_at is None and now - job.sigterm_at > grace:
+            job.sigkill_at = now
+            self._signal_group(job, signal.SIGKILL)
+
+    @staticmethod
+    def _signal_group(job: _Job, sig: signal.Signals) -> None:
+        log.warning("Run %s did not stop in time; sending %s to its process group", job.run_id, sig.name)
+        try:
+            os.killpg(job.process.pid, sig)
+        except ProcessLookupError:
+            pass  # already gone
+
+    def _stop_running(self, job: _Job) -> None:
+        job.should_stop.set()
+        if job.process is not None and job.cancel_at is None:
+            job.cancel_at = time.monotonic()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _take_cancel_requests(self) -> None:
+        """Honour cancels asked for by other processes (the CLI, another app server)."""
+        for run_id in self.store.cancel_requests(self.queued() + self.running()):
+            with self._cond:
+                queued = any(job.run_id == run_id for job in self._queue)
+                running = self._running.get(run_id)
+            if queued:
+                self.cancel(run_id)
+            elif running is not None and not running.should_stop.is_set():
+                self._stop_running(running)

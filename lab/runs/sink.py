@@ -1,0 +1,70 @@
+"""Buffered writing of a run's events into the store."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from lab.events import EvalEvent, Event, EventSink, ResultEvent, StatusEvent
+from lab.runs.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+class StoreSink:
+    """Buffers events and writes them from a background thread every `flush_seconds`, at once for
+    status / eval / result events, so the training loop never waits on SQLite for a step event."""
+
+    _URGENT = (StatusEvent, EvalEvent, ResultEvent)
+
+    def __init__(self, store: RunStore, run_id: str, flush_seconds: float = 0.5) -> None:
+        self.store, self.run_id, self.flush_seconds = store, run_id, flush_seconds
+        self._buffer: list[Event] = []
+        self._buffer_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # keeps batches in emission order
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._flush_loop, name=f"lab-sink-{run_id}", daemon=True)
+        self._thread.start()
+
+    def __call__(self, event: Event) -> None:
+        with self._buffer_lock:
+            self._buffer.append(event)
+        if isinstance(event, self._URGENT):
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._write_lock:
+            with self._buffer_lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return
+            try:
+                self.store.append_events(self.run_id, batch)
+            except Exception:
+                with self._buffer_lock:  # keep them for the next try rather than lose them
+                    self._buffer[:0] = batch
+                raise
+
+    def _flush_loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("Could not write events of run %s; retrying", self.run_id)
+
+    def close(self) -> None:
+        """Stop the background thread and write what is left."""
+        self._closed.set()
+        self._wake.set()
+        self._thread.join()
+        self.flush()
+
+
+def tee(*sinks: EventSink) -> EventSink:
+    def send(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return send

@@ -1,0 +1,208 @@
+"""Worker processes: what `python -m lab train --run-id ID` runs (through torchrun for several
+devices), how its end is settled when it exits, and how a terminal trains or follows a run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Optional
+
+from lab.config import RunConfig
+from lab.errors import LabError
+from lab.events import EventSink, LogEvent, discard
+from lab.runs.execute import EXIT_CODES, TrainFn, Terminated, default_train_fn, describe_failure, execute_run, \
+    on_sigterm, release_memory
+from lab.runs.owner import HEARTBEAT_SECONDS
+from lab.runs.records import RunRecord
+from lab.runs.store import RunStore
+
+log = logging.getLogger(__name__)
+
+WorkerCommand = Callable[[str, int], list[str]]
+
+
+def worker_command(run_id: str, num_devices: int) -> list[str]:
+    """`python -m lab train --run-id ID`, through torchrun (same interpreter) for several devices."""
+    command = ["-m", "lab", "train", "--run-id", run_id]
+    if num_devices > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={num_devices}", *command]
+    return [sys.executable, *command]
+
+
+class _OwnerWatch:
+    """In a worker process: beat the heartbeat, and turn a cancel flag in the store into should_stop."""
+
+    def __init__(self, store: RunStore, run_id: str, should_stop: threading.Event, beat: bool,
+                 poll_seconds: float = 0.5) -> None:
+        self.store, self.run_id, self.should_stop, self.beat = store, run_id, should_stop, beat
+        self.poll_seconds = poll_seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"lab-watch-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        last_beat = time.monotonic()
+        while not self._done.wait(self.poll_seconds):
+            try:
+                if self.store.cancel_requested(self.run_id):
+                    self.should_stop.set()
+                if self.beat and time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                    self.store.heartbeat([self.run_id])
+                    last_beat = time.monotonic()
+            except Exception:
+                log.exception("Watching run %s failed; retrying", self.run_id)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def run_stored_job(run_id: str, store: RunStore, train_fn: Optional[TrainFn] = None,
+                   extra_sink: Optional[EventSink] = None) -> int:
+    """Train a stored run in this process (what `python -m lab train --run-id ID` runs); returns the
+    exit code. Under torchrun only rank 0 writes events, status and artifacts."""
+    train_fn = train_fn or default_train_fn()
+    run = store.get_run(run_id)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0 and run.status != "queued":
+        raise LabError(f"Run {run_id} is {run.status}, not queued; "
+                       f"an ended run continues with python -m lab resume {run_id}.")
+    should_stop = threading.Event()
+    watch = _OwnerWatch(store, run_id, should_stop, beat=rank == 0)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if rank != 0:
+            return _run_other_rank(store, run, train_fn, should_stop, rank)
+        where = " (torchrun rank 0)" if "LOCAL_RANK" in os.environ else ""
+        status = execute_run(store, run_id, train_fn, should_stop, extra_sink,
+                             message=f"Training in process {os.getpid()}{where}.")
+        return EXIT_CODES.get(status, 1)
+    finally:
+        watch.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_other_rank(store: RunStore, run: RunRecord, train_fn: TrainFn, should_stop: threading.Event,
+                    rank: int) -> int:
+    run_id = run.id
+    try:
+        train_fn(store.load_config(run_id), store.output_dir(run), discard, should_stop=should_stop,
+                 resume_from_checkpoint=run.resume_from or None)
+    except (Exception, Terminated, KeyboardInterrupt) as exc:
+        # Rank 0 may never see why the group died; the first final status written wins.
+        status, text = describe_failure(exc, run_id, should_stop.is_set())
+        store.finish(run_id, status, f"Rank {rank}: {text}", traceback.format_exc())
+        return EXIT_CODES.get(status, 1)
+    finally:
+        release_memory()
+    return 0
+
+
+def settle_after_exit(store: RunStore, run_id: str, returncode: int, cancel_asked: bool,
+                      log_path: Optional[Path] = None) -> None:
+    """After a worker process ended: give a run it left active the status that tells the truth."""
+    run = store.get_run(run_id)
+    if not run.is_active:
+        return
+    where = f" Its output is in {log_path}." if log_path else ""
+    if cancel_asked or run.cancel_requested:
+        store.finish(run_id, "cancelled", "Cancelled; the worker process was stopped.")
+    elif returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        store.finish(run_id, "interrupted", f"The worker process was killed by {name} before it finished; "
+                                            f"resume it with python -m lab resume {run_id}.{where}")
+    else:
+        last = _last_line(log_path) if log_path else ""
+        store.finish(run_id, "failed", f"The worker process exited with code {returncode} without finishing "
+                                       f"the run{': ' + last if last else ''}.{where}")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def worker_env(store: RunStore, gpu_ids: list[str]) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", LAB_RUNS_DIR=str(store.runs_dir.resolve()))
+    if gpu_ids:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)  # a runner inside a torchrun job must not leak its rank to a new worker
+    return env
+
+
+def run_in_foreground(config: RunConfig, output_dir: str | Path | None = None, sink: Optional[EventSink] = None,
+                      store: Optional[RunStore] = None, train_fn: Optional[TrainFn] = None) -> tuple[str, int]:
+    """`python -m lab train`: record the run in the store like any other and train it in this terminal,
+    events going to the store and to `sink`. Returns the run id and the exit code."""
+    store = store or RunStore()
+    run = store.create_run(config, executor="cli", output_dir=output_dir)
+    note = LogEvent(message=f"Run {run.id}: folder {store.run_dir(run.id)}; "
+                            f"follow it elsewhere with python -m lab show {run.id} --follow")
+    store.append_event(run.id, note)
+    if sink is not None:
+        sink(note)
+    return run.id, continue_in_foreground(store, run.id, sink, train_fn)
+
+
+def continue_in_foreground(store: RunStore, run_id: str, sink: Optional[EventSink] = None,
+                           train_fn: Optional[TrainFn] = None, command: WorkerCommand = worker_command) -> int:
+    """Train a queued run in this process, or through torchrun for several devices (following its
+    events into `sink`). Returns the exit code."""
+    num_devices = store.load_config(run_id).train.num_devices
+    if num_devices <= 1 or "RANK" in os.environ:
+        return run_stored_job(run_id, store, train_fn, sink)
+    log_path = store.run_dir(run_id) / "worker.log"
+    seq, cancel_asked = store.last_seq(run_id), False
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(command(run_id, num_devices), stdout=log_file, stderr=subprocess.STDOUT,
+                                   env=worker_env(store, []))
+        while True:
+            try:
+                returncode = process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            except KeyboardInterrupt:  # the worker group got the same Ctrl-C; ask nicely, then end it
+                cancel_asked = True
+                store.request_cancel(run_id)
+                _stop(process)
+                returncode = process.returncode
+            for seq, event in store.events_since(run_id, seq):
+                if sink is not None:
+                    sink(event)
+            if returncode is not None:
+                break
+    settle_after_exit(store, run_id, returncode, cancel_asked, log_path)
+    return EXIT_CODES.get(store.get_run(run_id).status, 1)
+
+
+def _stop(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            process.wait(timeout=grace_seconds)
+            return
+        except subprocess.TimeoutExpired:
+            process.send_signal(sig)
+    process.wait()
+
+
+def cancel_run(store: RunStore, run_id: str) -> None:
+    """Ask whichever process owns an active run to stop it (it polls the flag in the store)."""
+    run = store.get_run(run_id)
+    if not run.is_active:
+        raise LabError(f"Run {run_id} is {run.status}, not queued or running: nothing to cancel.")
+    store.request_cancel(run_id)
