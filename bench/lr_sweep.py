@@ -70,6 +70,7 @@ def sweep_grid(task: str, methods: Sequence[str], overrides: Sequence[str]) -> l
 def run_one(args: argparse.Namespace, method: str, rate: float) -> dict[str, Any]:
     from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
     from lab.training.engine import train
+    from lab.training.metrics import primary_metric_name
 
     config = RunConfig(
         task=args.task, name=f"sweep-{method}-{rate:g}",
@@ -81,7 +82,7 @@ def run_one(args: argparse.Namespace, method: str, rate: float) -> dict[str, Any
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lab-sweep-") as output:
         result = train(config, output)
-    headline = "accuracy" if args.task == "classification" else "f1"
+    headline = primary_metric_name(args.task)
     return {"task": args.task, "dataset": config.data.dataset, "method": method, "learning_rate": rate,
             "metric": headline, "test": result.metrics.get(headline), "steps": result.completed_steps,
             "seconds": round(time.perf_counter() - started, 1),

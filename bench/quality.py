@@ -166,6 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from lab.config import PEFT_METHODS
     from lab.errors import LabError
+    from lab.training.metrics import primary_metric_name
 
     methods = list(PEFT_METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in PEFT_METHODS]
@@ -190,7 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                     f"name=quality-{method}-{seed}"])
                 run = run_one(run_config, Path(scratch) / f"{method}-{seed}")
                 sizes = run.get("split_sizes", sizes)
-                metric = run.get("metrics", {}).get("accuracy" if args.task == "classification" else "f1")
+                metric = run.get("metrics", {}).get(primary_metric_name(args.task))
                 print(f"  {method} seed {seed}: " + (f"{metric:.3f}" if metric is not None else run["error"])
                       + f" ({run['wall_s']:.0f} s)", file=sys.stderr, flush=True)
                 runs.append(run)
