@@ -58,8 +58,10 @@ class Outcome:
     resumed_from: str
 
     def holds(self, tolerance: float) -> bool:
-        if self.landed == "done":  # the run finished before the kill: it must simply stay completed
-            return self.status_after_kill == "completed" and self.integrity == "ok" and self.others_intact
+        if self.landed == "done" and self.status_after_kill == "completed":  # it finished before the kill
+            return self.integrity == "ok" and self.others_intact
+        # Killed after its result event but before its final status was written, a run has not recorded its
+        # end: it is rightly interrupted, and must resume like any other.
         return (self.integrity == "ok" and self.status_after_kill == "interrupted" and self.resumed == "completed"
                 and self.metric_difference is not None and self.metric_difference <= tolerance
                 and self.weight_difference is not None and self.weight_difference <= WEIGHT_TOLERANCE
