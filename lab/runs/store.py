@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
 import shutil
-import socket
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -36,13 +32,12 @@ from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import Event, StatusEvent, event_from_dict
 from lab.runs.owner import Owner
-from lab.runs.records import ACTIVE_STATUSES, FINAL_STATUSES, RunRecord, check_run_id, clean_name, new_run_id, record_from_row
+from lab.runs.records import (ACTIVE_STATUSES, FINAL_STATUSES, RunRecord, check_run_id, clean_name, new_run_id,
+                              record_from_row)
 
 RUNS_DIR_ENV = "LAB_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
 DB_NAME = "lab.db"
-
-
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
