@@ -3,7 +3,7 @@ their worker processes (tests and `bench.reliability`) without training a model.
 
 It speaks the engine's contract: emits a running status, one StepEvent per optimizer step, writes a
 Trainer-like `checkpoint-<step>` folder every `checkpoint_every` steps, checks `should_stop` before
-each step, and returns a RunResult-like object. Its behaviour comes from the run name, so a worker
+each step, and returns a RunResult. Its behaviour comes from the run name, so a worker
 process (which only gets a run id) behaves as the test asked:
 
     "steps=N"          N optimizer steps (default 5)
@@ -23,13 +23,13 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import ResultEvent, StatusEvent, StepEvent
+from lab.training.result import RunResult
 
 PER_LABEL = [{"label": "neg", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},
              {"label": "pos", "precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2}]
@@ -40,18 +40,8 @@ CALLS: list[dict[str, Any]] = []
 LAST_STEP: dict[str, int] = {}
 # The tensor an "oom" run held when it failed: a test checks that the failed run let it go.
 HELD: list[weakref.ref] = []
-
-
-@dataclass
-class ScriptedResult:
-    status: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    per_label: list[dict[str, Any]] = field(default_factory=list)
-    trainable_params: int = 10
-    total_params: int = 100
-    wall_seconds: float = 0.1
-    peak_memory_mb: Optional[float] = None
-    output_dir: str = ""
+# The parameter counts and time a scripted run reports.
+SCRIPTED_SUMMARY = {"trainable_params": 10, "total_params": 100, "wall_seconds": 0.1}
 
 
 def options(name: str) -> dict[str, str]:
@@ -59,7 +49,7 @@ def options(name: str) -> dict[str, str]:
 
 
 def scripted_train(config: RunConfig, output_dir: str | Path, sink, should_stop: Optional[threading.Event] = None,
-               resume_from_checkpoint: Optional[str] = None) -> ScriptedResult:
+               resume_from_checkpoint: Optional[str] = None) -> RunResult:
     opts = options(config.name)
     CALLS.append({"name": config.name, "output_dir": str(output_dir), "resume_from_checkpoint": resume_from_checkpoint})
     steps, seconds = int(opts.get("steps", 5)), float(opts.get("sleep", 0.01))
@@ -76,7 +66,7 @@ def scripted_train(config: RunConfig, output_dir: str | Path, sink, should_stop:
     first = int(Path(resume_from_checkpoint).name.split("-")[1]) + 1 if resume_from_checkpoint else 1
     for step in range(first, steps + 1):
         if should_stop is not None and should_stop.is_set() and "deaf" not in opts and "deaf-term" not in opts:
-            return ScriptedResult("cancelled", output_dir=str(output_dir))
+            return RunResult("cancelled", str(output_dir), **SCRIPTED_SUMMARY)
         time.sleep(seconds)
         if str(step) == opts.get("fail"):
             raise LabError(f"Row {step} of train.csv has no label.")
@@ -90,7 +80,7 @@ def scripted_train(config: RunConfig, output_dir: str | Path, sink, should_stop:
             (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     metrics = {"accuracy": 0.75, "macro_f1": 0.7333}
     sink(ResultEvent(metrics=metrics, per_label=PER_LABEL, output_dir=str(output_dir)))
-    return ScriptedResult("completed", metrics, PER_LABEL, output_dir=str(output_dir))
+    return RunResult("completed", str(output_dir), metrics, PER_LABEL, **SCRIPTED_SUMMARY)
 
 
 def worker_main(run_id: str) -> int:

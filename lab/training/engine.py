@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainingArguments, set_seed
@@ -37,21 +36,9 @@ from lab.training.modeling import (adapt, count_parameters, load_model, load_tok
 from lab.training.memory import RunMemory
 from lab.training.saving import save_model, write_report
 from lab.training.scoring import EvaluationScorer, WordReference
+from lab.training.result import RunResult
 from lab.training.trainer import (LabTrainer, argmax_logits, evaluation_order, total_optimizer_steps,
                                   training_arguments, virtual_token_offset)
-
-
-@dataclass
-class RunResult:
-    status: str  # "completed" or "cancelled"
-    output_dir: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    per_label: list[dict[str, Any]] = field(default_factory=list)
-    trainable_params: int = 0
-    total_params: int = 0
-    wall_seconds: float = 0.0
-    peak_memory_mb: Optional[float] = None
-    completed_steps: int = 0
 
 
 def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
