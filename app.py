@@ -9,7 +9,7 @@ import streamlit as st
 from lab.hub import is_offline
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import format_duration
-from lab.views.one_click import one_click_runs
+from lab.views.one_click import cuda_present, one_click_runs
 from ui.common import (LIVE_PAGE, NEW_RUN_PAGE, RUNS_PAGE, get_store, launch, open_run, page_setup, status_badge,
                        user_errors)
 
@@ -24,7 +24,7 @@ st.markdown(
 
 st.subheader("One click")
 offline = is_offline()
-for column, card in zip(st.columns(2), one_click_runs(offline)):
+for column, card in zip(st.columns(2), one_click_runs(offline, gpu=cuda_present())):
     with column.container(border=True, height="stretch"):
         st.markdown(f"**{card.title}**")
         st.write(card.description)

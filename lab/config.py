@@ -125,6 +125,9 @@ class PeftSettings:
 class TrainConfig:
     learning_rate: Optional[float] = field(default=None, metadata=_help(
         "Peak learning rate; empty picks the default measured for the task and PEFT method."))
+    head_learning_rate: Optional[float] = field(default=None, metadata=_help(
+        "Peak learning rate of the newly initialised task head (the classifier, and a trained pooler); "
+        "empty picks the default measured for the task and PEFT method. Head-only training uses learning_rate."))
     train_batch_size: int = field(default=16, metadata=_help("Examples per device per optimizer step (before accumulation)."))
     eval_batch_size: int = field(default=64, metadata=_help("Examples per forward pass in evaluation (no gradients, so larger)."))
     epochs: float = field(default=1.0, metadata=_help("Passes over the training data."))
@@ -249,6 +252,8 @@ class RunConfig:
         need(d.source in DATA_SOURCES, f"data.source must be one of {', '.join(DATA_SOURCES)}, got {d.source!r}.")
         need(t.learning_rate is None or t.learning_rate > 0, "learning_rate must be > 0 (or empty for the default).")
         need(t.learning_rate is None or t.learning_rate < 1, "learning_rate must be below 1; typical values are 1e-5 to 1e-2.")
+        need(t.head_learning_rate is None or 0 < t.head_learning_rate < 1,
+             "head_learning_rate must be above 0 and below 1 (or empty for the default).")
         need(t.train_batch_size >= 1, "train_batch_size must be >= 1.")
         need(t.eval_batch_size >= 1, "eval_batch_size must be >= 1.")
         need(t.epochs > 0 or t.max_steps > 0, "epochs must be > 0 (or set max_steps).")

@@ -59,6 +59,18 @@ class StepEvent(Event):
 
 
 @dataclass
+class ProgressEvent(Event):
+    """One optimizer step done: progress and ETA move every step, the loss every `logging_steps`."""
+
+    kind = "progress"
+    step: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
+    elapsed_seconds: float = 0.0
+    eta_seconds: Optional[float] = None
+
+
+@dataclass
 class EvalEvent(Event):
     """An evaluation on the validation split (during training) or the test split (at the end)."""
 
@@ -89,7 +101,7 @@ class ResultEvent(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (StatusEvent, LogEvent, StepEvent, EvalEvent, ResultEvent)
+    cls.kind: cls for cls in (StatusEvent, LogEvent, StepEvent, ProgressEvent, EvalEvent, ResultEvent)
 }
 
 EventSink = Callable[[Event], None]

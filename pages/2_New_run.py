@@ -5,6 +5,8 @@ picked on the Data page). Widget keys carry a version number: loading a YAML bum
 widget is recreated with the loaded values. Launch hands the config to the process-wide job
 runner; a second launch while a run trains waits in its queue.
 """
+from dataclasses import replace
+
 import streamlit as st
 
 from lab.cli.flags import cli_command
@@ -191,6 +193,8 @@ def training_section(task: str, peft: PeftSettings) -> TrainConfig:
 
 
 def advanced_section(config: RunConfig) -> None:
+    from lab.training.defaults import head_learning_rate_for
+
     t, train, data = base.train, config.train, config.data
     with st.expander("Advanced"):
         columns = st.columns(3)
@@ -198,6 +202,11 @@ def advanced_section(config: RunConfig) -> None:
             train.lr_scheduler = choice("train", "lr_scheduler", "Scheduler", SCHEDULERS, t.lr_scheduler)
             train.warmup_ratio = number("train", "warmup_ratio", "Warmup ratio", t.warmup_ratio, min_value=0.0,
                                         max_value=0.99, step=0.01)
+            if config.peft.method != "head":  # head-only training's learning rate is the head's
+                default_head_rate = head_learning_rate_for(replace(config, train=replace(train, head_learning_rate=None)))
+                train.head_learning_rate = number("train", "head_learning_rate", "Head learning rate",
+                                                  t.head_learning_rate, min_value=0.0, step=1e-4, format="%g",
+                                                  placeholder=f"default {default_head_rate:g}")
             train.weight_decay = number("train", "weight_decay", "Weight decay", t.weight_decay, min_value=0.0,
                                         step=0.01)
             config.model.dropout = number("model", "dropout", "Model dropout", base.model.dropout, min_value=0.0,

@@ -97,12 +97,14 @@ def progress(run: RunRecord, view: RunView) -> None:
             stage = (view.stage or "loading data and model").capitalize()
             st.progress(0.0, text=f"{stage}…" if run.status == "running" else "Waiting to start…")
         return
-    done = 1.0 if run.status == "completed" else min(1.0, step.step / max(1, step.max_steps))
-    eta = f" · ETA {format_duration(step.eta_seconds)}" if run.is_active else ""
-    st.progress(done, text=f"step {step.step} / {step.max_steps} · epoch {step.epoch:.2f}{eta}")
+    # Progress and ETA from the last optimizer step; the loss and speed from the last logged one.
+    at = view.progress if view.progress and view.progress.step >= step.step else step
+    done = 1.0 if run.status == "completed" else min(1.0, at.step / max(1, at.max_steps))
+    eta = f" · ETA {format_duration(at.eta_seconds)}" if run.is_active and at.eta_seconds is not None else ""
+    st.progress(done, text=f"step {at.step} / {at.max_steps} · epoch {at.epoch:.2f}{eta}")
     # A wrapping row: four across on a desktop, two by two on a phone.
     row = st.container(horizontal=True, gap="medium")
-    row.metric("Step", f"{step.step} / {step.max_steps}", width=160)
+    row.metric("Step", f"{at.step} / {at.max_steps}", width=160)
     row.metric("Tokens / s", f"{step.tokens_per_second:,.0f}", width=160)
     metric = primary_metric_name(run.task)
     scores = view.evaluations[metric].tolist() if metric in view.evaluations else []

@@ -528,3 +528,17 @@ def test_app_new_run_model_that_cannot_load_is_named_and_launch_waits(intact, mo
     no_exception(at)
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
     assert widget(at.button, "Launch").disabled
+
+
+def test_the_hub_probe_gives_up_on_time_even_when_the_name_lookup_hangs(monkeypatch):
+    import time
+
+    from lab import hub
+
+    def hanging_lookup(address, timeout=None):  # what a stalled DNS resolver does to create_connection
+        time.sleep(10)
+
+    monkeypatch.setattr(hub.socket, "create_connection", hanging_lookup)
+    started = time.perf_counter()
+    assert hub.hub_reachable(timeout=0.3) is False
+    assert time.perf_counter() - started < 2

@@ -82,3 +82,20 @@ def test_every_field_has_help():
         for f in dataclasses.fields(cls):
             if not dataclasses.is_dataclass(f.type) and f.name not in SECTIONS:
                 assert field_help(section, f.name), f"{section}.{f.name} has no help"
+
+
+def test_the_head_trains_at_the_head_only_rate_unless_told_otherwise():
+    from lab.training.defaults import DEFAULT_HEAD_LEARNING_RATES, DEFAULT_LEARNING_RATES, head_learning_rate_for
+
+    for task in ("classification", "ner"):
+        head_rate = DEFAULT_HEAD_LEARNING_RATES[task]
+        lora = default_config(task).with_overrides(["peft.method=lora"])
+        assert head_learning_rate_for(lora) == head_rate > DEFAULT_LEARNING_RATES[task]["lora"]
+        assert head_learning_rate_for(lora.with_overrides(["train.head_learning_rate=3e-3"])) == 3e-3
+        # Head-only training has one rate, its learning rate; a method faster than the head keeps its own.
+        head_only = default_config(task).with_overrides(["peft.method=head", "train.learning_rate=1e-3"])
+        assert head_learning_rate_for(head_only) == 1e-3
+        fast = lora.with_overrides(["train.learning_rate=0.2"])
+        assert head_learning_rate_for(fast) == 0.2
+    with pytest.raises(ConfigError, match="head_learning_rate must be above 0"):
+        default_config("ner").with_overrides(["train.head_learning_rate=2"]).validate()

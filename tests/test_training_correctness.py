@@ -75,6 +75,30 @@ def test_pooling_choices_train_and_count_the_pooler_as_they_say(tiny_model_dir):
     assert count_parameters(head_trained).trainable - count_parameters(head_frozen).trainable == pooler_size
 
 
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_the_head_learning_rate_moves_the_head_and_only_the_head(method, tiny_model_dir, sentiment_csv, tmp_path):
+    """The encoder's (or the adapters') rate near zero: with the head's rate large the head moves, and
+    nothing else does; with the head's rate at the same near zero, the head does not move either."""
+    from transformers import AutoModelForSequenceClassification
+
+    weights = {}
+    for name, head_rate in (("fast head", 5e-2), ("same rate", 1e-9)):
+        config = config_for("classification", tiny_model_dir, sentiment_csv, method, "pooler", learning_rate=1e-9,
+                            head_learning_rate=head_rate, weight_decay=0.0)
+        events = Recorder()
+        train(config, tmp_path / name, sink=events)
+        said = [e.message for e in events.of(LogEvent) if "learning rate 1e-09" in e.message]
+        assert ("(head 0.05)" in said[0]) == (head_rate == 5e-2), said
+        model = Predictor(tmp_path / name).model
+        weights[name] = (model.merge_and_unload() if method == "lora" else model).state_dict()
+    before = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).state_dict()
+    moved = {name for name, weight in weights["fast head"].items() if name in before
+             and not name.startswith("classifier.") and (weight - before[name]).abs().max() > 1e-6}
+    assert not moved, moved
+    head_change = (weights["fast head"]["classifier.weight"] - weights["same rate"]["classifier.weight"]).abs().max()
+    assert head_change > 1e-3, head_change
+
 def test_mean_pooling_is_the_mean_of_the_unpadded_token_vectors(tiny_model_dir):
     from transformers import AutoTokenizer
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 
 import pandas as pd
@@ -67,6 +68,43 @@ def test_one_click_runs_evaluate_early_and_go_offline(monkeypatch):
     assert ner.config.data.dataset == "wnut16" and "runs WNUT-16" in ner.note
     assert one_click_runs(offline=False)[1].config.data.dataset == "conll2003"
 
+
+
+def test_with_the_hub_and_a_gpu_the_one_click_cards_train_the_published_recipes(monkeypatch, tiny_model_dir,
+                                                                                 tmp_path):
+    """The hub path, with the hub replaced at its boundary: `load_dataset` returns a CoNLL-2003-shaped
+    dataset, and a hub id resolves to the tiny model's folder (what a download would have made)."""
+    import datasets
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+    from lab.training.engine import train
+
+    monkeypatch.delenv("LAB_ONE_CLICK_MODEL", raising=False)
+    monkeypatch.delenv("LAB_ONE_CLICK_SET", raising=False)
+    imdb, ner = one_click_runs(offline=False, gpu=True)
+    assert (imdb.config.model.name_or_path, ner.config.model.name_or_path) == ("distilbert-base-uncased",
+                                                                               "bert-base-cased")
+    assert (ner.config.data.dataset, ner.config.data.train_subset, ner.config.train.learning_rate) == ("conll2003", 0, 5e-5)
+    assert all(card.config.model.name_or_path == "minilm" for card in one_click_runs(offline=False, gpu=False))
+    assert all(card.config.model.name_or_path == "minilm" for card in one_click_runs(offline=True, gpu=True))
+
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=names))})
+    split = Dataset.from_dict({"tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]] * 8,
+                               "ner_tags": [[3, 0, 7, 0], [1, 2]] * 8}, features=features)
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda repo, revision=None: asked.append(repo) or
+                        DatasetDict(train=split, validation=split, test=split))
+    monkeypatch.setattr("lab.data.builtin.is_offline", lambda: False)
+    monkeypatch.setattr("lab.training.modeling.resolve_model_path",
+                        lambda name: asked.append(name) or tiny_model_dir)
+    config = ner.config.with_overrides(["train.max_steps=2", "train.eval_steps=0", "train.device=cpu"])
+    result = train(config, tmp_path / "ner")
+    assert result.status == "completed"
+    assert {"bert-base-cased", "eriktks/conll2003"} <= set(asked)
+    report = json.loads((tmp_path / "ner" / "report.json").read_text())
+    assert report["data_source"] == "Hugging Face hub: eriktks/conll2003 (refs/convert/parquet)"
+    assert report["run"]["model"]["name_or_path"] == "bert-base-cased"
 
 def test_one_click_environment_overrides_apply_per_card(monkeypatch):
     monkeypatch.setenv("LAB_ONE_CLICK_MODEL", "/models/tiny")

@@ -20,6 +20,7 @@ FLAG_TO_KEY = {
     "validation_file": "data.validation_file", "test_file": "data.test_file", "text_column": "data.text_column",
     "label_column": "data.label_column", "train_subset": "data.train_subset", "eval_subset": "data.eval_subset",
     "model": "model.name_or_path", "peft": "peft.method", "lr": "train.learning_rate",
+    "head_lr": "train.head_learning_rate",
     "batch_size": "train.train_batch_size", "epochs": "train.epochs", "max_steps": "train.max_steps",
     "max_length": "train.max_length", "seed": "train.seed",
 }

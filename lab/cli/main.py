@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", help=field_help("model", "name_or_path"))
     train.add_argument("--peft", choices=PEFT_METHODS, help=field_help("peft", "method"))
     train.add_argument("--lr", help=field_help("train", "learning_rate"))
+    train.add_argument("--head-lr", help=field_help("train", "head_learning_rate"))
     train.add_argument("--batch-size", dest="batch_size", help=field_help("train", "train_batch_size"))
     for flag in ("epochs", "max_steps", "max_length", "seed"):
         train.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("train", flag))

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Optional
 
-from lab.events import EvalEvent, Event, LogEvent, ResultEvent, StatusEvent, StepEvent
+from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, StatusEvent, StepEvent
 from lab.runs.execute import EXIT_CODES
 from lab.runs.records import RunRecord
 from lab.runs.resume import prepare_resume
@@ -76,7 +76,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     run = store.find_run(args.run)
     if args.follow:
         for _, event in store.follow(run.id):
-            print(format_event(event), flush=True)
+            if line := format_event(event):
+                print(line, flush=True)
         run = store.get_run(run.id)
     if args.json:
         print(json.dumps(run_details(store, run), indent=2, default=str))
@@ -110,7 +111,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     checkpoint = prepare_resume(store, run.id)
     print(f"Resuming run {run.id} from {checkpoint.name}." if checkpoint else
           f"Run {run.id} has no checkpoint yet: starting it over from step 0.", file=sys.stderr)
-    code = continue_in_foreground(store, run.id, sink=lambda event: print(format_event(event), file=sys.stderr))
+    code = continue_in_foreground(store, run.id, sink=lambda event: print(line, file=sys.stderr)
+                                  if (line := format_event(event)) else None)
     run = store.get_run(run.id)
     print(f"Run {run.id} {run.status}" + (f": {run.message}" if run.message else "."))
     return code
@@ -170,7 +172,10 @@ def describe_run(store: RunStore, run: RunRecord, with_traceback: bool = False) 
 
 
 def format_event(event: Event) -> str:
-    """One line per event, for following a run in a terminal."""
+    """One line per event, for following a run in a terminal; none for the per-step progress events
+    (the step lines come every `logging_steps`)."""
+    if isinstance(event, ProgressEvent):
+        return ""
     if isinstance(event, StepEvent):
         eta = f"  eta {event.eta_seconds:.0f}s" if event.eta_seconds is not None else ""
         total = f"/{event.max_steps}" if event.max_steps else ""

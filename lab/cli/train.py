@@ -9,7 +9,7 @@ from pathlib import Path
 from lab.cli.flags import config_from_args
 from lab.config import example_yaml
 from lab.errors import LabError
-from lab.events import EvalEvent, Event, LogEvent, ResultEvent, StatusEvent, StepEvent
+from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, StatusEvent, StepEvent
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -77,7 +77,7 @@ class TerminalReporter:
         self.bar = None
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, StepEvent):
+        if isinstance(event, (StepEvent, ProgressEvent)):
             self._advance(event)
         elif isinstance(event, EvalEvent):
             self._close_bar_line()
@@ -90,14 +90,15 @@ class TerminalReporter:
             self._close()
             self._write(f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}")
 
-    def _advance(self, event: StepEvent) -> None:
+    def _advance(self, event: StepEvent | ProgressEvent) -> None:
         from tqdm.auto import tqdm
 
         if self.bar is None:
             self.bar = tqdm(total=event.max_steps, unit="step", file=self.bar_stream, dynamic_ncols=True)
         self.bar.update(event.step - self.bar.n)
-        self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.learning_rate:.2e}",
-                             tok_s=f"{event.tokens_per_second:.0f}")
+        if isinstance(event, StepEvent):
+            self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.learning_rate:.2e}",
+                                 tok_s=f"{event.tokens_per_second:.0f}")
 
     def _print_eval(self, event: EvalEvent) -> None:
         import pandas as pd

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import torch
 from transformers import TrainerCallback
 
-from lab.events import EvalEvent, EventSink, StatusEvent, StepEvent
+from lab.events import EvalEvent, EventSink, ProgressEvent, StatusEvent, StepEvent
 from lab.training.memory import RunMemory
 from lab.training.scoring import EvaluationScorer
 
@@ -34,6 +34,9 @@ class EventCallback(TrainerCallback):
         self.emit(StatusEvent(status="running", message=f"training {state.max_steps} steps"))
 
     def on_step_end(self, args, state, control, **kwargs):
+        elapsed = time.time() - self.train_started
+        self.emit(ProgressEvent(step=state.global_step, max_steps=state.max_steps, epoch=float(state.epoch or 0),
+                                elapsed_seconds=elapsed, eta_seconds=self._eta(state, elapsed)))
         if control.should_evaluate:  # the Trainer's flow callback (which runs first) asked for one now
             self.emit(StatusEvent(status="running", message=f"evaluating at step {state.global_step}"))
         if any_rank_stopping(self.should_stop.is_set(), args.device):
@@ -48,11 +51,10 @@ class EventCallback(TrainerCallback):
             return
         now = time.time()
         elapsed = now - self.train_started
-        steps_done = state.global_step - self.first_step
         interval = max(now - self.last_time, 1e-9)
         tokens_per_second = (state.num_input_tokens_seen - self.last_tokens) / interval
         examples = (state.global_step - self.last_step) * args.train_batch_size * args.gradient_accumulation_steps
-        eta = elapsed / steps_done * (state.max_steps - state.global_step) if steps_done else None
+        eta = self._eta(state, elapsed)
         self.last_time, self.last_tokens, self.last_step = now, state.num_input_tokens_seen, state.global_step
         self.emit(StepEvent(step=state.global_step, max_steps=state.max_steps, epoch=float(state.epoch or 0),
                             loss=float(logs["loss"]), learning_rate=float(logs.get("learning_rate", 0.0)),
@@ -60,6 +62,11 @@ class EventCallback(TrainerCallback):
                             tokens_per_second=tokens_per_second, examples_per_second=examples / interval,
                             elapsed_seconds=elapsed, eta_seconds=eta,
                             memory_mb=self.memory.current_mb() if self.memory else None))
+
+    def _eta(self, state, elapsed: float) -> Optional[float]:
+        """The time left at the pace measured so far in this run (its evaluations included)."""
+        steps_done = state.global_step - self.first_step
+        return elapsed / steps_done * (state.max_steps - state.global_step) if steps_done else None
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = metrics or {}

@@ -29,7 +29,7 @@ from lab.data.splits import LoadedData, load_splits
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
 from lab.events import EventSink, LogEvent, ResultEvent, StatusEvent, discard
 from lab.training.callbacks import AdaLoraAllocationCallback, EventCallback
-from lab.training.defaults import learning_rate_for
+from lab.training.defaults import head_learning_rate_for, learning_rate_for
 from lab.training.estimate import estimate
 from lab.training.modeling import (adapt, count_parameters, load_model, load_tokenizer, pick_device, pick_precision,
                                    restore_adalora_ranks)
@@ -76,9 +76,10 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
         model.gradient_checkpointing_enable()
     model, pooling = adapt(model, config, total_steps)
     params = count_parameters(model)
-    learning_rate = learning_rate_for(config)
+    learning_rate, head_learning_rate = learning_rate_for(config), head_learning_rate_for(config)
     emit(LogEvent(message=f"{config.peft.method}: {params.describe()}" + (f"; pooling {pooling}" if pooling else "")))
-    emit(LogEvent(message=f"device {device}, precision {precision}, learning rate {learning_rate:g}, "
+    head_rate = f" (head {head_learning_rate:g})" if head_learning_rate != learning_rate else ""
+    emit(LogEvent(message=f"device {device}, precision {precision}, learning rate {learning_rate:g}{head_rate}, "
                           f"{total_steps} optimizer steps"))
     # Prompt and prefix tuning's virtual tokens take positions of the model's position embeddings.
     max_length = effective_max_length(tokenizer, config.train.max_length,
@@ -112,7 +113,7 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
                          eval_dataset=tokenized["validation"], processing_class=tokenizer,
                          data_collator=make_collator(config.task, tokenizer), compute_metrics=scorer,
                          preprocess_logits_for_metrics=argmax_logits, callbacks=callbacks,
-                         virtual_tokens=virtual_token_offset(config))
+                         virtual_tokens=virtual_token_offset(config), head_learning_rate=head_learning_rate)
     # Our EventCallback reports progress; the Trainer's own printers would repeat every log line.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

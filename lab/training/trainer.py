@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from transformers import Trainer
@@ -27,16 +27,32 @@ class LabTrainer(Trainer):
 
     `virtual_tokens`: prompt tuning on token classification prepends that many positions to the
     sequence, so the token logits are longer than the labels; those first positions are dropped.
+    `head_learning_rate`: the peak rate of the task head's parameters (`is_head_parameter`), when it
+    differs from the others'; the scheduler scales both alike.
     """
 
     # compute_loss divides by num_items_in_batch itself: training_step must not divide again.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, virtual_tokens: int = 0, **kwargs):
+    def __init__(self, *args, virtual_tokens: int = 0, head_learning_rate: Optional[float] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.virtual_tokens = virtual_tokens
+        self.head_learning_rate = head_learning_rate
         # Makes the Trainer count num_items_in_batch over the accumulated batch for every model.
         self.model_accepts_loss_kwargs = True
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.head_learning_rate is None or self.head_learning_rate == self.args.learning_rate:
+            return optimizer
+        head = {id(param) for name, param in (model or self.model).named_parameters() if is_head_parameter(name)}
+        for group in list(optimizer.param_groups):  # before any step, so there is no state to move
+            head_params = [param for param in group["params"] if id(param) in head]
+            if head_params:
+                group["params"] = [param for param in group["params"] if id(param) not in head]
+                optimizer.add_param_group({**group, "params": head_params, "lr": self.head_learning_rate})
+        optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
+        return optimizer
 
     def _get_eval_sampler(self, eval_dataset):
         # Not the Trainer's length-grouped eval sampler: its random order would not map predictions back to
@@ -58,6 +74,12 @@ class LabTrainer(Trainer):
             loss = loss * self.accelerator.num_processes
         outputs.logits, outputs.loss = logits, loss
         return (loss, outputs) if return_outputs else loss
+
+
+def is_head_parameter(name: str) -> bool:
+    """A parameter of the newly initialised task head: the classifier (`score` in some architectures),
+    or a module peft trains and saves beside the adapter (the head, and a trained pooler)."""
+    return ".modules_to_save." in name or name.split(".")[0] in ("classifier", "score")
 
 
 def evaluation_order(lengths: Sequence[int]) -> list[int]:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from lab.events import EvalEvent, Event, LogEvent, ResultEvent, StatusEvent, StepEvent
+from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, StatusEvent, StepEvent
 
 
 @dataclass
@@ -23,6 +23,7 @@ class RunView:
     test_eval: Optional[EvalEvent] = None
     result: Optional[ResultEvent] = None
     last_step: Optional[StepEvent] = None
+    progress: Optional[ProgressEvent] = None  # the last optimizer step: step, epoch, ETA (every step)
     log: list[str] = field(default_factory=list)
     device: str = ""  # from the engine's "device cpu, precision fp32, ..." log line
     stage: str = ""  # what the run is doing now, from its last "running" status: "tokenising", ...
@@ -87,6 +88,8 @@ class RunViewFolder:
                 self._steps.append([getattr(event, name) for name in STEP_COLUMNS])
                 view.last_step = event
                 self._stale["steps"] = True
+            elif isinstance(event, ProgressEvent):
+                view.progress = event
             elif isinstance(event, EvalEvent) and event.split == "test":
                 view.test_eval = event
             elif isinstance(event, EvalEvent):
