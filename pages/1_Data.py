@@ -10,31 +10,32 @@ import dataclasses
 import streamlit as st
 import yaml
 
-from lab.config import DEFAULT_MODEL, TASKS, DataConfig, field_help
+from lab.config import DEFAULT_MODEL, TASKS, DataConfig
 from lab.data.builtin import BUILTINS
 from lab.hub import is_offline
 from lab.views.data_view import (DataOverview, data_overview, file_columns, save_upload, token_lengths,
                                  truncated_share)
 from ui import charts
-from ui.common import NEW_RUN_PAGE, get_store, page_setup, user_errors
+from ui.common import NEW_RUN_PAGE, get_store, page_setup, task_name, user_errors, wait_for_training_stack
+from ui.i18n import field_help, t
 
-TASK_NAMES = {"classification": "Text classification", "ner": "Named entities (NER)"}
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"]
 # What "Train on this data" passes to the New run page (the task's default keeps its subset sizes).
 HANDED_OVER = ("dataset", "train_file", "text_column", "label_column", "tokens_column", "tags_column")
 
-page_setup("Data")
-st.title("Data")
+page_setup("pages.data")
+st.title(t("pages.data"))
 
 
-@st.cache_data(show_spinner="Loading the data…", max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8)
 def load_overview(data_yaml: str, task: str) -> DataOverview:
     # Keyed by the config as text: st.cache_data hashes its arguments.
     return data_overview(DataConfig(**yaml.safe_load(data_yaml)), task)
 
 
-@st.cache_resource(show_spinner="Loading the tokenizer…", max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def load_tokenizer(model: str):
+    wait_for_training_stack()
     from lab.config import ModelConfig
     from lab.training.modeling import load_tokenizer as load
 
@@ -47,17 +48,16 @@ def pick_column(label: str, columns: list[str], preferred: str, key: str) -> str
 
 
 def choose_data(task: str) -> DataConfig | None:
-    kind = st.radio("Source", ["Built-in dataset", "Upload a file"], horizontal=True)
-    if kind == "Built-in dataset":
+    kind = st.radio(t("data.source"), ["builtin", "upload"], format_func=lambda k: t(f"data.source_{k}"),
+                    horizontal=True)
+    if kind == "builtin":
         names = [name for name, spec in BUILTINS.items() if spec.task == task]
         # Offline, open on a dataset that loads (CoNLL-2003 has no offline copy).
         loads = [name for name in names if BUILTINS[name].offline is not None] if is_offline() else names
-        dataset = st.selectbox("Dataset", names, index=names.index(loads[0]) if loads else 0,
+        dataset = st.selectbox(t("data.dataset"), names, index=names.index(loads[0]) if loads else 0,
                                format_func=lambda n: BUILTINS[n].title, help=field_help("data", "dataset"))
         return DataConfig(dataset=dataset)
-    hint = ("CSV / TSV / JSONL / Parquet with a text and a label column" if task == "classification"
-            else "CoNLL columns (token first, tag last, blank line between sentences) or JSONL with tokens / tags")
-    uploaded = st.file_uploader(f"Training file: {hint}", type=UPLOAD_TYPES)
+    uploaded = st.file_uploader(t("data.training_file", hint=t(f"data.file_hint.{task}")), type=UPLOAD_TYPES)
     if uploaded is None:
         return None
     path = save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir)
@@ -66,43 +66,43 @@ def choose_data(task: str) -> DataConfig | None:
     left, right = st.columns(2)
     if task == "classification" and columns:
         with left:
-            config.text_column = pick_column("Text column", columns, "text", "text-column")
+            config.text_column = pick_column(t("data.text_column"), columns, "text", "text-column")
         with right:
-            config.label_column = pick_column("Label column", columns, "label", "label-column")
+            config.label_column = pick_column(t("data.label_column"), columns, "label", "label-column")
     elif task == "ner" and columns:
         with left:
-            config.tokens_column = pick_column("Words column", columns, "tokens", "tokens-column")
+            config.tokens_column = pick_column(t("data.words_column"), columns, "tokens", "tokens-column")
         with right:
-            config.tags_column = pick_column("Tags column", columns, "tags", "tags-column")
+            config.tags_column = pick_column(t("data.tags_column"), columns, "tags", "tags-column")
     return config
 
 
 def show_overview(overview: DataOverview, task: str) -> None:
-    st.caption(f"Source: {overview.source}")
+    st.caption(t("data.from", source=overview.source))
     if overview.notes:
         st.info("\n".join(f"- {note}" for note in overview.notes), icon=":material/info:")
     row = st.container(horizontal=True, gap="medium")
     for split, size in overview.split_sizes.items():
-        row.metric(split, f"{size:,}", width=150)
-    row.metric("entity tags" if task == "ner" else "labels", len(overview.label_names), width=150)
-    st.subheader("First rows of train")
+        row.metric(t(f"split.{split}"), f"{size:,}", width=150)
+    row.metric(t(f"data.label_count.{task}"), len(overview.label_names), width=150)
+    st.subheader(t("data.first_rows"))
     st.dataframe(overview.preview, hide_index=True, height=250)
 
 
 def show_lengths(overview: DataOverview, task: str) -> None:
-    st.subheader("Labels and lengths")
+    st.subheader(t("data.labels_and_lengths"))
     left, right = st.columns([3, 1])
-    model = left.text_input("Model (its tokenizer)", DEFAULT_MODEL, help=field_help("model", "name_or_path"))
+    model = left.text_input(t("data.tokenizer_model"), DEFAULT_MODEL, help=field_help("model", "name_or_path"))
     max_length = right.number_input("max_length", 8, 8192, 64 if task == "ner" else 128, step=8,
                                     help=field_help("train", "max_length"))
-    tokenizer = load_tokenizer(model)
+    with st.spinner(t("data.loading_tokenizer")):
+        tokenizer = load_tokenizer(model)
     lengths = token_lengths(tokenizer, overview.examples, task)
     share = truncated_share(lengths, max_length)
     left, right = st.columns(2)
     left.plotly_chart(charts.label_distribution(overview.label_counts, task), width="stretch")
     right.plotly_chart(charts.token_length_histogram(lengths, max_length, model), width="stretch")
-    right.markdown(f"**{share:.1%}** of {len(lengths):,} train examples are longer than {max_length} tokens "
-                   "and get truncated" + (" (their last words count as O)." if task == "ner" else "."))
+    right.markdown(t(f"data.truncated.{task}", share=f"{share:.1%}", count=f"{len(lengths):,}", max_length=max_length))
     if task == "ner" and overview.examples:
         show_alignment(overview, tokenizer, max_length)
 
@@ -110,24 +110,25 @@ def show_lengths(overview: DataOverview, task: str) -> None:
 def show_alignment(overview: DataOverview, tokenizer, max_length: int) -> None:
     from lab.data.preprocessing import label_alignment_view
 
-    st.subheader("How word tags land on sub-word tokens")
-    number = st.number_input("Sentence", 1, len(overview.examples), 1, help="A train sentence, by position.")
+    st.subheader(t("data.alignment"))
+    number = st.number_input(t("data.sentence"), 1, len(overview.examples), 1, help=t("data.sentence_help"))
     words, tags = overview.examples[number - 1], overview.example_tags[number - 1]
     rows = label_alignment_view(tokenizer, words, tags, max_length)
-    st.caption("The first piece of each word carries its tag; other pieces and special tokens get -100, "
-               "which the loss ignores.")
-    st.dataframe([{"token": r["token"], "word": r["word"], "label": str(r["label"])} for r in rows],
+    st.caption(t("data.alignment_caption"))
+    st.dataframe([{t("data.column.token"): r["token"], t("data.column.word"): r["word"],
+                   t("data.column.label"): str(r["label"])} for r in rows],
                  hide_index=True, height=min(420, 38 + 35 * len(rows)))
 
 
 with user_errors():
-    task = st.radio("Task", TASKS, format_func=TASK_NAMES.get, horizontal=True)
+    task = st.radio(t("form.task"), TASKS, format_func=task_name, horizontal=True)
     data_config = choose_data(task)
     if data_config is not None:
-        overview = load_overview(yaml.safe_dump(dataclasses.asdict(data_config)), task)
+        with st.spinner(t("data.loading")):
+            overview = load_overview(yaml.safe_dump(dataclasses.asdict(data_config)), task)
         show_overview(overview, task)
         show_lengths(overview, task)
-        if st.button("Train on this data", icon=":material/tune:", type="primary"):
+        if st.button(t("data.train_on_this"), icon=":material/tune:", type="primary"):
             chosen = {name: value for name, value in dataclasses.asdict(data_config).items() if name in HANDED_OVER}
             st.session_state["new-run-data"] = {"task": task, "data": chosen}
             st.switch_page(NEW_RUN_PAGE)

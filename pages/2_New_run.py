@@ -10,23 +10,22 @@ from dataclasses import replace
 import streamlit as st
 
 from lab.cli.flags import cli_command
-from lab.config import (DATA_SOURCES, DEFAULT_MODEL, LORA_FAMILY, NO_ADAPTER_METHODS, OPTIMIZERS, PEFT_METHODS,
+from lab.config import (DATA_SOURCES, DEFAULT_MODEL, LORA_FAMILY, OPTIMIZERS, PEFT_METHODS,
                         POOLINGS, PRECISIONS, SCHEDULERS, TAG_SCHEMES, TARGETED_METHODS, TASKS,
                         TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, DataConfig, ModelConfig, PeftSettings,
-                        RunConfig, TrainConfig, default_config, field_help)
+                        RunConfig, TrainConfig, default_config)
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError, ModelError
 from lab.hub import is_offline
 from lab.views.data_view import SUGGESTED_MODELS, for_the_page, label_count, parameter_count, save_upload
-from ui.common import get_runner, get_store, launch, open_run, page_setup, user_errors
+from ui.common import (get_runner, get_store, launch, method_name, open_run, page_setup, task_name, user_errors,
+                       wait_for_training_stack)
+from ui.i18n import field_help, message, t
 
-TASK_NAMES = {"classification": "Text classification", "ner": "Named entities (NER)"}
-METHOD_NAMES = {"full": "full fine-tuning", "head": "head only", "lora": "LoRA", "adalora": "AdaLoRA",
-                "ia3": "IA3", "prompt": "prompt tuning", "prefix": "prefix tuning", "loha": "LoHa", "lokr": "LoKr"}
 OTHER_MODEL = "other"
 
-page_setup("New run")
-st.title("New run")
+page_setup("pages.new_run")
+st.title(t("pages.new_run"))
 state = st.session_state
 if "form" not in state:
     state["form"], state["form-version"] = default_config("classification").to_dict(), 0
@@ -54,51 +53,52 @@ def on_task_change() -> None:
     restart_form(fresh)
 
 
-def number(section: str, name: str, label: str, value, **options):
-    return st.number_input(label, value=value, key=key(f"{section}.{name}"), help=field_help(section, name),
-                           **options)
+def number(section: str, name: str, value, label: str = "", **options):
+    """A number field for config field `section.name`, labelled `field.section.name` in the catalogue."""
+    return st.number_input(label or t(f"field.{section}.{name}"), value=value, key=key(f"{section}.{name}"),
+                           help=field_help(section, name), **options)
 
 
-def choice(section: str, name: str, label: str, options, value, **extra):
-    return st.selectbox(label, options, index=list(options).index(value), key=key(f"{section}.{name}"),
-                        help=field_help(section, name), **extra)
+def choice(section: str, name: str, options, value, **extra):
+    return st.selectbox(t(f"field.{section}.{name}"), options, index=list(options).index(value),
+                        key=key(f"{section}.{name}"), help=field_help(section, name), **extra)
 
 
 def data_section(task: str) -> DataConfig:
     d = base.data
-    files = st.radio("Source", ["Built-in dataset", "Your files"], index=1 if d.train_file else 0,
-                     key=key("data-kind"), horizontal=True)
+    files = st.radio(t("data.source"), ["builtin", "files"], index=1 if d.train_file else 0,
+                     format_func=lambda kind: t(f"form.source_{kind}"), key=key("data-kind"), horizontal=True)
     data = DataConfig(source=d.source, validation_share=d.validation_share, test_share=d.test_share,
                       tag_scheme=d.tag_scheme)
-    if files == "Built-in dataset":
+    if files == "builtin":
         names = [name for name, spec in BUILTINS.items() if spec.task == task]
-        data.dataset = choice("data", "dataset", "Dataset", names, d.dataset if d.dataset in names else names[0],
+        data.dataset = choice("data", "dataset", names, d.dataset if d.dataset in names else names[0],
                               format_func=lambda n: BUILTINS[n].title)
     else:
         data.dataset = ""
-        uploaded = st.file_uploader("Upload a training file (or give paths below)", key=key("upload"),
+        uploaded = st.file_uploader(t("form.upload"), key=key("upload"),
                                     type=["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"])
         uploaded_path = str(save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir)) if uploaded else ""
         # The uploaded path is part of the key: a new upload makes a new field showing its path.
-        data.train_file = st.text_input("Train file", uploaded_path or d.train_file,
+        data.train_file = st.text_input(t("field.data.train_file"), uploaded_path or d.train_file,
                                         key=key(f"data.train_file{uploaded_path}"),
                                         help=field_help("data", "train_file"))
         left, right = st.columns(2)
-        data.validation_file = left.text_input("Validation file", d.validation_file, key=key("data.validation_file"),
+        data.validation_file = left.text_input(t("field.data.validation_file"), d.validation_file, key=key("data.validation_file"),
                                                help=field_help("data", "validation_file"))
-        data.test_file = right.text_input("Test file", d.test_file, key=key("data.test_file"),
+        data.test_file = right.text_input(t("field.data.test_file"), d.test_file, key=key("data.test_file"),
                                           help=field_help("data", "test_file"))
         first, second = ("text_column", "label_column") if task == "classification" else ("tokens_column",
                                                                                            "tags_column")
         for column, name in ((left, first), (right, second)):
-            setattr(data, name, column.text_input(name.replace("_", " ").capitalize(), getattr(d, name),
+            setattr(data, name, column.text_input(t(f"field.data.{name}"), getattr(d, name),
                                                   key=key(f"data.{name}"), help=field_help("data", name)))
     left, right = st.columns(2)
     with left:
-        data.train_subset = number("data", "train_subset", "Train examples (0 = all)", d.train_subset, min_value=0,
+        data.train_subset = number("data", "train_subset", d.train_subset, min_value=0,
                                    step=100)
     with right:
-        data.eval_subset = number("data", "eval_subset", "Evaluation examples (0 = all)", d.eval_subset,
+        data.eval_subset = number("data", "eval_subset", d.eval_subset,
                                   min_value=0, step=100)
     return data
 
@@ -107,13 +107,13 @@ def model_section() -> ModelConfig:
     m, offline = base.model, is_offline()
     options = [DEFAULT_MODEL, *SUGGESTED_MODELS, OTHER_MODEL]
     current = m.name_or_path if m.name_or_path in options else OTHER_MODEL
-    labels = {DEFAULT_MODEL: "minilm: all-MiniLM-L6-v2, works offline (default)",
-              OTHER_MODEL: "Another hub id or a local folder…",
-              **{name: f"{name} (hub{': no network now' if offline else ''})" for name in SUGGESTED_MODELS}}
-    picked = st.selectbox("Model", options, index=options.index(current), format_func=labels.get,
+    labels = {DEFAULT_MODEL: t("form.model_offline"), OTHER_MODEL: t("form.model_other"),
+              **{name: t("form.model_hub_offline" if offline else "form.model_hub", name=name)
+                 for name in SUGGESTED_MODELS}}
+    picked = st.selectbox(t("field.model.name_or_path"), options, index=options.index(current), format_func=labels.get,
                           key=key("model.choice"), help=field_help("model", "name_or_path"))
     if picked == OTHER_MODEL:
-        picked = st.text_input("Hub id or local folder", m.name_or_path if current == OTHER_MODEL else "",
+        picked = st.text_input(t("form.model_id"), m.name_or_path if current == OTHER_MODEL else "",
                                key=key("model.name_or_path"), placeholder="bert-base-uncased or /path/to/model")
     return ModelConfig(name_or_path=picked.strip(), trust_remote_code=m.trust_remote_code, dropout=m.dropout,
                        pooling=m.pooling)
@@ -121,56 +121,59 @@ def model_section() -> ModelConfig:
 
 def peft_section() -> PeftSettings:
     p = base.peft
-    method = choice("peft", "method", "Method", PEFT_METHODS, p.method, format_func=METHOD_NAMES.get)
+    method = choice("peft", "method", PEFT_METHODS, p.method, format_func=method_name)
     peft = PeftSettings(method=method, r=p.r, alpha=p.alpha, lora_dropout=p.lora_dropout,
                         target_modules=list(p.target_modules), adalora_init_r=p.adalora_init_r,
                         num_virtual_tokens=p.num_virtual_tokens, merge_adapter=p.merge_adapter)
     columns = st.columns(3)
     if method in LORA_FAMILY:
         with columns[0]:
-            peft.r = number("peft", "r", "Target rank r" if method == "adalora" else "Rank r", p.r, min_value=1)
+            peft.r = number("peft", "r", p.r, t("form.target_rank") if method == "adalora" else "", min_value=1)
         with columns[1]:
-            peft.alpha = number("peft", "alpha", "Alpha", p.alpha, min_value=1)
+            peft.alpha = number("peft", "alpha", p.alpha, min_value=1)
         with columns[2]:
-            peft.lora_dropout = number("peft", "lora_dropout", "Adapter dropout", p.lora_dropout, min_value=0.0,
+            peft.lora_dropout = number("peft", "lora_dropout", p.lora_dropout, min_value=0.0,
                                        max_value=0.99, step=0.05)
         if method == "adalora":
-            peft.adalora_init_r = number("peft", "adalora_init_r", "Initial rank", p.adalora_init_r, min_value=1)
-        peft.merge_adapter = st.checkbox("Also save a merged copy", p.merge_adapter, key=key("peft.merge_adapter"),
+            peft.adalora_init_r = number("peft", "adalora_init_r", p.adalora_init_r, min_value=1)
+        peft.merge_adapter = st.checkbox(t("field.peft.merge_adapter"), p.merge_adapter, key=key("peft.merge_adapter"),
                                          help=field_help("peft", "merge_adapter"))
     elif method in VIRTUAL_TOKEN_METHODS:
         with columns[0]:
-            peft.num_virtual_tokens = number("peft", "num_virtual_tokens", "Virtual tokens", p.num_virtual_tokens,
+            peft.num_virtual_tokens = number("peft", "num_virtual_tokens", p.num_virtual_tokens,
                                              min_value=1)
     if method in TARGETED_METHODS:
-        targets = st.text_input("Target modules (comma separated; empty detects them)", ", ".join(p.target_modules),
+        targets = st.text_input(t("field.peft.target_modules"), ", ".join(p.target_modules),
                                 key=key("peft.target_modules"), help=field_help("peft", "target_modules"))
         peft.target_modules = [name.strip() for name in targets.split(",") if name.strip()]
-    if method in NO_ADAPTER_METHODS:
-        st.caption("Trains every weight." if method == "full" else "Trains only the classification head.")
+    with st.container(border=True):  # what the method trains, what it freezes, its idea in one formula
+        st.markdown(t(f"method.{method}.what"))
     return peft
 
 
-@st.cache_data(show_spinner="Counting parameters…", max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32)
 def count(config_yaml: str, num_labels: int) -> tuple[int, int]:
+    wait_for_training_stack()
     return parameter_count(RunConfig.from_yaml(config_yaml), num_labels)
 
 
 def parameter_summary(config: RunConfig) -> str:
     """Show the trainable parameters; returns why the model cannot be used ('' when it can)."""
     try:
-        trainable, total = count(config.to_yaml(), label_count(config.data, config.task))
+        with st.spinner(t("form.counting")):
+            trainable, total = count(config.to_yaml(), label_count(config.data, config.task))
     except ModelError as exc:  # the run would fail the same way: say so, and Launch waits for a fix
-        st.error(for_the_page(str(exc)), icon=":material/error:")
+        st.error(for_the_page(message(str(exc))), icon=":material/error:")
         return str(exc)
     except LabError as exc:
-        st.warning(f"Cannot count parameters yet: {for_the_page(str(exc))}", icon=":material/warning:")
+        st.warning(t("form.cannot_count_yet", reason=for_the_page(message(str(exc)))), icon=":material/warning:")
         return ""
     except Exception as exc:  # noqa: BLE001 - the count is advice; a library surprise must not block the form
-        st.warning(f"Cannot count parameters for this combination ({type(exc).__name__}: {exc}).",
+        st.warning(t("form.cannot_count", reason=f"{type(exc).__name__}: {exc}"),
                    icon=":material/warning:")
         return ""
-    st.metric("Trainable parameters", f"{trainable:,}", f"{100 * trainable / total:.2f}% of {total:,}",
+    st.metric(t("form.trainable"), f"{trainable:,}", t("form.share_of", share=f"{100 * trainable / total:.2f}%",
+                                                          total=f"{total:,}"),
               delta_color="off", delta_arrow="off")
     return ""
 
@@ -178,85 +181,82 @@ def parameter_summary(config: RunConfig) -> str:
 def training_section(task: str, peft: PeftSettings) -> TrainConfig:
     from lab.training.defaults import DEFAULT_LEARNING_RATES
 
-    t = base.train
-    train = TrainConfig(**{**t.__dict__})
+    was = base.train
+    train = TrainConfig(**{**was.__dict__})
     columns = st.columns(3)
     with columns[0]:
         default_lr = DEFAULT_LEARNING_RATES[task][peft.method]
-        train.learning_rate = number("train", "learning_rate", "Learning rate", t.learning_rate, min_value=0.0,
-                                     step=1e-5, format="%g", placeholder=f"default {default_lr:g} for {peft.method}")
+        train.learning_rate = number("train", "learning_rate", was.learning_rate, min_value=0.0,
+                                     step=1e-5, format="%g", placeholder=t("form.default_rate_for", rate=f"{default_lr:g}", method=method_name(peft.method)))
     with columns[1]:
-        train.train_batch_size = number("train", "train_batch_size", "Batch size", t.train_batch_size, min_value=1)
+        train.train_batch_size = number("train", "train_batch_size", was.train_batch_size, min_value=1)
     with columns[2]:
-        train.epochs = number("train", "epochs", "Epochs", float(t.epochs), min_value=0.1, step=0.5)
+        train.epochs = number("train", "epochs", float(was.epochs), min_value=0.1, step=0.5)
     return train
 
 
 def advanced_section(config: RunConfig) -> None:
     from lab.training.defaults import head_learning_rate_for
 
-    t, train, data = base.train, config.train, config.data
-    with st.expander("Advanced"):
+    was, train, data = base.train, config.train, config.data
+    with st.expander(t("form.advanced")):
         columns = st.columns(3)
         with columns[0]:
-            train.lr_scheduler = choice("train", "lr_scheduler", "Scheduler", SCHEDULERS, t.lr_scheduler)
-            train.warmup_ratio = number("train", "warmup_ratio", "Warmup ratio", t.warmup_ratio, min_value=0.0,
+            train.lr_scheduler = choice("train", "lr_scheduler", SCHEDULERS, was.lr_scheduler)
+            train.warmup_ratio = number("train", "warmup_ratio", was.warmup_ratio, min_value=0.0,
                                         max_value=0.99, step=0.01)
             if config.peft.method != "head":  # head-only training's learning rate is the head's
                 default_head_rate = head_learning_rate_for(replace(config, train=replace(train, head_learning_rate=None)))
-                train.head_learning_rate = number("train", "head_learning_rate", "Head learning rate",
-                                                  t.head_learning_rate, min_value=0.0, step=1e-4, format="%g",
-                                                  placeholder=f"default {default_head_rate:g}")
-            train.weight_decay = number("train", "weight_decay", "Weight decay", t.weight_decay, min_value=0.0,
+                train.head_learning_rate = number("train", "head_learning_rate", was.head_learning_rate, min_value=0.0, step=1e-4, format="%g",
+                                                  placeholder=t("form.default_rate", rate=f"{default_head_rate:g}"))
+            train.weight_decay = number("train", "weight_decay", was.weight_decay, min_value=0.0,
                                         step=0.01)
-            config.model.dropout = number("model", "dropout", "Model dropout", base.model.dropout, min_value=0.0,
-                                          max_value=0.99, step=0.05, placeholder="the model's own")
-            train.optimizer = choice("train", "optimizer", "Optimizer", OPTIMIZERS, t.optimizer)
+            config.model.dropout = number("model", "dropout", base.model.dropout, min_value=0.0,
+                                          max_value=0.99, step=0.05, placeholder=t("form.models_own"))
+            train.optimizer = choice("train", "optimizer", OPTIMIZERS, was.optimizer)
         with columns[1]:
-            train.gradient_accumulation_steps = number("train", "gradient_accumulation_steps",
-                                                       "Gradient accumulation", t.gradient_accumulation_steps,
+            train.gradient_accumulation_steps = number("train", "gradient_accumulation_steps", was.gradient_accumulation_steps,
                                                        min_value=1)
-            train.max_length = number("train", "max_length", "Max length (tokens)", t.max_length, min_value=8,
+            train.max_length = number("train", "max_length", was.max_length, min_value=8,
                                       max_value=8192, step=8)
-            train.precision = choice("train", "precision", "Precision", PRECISIONS, t.precision)
-            train.early_stopping_patience = number("train", "early_stopping_patience", "Early stopping patience",
-                                                   t.early_stopping_patience, min_value=0)
-            train.max_steps = number("train", "max_steps", "Max steps (0 = use epochs)", t.max_steps, min_value=0)
+            train.precision = choice("train", "precision", PRECISIONS, was.precision)
+            train.early_stopping_patience = number("train", "early_stopping_patience", was.early_stopping_patience, min_value=0)
+            train.max_steps = number("train", "max_steps", was.max_steps, min_value=0)
         with columns[2]:
-            train.seed = number("train", "seed", "Seed", t.seed, min_value=0)
-            train.eval_steps = number("train", "eval_steps", "Evaluate every N steps (0 = each epoch)",
-                                      t.eval_steps, min_value=0)
-            train.logging_steps = number("train", "logging_steps", "Log loss every N steps", t.logging_steps,
+            train.seed = number("train", "seed", was.seed, min_value=0)
+            train.eval_steps = number("train", "eval_steps", was.eval_steps, min_value=0)
+            train.logging_steps = number("train", "logging_steps", was.logging_steps,
                                          min_value=1)
-            train.eval_batch_size = number("train", "eval_batch_size", "Evaluation batch size", t.eval_batch_size,
+            train.eval_batch_size = number("train", "eval_batch_size", was.eval_batch_size,
                                            min_value=1)
-            data.source = choice("data", "source", "Built-in data from", DATA_SOURCES, base.data.source)
+            data.source = choice("data", "source", DATA_SOURCES, base.data.source)
             if config.task == "classification":
-                config.model.pooling = choice("model", "pooling", "Pooling", POOLINGS, base.model.pooling)
+                config.model.pooling = choice("model", "pooling", POOLINGS, base.model.pooling)
         if config.task == "ner" and data.train_file:
-            data.tag_scheme = choice("data", "tag_scheme", "Tag scheme of your files", TAG_SCHEMES,
+            data.tag_scheme = choice("data", "tag_scheme", TAG_SCHEMES,
                                      base.data.tag_scheme)
-        train.gradient_checkpointing = st.checkbox("Gradient checkpointing", t.gradient_checkpointing,
+        train.gradient_checkpointing = st.checkbox(t("field.train.gradient_checkpointing"), was.gradient_checkpointing,
                                                    key=key("train.gradient_checkpointing"),
                                                    help=field_help("train", "gradient_checkpointing"))
-        config.model.trust_remote_code = st.checkbox("Trust remote code", base.model.trust_remote_code,
+        config.model.trust_remote_code = st.checkbox(t("field.model.trust_remote_code"), base.model.trust_remote_code,
                                                      key=key("model.trust_remote_code"),
                                                      help=field_help("model", "trust_remote_code"))
         if config.model.trust_remote_code:
-            st.warning(TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path), icon=":material/warning:")
+            st.warning(message(TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path)),
+                       icon=":material/warning:")
 
 
 def config_files(config: RunConfig) -> None:
-    st.subheader("As a file or a command")
-    yaml_tab, cli_tab, load_tab = st.tabs(["YAML", "Command line", "Load a YAML"])
+    st.subheader(t("form.as_file"))
+    yaml_tab, cli_tab, load_tab = st.tabs(["YAML", t("form.command_line"), t("form.load_yaml")])
     with yaml_tab:
         st.code(config.to_yaml(), language="yaml", height=360)
-        st.download_button("Download config.yaml", config.to_yaml(), file_name="config.yaml",
+        st.download_button(t("form.download_yaml"), config.to_yaml(), file_name="config.yaml",
                            mime="application/x-yaml", icon=":material/download:")
     with cli_tab:
         st.code(cli_command(config), language="bash")
     with load_tab:
-        uploaded = st.file_uploader("A config written by this page or `python -m lab config`", type=["yaml", "yml"],
+        uploaded = st.file_uploader(t("form.yaml_upload"), type=["yaml", "yml"],
                                     key="yaml-upload")
         if uploaded is not None and state.get("yaml-loaded") != uploaded.file_id:
             state["yaml-loaded"] = uploaded.file_id
@@ -267,8 +267,9 @@ def config_files(config: RunConfig) -> None:
                 st.rerun()
 
 
-@st.cache_data(show_spinner="Estimating time and memory…", max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=16)
 def preflight(config_yaml: str) -> tuple[str, str]:
+    wait_for_training_stack()
     from lab.training.estimate import estimate
 
     result = estimate(RunConfig.from_yaml(config_yaml))
@@ -276,10 +277,10 @@ def preflight(config_yaml: str) -> tuple[str, str]:
 
 
 def estimate_section(config: RunConfig) -> None:
-    with st.expander("Time and memory estimate", icon=":material/timer:"):
-        st.caption("Reads the data and a sample of its lengths, then applies a formula calibrated with `python -m bench`.")
-        if st.button("Estimate", key="estimate"):
-            with user_errors():
+    with st.expander(t("form.estimate_title"), icon=":material/timer:"):
+        st.caption(t("form.estimate_caption"))
+        if st.button(t("form.estimate"), key="estimate"):
+            with user_errors(), st.spinner(t("form.estimating")):
                 config.validate()
                 text, warning = preflight(config.to_yaml())
                 st.text(text)
@@ -291,11 +292,9 @@ def launch_section(config: RunConfig, model_problem: str) -> None:
     runner = get_runner()
     busy = runner.running() + runner.queued()
     if busy:
-        st.info(f"{len(busy)} run{'s' * (len(busy) != 1)} queued or training ({', '.join(busy)}): "
-                "a new launch waits in the queue and starts when the device is free.", icon=":material/hourglass_top:")
-    if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=bool(model_problem),
-                 help="Choose a model that loads first (see the message under Model and method)." if model_problem
-                 else None):
+        st.info(t("form.busy", count=len(busy), runs=", ".join(busy)), icon=":material/hourglass_top:")
+    if st.button(t("form.launch"), type="primary", icon=":material/rocket_launch:", disabled=bool(model_problem),
+                 help=t("form.launch_blocked") if model_problem else None):
         with user_errors():
             config.validate()
             run_id = launch(config)
@@ -305,17 +304,17 @@ def launch_section(config: RunConfig, model_problem: str) -> None:
 
 with user_errors():
     left, right = st.columns([2, 1])
-    name = left.text_input("Run name", base.name, key=key("name"), help=field_help("", "name"),
-                           placeholder="e.g. imdb-lora-r8")
-    task = right.radio("Task", TASKS, index=TASKS.index(base.task), format_func=TASK_NAMES.get,
+    name = left.text_input(t("field.name"), base.name, key=key("name"), help=field_help("", "name"),
+                           placeholder=t("form.name_example"))
+    task = right.radio(t("form.task"), TASKS, index=TASKS.index(base.task), format_func=task_name,
                        key=key("task"), on_change=on_task_change, horizontal=True)
-    st.subheader("Data")
+    st.subheader(t("pages.data"))
     data = data_section(task)
-    st.subheader("Model and method")
+    st.subheader(t("form.model_and_method"))
     model = model_section()
     peft = peft_section()
     model_problem = parameter_summary(RunConfig(task=task, data=data, model=model, peft=peft))
-    st.subheader("Training")
+    st.subheader(t("form.training"))
     train = training_section(task, peft)
     config = RunConfig(task=task, name=name, data=data, model=model, peft=peft, train=train)
     advanced_section(config)

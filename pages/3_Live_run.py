@@ -15,12 +15,14 @@ from lab.views.formatting import format_duration
 from lab.errors import LabError
 from lab.views.run_view import RunView, RunViewFolder, per_label_frame
 from ui import charts
-from ui.common import (PLAYGROUND_PAGE, get_runner, get_store, page_setup, status_badge, user_errors)
+from ui.common import (PLAYGROUND_PAGE, get_runner, get_store, method_name, page_setup, status_badge, status_name,
+                       task_name, user_errors)
+from ui.i18n import message, t
 
 REFRESH_SECONDS = 1.0
 
-page_setup("Live run")
-st.title("Live run")
+page_setup("pages.live_run")
+st.title(t("pages.live_run"))
 store = get_store()
 
 
@@ -28,7 +30,7 @@ def choose_run() -> str | None:
     """The run named in the URL, else the newest active run, else the newest run; mirrored in the URL."""
     runs = store.list_runs(limit=200)
     if not runs:
-        st.info("No runs yet. Start one from the Home page (one click) or the New run page.")
+        st.info(t("live.no_runs"))
         return None
     ids = [run.id for run in runs]
     wanted = st.query_params.get("run")
@@ -37,34 +39,34 @@ def choose_run() -> str | None:
             runs.append(store.get_run(wanted))
             ids.append(wanted)
         except LabError:
-            st.error(f"There is no run {wanted!r} in {store.runs_dir}; pick one below.")
+            st.error(t("live.no_such_run", run=repr(wanted), folder=str(store.runs_dir)))
             wanted = None
     if not wanted:
         wanted = next((run.id for run in runs if run.is_active), ids[0])
     names = {run.id: f"{run.name} · {run.id}" for run in runs}
-    chosen = st.selectbox("Run", ids, index=ids.index(wanted), format_func=names.get)
+    chosen = st.selectbox(t("live.run"), ids, index=ids.index(wanted), format_func=names.get)
     st.query_params["run"] = chosen
     return chosen
 
 
 def controls(run: RunRecord, view: RunView) -> None:
-    st.caption(f"{run.task} · {run.dataset} · {run.model} · {run.peft_method} · `{run.id}`")
+    st.caption(f"{task_name(run.task)} · {run.dataset} · {run.model} · {method_name(run.peft_method)} · `{run.id}`")
     row = st.container(horizontal=True)
-    if run.is_active and row.button("Cancel run", icon=":material/stop_circle:"):
+    if run.is_active and row.button(t("live.cancel"), icon=":material/stop_circle:"):
         with user_errors():
             get_runner().cancel(run.id)
-            st.toast("Cancelling: the run stops at its next optimizer step.")
+            st.toast(t("live.cancelling"))
             time.sleep(0.3)
             st.rerun()
     # A run that failed before its first step (a bad file, a model that does not load) would fail the
     # same way again: it gets no Resume, the message says what to fix.
     resumable = run.status in ("cancelled", "interrupted") or (run.status == "failed" and view.last_step is not None)
-    if resumable and row.button("Resume", icon=":material/replay:"):
+    if resumable and row.button(t("live.resume"), icon=":material/replay:"):
         with user_errors():
             get_runner().resume(run.id)
             st.rerun()
     if run.status == "completed":
-        row.page_link(PLAYGROUND_PAGE, label="Try it in the playground", icon=":material/science:",
+        row.page_link(PLAYGROUND_PAGE, label=t("live.try_it"), icon=":material/science:",
                       query_params={"run": run.id})
 
 
@@ -73,48 +75,47 @@ def status_message(run: RunRecord) -> None:
         runner = get_runner()
         queued, running = runner.queued(), runner.running()
         if run.id in running:  # the runner took it; its thread has not marked it running yet
-            st.info("Starting…", icon=":material/hourglass_top:")
+            st.info(t("live.starting"), icon=":material/hourglass_top:")
             return
         ahead = running + (queued[:queued.index(run.id)] if run.id in queued else [])
-        behind = f" behind {len(ahead)} run{'s' * (len(ahead) != 1)} ({', '.join(ahead)})" if ahead else ""
-        st.info(f"Queued{behind}: one run trains at a time on this device; it starts when the device is free.",
-                icon=":material/hourglass_top:")
+        text = t("live.queued_behind", count=len(ahead), runs=", ".join(ahead)) if ahead else t("live.queued")
+        st.info(text, icon=":material/hourglass_top:")
     elif run.status == "failed":
-        st.error(run.message or "The run failed.", icon=":material/error:")
+        st.error(message(run.message) or t("live.failed"), icon=":material/error:")
         if run.traceback:
-            with st.expander("Details for a bug report"):
+            with st.expander(t("live.bug_details")):
                 st.code(run.traceback, language="text")
     elif run.status in ("cancelled", "interrupted"):
-        st.warning(run.message or f"The run was {run.status}.", icon=":material/warning:")
+        st.warning(message(run.message) or t("live.ended", status=status_name(run.status)), icon=":material/warning:")
     elif run.status == "completed":
-        st.success(run.message or "Completed.", icon=":material/check_circle:")
+        st.success(message(run.message) or t("status.completed"), icon=":material/check_circle:")
 
 
 def progress(run: RunRecord, view: RunView) -> None:
     step = view.last_step
     if step is None:
         if run.is_active:
-            stage = (view.stage or "loading data and model").capitalize()
-            st.progress(0.0, text=f"{stage}…" if run.status == "running" else "Waiting to start…")
+            stage = message(view.stage or "loading data and model")
+            st.progress(0.0, text=f"{stage[:1].upper()}{stage[1:]}…" if run.status == "running" else t("live.waiting"))
         return
     # Progress and ETA from the last optimizer step; the loss and speed from the last logged one.
     at = view.progress if view.progress and view.progress.step >= step.step else step
     done = 1.0 if run.status == "completed" else min(1.0, at.step / max(1, at.max_steps))
-    eta = f" · ETA {format_duration(at.eta_seconds)}" if run.is_active and at.eta_seconds is not None else ""
-    st.progress(done, text=f"step {at.step} / {at.max_steps} · epoch {at.epoch:.2f}{eta}")
+    eta = t("live.eta", eta=format_duration(at.eta_seconds)) if run.is_active and at.eta_seconds is not None else ""
+    st.progress(done, text=t("live.progress", step=at.step, steps=at.max_steps, epoch=f"{at.epoch:.2f}") + eta)
     # A wrapping row: four across on a desktop, two by two on a phone.
     row = st.container(horizontal=True, gap="medium")
-    row.metric("Step", f"{at.step} / {at.max_steps}", width=160)
-    row.metric("Tokens / s", f"{step.tokens_per_second:,.0f}", width=160)
+    row.metric(t("live.step"), f"{at.step} / {at.max_steps}", width=160)
+    row.metric(t("live.tokens_per_second"), f"{step.tokens_per_second:,.0f}", width=160)
     metric = primary_metric_name(run.task)
     scores = view.evaluations[metric].tolist() if metric in view.evaluations else []
     change = scores[-1] - scores[-2] if len(scores) > 1 else 0.0
-    row.metric(f"Validation {metric}", f"{scores[-1]:.3f}" if scores else "–",
+    row.metric(t("chart.validation_metric", metric=metric), f"{scores[-1]:.3f}" if scores else "–",
                f"{change:+.3f}" if abs(change) >= 5e-4 else None, width=160)
     # The figure the training process itself reports: right for a worker process or a CLI run too.
     memory = step.memory_mb if run.is_active else None
-    unit = "GPU memory" if view.device.startswith("cuda") else "in use"
-    row.metric("Device", view.device or "–", f"{memory:,.0f} MB {unit}" if memory is not None else None,
+    unit = t("live.gpu_memory") if view.device.startswith("cuda") else t("live.in_use")
+    row.metric(t("live.device"), view.device or "–", f"{memory:,.0f} MB {unit}" if memory is not None else None,
                delta_color="off", delta_arrow="off", width=160)
 
 
@@ -122,18 +123,18 @@ def label_table(per_label: list[dict]) -> None:
     frame = per_label_frame(per_label)
     styled = (frame.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:,}"})
               .bar(subset=["f1"], vmin=0, vmax=1, color="#9ecae1"))
-    st.table(styled)
+    st.table(styled.relabel_index([t(f"table.{name}") for name in frame.columns], axis="columns"))
 
 
 def curves(view: RunView, smoothing: float) -> None:
     left, right = st.columns(2)
     if view.steps.empty:
-        left.caption("The training loss appears after the first optimizer step.")
+        left.caption(t("live.loss_soon"))
     else:
         left.plotly_chart(charts.training_loss(view.steps, smoothing, view.evaluations), key="loss-chart",
                           width="stretch")
     if view.evaluations.empty:
-        right.caption("Validation metrics appear after the first evaluation.")
+        right.caption(t("live.metrics_soon"))
     else:
         right.plotly_chart(charts.validation_metrics(view.evaluations, view.metric_names), key="eval-chart",
                            width="stretch")
@@ -143,10 +144,10 @@ def per_label(view: RunView, normalize: bool) -> None:
     latest = view.latest_eval
     if latest is None:
         return
-    st.subheader("Per label")
+    st.subheader(t("live.per_label"))
     left, right = st.columns(2)
     with left:
-        st.caption(f"Validation, step {latest.step} (epoch {latest.epoch:.2f})")
+        st.caption(t("live.validation_at", step=latest.step, epoch=f"{latest.epoch:.2f}"))
         label_table(latest.per_label)
     right.plotly_chart(charts.label_f1_history(view.per_label_history), key="f1-chart", width="stretch")
     confusion = charts.confusion_heatmap(latest.confusion, normalize) if latest.confusion else None
@@ -167,16 +168,16 @@ def per_label(view: RunView, normalize: bool) -> None:
 def results(view: RunView) -> None:
     if view.test_eval is None:
         return
-    st.markdown("**Test set**")
-    st.caption("Evaluated once, after training, on examples the run never trained or tuned on.")
+    st.markdown(f"**{t('live.test_set')}**")
+    st.caption(t("live.test_caption"))
     st.markdown(" · ".join(f"{name} **{value:.3f}**" for name, value in view.test_eval.metrics.items()))
     label_table(view.test_eval.per_label)
     if view.result is not None:
         result = view.result
         share = 100 * result.trainable_params / result.total_params if result.total_params else 0
-        memory = f" · peak memory {result.peak_memory_mb:,.0f} MB (this run's)" if result.peak_memory_mb else ""
-        st.caption(f"Trainable parameters {result.trainable_params:,} of {result.total_params:,} ({share:.2f}%) · "
-                   f"{format_duration(result.wall_seconds)}{memory}")
+        memory = t("live.peak_memory", mb=f"{result.peak_memory_mb:,.0f}") if result.peak_memory_mb else ""
+        st.caption(t("live.trainable_of", trainable=f"{result.trainable_params:,}", total=f"{result.total_params:,}",
+                     share=f"{share:.2f}%") + f" · {format_duration(result.wall_seconds)}{memory}")
 
 
 def folded_events(run_id: str) -> RunView:
@@ -202,11 +203,11 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     progress(run, view)
     curves(view, smoothing)
     per_label(view, normalize)
-    with st.expander(f"Log ({len(view.log)} lines)", expanded=run.status == "failed"):
-        st.code("\n".join(view.log[-400:]) or "(empty)", language="text")
+    with st.expander(t("live.log", lines=len(view.log)), expanded=run.status == "failed"):
+        st.code("\n".join(view.log[-400:]) or t("live.empty"), language="text")
     if was_live:
-        st.caption(f"Live: refreshes every {REFRESH_SECONDS:g} s · updated {time.strftime('%H:%M:%S')}"
-                   f".{int(time.time() * 1000) % 1000:03d}")
+        st.caption(t("live.refreshes", seconds=f"{REFRESH_SECONDS:g}",
+                     time=f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}"))
 
 
 with user_errors():
@@ -214,10 +215,8 @@ with user_errors():
     if run_id:
         run = store.get_run(run_id)
         with st.sidebar:
-            smoothing = st.slider("Loss smoothing", 0.0, 0.95, 0.6, 0.05,
-                                  help="Exponential moving average of the training loss, as in TensorBoard.")
+            smoothing = st.slider(t("live.smoothing"), 0.0, 0.95, 0.6, 0.05, help=t("live.smoothing_help"))
             # NER's "O" row dwarfs every other count: shares keep the entity rows readable.
-            normalize = st.toggle("Confusion matrix as shares", value=run.task == "ner",
-                                  help="Divide each row by its true-label count, so rows read as recall.")
+            normalize = st.toggle(t("live.as_shares"), value=run.task == "ner", help=t("live.as_shares_help"))
         live = run.is_active
         st.fragment(run_every=REFRESH_SECONDS if live else None)(panel)(run_id, live, smoothing, normalize)

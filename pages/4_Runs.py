@@ -12,52 +12,75 @@ from lab.training.metrics import primary_metric_name
 from lab.views.history import comparison_frame, runs_frame, zip_folder
 from lab.views.run_view import run_view
 from ui import charts
-from ui.common import get_store, open_run, page_setup, user_errors
+from ui.common import get_store, method_name, open_run, page_setup, status_name, task_name, user_errors
+from ui.i18n import t
 
-page_setup("Runs")
-st.title("Runs")
+page_setup("pages.runs")
+st.title(t("pages.runs"))
 store = get_store()
-FILTERS = (("task", "Task"), ("dataset", "Dataset"), ("method", "Method"), ("status", "Status"))
+FILTERS = ("task", "dataset", "method", "status")
+# How a filter shows its values.
+SHOWN = {"task": task_name, "method": method_name, "status": status_name}
+
+
+def comparison_row_name(name: str) -> str:
+    """A row of the comparison table, in the page's language ("test f1", "best validation f1" included)."""
+    for prefix, key in (("best validation ", "history.best_validation"), ("test ", "history.test")):
+        if name.startswith(prefix):
+            return t(key, metric=name[len(prefix):])
+    return t(f"history.{name.replace(' ', '_')}")
 
 
 def filtered_history(frame):
     row = st.container(horizontal=True)  # four across on a desktop, wrapping on a phone
-    for name, label in FILTERS:
-        chosen = row.multiselect(label, sorted(frame[name].unique()), placeholder="all", width=220)
+    for name in FILTERS:
+        chosen = row.multiselect(t(f"history.{name}"), sorted(frame[name].unique()), placeholder=t("history.all"),
+                                 format_func=SHOWN.get(name, str), width=220)
         if chosen:
             frame = frame[frame[name].isin(chosen)]
-    st.dataframe(frame, hide_index=True, width="stretch",
-                 column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    labels = {name: st.column_config.Column(t(f"history.{name.replace(' ', '_')}")) for name in frame.columns}
+    labels["created"] = st.column_config.DatetimeColumn(t("history.created"), format="YYYY-MM-DD HH:mm")
+    shown = frame.assign(**{name: frame[name].map(SHOWN[name]) for name in SHOWN})
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=labels)
     return frame
 
 
 def compare(records: dict, ids: list[str]) -> None:
-    st.subheader("Compare")
-    default = [run_id for run_id in ids if records[run_id].status == "completed"][:3]
-    chosen = st.multiselect("Runs to compare", ids, default=default,
-                            format_func=lambda i: f"{records[i].name} · {records[i].peft_method} · {i[-4:]}")
+    st.subheader(t("history.compare"))
+    completed = [run_id for run_id in ids if records[run_id].status == "completed"]
+    # Compared by default: the newest completed runs of one task (a loss or an F1 means nothing across tasks).
+    task = records[completed[0]].task if completed else ""
+    default = [run_id for run_id in completed if records[run_id].task == task][:3]
+    chosen = st.multiselect(t("history.runs_to_compare"), ids, default=default,
+                            format_func=lambda i: f"{records[i].name} · {method_name(records[i].peft_method)} · {i[-4:]}")
     if not chosen:
-        st.caption("Choose runs to overlay their curves and line up their results.")
+        st.caption(t("history.choose_runs"))
         return
+    if len({records[run_id].task for run_id in chosen}) > 1:
+        st.warning(t("history.mixed_tasks"), icon=":material/warning:")
     runs = [records[run_id] for run_id in chosen]
     views = {run.id: run_view(event for _, event in store.events_since(run.id)) for run in runs}
-    smoothing = st.slider("Loss smoothing", 0.0, 0.95, 0.6, 0.05, width=320)
+    smoothing = st.slider(t("live.smoothing"), 0.0, 0.95, 0.6, 0.05, width=320)
     metric = primary_metric_name(runs[0].task)
     named = {f"{run.name} ({run.id[-4:]})": views[run.id] for run in runs}
     loss, scores = charts.compare_curves(named, smoothing, metric)
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch", key="compare-loss")
     right.plotly_chart(scores, width="stretch", key="compare-metric")
-    st.table(comparison_frame(runs, views))
+    table = comparison_frame(runs, views)
+    for name, show in SHOWN.items():
+        table.loc[name] = table.loc[name].map(show)
+    st.table(table.rename(index=comparison_row_name))
 
 
 def manage(records: dict, ids: list[str]) -> None:
-    st.subheader("Download or delete")
-    run_id = st.selectbox("Run", ids, format_func=lambda i: f"{records[i].name} · {records[i].status} · {i}")
+    st.subheader(t("history.download_or_delete"))
+    run_id = st.selectbox(t("live.run"), ids,
+                          format_func=lambda i: f"{records[i].name} · {status_name(records[i].status)} · {i}")
     # A CLI run trained with --output keeps its model and report there: the store records where.
     run, folder, output = records[run_id], store.run_dir(run_id), store.output_dir(records[run_id])
     row = st.container(horizontal=True)
-    if row.button("Open", icon=":material/monitoring:"):
+    if row.button(t("history.open"), icon=":material/monitoring:"):
         open_run(run_id)
     config_file, report_file, model_dir = folder / "config.yaml", output / "report.json", output / "model"
     if config_file.is_file():
@@ -67,25 +90,25 @@ def manage(records: dict, ids: list[str]) -> None:
         row.download_button("report.json", report_file.read_text(encoding="utf-8"), f"{run_id}-report.json",
                             icon=":material/download:", on_click="ignore")
     if model_dir.is_dir():
-        what = "model" if run.peft_method in NO_ADAPTER_METHODS else "adapter"
+        what = "model" if run.peft_method in NO_ADAPTER_METHODS else "adapter"  # the file's name stays English
         # A callable is only run when clicked: zipping a model on every rerun would be slow.
         # No rerun on a click ("ignore"): a rerun re-registers every deferred file, and a second download
         # clicked before it ends would find its file gone ("Deferred file ... not found").
-        row.download_button(f"{what} (.zip)", functools.partial(zip_folder, model_dir), f"{run_id}-{what}.zip",
+        row.download_button(t(f"history.{what}_zip"), functools.partial(zip_folder, model_dir), f"{run_id}-{what}.zip",
                             mime="application/zip", icon=":material/download:", on_click="ignore")
-    with row.popover("Delete", icon=":material/delete:"):
-        st.write(f"Delete **{run.name}** and its files (model, checkpoints, report)?")
-        if st.button("Delete for good", type="primary", key="delete-confirm"):
+    with row.popover(t("history.delete"), icon=":material/delete:"):
+        st.write(t("history.delete_question", name=run.name))
+        if st.button(t("history.delete_for_good"), type="primary", key="delete-confirm"):
             with user_errors():
                 store.delete_run(run_id)
-                st.toast(f"Deleted {run_id}.")
+                st.toast(t("history.deleted", run=run_id))
                 st.rerun()
 
 
 with user_errors():
     records = {run.id: run for run in store.list_runs()}
     if not records:
-        st.info("No runs yet. Start one from the Home page (one click) or the New run page.")
+        st.info(t("live.no_runs"))
     else:
         frame = filtered_history(runs_frame(list(records.values())))
         ids = frame["run"].tolist()
@@ -93,4 +116,4 @@ with user_errors():
             compare(records, ids)
             manage(records, ids)
         else:
-            st.caption("No run matches these filters.")
+            st.caption(t("history.no_match"))

@@ -405,3 +405,52 @@ def test_playground_highlights_entities_for_ner(ner_run):
     assert re.search(r'class="lab-entity"[^>]*>Nairobi <b[^>]*>LOC</b>', rendered), rendered
     tags = at.dataframe[0].value
     assert list(tags["word"]) == ["Dr", "Kenji", "Okafor", "lives", "in", "Nairobi", "."]  # punctuation apart
+
+
+# ---- 中文 (Chinese) ---------------------------------------------------------------------------------
+def page_text(at: AppTest) -> str:
+    """What a reader sees on the page in words: text elements, widget labels, metrics; not code blocks
+    (YAML, logs and commands stay as the library writes them)."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success"):
+        parts += [str(element.value) for element in getattr(at, kind)]
+    for kind in ("button", "selectbox", "multiselect", "text_input", "text_area", "number_input", "radio",
+                 "checkbox", "toggle", "slider", "metric", "expander", "tabs"):
+        parts += [str(getattr(element, "label", "")) for element in at.get(kind)]
+    return "\n".join(parts)
+
+
+def english_sentences() -> list[str]:
+    """Every English catalogue phrase of three words or more that its Chinese twin does not repeat."""
+    from ui.i18n import catalogue
+
+    english, chinese = catalogue("en"), catalogue("zh")
+    sentences = []
+    for key, text in english.items():
+        if key.startswith("messages.") or text == chinese[key]:
+            continue
+        for fragment in re.split(r"\{\w+\}", text):
+            fragment = fragment.strip(" .:;,()·")
+            if len(fragment.split()) >= 3 and fragment not in chinese[key]:
+                sentences.append(fragment)
+    return sentences
+
+
+@pytest.mark.parametrize("page", ["", "pages/1_Data.py", "pages/2_New_run.py", "pages/3_Live_run.py",
+                                  "pages/4_Runs.py", "pages/5_Playground.py"])
+def test_every_page_in_chinese_shows_no_english_sentence(page, classification_run, ner_run):
+    at = app(page, lang="zh", run=classification_run)
+    no_exception(at)
+    text = page_text(at)
+    assert re.search(r"[\u4e00-\u9fff]", text)
+    leftovers = [sentence for sentence in english_sentences() if sentence in text]
+    assert not leftovers, leftovers
+    assert at.query_params["lang"] == ["zh"] or at.query_params["lang"] == "zh"  # a shared link keeps it
+
+
+def test_the_language_switch_changes_the_page_and_the_url():
+    at = app()
+    assert at.title[0].value == "Fine-Tuning Lab"
+    at.get("button_group")[0].set_value("zh").run()
+    no_exception(at)
+    assert at.title[0].value == "微调实验室"

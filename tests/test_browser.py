@@ -208,3 +208,30 @@ def test_one_click_run_live_cancel_reload_playground(server, browser, tmp_path):
     print(f"\nclick to first loss point: {first_point_seconds:.1f} s; "
           f"live refresh interval: median {statistics.median(intervals):.2f} s over {len(intervals)} refreshes"
           if intervals else f"\nclick to first loss point: {first_point_seconds:.1f} s")
+
+
+def test_a_chinese_browser_opens_the_lab_in_chinese_and_every_page_draws(server, browser, tmp_path):
+    """Accept-Language zh-CN (and the browser's language): Home in Chinese, the choice kept in the URL
+    across pages, and every page drawn in Chinese without an exception."""
+    base, _ = server
+    shots = Path(os.environ.get("LAB_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(locale="zh-CN", extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"},
+                                  viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(base)
+    page.get_by_role("button", name="开始：IMDB 影评情感").wait_for()
+    assert page.get_by_role("heading", name="微调实验室").first.is_visible()
+    page.wait_for_function("() => location.search.includes('lang=zh')")
+    screenshot(page, "zh-home", shots)
+    for link, name, ready in (("数据", "data", "标签与长度"), ("新建训练", "new-run", "开始训练"),
+                              ("实时训练", "live", "实时训练"), ("训练记录", "runs", "训练记录"),
+                              ("试用", "playground", "试用")):
+        page.get_by_role("link", name=link).first.click()
+        page.get_by_text(ready).first.wait_for()
+        page.wait_for_timeout(1500)
+        assert page.locator("[data-testid=stException]").count() == 0, f"{name} shows an exception"
+        assert "lang=zh" in page.url, page.url
+        screenshot(page, f"zh-{name}", shots)
+    context.close()

@@ -65,7 +65,7 @@ def test_one_click_runs_evaluate_early_and_go_offline(monkeypatch):
         assert card.config.model.name_or_path == "minilm"
         assert card.config.train.eval_steps <= 30 and card.config.train.logging_steps <= 5
         assert 0 < card.config.data.eval_subset <= 200
-    assert ner.config.data.dataset == "wnut16" and "runs WNUT-16" in ner.note
+    assert ner.config.data.dataset == "wnut16" and ner.offline_substitute and not imdb.offline_substitute
     assert one_click_runs(offline=False)[1].config.data.dataset == "conll2003"
 
 

@@ -1,4 +1,5 @@
-"""Plotly figures for the pages. Pure functions of tables (no streamlit), so tests can check them.
+"""Plotly figures for the pages: functions of tables, so tests can check them; their words come from
+the catalogue (English outside a page).
 
 Columns are passed as plain lists: plotly would send numpy arrays base64-encoded, which a browser
 test cannot count points in.
@@ -15,8 +16,8 @@ import plotly.graph_objects as go
 
 from lab.views.formatting import smooth, thinned
 from lab.views.run_view import RunView
+from ui.i18n import t
 
-TRAINING_LOSS_TITLE = "Training loss"
 HEIGHT = 330
 
 
@@ -38,15 +39,15 @@ def training_loss(steps: pd.DataFrame, smoothing: float, evaluations: Optional[p
     figure = go.Figure()
     if not steps.empty:
         x, loss = steps["step"].tolist(), steps["loss"].tolist()
-        figure.add_scatter(x=thinned(x), y=thinned(loss), mode="lines+markers", name="training",
+        figure.add_scatter(x=thinned(x), y=thinned(loss), mode="lines+markers", name=t("chart.training"),
                            line=dict(color="rgba(31,119,180,0.35)"), marker=dict(size=4))
         if smoothing > 0:
             figure.add_scatter(x=thinned(x), y=thinned(smooth(loss, smoothing)), mode="lines",
-                               name=f"smoothed ({smoothing:g})", line=dict(color="rgb(31,119,180)", width=2.5))
+                               name=t("chart.smoothed", smoothing=f"{smoothing:g}"), line=dict(color="rgb(31,119,180)", width=2.5))
     if evaluations is not None and not evaluations.empty:
         figure.add_scatter(x=evaluations["step"].tolist(), y=evaluations["loss"].tolist(), mode="lines+markers",
-                           name="validation", line=dict(color="rgb(214,39,40)", dash="dash"))
-    return _layout(figure, TRAINING_LOSS_TITLE, "step", "loss")
+                           name=t("chart.validation"), line=dict(color="rgb(214,39,40)", dash="dash"))
+    return _layout(figure, t("chart.training_loss"), t("chart.step"), t("chart.loss"))
 
 
 def validation_metrics(evaluations: pd.DataFrame, metric_names: Sequence[str]) -> go.Figure:
@@ -56,7 +57,7 @@ def validation_metrics(evaluations: pd.DataFrame, metric_names: Sequence[str]) -
     for name in metric_names:
         figure.add_scatter(x=steps, y=evaluations[name].tolist(), mode="lines+markers", name=name)
     figure.update_yaxes(range=[0, 1.02])
-    return _layout(figure, "Validation metrics", "step", "")
+    return _layout(figure, t("chart.validation_metrics"), t("chart.step"), "")
 
 
 def label_f1_history(history: pd.DataFrame) -> go.Figure:
@@ -65,7 +66,7 @@ def label_f1_history(history: pd.DataFrame) -> go.Figure:
     for label, rows in history.groupby("label", sort=False):
         figure.add_scatter(x=rows["step"].tolist(), y=rows["f1"].tolist(), mode="lines+markers", name=str(label))
     figure.update_yaxes(range=[0, 1.02])
-    return _layout(figure, "F1 per label across evaluations", "step", "F1")
+    return _layout(figure, t("chart.label_f1"), t("chart.step"), "F1")
 
 
 def confusion_heatmap(confusion: dict, normalize: bool) -> go.Figure:
@@ -77,11 +78,11 @@ def confusion_heatmap(confusion: dict, normalize: bool) -> go.Figure:
     template = "%{text}" if len(labels) <= 12 else None
     figure = go.Figure(go.Heatmap(z=values.values, x=labels, y=labels, text=text.values, texttemplate=template,
                                   colorscale="Blues", showscale=False,
-                                  hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+                                  hovertemplate=t("chart.confusion_hover") + "<extra></extra>"))
     figure.update_yaxes(autorange="reversed")
     size = max(300, min(700, 40 * len(labels) + 120))
-    figure = _layout(figure, "Confusion matrix" + (" (share of each true label)" if normalize else ""),
-                     "predicted", "true", height=size)
+    figure = _layout(figure, t("chart.confusion_share") if normalize else t("chart.confusion"),
+                     t("chart.predicted"), t("chart.true"), height=size)
     figure.update_layout(hovermode="closest")
     return figure
 
@@ -91,7 +92,7 @@ def label_probabilities(probabilities: dict[str, float]) -> go.Figure:
     figure = go.Figure(go.Bar(x=[p for _, p in ordered], y=[label for label, _ in ordered], orientation="h",
                               text=[f"{p:.1%}" for _, p in ordered], textposition="auto"))
     figure.update_xaxes(range=[0, 1])
-    figure = _layout(figure, "Label probabilities", "probability", "",
+    figure = _layout(figure, t("chart.probabilities"), t("chart.probability"), "",
                      height=max(160, 60 + 36 * len(ordered)))
     figure.update_layout(hovermode="closest")
     return figure
@@ -102,15 +103,14 @@ def label_distribution(counts: pd.DataFrame, task: str) -> go.Figure:
     for split, rows in counts.groupby("split", sort=False):
         figure.add_bar(x=rows["label"].tolist(), y=rows["count"].tolist(), name=str(split))
     figure.update_layout(barmode="group")
-    title = "Entities per type" if task == "ner" else "Examples per label"
-    return _layout(figure, title, "", "count")
+    return _layout(figure, t(f"chart.label_distribution.{task}"), "", t("chart.count"))
 
 
 def token_length_histogram(lengths: Sequence[int], max_length: int, model: str) -> go.Figure:
-    figure = go.Figure(go.Histogram(x=list(lengths), nbinsx=50, name="examples"))
+    figure = go.Figure(go.Histogram(x=list(lengths), nbinsx=50, name=t("chart.examples")))
     figure.add_vline(x=max_length, line_dash="dash", line_color="firebrick",
                      annotation_text=f"max_length {max_length}", annotation_position="top right")
-    figure = _layout(figure, f"Sub-word tokens per example ({model})", "tokens", "examples")
+    figure = _layout(figure, t("chart.token_lengths", model=model), t("chart.tokens"), t("chart.examples"))
     figure.update_layout(hovermode="closest", showlegend=False)
     return figure
 
@@ -126,5 +126,6 @@ def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional
             scores.add_scatter(x=view.evaluations["step"].tolist(), y=view.evaluations[metric].tolist(),
                                mode="lines+markers", name=name)
     scores.update_yaxes(range=[0, 1.02])
-    return (_layout(loss, "Training loss (smoothed)", "step", "loss"),
-            _layout(scores, f"Validation {metric or 'metric'}", "step", metric or ""))
+    return (_layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss")),
+            _layout(scores, t("chart.validation_metric", metric=metric or t("chart.metric")), t("chart.step"),
+                    metric or ""))

@@ -16,6 +16,7 @@ import streamlit as st
 from lab.errors import LabError
 from lab.runs.store import RunStore, default_runs_dir
 from lab.views.data_view import for_the_page
+from ui.i18n import language_switch, message, t
 
 HOME_PAGE = "app.py"
 DATA_PAGE = "pages/1_Data.py"
@@ -24,9 +25,8 @@ LIVE_PAGE = "pages/3_Live_run.py"
 RUNS_PAGE = "pages/4_Runs.py"
 PLAYGROUND_PAGE = "pages/5_Playground.py"
 
-STATUS_BADGES = {"queued": ":gray-badge[queued]", "running": ":blue-badge[running]",
-                 "completed": ":green-badge[completed]", "failed": ":red-badge[failed]",
-                 "cancelled": ":orange-badge[cancelled]", "interrupted": ":orange-badge[interrupted]"}
+STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange",
+                  "interrupted": "orange"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -53,6 +53,13 @@ def _warm_up() -> threading.Thread:
     return thread
 
 
+def wait_for_training_stack() -> None:
+    """Block until the warm-up import is done. Importing transformers from a page while the warm-up
+    thread is half-way through it fails ("module 'transformers' has no attribute ..."): its lazy
+    modules are not safe to import from two threads at once."""
+    _warm_up().join()
+
+
 def _runs_dir() -> str:
     # Keyed by folder, so a test (or a restart) pointing LAB_RUNS_DIR elsewhere gets its own store.
     return str(default_runs_dir().resolve())
@@ -67,21 +74,25 @@ def get_runner():
     return _runner(_runs_dir())
 
 
-NAVIGATION = ((HOME_PAGE, "Home", ":material/home:"), (DATA_PAGE, "Data", ":material/dataset:"),
-              (NEW_RUN_PAGE, "New run", ":material/tune:"), (LIVE_PAGE, "Live run", ":material/monitoring:"),
-              (RUNS_PAGE, "Runs", ":material/table_rows:"), (PLAYGROUND_PAGE, "Playground", ":material/science:"))
+# Each page and the catalogue key of its name.
+NAVIGATION = ((HOME_PAGE, "pages.home", ":material/home:"), (DATA_PAGE, "pages.data", ":material/dataset:"),
+              (NEW_RUN_PAGE, "pages.new_run", ":material/tune:"), (LIVE_PAGE, "pages.live_run", ":material/monitoring:"),
+              (RUNS_PAGE, "pages.runs", ":material/table_rows:"),
+              (PLAYGROUND_PAGE, "pages.playground", ":material/science:"))
 
 
-def page_setup(title: str) -> None:
-    """Page config and the sidebar menu. The menu is drawn here (config.toml hides the automatic
-    one) only so the first page reads "Home" instead of its file name "app"; the pages themselves
-    still come from the pages/ folder."""
-    st.set_page_config(page_title=f"{title} · Fine-Tuning Lab", page_icon=":material/science:", layout="wide")
+def page_setup(page_key: str) -> None:
+    """Page config, the language switch and the sidebar menu. The menu is drawn here (config.toml hides
+    the automatic one) so page names are translated and the first page reads "Home", not its file name
+    "app"; the pages themselves still come from the pages/ folder."""
+    st.set_page_config(page_title=f"{t(page_key)} · {t('app.name')}", page_icon=":material/science:",
+                       layout="wide")
     _warm_up()
     with st.sidebar:
-        st.markdown("**Fine-Tuning Lab**")
-        for page, label, icon in NAVIGATION:
-            st.page_link(page, label=label, icon=icon)
+        st.markdown(f"**{t('app.name')}**")
+        for page, label_key, icon in NAVIGATION:
+            st.page_link(page, label=t(label_key), icon=icon)
+    language_switch()
 
 
 @contextlib.contextmanager
@@ -90,11 +101,23 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except LabError as exc:
-        st.error(for_the_page(str(exc)), icon=":material/error:")
+        st.error(for_the_page(message(str(exc))), icon=":material/error:")
+
+
+def task_name(task: str) -> str:
+    return t(f"task.{task}") if task else ""
+
+
+def method_name(method: str) -> str:
+    return t(f"method.{method}.name") if method else ""
+
+
+def status_name(status: str) -> str:
+    return t(f"status.{status}") if status in STATUS_COLOURS else status
 
 
 def status_badge(status: str) -> str:
-    return STATUS_BADGES.get(status, status)
+    return f":{STATUS_COLOURS[status]}-badge[{status_name(status)}]" if status in STATUS_COLOURS else status
 
 
 def open_run(run_id: str) -> None:

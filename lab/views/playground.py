@@ -51,6 +51,18 @@ def _entities_text(words: Sequence[str], tags: Sequence[str]) -> str:
     return "; ".join(f"{text} ({kind})" for text, kind in entity_spans(words, tags) if kind) or "–"
 
 
+def example_text(config: RunConfig) -> str:
+    """A text to try the run's model on that fits its data: the first example of its test split (a topic
+    model is not offered a movie review), words joined by spaces for NER; capped at 1,000 characters."""
+    from lab.data.splits import load_splits
+
+    test = load_splits(config.data, config.task, config.train.seed, log=lambda message: None).splits["test"]
+    if not len(test):
+        return ""
+    text = " ".join(test[0]["tokens"]) if config.task == "ner" else str(test[0]["text"])
+    return text[:1000]
+
+
 def find_test_mistakes(config: RunConfig, predictor: Any, limit: int = 500) -> pd.DataFrame:
     """The run's test examples (the same seeded split it was scored on) that the model gets wrong."""
     from lab.data.splits import load_splits

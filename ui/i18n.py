@@ -1,0 +1,124 @@
+"""The app's words in English and Chinese (简体中文): one catalogue file per language, ui/locales/*.yaml.
+
+`t(key, **values)` is the text of `key` in the page's language, its `{placeholders}` filled. The
+language is the URL's (`?lang=zh`: a shared link opens in the same language), else the one the
+sidebar switch chose in this session, else the browser's (`st.context.locale`), else English; the
+page writes it back into the URL.
+
+Two kinds of text are not keys of their own, so each keeps one source:
+- a config field's help: English from lab.config's field metadata, Chinese from the catalogue's
+  `help.SECTION.FIELD` (`field_help`);
+- the library's messages (LabError, a run's status message): English as the library wrote it; in
+  Chinese when it matches one of the English templates under `messages.` (`message`), else as is.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import streamlit as st
+import yaml
+
+from lab.config import field_help as english_field_help
+
+LANGUAGES = {"en": "English", "zh": "简体中文"}
+DEFAULT_LANGUAGE = "en"
+LOCALES = Path(__file__).with_name("locales")
+_CHOSEN = "language"  # session_state key of the sidebar switch
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for name, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = str(value)
+    return flat
+
+
+@functools.cache
+def catalogue(language: str) -> dict[str, str]:
+    """Every key of `language`'s catalogue file, flattened to dotted keys."""
+    with open(LOCALES / f"{language}.yaml", encoding="utf-8") as file:
+        return _flatten(yaml.safe_load(file) or {})
+
+
+def placeholders(text: str) -> set[str]:
+    """The `{name}` placeholders of a text. A formula's braces (`\\frac{\\alpha}{r}`) may look like one: its
+    translation has the same formula, so the check still holds."""
+    return set(re.findall(r"\{(\w+)\}", text))
+
+
+def _from_browser() -> str:
+    locale = (getattr(st.context, "locale", None) or "").lower()
+    return "zh" if locale.startswith("zh") else DEFAULT_LANGUAGE
+
+
+def language() -> str:
+    """This page's language (see the module docstring); English outside a page (tests of the charts)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return DEFAULT_LANGUAGE
+    asked = st.query_params.get("lang", "")
+    if asked in LANGUAGES:
+        st.session_state[_CHOSEN] = asked
+    return st.session_state.get(_CHOSEN) or _from_browser()
+
+
+def language_switch() -> None:
+    """The sidebar's choice of language; it keeps the choice in the URL."""
+    current = language()
+    chosen = st.sidebar.segmented_control(t("app.language"), list(LANGUAGES), default=current,
+                                          format_func=LANGUAGES.get, key="language-switch")
+    if chosen and chosen != current:
+        st.session_state[_CHOSEN] = chosen
+        st.query_params["lang"] = chosen
+        st.rerun()
+    if st.query_params.get("lang") != current:
+        st.query_params["lang"] = current
+
+
+def t(key: str, **values: Any) -> str:
+    """The text of `key` in this page's language (English where a catalogue lacks it)."""
+    text = catalogue(language()).get(key) or catalogue(DEFAULT_LANGUAGE)[key]
+    return text.format(**values) if values else text
+
+
+def field_help(section: str, name: str) -> str:
+    if language() != DEFAULT_LANGUAGE:
+        translated = catalogue(language()).get(f"help.{section + '.' if section else ''}{name}")
+        if translated:
+            return translated
+    return english_field_help(section, name)
+
+
+@functools.cache
+def _message_patterns() -> list[tuple[str, re.Pattern]]:
+    """The English message templates as patterns: each `{name}` matches any text."""
+    patterns = []
+    for key, template in catalogue(DEFAULT_LANGUAGE).items():
+        if key.startswith("messages."):
+            parts, seen, regex = re.split(r"\{(\w+)\}", template), set(), ""
+            for index, part in enumerate(parts):
+                if index % 2 == 0:
+                    regex += re.escape(part)
+                else:  # a name used twice must match the same text twice
+                    regex += f"(?P={part})" if part in seen else f"(?P<{part}>.*?)"
+                    seen.add(part)
+            patterns.append((key, re.compile(regex + r"\Z", re.DOTALL)))
+    return patterns
+
+
+def message(text: str) -> str:
+    """A library message in this page's language: the translation of the template it matches, if any."""
+    if language() == DEFAULT_LANGUAGE or not text:
+        return text
+    for key, pattern in _message_patterns():
+        match = pattern.match(text)
+        if match and key in catalogue(language()):
+            return catalogue(language())[key].format(**match.groupdict())
+    return text
