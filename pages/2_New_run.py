@@ -18,6 +18,7 @@ from lab.data.builtin import BUILTINS
 from lab.errors import LabError, ModelError
 from lab.hub import is_offline
 from lab.views.data_view import SUGGESTED_MODELS, for_the_page, label_count, parameter_count, save_upload
+from ui import charts
 from ui.common import (get_runner, get_store, launch, method_name, open_run, page_setup, task_name, user_errors,
                        wait_for_training_stack)
 from ui.i18n import field_help, message, t
@@ -152,7 +153,7 @@ def peft_section() -> PeftSettings:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def count(config_yaml: str, num_labels: int) -> tuple[int, int]:
+def count(config_yaml: str, num_labels: int) -> tuple[int, int, list[dict]]:
     wait_for_training_stack()
     return parameter_count(RunConfig.from_yaml(config_yaml), num_labels)
 
@@ -161,7 +162,7 @@ def parameter_summary(config: RunConfig) -> str:
     """Show the trainable parameters; returns why the model cannot be used ('' when it can)."""
     try:
         with st.spinner(t("form.counting")):
-            trainable, total = count(config.to_yaml(), label_count(config.data, config.task))
+            trainable, total, parts = count(config.to_yaml(), label_count(config.data, config.task))
     except ModelError as exc:  # the run would fail the same way: say so, and Launch waits for a fix
         st.error(for_the_page(message(str(exc))), icon=":material/error:")
         return str(exc)
@@ -172,9 +173,11 @@ def parameter_summary(config: RunConfig) -> str:
         st.warning(t("form.cannot_count", reason=f"{type(exc).__name__}: {exc}"),
                    icon=":material/warning:")
         return ""
-    st.metric(t("form.trainable"), f"{trainable:,}", t("form.share_of", share=f"{100 * trainable / total:.2f}%",
-                                                          total=f"{total:,}"),
-              delta_color="off", delta_arrow="off")
+    left, right = st.columns([1, 3], vertical_alignment="center")
+    left.metric(t("form.trainable"), f"{trainable:,}", t("form.share_of", share=f"{100 * trainable / total:.2f}%",
+                                                            total=f"{total:,}"),
+                delta_color="off", delta_arrow="off")
+    right.plotly_chart(charts.parameters_by_part(parts), width="stretch", key="parameters-by-part")
     return ""
 
 
@@ -229,6 +232,7 @@ def advanced_section(config: RunConfig) -> None:
                                          min_value=1)
             train.eval_batch_size = number("train", "eval_batch_size", was.eval_batch_size,
                                            min_value=1)
+            train.num_devices = number("train", "num_devices", was.num_devices, min_value=1)
             data.source = choice("data", "source", DATA_SOURCES, base.data.source)
             if config.task == "classification":
                 config.model.pooling = choice("model", "pooling", POOLINGS, base.model.pooling)
@@ -246,15 +250,33 @@ def advanced_section(config: RunConfig) -> None:
                        icon=":material/warning:")
 
 
+def show_script(config: RunConfig) -> None:
+    """The standalone script of this config (lab.training.standalone), shown and downloadable."""
+    from lab.training.standalone import standalone_script
+
+    try:
+        script = standalone_script(config)
+    except LabError as exc:
+        st.caption(message(str(exc)))
+        return
+    st.caption(t("form.script_caption"))
+    st.download_button(t("form.download_script"), script, file_name="run.py", mime="text/x-python",
+                       icon=":material/download:", key="download-script")
+    st.code(script, language="python", height=360)
+
+
 def config_files(config: RunConfig) -> None:
     st.subheader(t("form.as_file"))
-    yaml_tab, cli_tab, load_tab = st.tabs(["YAML", t("form.command_line"), t("form.load_yaml")])
+    yaml_tab, cli_tab, script_tab, load_tab = st.tabs(["YAML", t("form.command_line"), t("form.script"),
+                                                       t("form.load_yaml")])
     with yaml_tab:
         st.code(config.to_yaml(), language="yaml", height=360)
         st.download_button(t("form.download_yaml"), config.to_yaml(), file_name="config.yaml",
                            mime="application/x-yaml", icon=":material/download:")
     with cli_tab:
         st.code(cli_command(config), language="bash")
+    with script_tab:
+        show_script(config)
     with load_tab:
         uploaded = st.file_uploader(t("form.yaml_upload"), type=["yaml", "yml"],
                                     key="yaml-upload")

@@ -180,6 +180,16 @@ def results(view: RunView) -> None:
                      share=f"{share:.2f}%") + f" · {format_duration(result.wall_seconds)}{memory}")
 
 
+def script(run_id: str) -> None:
+    from lab.training.standalone import standalone_script
+
+    code = standalone_script(store.load_config(run_id))
+    st.caption(t("form.script_caption"))
+    st.download_button(t("form.download_script"), code, file_name=f"{run_id}.py", mime="text/x-python",
+                       icon=":material/download:", on_click="ignore", key="download-script")
+    st.code(code, language="python", height=360)
+
+
 def folded_events(run_id: str) -> RunView:
     """This session's view of the run, fed only the events after its cursor: a refresh reads what is new."""
     folders = st.session_state.setdefault("run-folders", {})
@@ -203,6 +213,9 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     progress(run, view)
     curves(view, smoothing)
     per_label(view, normalize)
+    if not was_live:  # drawn once, not at every refresh of a live run
+        with st.expander(t("live.script"), icon=":material/code:"):
+            script(run_id)
     with st.expander(t("live.log", lines=len(view.log)), expanded=run.status == "failed"):
         st.code("\n".join(view.log[-400:]) or t("live.empty"), language="text")
     if was_live:

@@ -206,3 +206,23 @@ def test_a_long_curve_is_drawn_with_at_most_two_thousand_points_ending_at_the_la
     drawn = thinned(values)
     assert len(drawn) <= 2001 and drawn[0] == 0 and drawn[-1] == 100_000
     assert thinned(values[:50]) == values[:50]
+
+
+def test_the_parameter_chart_shows_where_each_method_trains(tiny_model_dir):
+    """LoRA and IA3 add trainable parameters in every encoder layer (IA3 far fewer), none in the
+    embeddings; prompt tuning trains only its virtual tokens and the head; full trains everything."""
+    from lab.views.data_view import parameter_count
+
+    def parts(method):
+        config = default_config("classification").with_overrides([f"model.name_or_path={tiny_model_dir}",
+                                                                   f"peft.method={method}"])
+        trainable, total, rows = parameter_count(config, 2)
+        assert sum(row["trainable"] for row in rows) == trainable and sum(row["total"] for row in rows) == total
+        return {row["part"]: row["trainable"] for row in rows}
+
+    lora, ia3, prompt, full = parts("lora"), parts("ia3"), parts("prompt"), parts("full")
+    layers = ["layer 0", "layer 1"]  # the tiny BERT has two
+    assert all(lora[layer] > ia3[layer] > 0 for layer in layers)
+    assert lora["embeddings"] == ia3["embeddings"] == prompt["embeddings"] == 0 < full["embeddings"]
+    assert prompt["virtual tokens"] > 0 and all(prompt[layer] == 0 for layer in layers)
+    assert all(counts["head"] > 0 for counts in (lora, ia3, prompt, full))

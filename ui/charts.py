@@ -129,3 +129,22 @@ def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional
     return (_layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss")),
             _layout(scores, t("chart.validation_metric", metric=metric or t("chart.metric")), t("chart.step"),
                     metric or ""))
+
+
+def parameters_by_part(parts: Sequence[dict]) -> go.Figure:
+    """Trainable parameters per part of the model (log scale, so LoRA's thousands show beside full
+    fine-tuning's millions); the hover tells the part's total."""
+    names = [_part_name(row["part"]) for row in parts]
+    figure = go.Figure(go.Bar(x=names, y=[row["trainable"] or None for row in parts],
+                              customdata=[[row["trainable"], row["total"]] for row in parts],
+                              hovertemplate=t("chart.part_hover") + "<extra></extra>", marker_color="rgb(31,119,180)"))
+    figure.update_yaxes(type="log")
+    figure = _layout(figure, t("chart.parameters_by_part"), "", t("chart.trainable"), height=260)
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def _part_name(part: str) -> str:
+    if part.startswith("layer "):
+        return t("chart.part.layer", number=part.split()[1])
+    return t(f"chart.part.{part.replace(' ', '_')}")

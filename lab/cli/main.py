@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="Print a complete, commented config.")
     config.add_argument("--example", choices=TASKS, default="classification")
+    config.add_argument("--script", metavar="CONFIG.yaml",
+                        help="Instead: print a standalone Python script (transformers + peft + datasets, no lab "
+                             "import) that does what a run of this config does.")
 
     predict = commands.add_parser("predict", help="Use a finished run's model on text.")
     predict.add_argument("model_dir", help="A finished run's --output folder (or its model/ folder).")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lab.cli.flags import config_from_args
-from lab.config import example_yaml
+from lab.config import RunConfig, example_yaml
 from lab.errors import LabError
 from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, StatusEvent, StepEvent
 
@@ -34,6 +34,11 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_config(args: argparse.Namespace) -> int:
+    if args.script:
+        from lab.training.standalone import standalone_script
+
+        sys.stdout.write(standalone_script(RunConfig.load(args.script)))
+        return 0
     sys.stdout.write(example_yaml(args.example))
     return 0
 

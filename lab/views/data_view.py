@@ -137,12 +137,13 @@ def label_count(data_cfg: DataConfig, task: str) -> int:
     return len(set(raw.labels))
 
 
-def parameter_count(config: RunConfig, num_labels: int) -> tuple[int, int]:
-    """(trainable, total) parameters of the model as this config would train it."""
-    from lab.training.modeling import adapt, count_parameters, load_model
+def parameter_count(config: RunConfig, num_labels: int) -> tuple[int, int, list[dict[str, Any]]]:
+    """(trainable, total, per part) parameters of the model as this config would train it; the parts
+    are lab.training.modeling.parameters_by_part's rows."""
+    from lab.training.modeling import adapt, count_parameters, load_model, parameters_by_part
 
     model = load_model(config.model, config.task, [f"label_{i}" for i in range(max(2, num_labels))])
     # AdaLoRA needs a step count for its schedule; any positive number gives the same parameter count.
     model, _ = adapt(model, config, total_steps=1000)
     count = count_parameters(model)
-    return count.trainable, count.total
+    return count.trainable, count.total, parameters_by_part(model)
