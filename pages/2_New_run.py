@@ -85,7 +85,8 @@ def data_section(task: str) -> DataConfig:
                                         key=key(f"data.train_file{uploaded_path}"),
                                         help=field_help("data", "train_file"))
         left, right = st.columns(2)
-        data.validation_file = left.text_input(t("field.data.validation_file"), d.validation_file, key=key("data.validation_file"),
+        data.validation_file = left.text_input(t("field.data.validation_file"), d.validation_file,
+                                               key=key("data.validation_file"),
                                                help=field_help("data", "validation_file"))
         data.test_file = right.text_input(t("field.data.test_file"), d.test_file, key=key("data.test_file"),
                                           help=field_help("data", "test_file"))
@@ -190,7 +191,9 @@ def training_section(task: str, peft: PeftSettings) -> TrainConfig:
     with columns[0]:
         default_lr = DEFAULT_LEARNING_RATES[task][peft.method]
         train.learning_rate = number("train", "learning_rate", was.learning_rate, min_value=0.0,
-                                     step=1e-5, format="%g", placeholder=t("form.default_rate_for", rate=f"{default_lr:g}", method=method_name(peft.method)))
+                                     step=1e-5, format="%g",
+                                     placeholder=t("form.default_rate_for", rate=f"{default_lr:g}",
+                                                   method=method_name(peft.method)))
     with columns[1]:
         train.train_batch_size = number("train", "train_batch_size", was.train_batch_size, min_value=1)
     with columns[2]:
@@ -209,8 +212,10 @@ def advanced_section(config: RunConfig) -> None:
             train.warmup_ratio = number("train", "warmup_ratio", was.warmup_ratio, min_value=0.0,
                                         max_value=0.99, step=0.01)
             if config.peft.method != "head":  # head-only training's learning rate is the head's
-                default_head_rate = head_learning_rate_for(replace(config, train=replace(train, head_learning_rate=None)))
-                train.head_learning_rate = number("train", "head_learning_rate", was.head_learning_rate, min_value=0.0, step=1e-4, format="%g",
+                unset = replace(config, train=replace(train, head_learning_rate=None))
+                default_head_rate = head_learning_rate_for(unset)
+                train.head_learning_rate = number("train", "head_learning_rate", was.head_learning_rate,
+                                                  min_value=0.0, step=1e-4, format="%g",
                                                   placeholder=t("form.default_rate", rate=f"{default_head_rate:g}"))
             train.weight_decay = number("train", "weight_decay", was.weight_decay, min_value=0.0,
                                         step=0.01)
@@ -218,12 +223,14 @@ def advanced_section(config: RunConfig) -> None:
                                           max_value=0.99, step=0.05, placeholder=t("form.models_own"))
             train.optimizer = choice("train", "optimizer", OPTIMIZERS, was.optimizer)
         with columns[1]:
-            train.gradient_accumulation_steps = number("train", "gradient_accumulation_steps", was.gradient_accumulation_steps,
+            train.gradient_accumulation_steps = number("train", "gradient_accumulation_steps",
+                                                       was.gradient_accumulation_steps,
                                                        min_value=1)
             train.max_length = number("train", "max_length", was.max_length, min_value=8,
                                       max_value=8192, step=8)
             train.precision = choice("train", "precision", PRECISIONS, was.precision)
-            train.early_stopping_patience = number("train", "early_stopping_patience", was.early_stopping_patience, min_value=0)
+            train.early_stopping_patience = number("train", "early_stopping_patience", was.early_stopping_patience,
+                                                   min_value=0)
             train.max_steps = number("train", "max_steps", was.max_steps, min_value=0)
         with columns[2]:
             train.seed = number("train", "seed", was.seed, min_value=0)

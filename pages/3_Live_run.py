@@ -96,7 +96,8 @@ def progress(run: RunRecord, view: RunView) -> None:
     if step is None:
         if run.is_active:
             stage = message(view.stage or "loading data and model")
-            st.progress(0.0, text=f"{stage[:1].upper()}{stage[1:]}…" if run.status == "running" else t("live.waiting"))
+            text = f"{stage[:1].upper()}{stage[1:]}…" if run.status == "running" else t("live.waiting")
+            st.progress(0.0, text=text)
         return
     # Progress and ETA from the last optimizer step; the loss and speed from the last logged one.
     at = view.progress if view.progress and view.progress.step >= step.step else step

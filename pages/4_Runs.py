@@ -52,7 +52,8 @@ def compare(records: dict, ids: list[str]) -> None:
     task = records[completed[0]].task if completed else ""
     default = [run_id for run_id in completed if records[run_id].task == task][:3]
     chosen = st.multiselect(t("history.runs_to_compare"), ids, default=default,
-                            format_func=lambda i: f"{records[i].name} · {method_name(records[i].peft_method)} · {i[-4:]}")
+                            format_func=lambda i: (f"{records[i].name} · {method_name(records[i].peft_method)}"
+                                                   f" · {i[-4:]}"))
     if not chosen:
         st.caption(t("history.choose_runs"))
         return
@@ -67,7 +68,7 @@ def compare(records: dict, ids: list[str]) -> None:
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch", key="compare-loss")
     right.plotly_chart(scores, width="stretch", key="compare-metric")
-    table = comparison_frame(runs, views)
+    table = comparison_frame(runs, views).astype(object)  # pandas 3's arrow strings refuse a row set in place
     for name, show in SHOWN.items():
         table.loc[name] = table.loc[name].map(show)
     st.table(table.rename(index=comparison_row_name))

@@ -347,6 +347,9 @@ def test_runs_page_compares_runs_side_by_side(store, classification_run, ner_run
     assert f"{trainable:,}" in table.loc["trainable parameters"].tolist()
     figures = plotly_specs(at)
     assert len(figures["Training loss (smoothed)"]["data"]) == 2
+    widget(at.multiselect, "Runs to compare").set_value([classification_run]).run()  # one run alone, too
+    no_exception(at)
+    assert at.table[0].value.loc["Status"].tolist() == ["completed"]
     widget(at.selectbox, "Run").set_value(classification_run).run()
     labels = [button.label for button in at.get("download_button")]
     assert {"config.yaml", "report.json", "adapter (.zip)"} <= set(labels)

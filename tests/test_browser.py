@@ -110,6 +110,11 @@ def screenshot(page, name: str, shots: Path) -> None:
     page.set_viewport_size({"width": 1400, "height": 900})
 
 
+def shown_exception(page, where: str) -> str:
+    texts = page.locator("[data-testid=stException]").all_inner_texts()
+    return f"{where} shows an exception: {texts[0][:1500] if texts else ''}"
+
+
 def run_status(page) -> str:
     return page.locator("h3 .stMarkdownBadge").first.inner_text(timeout=WAIT_MS)
 
@@ -201,7 +206,7 @@ def test_one_click_run_live_cancel_reload_playground(server, browser, tmp_path):
         page.goto(base + path)
         page.get_by_text(ready).first.wait_for()
         page.wait_for_timeout(1000)
-        assert page.locator("[data-testid=stException]").count() == 0, f"{path} shows an exception"
+        assert page.locator("[data-testid=stException]").count() == 0, shown_exception(page, path)
         screenshot(page, name, shots)
 
     intervals = [b[0] - a[0] for a, b in zip(updates, updates[1:])]
@@ -231,7 +236,7 @@ def test_a_chinese_browser_opens_the_lab_in_chinese_and_every_page_draws(server,
         page.get_by_role("link", name=link).first.click()
         page.get_by_text(ready).first.wait_for()
         page.wait_for_timeout(1500)
-        assert page.locator("[data-testid=stException]").count() == 0, f"{name} shows an exception"
+        assert page.locator("[data-testid=stException]").count() == 0, shown_exception(page, name)
         assert "lang=zh" in page.url, page.url
         screenshot(page, f"zh-{name}", shots)
     context.close()

@@ -84,7 +84,8 @@ def test_with_the_hub_and_a_gpu_the_one_click_cards_train_the_published_recipes(
     imdb, ner = one_click_runs(offline=False, gpu=True)
     assert (imdb.config.model.name_or_path, ner.config.model.name_or_path) == ("distilbert-base-uncased",
                                                                                "bert-base-cased")
-    assert (ner.config.data.dataset, ner.config.data.train_subset, ner.config.train.learning_rate) == ("conll2003", 0, 5e-5)
+    recipe = (ner.config.data.dataset, ner.config.data.train_subset, ner.config.train.learning_rate)
+    assert recipe == ("conll2003", 0, 5e-5)
     assert all(card.config.model.name_or_path == "minilm" for card in one_click_runs(offline=False, gpu=False))
     assert all(card.config.model.name_or_path == "minilm" for card in one_click_runs(offline=True, gpu=True))
 

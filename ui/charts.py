@@ -43,7 +43,8 @@ def training_loss(steps: pd.DataFrame, smoothing: float, evaluations: Optional[p
                            line=dict(color="rgba(31,119,180,0.35)"), marker=dict(size=4))
         if smoothing > 0:
             figure.add_scatter(x=thinned(x), y=thinned(smooth(loss, smoothing)), mode="lines",
-                               name=t("chart.smoothed", smoothing=f"{smoothing:g}"), line=dict(color="rgb(31,119,180)", width=2.5))
+                               name=t("chart.smoothed", smoothing=f"{smoothing:g}"),
+                               line=dict(color="rgb(31,119,180)", width=2.5))
     if evaluations is not None and not evaluations.empty:
         figure.add_scatter(x=evaluations["step"].tolist(), y=evaluations["loss"].tolist(), mode="lines+markers",
                            name=t("chart.validation"), line=dict(color="rgb(214,39,40)", dash="dash"))

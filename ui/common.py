@@ -76,7 +76,8 @@ def get_runner():
 
 # Each page and the catalogue key of its name.
 NAVIGATION = ((HOME_PAGE, "pages.home", ":material/home:"), (DATA_PAGE, "pages.data", ":material/dataset:"),
-              (NEW_RUN_PAGE, "pages.new_run", ":material/tune:"), (LIVE_PAGE, "pages.live_run", ":material/monitoring:"),
+              (NEW_RUN_PAGE, "pages.new_run", ":material/tune:"),
+              (LIVE_PAGE, "pages.live_run", ":material/monitoring:"),
               (RUNS_PAGE, "pages.runs", ":material/table_rows:"),
               (PLAYGROUND_PAGE, "pages.playground", ":material/science:"))
 

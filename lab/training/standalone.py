@@ -128,7 +128,8 @@ def to_dataset(inputs, labels, names):
     ids = {name: i for i, name in enumerate(names)}
     if TASK == "ner":
         features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=names))})
-        return Dataset.from_dict({"tokens": inputs, "tags": [[ids[t] for t in row] for row in labels]}, features=features)
+        columns = {"tokens": inputs, "tags": [[ids[t] for t in row] for row in labels]}
+        return Dataset.from_dict(columns, features=features)
     features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
     return Dataset.from_dict({"text": inputs, "label": [ids[label] for label in labels]}, features=features)
 
@@ -350,7 +351,8 @@ def tokenize(splits, tokenizer, max_length):
         return encoded
 
     function = ner if TASK == "ner" else classification
-    return {name: split.map(function, batched=True, remove_columns=split.column_names) for name, split in splits.items()}
+    return {name: split.map(function, batched=True, remove_columns=split.column_names)
+            for name, split in splits.items()}
 
 
 def scorer(names):
@@ -359,12 +361,14 @@ def scorer(names):
         if TASK == "classification":
             from sklearn.metrics import accuracy_score, f1_score
 
-            return {"accuracy": accuracy_score(labels, predicted), "macro_f1": f1_score(labels, predicted, average="macro")}
+            return {"accuracy": accuracy_score(labels, predicted),
+                    "macro_f1": f1_score(labels, predicted, average="macro")}
         from seqeval.metrics import f1_score, precision_score, recall_score
 
         gold = [[names[l] for l in row if l != -100] for row in labels]
         guess = [[names[p] for p, l in zip(prow, row) if l != -100] for prow, row in zip(predicted, labels)]
-        return {"precision": precision_score(gold, guess), "recall": recall_score(gold, guess), "f1": f1_score(gold, guess)}
+        return {"precision": precision_score(gold, guess), "recall": recall_score(gold, guess),
+                "f1": f1_score(gold, guess)}
     return score
 
 
@@ -399,7 +403,8 @@ def main():
     trainer.train()
     metrics = trainer.evaluate(tokenized["test"], metric_key_prefix="test")
     speed = ("runtime", "per_second", "epoch")
-    print(json.dumps({key: value for key, value in metrics.items() if not any(word in key for word in speed)}, indent=2))
+    scores = {key: value for key, value in metrics.items() if not any(word in key for word in speed)}
+    print(json.dumps(scores, indent=2))
 
 
 if __name__ == "__main__":
