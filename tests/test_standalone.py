@@ -38,3 +38,17 @@ def test_the_generated_script_runs_without_the_lab_and_matches_its_run(task, met
     assert abs(scripted - lab) <= 0.1, (scripted, lab)
     if task == "ner":
         assert lab >= 0.8  # both learned the fixture's entities, not both failed alike
+
+
+@pytest.mark.parametrize("method", ["full", "head", "lora", "adalora", "ia3", "prompt", "prefix", "loha", "lokr"])
+def test_the_scripts_model_trains_the_same_parameters_as_the_labs(method, tiny_model_dir, sentiment_csv):
+    """The script's model code is a copy of lab.training.modeling (it must run without the lab): for every
+    method, it wraps the model the lab's way, with the same trainable parameter count."""
+    from lab.training.modeling import adapt, count_parameters, load_model
+
+    config = config_for("classification", sentiment_csv, tiny_model_dir, method)
+    namespace: dict = {"__name__": "standalone"}  # not "__main__": define, do not train
+    exec(compile(standalone_script(config), "run.py", "exec"), namespace)
+    scripted = namespace["load_model"](["neg", "pos"], 100)
+    lab, _ = adapt(load_model(config.model, "classification", ["neg", "pos"]), config, 100)
+    assert count_parameters(scripted).trainable == count_parameters(lab).trainable > 0
