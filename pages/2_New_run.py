@@ -234,6 +234,7 @@ def advanced_section(config: RunConfig) -> None:
             train.max_steps = number("train", "max_steps", was.max_steps, min_value=0)
         with columns[2]:
             train.seed = number("train", "seed", was.seed, min_value=0)
+            data.split_seed = number("data", "split_seed", base.data.split_seed, min_value=0)
             train.eval_steps = number("train", "eval_steps", was.eval_steps, min_value=0)
             train.logging_steps = number("train", "logging_steps", was.logging_steps,
                                          min_value=1)

@@ -47,6 +47,25 @@ def test_same_seed_same_split_other_seed_other_split(sentiment_csv):
     assert first.splits["test"]["text"] != other.splits["test"]["text"]
 
 
+def test_training_seed_leaves_the_split_alone(sentiment_csv, tmp_path):
+    """Runs that differ only in train.seed are scored on the same test examples (data.split_seed carves them);
+    a run stored before split_seed existed keeps the split its training seed carved."""
+    from lab.config import RunConfig
+    from lab.runs.store import RunStore
+
+    config = RunConfig(data=DataConfig(dataset="", train_file=str(sentiment_csv)))
+    seeds = [config.with_overrides([f"train.seed={seed}"]) for seed in (1, 2)]
+    tests = [load_splits(c.data, c.task, c.data.split_seed, log=lambda m: None).splits["test"]["text"] for c in seeds]
+    assert tests[0] == tests[1]
+
+    store = RunStore(tmp_path / "runs")
+    run = store.create_run(seeds[1])
+    path = store.run_dir(run.id) / "config.yaml"
+    assert store.load_config(run.id).data.split_seed == 42
+    path.write_text("\n".join(line for line in path.read_text().splitlines() if "split_seed" not in line))
+    assert store.load_config(run.id).data.split_seed == 2
+
+
 def rows(count: int = 12) -> list[dict]:
     return [{"sentence": f"text number {i}", "stars": [2, 10, 1][i % 3]} for i in range(count)]
 

@@ -201,7 +201,13 @@ class RunStore:
         return Path(run.output_dir) if run.output_dir else self.run_dir(run.id)
 
     def load_config(self, run_id: str) -> RunConfig:
-        return RunConfig.load(self.run_dir(run_id) / "config.yaml")
+        path = self.run_dir(run_id) / "config.yaml"
+        config = RunConfig.load(path)
+        if "split_seed:" not in path.read_text(encoding="utf-8"):
+            # Stored before data.split_seed existed, when the training seed also carved the splits:
+            # a resume must see the same examples.
+            config.data.split_seed = config.train.seed
+        return config
 
     def get_run(self, run_id: str) -> RunRecord:
         row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()

@@ -61,7 +61,7 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
 
     # 1. Data.
     tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
-    loaded = load_splits(config.data, config.task, config.train.seed,
+    loaded = load_splits(config.data, config.task, config.data.split_seed,
                          log=lambda message: emit(LogEvent(message=message)))
     for note in loaded.notes:
         emit(LogEvent(message=note))

@@ -119,7 +119,7 @@ def estimate(config: RunConfig, loaded: Optional["LoadedData"] = None,
     device = pick_device(t.device)
     precision = pick_precision(t.precision, device)
     tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
-    loaded = loaded or load_splits(config.data, config.task, t.seed, log=log)
+    loaded = loaded or load_splits(config.data, config.task, config.data.split_seed, log=log)
     train_examples, validation_examples = len(loaded.splits["train"]), len(loaded.splits["validation"])
     lengths = sample_lengths(loaded.splits["train"], tokenizer, config.task, t.max_length)
     shape = model_shape(config, len(loaded.label_names))

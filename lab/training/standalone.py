@@ -60,6 +60,7 @@ def _settings(config: RunConfig) -> str:
         "MAX_STEPS": t.max_steps, "OPTIMIZER": t.optimizer, "MOMENTUM": t.momentum, "SCHEDULER": t.lr_scheduler,
         "WARMUP_RATIO": t.warmup_ratio, "WEIGHT_DECAY": t.weight_decay,
         "GRADIENT_ACCUMULATION": t.gradient_accumulation_steps, "MAX_LENGTH": t.max_length, "SEED": t.seed,
+        "SPLIT_SEED": config.data.split_seed,
         "EVAL_STEPS": t.eval_steps, "LOGGING_STEPS": t.logging_steps, "GROUP_BY_LENGTH": t.group_by_length,
         "OUTPUT_DIR": "standalone-run",
     }
@@ -141,12 +142,12 @@ def split_off(dataset, size):
     indices = np.arange(len(dataset))
     if TASK == "classification":
         try:
-            rest, part = train_test_split(indices, test_size=size, random_state=SEED,
+            rest, part = train_test_split(indices, test_size=size, random_state=SPLIT_SEED,
                                           stratify=np.asarray(dataset["label"]))
             return dataset.select(rest), dataset.select(part)
         except ValueError:
             pass
-    rest, part = train_test_split(indices, test_size=size, random_state=SEED)
+    rest, part = train_test_split(indices, test_size=size, random_state=SPLIT_SEED)
     return dataset.select(rest), dataset.select(part)
 
 

@@ -74,13 +74,13 @@ class DataOverview:
     example_tags: list[list[str]]  # NER: the tags of those word lists
 
 
-def data_overview(data_cfg: DataConfig, task: str, seed: int = 42, sample: int = 2000) -> DataOverview:
+def data_overview(data_cfg: DataConfig, task: str, sample: int = 2000) -> DataOverview:
     """Load the data as a run would (same checks and errors) and summarise it for the Data page."""
     from lab.data.splits import load_splits
     from lab.data.tags import split_tag
 
     messages: list[str] = []
-    loaded = load_splits(data_cfg, task, seed, log=messages.append)
+    loaded = load_splits(data_cfg, task, data_cfg.split_seed, log=messages.append)
     names = loaded.label_names
     counts = []
     for split_name, split in loaded.splits.items():

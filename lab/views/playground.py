@@ -56,7 +56,7 @@ def example_text(config: RunConfig) -> str:
     model is not offered a movie review), words joined by spaces for NER; capped at 1,000 characters."""
     from lab.data.splits import load_splits
 
-    test = load_splits(config.data, config.task, config.train.seed, log=lambda message: None).splits["test"]
+    test = load_splits(config.data, config.task, config.data.split_seed, log=lambda message: None).splits["test"]
     if not len(test):
         return ""
     text = " ".join(test[0]["tokens"]) if config.task == "ner" else str(test[0]["text"])
@@ -67,7 +67,7 @@ def find_test_mistakes(config: RunConfig, predictor: Any, limit: int = 500) -> p
     """The run's test examples (the same seeded split it was scored on) that the model gets wrong."""
     from lab.data.splits import load_splits
 
-    loaded = load_splits(config.data, config.task, config.train.seed, log=lambda message: None)
+    loaded = load_splits(config.data, config.task, config.data.split_seed, log=lambda message: None)
     test = loaded.splits["test"].select(range(min(limit, len(loaded.splits["test"]))))
     names = loaded.label_names
     rows = []
