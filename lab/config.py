@@ -175,6 +175,11 @@ class RunConfig:
     peft: PeftSettings = field(default_factory=PeftSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @property
+    def dataset_name(self) -> str:
+        """What the run trains on, as its data loading decides: a train_file wins over a built-in name."""
+        return Path(self.data.train_file).name if self.data.train_file else self.data.dataset
+
     # ---- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

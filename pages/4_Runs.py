@@ -18,9 +18,10 @@ from ui.i18n import t
 page_setup("pages.runs")
 st.title(t("pages.runs"))
 store = get_store()
-FILTERS = ("task", "dataset", "method", "status")
+FILTERS = ("task", "dataset", "method", "status", "group")
 # How a filter shows its values.
 SHOWN = {"task": task_name, "method": method_name, "status": status_name}
+FILTER_SHOWN = {**SHOWN, "group": lambda group: group or "–"}
 
 
 def comparison_row_name(name: str) -> str:
@@ -32,10 +33,10 @@ def comparison_row_name(name: str) -> str:
 
 
 def filtered_history(frame):
-    row = st.container(horizontal=True)  # four across on a desktop, wrapping on a phone
+    row = st.container(horizontal=True)  # side by side on a desktop, wrapping on a phone
     for name in FILTERS:
         chosen = row.multiselect(t(f"history.{name}"), sorted(frame[name].unique()), placeholder=t("history.all"),
-                                 format_func=SHOWN.get(name, str), width=220)
+                                 format_func=FILTER_SHOWN.get(name, str), width=220)
         if chosen:
             frame = frame[frame[name].isin(chosen)]
     labels = {name: st.column_config.Column(t(f"history.{name.replace(' ', '_')}")) for name in frame.columns}
@@ -48,9 +49,14 @@ def filtered_history(frame):
 def compare(records: dict, ids: list[str]) -> None:
     st.subheader(t("history.compare"))
     completed = [run_id for run_id in ids if records[run_id].status == "completed"]
-    # Compared by default: the newest completed runs of one task (a loss or an F1 means nothing across tasks).
+    # Compared by default: the completed runs of a group when the list shows one group, else the newest
+    # completed runs of one task (a loss or an F1 means nothing across tasks).
+    groups = {records[run_id].group_name for run_id in ids}
     task = records[completed[0]].task if completed else ""
-    default = [run_id for run_id in completed if records[run_id].task == task][:3]
+    if len(groups) == 1 and "" not in groups:
+        default = completed
+    else:
+        default = [run_id for run_id in completed if records[run_id].task == task][:3]
     chosen = st.multiselect(t("history.runs_to_compare"), ids, default=default,
                             format_func=lambda i: (f"{records[i].name} · {method_name(records[i].peft_method)}"
                                                    f" · {i[-4:]}"))

@@ -410,6 +410,41 @@ def test_playground_highlights_entities_for_ner(ner_run):
     assert list(tags["word"]) == ["Dr", "Kenji", "Okafor", "lives", "in", "Nairobi", "."]  # punctuation apart
 
 
+# ---- Compare methods -------------------------------------------------------------------------------
+def test_compare_page_queues_one_run_per_method_and_lines_them_up(store, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("LAB_ONE_CLICK_MODEL", tiny_model_dir)
+    monkeypatch.setenv("LAB_ONE_CLICK_SET", "train.max_steps=4;data.train_subset=48;data.eval_subset=16")
+    at = app("pages/6_Compare.py")
+    no_exception(at)
+    widget(at.radio, "Task").set_value("ner").run()
+    widget(at.multiselect, "Methods").set_value(["full", "lora"]).run()
+    widget(at.button, "Queue 2 runs").click().run()
+    no_exception(at)
+    group = at.query_params["group"]
+    group = group[0] if isinstance(group, list) else group
+    runs = store.list_runs(group=group)
+    assert sorted(run.peft_method for run in runs) == ["full", "lora"]
+    assert {store.load_config(run.id).data.dataset for run in runs} == {"wnut16"}
+    # Each method at its own default rate: the comparison does not carry one method's rate to another.
+    assert all(store.load_config(run.id).train.learning_rate is None for run in runs)
+    assert [wait_until_ended(store, run.id) for run in runs] == ["completed", "completed"]
+
+    at = app("pages/6_Compare.py", group=group)
+    no_exception(at)
+    rows = at.dataframe[0].value
+    assert list(rows["method"]) == ["full fine-tuning", "LoRA"]
+    assert rows["test"].notna().all() and rows["trainable share"].iloc[0] == pytest.approx(1.0)
+    assert rows["trainable share"].iloc[1] < 0.2
+    figures = plotly_specs(at)
+    assert len(figures["Test f1 against the share trained"]["data"][0]["x"]) == 2
+    assert len(figures["Test F1 per label, by method"]["data"]) == 2
+
+    at = app("pages/4_Runs.py")  # the group is a filter there, and compares its runs by default
+    widget(at.multiselect, "Group").set_value([group]).run()
+    no_exception(at)
+    assert at.table[0].value.shape[1] == 2
+
+
 # ---- 中文 (Chinese) ---------------------------------------------------------------------------------
 def page_text(at: AppTest) -> str:
     """What a reader sees on the page in words: text elements, widget labels, metrics; not code blocks
@@ -440,7 +475,7 @@ def english_sentences() -> list[str]:
 
 
 @pytest.mark.parametrize("page", ["", "pages/1_Data.py", "pages/2_New_run.py", "pages/3_Live_run.py",
-                                  "pages/4_Runs.py", "pages/5_Playground.py"])
+                                  "pages/4_Runs.py", "pages/5_Playground.py", "pages/6_Compare.py"])
 def test_every_page_in_chinese_shows_no_english_sentence(page, classification_run, ner_run):
     at = app(page, lang="zh", run=classification_run)
     no_exception(at)

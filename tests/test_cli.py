@@ -27,6 +27,7 @@ def lab(*args, cwd=None):
     (["train", "--model", "no-such-org/no-such-model", "--max-steps", "1"], "hub is unreachable"),
     (["predict", "/", "--text", "hello"], "holds no saved model"),
     (["config", "--example", "ner", "--bogus"], "unrecognized arguments"),
+    (["compare", "--methods", "lora,magic"], "Unknown method 'magic'"),
 ])
 def test_user_errors_exit_nonzero_with_one_line(args, message):
     result = lab(*args)
@@ -71,6 +72,19 @@ def test_train_then_predict_then_inspect(tiny_model_dir, ner_conll, tmp_path):
     assert shown["status"] == "completed"
     assert {"label", "precision", "recall", "f1", "support"} <= set(shown["per_label"][0])
     assert "f1" in shown["metrics"]
+
+
+def test_compare_trains_each_method_once_in_one_group_and_prints_the_table(tiny_model_dir, ner_conll):
+    result = lab("compare", "--task", "ner", "--train-file", ner_conll, "--model", tiny_model_dir,
+                 "--methods", "lora,full", "--max-steps", "6", "--max-length", "48", "--name", "cli compare")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout[result.stdout.index("cli compare\n"):]
+    # PEFT_METHODS order, whatever order --methods gave; one row each, with its test F1 and trainable share.
+    assert [line.split()[0] for line in table.splitlines()[2:]] == ["full", "lora"]
+    assert "100.00%" in table and "completed" in table
+    runs = json.loads(lab("runs", "--json", "--group", "cli compare").stdout)
+    assert sorted(run["peft_method"] for run in runs) == ["full", "lora"]
+    assert all(run["status"] == "completed" and "f1" in run["metrics"] for run in runs)
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -326,3 +326,21 @@ def test_a_yaml_config_with_a_train_file_flag_records_the_file_as_the_dataset(st
     both = RunConfig()
     both.data.train_file = str(sentiment_csv)  # a config naming both trains on the file: say so
     assert store.create_run(both).dataset == "sentiment.csv"
+
+
+def test_a_store_made_before_groups_gains_the_column_and_keeps_its_runs(tmp_path):
+    """Version 1 stores had no group_name: opening one adds it, and old runs read as ungrouped."""
+    import sqlite3
+
+    from lab.config import RunConfig
+
+    store = RunStore(tmp_path)
+    old = store.create_run(RunConfig(name="before groups"))
+    store.close()
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN group_name")
+    store = RunStore(tmp_path)
+    assert store.get_run(old.id).group_name == ""
+    grouped = store.create_run(RunConfig(name="in a group"), group="compare x")
+    assert [run.id for run in store.list_runs(group="compare x")] == [grouped.id]
+    assert store.groups() == ["compare x"] and len(store.list_runs()) == 2

@@ -132,6 +132,34 @@ def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional
                     metric or ""))
 
 
+def method_tradeoff(rows: pd.DataFrame, metric: str) -> go.Figure:
+    """Held-out metric against the share of parameters trained (log scale), one labelled point per method:
+    what each method buys with what it trains. Rows come from lab.views.compare_view.comparison_rows."""
+    done = rows.dropna(subset=["test", "trainable share"])
+    figure = go.Figure(go.Scatter(
+        x=(100 * done["trainable share"]).tolist(), y=done["test"].tolist(), text=done["method"].tolist(),
+        mode="markers+text", textposition="top center", marker=dict(size=11, color="rgb(31,119,180)"),
+        hovertemplate="%{text}: %{y:.3f}, %{x:.3g}%<extra></extra>"))
+    figure.update_xaxes(type="log")
+    figure.update_yaxes(range=[0, 1.05])
+    figure = _layout(figure, t("chart.method_tradeoff", metric=metric), t("chart.trainable_share"),
+                     t("chart.test_metric", metric=metric))
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def per_label_by_method(table: pd.DataFrame) -> go.Figure:
+    """Test F1 of each label (x) for each method (one bar colour each); `table` is labels x methods."""
+    figure = go.Figure()
+    labels = [str(label) for label in table.index]
+    for method in table.columns:
+        figure.add_bar(x=labels, y=table[method].tolist(), name=str(method))
+    figure.update_yaxes(range=[0, 1.02])
+    figure = _layout(figure, t("chart.per_label_by_method"), "", "F1")
+    figure.update_layout(barmode="group", hovermode="closest")
+    return figure
+
+
 def parameters_by_part(parts: Sequence[dict]) -> go.Figure:
     """Trainable parameters per part of the model (log scale, so LoRA's thousands show beside full
     fine-tuning's millions); the hover tells the part's total."""

@@ -24,6 +24,7 @@ NEW_RUN_PAGE = "pages/2_New_run.py"
 LIVE_PAGE = "pages/3_Live_run.py"
 RUNS_PAGE = "pages/4_Runs.py"
 PLAYGROUND_PAGE = "pages/5_Playground.py"
+COMPARE_PAGE = "pages/6_Compare.py"
 
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange",
                   "interrupted": "orange"}
@@ -79,6 +80,7 @@ NAVIGATION = ((HOME_PAGE, "pages.home", ":material/home:"), (DATA_PAGE, "pages.d
               (NEW_RUN_PAGE, "pages.new_run", ":material/tune:"),
               (LIVE_PAGE, "pages.live_run", ":material/monitoring:"),
               (RUNS_PAGE, "pages.runs", ":material/table_rows:"),
+              (COMPARE_PAGE, "pages.compare", ":material/compare:"),
               (PLAYGROUND_PAGE, "pages.playground", ":material/science:"))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import yaml
 
@@ -26,18 +26,44 @@ FLAG_TO_KEY = {
 }
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    base = RunConfig.load(args.config) if args.config else default_config(args.task or "classification")
+def config_from_args(args: argparse.Namespace, budget: Optional[RunConfig] = None) -> RunConfig:
+    """The config a command's YAML and flags describe. Without a YAML it starts from `budget` (a command's
+    own default, kept whatever data the flags pick), else from the task's default config."""
+    base = RunConfig.load(args.config) if args.config else budget or default_config(args.task or "classification")
     assignments = [f"{FLAG_TO_KEY[flag]}={value}" for flag, value in vars(args).items()
                    if flag in FLAG_TO_KEY and value is not None]
     if args.train_file and args.dataset is None:
         # A file picked on the command line replaces the dataset of the default or of the YAML.
         assignments.insert(0, "data.dataset=")
-    if (args.train_file or args.dataset is not None) and not args.config:
+    if (args.train_file or args.dataset is not None) and not args.config and budget is None:
         # ... and the default's demo-sized subsets.
         assignments.insert(0, "data.train_subset=0")
         assignments.insert(0, "data.eval_subset=0")
     return base.with_overrides(assignments + list(args.set)).validate()
+
+
+def add_config_flags(parser: argparse.ArgumentParser, one_method: bool = True) -> None:
+    """The flags that build a run config (`train`, `compare`): a YAML, --set, and the common fields
+    (the method and its learning rates only where one method is trained)."""
+    from lab.config import PEFT_METHODS, TASKS, field_help
+
+    parser.add_argument("config", nargs="?", help="A YAML config (see `python -m lab config --example ner`).")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="Override any config field, e.g. --set train.warmup_ratio=0.1 (repeatable).")
+    parser.add_argument("--task", choices=TASKS, help=field_help("", "task"))
+    parser.add_argument("--name", help=field_help("", "name"))
+    parser.add_argument("--dataset", help=field_help("data", "dataset"))
+    for flag in ("train_file", "validation_file", "test_file", "text_column", "label_column",
+                 "train_subset", "eval_subset"):
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("data", flag))
+    parser.add_argument("--model", help=field_help("model", "name_or_path"))
+    if one_method:
+        parser.add_argument("--peft", choices=PEFT_METHODS, help=field_help("peft", "method"))
+        parser.add_argument("--lr", help=field_help("train", "learning_rate"))
+        parser.add_argument("--head-lr", help=field_help("train", "head_learning_rate"))
+    parser.add_argument("--batch-size", dest="batch_size", help=field_help("train", "train_batch_size"))
+    for flag in ("epochs", "max_steps", "max_length", "seed"):
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("train", flag))
 
 
 def _leaves(data: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

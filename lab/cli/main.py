@@ -6,8 +6,9 @@ import sys
 from typing import Optional, Sequence
 
 from lab.cli.runs import add_run_commands
-from lab.cli.train import command_config, command_predict, command_train
-from lab.config import PEFT_METHODS, TASKS, field_help
+from lab.cli.flags import add_config_flags
+from lab.cli.train import command_compare, command_config, command_predict, command_train
+from lab.config import PEFT_METHODS, TASKS
 from lab.errors import LabError
 
 
@@ -25,22 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="Train one run from a config file and/or flags.")
-    train.add_argument("config", nargs="?", help="A YAML config (see `python -m lab config --example ner`).")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="Override any config field, e.g. --set train.warmup_ratio=0.1 (repeatable).")
-    train.add_argument("--task", choices=TASKS, help=field_help("", "task"))
-    train.add_argument("--name", help=field_help("", "name"))
-    train.add_argument("--dataset", help=field_help("data", "dataset"))
-    for flag in ("train_file", "validation_file", "test_file", "text_column", "label_column",
-                 "train_subset", "eval_subset"):
-        train.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("data", flag))
-    train.add_argument("--model", help=field_help("model", "name_or_path"))
-    train.add_argument("--peft", choices=PEFT_METHODS, help=field_help("peft", "method"))
-    train.add_argument("--lr", help=field_help("train", "learning_rate"))
-    train.add_argument("--head-lr", help=field_help("train", "head_learning_rate"))
-    train.add_argument("--batch-size", dest="batch_size", help=field_help("train", "train_batch_size"))
-    for flag in ("epochs", "max_steps", "max_length", "seed"):
-        train.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("train", flag))
+    add_config_flags(train)
     train.add_argument("--output", help="Folder for checkpoints, the saved model and report.json "
                                         "(default: the run's folder in the runs directory).")
     train.add_argument("--run-id", help="Train a run already in the store (used by the process executor).")
@@ -61,12 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="NER: split punctuation from words first (\"Paris,\" is \"Paris\" and \",\"), as "
                               "CoNLL-style training data has it; without it, one tag per whitespace-separated word.")
 
+    compare = commands.add_parser(
+        "compare", help="Train one run per PEFT method on the same data and budget, each at its default rate, "
+                        "and print them side by side.",
+        description="Without a YAML the runs start from the Home page's one-click budget for the task "
+                    "(offline: IMDB or WNUT-16); the flags change it as they change `train`'s. The runs are a "
+                    "group in the run store (--name names it), shown together on the Runs and Compare pages.")
+    add_config_flags(compare, one_method=False)
+    compare.add_argument("--methods", default="all",
+                         help=f"Comma-separated PEFT methods ({', '.join(PEFT_METHODS)}), or all (default).")
+
     add_run_commands(commands)
     return parser
 
 
 
-COMMANDS = {"train": command_train, "config": command_config, "predict": command_predict}
+COMMANDS = {"train": command_train, "compare": command_compare, "config": command_config,
+            "predict": command_predict}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

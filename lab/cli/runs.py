@@ -27,6 +27,7 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     runs = subparsers.add_parser("runs", help="List the runs, newest first.")
     runs.add_argument("--json", action="store_true", help="Print a JSON list of runs instead of a table.")
     runs.add_argument("--limit", type=int, default=None, help="Show only the newest N runs.")
+    runs.add_argument("--group", help="Show only the runs of this group (a comparison's or a sweep's name).")
     runs.set_defaults(handler=cmd_runs)
 
     show = subparsers.add_parser("show", help="Show one run: status, config, final metrics per label.")
@@ -58,9 +59,12 @@ def open_store(args: argparse.Namespace) -> RunStore:
 
 # ---- handlers -----------------------------------------------------------------------------------
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = open_store(args).list_runs(limit=args.limit)
+    runs = open_store(args).list_runs(limit=args.limit, group=args.group)
     if args.json:
         print(json.dumps([run_summary(run) for run in runs], indent=2))
+        return 0
+    if not runs and args.group:
+        print(f"No runs in group {args.group!r}.")
         return 0
     if not runs:
         print("No runs yet. Start one with: python -m lab train CONFIG.yaml")
@@ -130,7 +134,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def run_summary(run: RunRecord) -> dict[str, Any]:
     """One entry of `runs --json`."""
     keys = ("id", "name", "status", "message", "task", "dataset", "model", "peft_method", "executor",
-            "num_devices", "created_at", "started_at", "finished_at", "metrics", "attempt")
+            "num_devices", "created_at", "started_at", "finished_at", "metrics", "attempt", "group_name")
     return {key: getattr(run, key) for key in keys}
 
 

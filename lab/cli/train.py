@@ -1,4 +1,4 @@
-"""`python -m lab train | config | predict`, and the terminal view of a live run."""
+"""`python -m lab train | compare | config | predict`, and the terminal view of a live run."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,31 @@ def command_train(args: argparse.Namespace) -> int:
     elif run.status != "completed":
         print(f"{run.status}: {run.message}", file=sys.stderr)
     return code
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from lab.runs.compare import comparison_base, group_name, method_configs, parse_methods
+    from lab.runs.store import RunStore
+    from lab.runs.worker import run_in_foreground
+    from lab.training.metrics import primary_metric_name
+    from lab.views.compare_view import format_comparison
+
+    methods = parse_methods(args.methods)
+    task = args.task or (RunConfig.load(args.config).task if args.config else "classification")
+    base = config_from_args(args, budget=comparison_base(task))
+    configs, group, store = method_configs(base, methods), args.name or group_name(base), RunStore()
+    print(f"Comparing {len(configs)} methods on {base.dataset_name} ({base.task}, {base.model.name_or_path}), "
+          f"each at its default learning rate; group {group!r}.", flush=True)
+    outcome, metric = 0, primary_metric_name(base.task)
+    for number, config in enumerate(configs, start=1):
+        print(f"[{number}/{len(configs)}] {config.peft.method}", flush=True)
+        run_id, code = run_in_foreground(config, sink=TerminalReporter(details=False), store=store, group=group)
+        run = store.get_run(run_id)
+        score = f"test {metric} {run.metrics[metric]:.3f}" if metric in run.metrics else run.message
+        print(f"  {run.status}: {score}", flush=True)
+        outcome = outcome or code
+    print(f"\n{group}\n{format_comparison(store.list_runs(group=group))}")
+    return outcome
 
 
 def command_config(args: argparse.Namespace) -> int:
@@ -75,15 +100,22 @@ def command_predict(args: argparse.Namespace) -> int:
 class TerminalReporter:
     """An event sink that draws a progress bar and prints evaluation tables on the terminal."""
 
-    def __init__(self, stream=None, bar_stream=None):
+    def __init__(self, stream=None, bar_stream=None, details: bool = True):
         # Tables and log lines go to stdout; the bar to stderr, so a failed run's stderr is the one error line.
         self.stream = stream or sys.stdout
         self.bar_stream = bar_stream or sys.stderr
         self.bar = None
+        self.details = details  # evaluation tables, log and status lines; without them only the bar
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, (StepEvent, ProgressEvent)):
             self._advance(event)
+        elif isinstance(event, ResultEvent):
+            self._close()
+            if self.details:
+                self._write(f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}")
+        elif not self.details:
+            return
         elif isinstance(event, EvalEvent):
             self._close_bar_line()
             self._print_eval(event)
@@ -91,9 +123,6 @@ class TerminalReporter:
             self._write(event.message)
         elif isinstance(event, StatusEvent):
             self._write(f"[{event.status}] {event.message}".rstrip())
-        elif isinstance(event, ResultEvent):
-            self._close()
-            self._write(f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}")
 
     def _advance(self, event: StepEvent | ProgressEvent) -> None:
         from tqdm.auto import tqdm

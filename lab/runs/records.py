@@ -49,6 +49,7 @@ class RunRecord:
     attempt: int = 1
     # Where the engine writes checkpoints, model and report: '' means the run's folder (CLI --output sets it).
     output_dir: str = ""
+    group_name: str = ""  # the comparison or sweep the run belongs to; '' for a run of its own
 
     @property
     def is_active(self) -> bool:

@@ -94,14 +94,14 @@ class JobRunner:
         return self._train_fn
 
     # -- public --
-    def submit(self, config: RunConfig, executor: str = "thread") -> str:
-        """Create the run (queued) and schedule it; returns its id."""
+    def submit(self, config: RunConfig, executor: str = "thread", group: str = "") -> str:
+        """Create the run (queued, in `group` when given) and schedule it; returns its id."""
         if executor not in EXECUTORS:
             raise LabError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
         config.validate()
         # A thread cannot drive several devices: multi-device runs always go through torchrun.
         executor = "process" if config.train.num_devices > 1 else executor
-        run = self.store.create_run(config, executor=executor)
+        run = self.store.create_run(config, executor=executor, group=group)
         self._enqueue(_Job(run.id, executor, config.train.num_devices))
         return run.id
 

@@ -39,7 +39,9 @@ RUNS_DIR_ENV = "LAB_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
 DB_NAME = "lab.db"
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Columns added after version 1, for stores made before them: (name, definition).
+_ADDED_COLUMNS = (("group_name", "TEXT NOT NULL DEFAULT ''"),)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -66,7 +68,8 @@ CREATE TABLE IF NOT EXISTS runs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     resume_from TEXT NOT NULL DEFAULT '',
     attempt INTEGER NOT NULL DEFAULT 1,
-    output_dir TEXT NOT NULL DEFAULT ''
+    output_dir TEXT NOT NULL DEFAULT '',
+    group_name TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 CREATE TABLE IF NOT EXISTS events (
@@ -77,11 +80,6 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 """
-
-
-def _dataset_name(config: RunConfig) -> str:
-    """What the run trains on, as its data loading decides: a train_file wins over a built-in name."""
-    return Path(config.data.train_file).name if config.data.train_file else config.data.dataset
 
 
 def default_runs_dir() -> Path:
@@ -156,6 +154,10 @@ class RunStore:
         with self._write() as conn:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
+            present = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+            for name, definition in _ADDED_COLUMNS:
+                if name not in present:
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     # -- runs --
@@ -167,9 +169,10 @@ class RunStore:
         return path
 
     def create_run(self, config: RunConfig, executor: str = "thread",
-                   output_dir: str | Path | None = None) -> RunRecord:
+                   output_dir: str | Path | None = None, group: str = "") -> RunRecord:
         """Make the run's folder with its config and a `queued` row owned by this process. The engine
-        writes into the run's folder unless `output_dir` (the CLI's --output) names another."""
+        writes into the run's folder unless `output_dir` (the CLI's --output) names another. `group`
+        names the comparison or sweep the run belongs to."""
         name = clean_name(config.name) or config.task
         for _ in range(10):
             run_id = new_run_id(name, config.task)
@@ -187,12 +190,12 @@ class RunStore:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, task, dataset, model, peft_method, executor, num_devices, status,"
-                " created_at, owner_host, owner_pid, owner_identity, heartbeat_at, output_dir)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (run_id, name, config.task, _dataset_name(config),
+                " created_at, owner_host, owner_pid, owner_identity, heartbeat_at, output_dir, group_name)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, name, config.task, config.dataset_name,
                  config.model.name_or_path, config.peft.method, executor, config.train.num_devices,
                  now, owner.host, owner.pid, owner.identity, now,
-                 str(Path(output_dir).resolve()) if output_dir else ""))
+                 str(Path(output_dir).resolve()) if output_dir else "", clean_name(group)))
             self._append(conn, run_id, [StatusEvent(status="queued", message=f"Created run {run_id}.")])
         return self.get_run(run_id)
 
@@ -235,12 +238,20 @@ class RunStore:
                 raise LabError(f"{ref!r} matches {len(rows)} runs ({ids}); give the full run id.")
         raise LabError(f"No run {ref!r} in {self.runs_dir}; `python -m lab runs` lists them.")
 
-    def list_runs(self, limit: Optional[int] = None) -> list[RunRecord]:
-        """Newest first. Also marks runs whose worker died as interrupted, so the list tells the truth."""
+    def list_runs(self, limit: Optional[int] = None, group: Optional[str] = None) -> list[RunRecord]:
+        """Newest first (of one group, when given). Also marks runs whose worker died as interrupted, so the
+        list tells the truth."""
         self.recover_orphans()
-        rows = self._conn.execute("SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT ?",
-                                  (-1 if limit is None else limit,)).fetchall()
+        where, values = ("WHERE group_name = ?", (group,)) if group is not None else ("", ())
+        rows = self._conn.execute(f"SELECT * FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+                                  (*values, -1 if limit is None else limit)).fetchall()
         return [record_from_row(row) for row in rows]
+
+    def groups(self) -> list[str]:
+        """The names of the run groups (comparisons, sweeps), newest first."""
+        rows = self._conn.execute("SELECT group_name, MAX(created_at) AS newest FROM runs WHERE group_name != ''"
+                                  " GROUP BY group_name ORDER BY newest DESC").fetchall()
+        return [row["group_name"] for row in rows]
 
     def delete_run(self, run_id: str) -> None:
         self.get_run(run_id)  # an unknown id gets its own message

@@ -146,11 +146,12 @@ def worker_env(store: RunStore, gpu_ids: list[str]) -> dict[str, str]:
 
 
 def run_in_foreground(config: RunConfig, output_dir: str | Path | None = None, sink: Optional[EventSink] = None,
-                      store: Optional[RunStore] = None, train_fn: Optional[TrainFn] = None) -> tuple[str, int]:
-    """`python -m lab train`: record the run in the store like any other and train it in this terminal,
-    events going to the store and to `sink`. Returns the run id and the exit code."""
+                      store: Optional[RunStore] = None, train_fn: Optional[TrainFn] = None,
+                      group: str = "") -> tuple[str, int]:
+    """`python -m lab train`: record the run in the store like any other (in `group` when given) and train
+    it in this terminal, events going to the store and to `sink`. Returns the run id and the exit code."""
     store = store or RunStore()
-    run = store.create_run(config, executor="cli", output_dir=output_dir)
+    run = store.create_run(config, executor="cli", output_dir=output_dir, group=group)
     note = LogEvent(message=f"Run {run.id}: folder {store.run_dir(run.id)}; "
                             f"follow it elsewhere with python -m lab show {run.id} --follow")
     store.append_event(run.id, note)

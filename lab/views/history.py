@@ -27,10 +27,10 @@ def runs_frame(records: Sequence[Any]) -> pd.DataFrame:
             "created": pd.Timestamp.fromtimestamp(run.created_at).floor("s"),
             "time": format_duration(end - run.started_at) if end and run.started_at else "–",
             "test metric": f"{metric} {run.metrics[metric]:.3f}" if metric in run.metrics else "",
-            "trainable": format_count(run.summary.get("trainable_params")),
+            "trainable": format_count(run.summary.get("trainable_params")), "group": run.group_name,
         })
     return pd.DataFrame(rows, columns=["name", "status", "task", "dataset", "method", "test metric", "trainable",
-                                       "time", "created", "model", "run"])
+                                       "time", "created", "group", "model", "run"])
 
 
 def comparison_frame(records: Sequence[Any], views: dict[str, RunView]) -> pd.DataFrame:

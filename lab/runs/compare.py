@@ -1,0 +1,55 @@
+"""Compare methods: one run per PEFT method on the same data, model, budget and seeds, as a group in the store.
+
+Each method trains at its own default learning rate, head rate and pooling (lab.training.defaults):
+the comparison answers "which method, at the lab's defaults?", not "which method, at one rate?". The
+data split is the same for every run (data.split_seed), so their test metrics are scored on the same
+examples. The app queues the runs through the job runner; `python -m lab compare` trains them one
+after another in the terminal. Either way the group's name ties them together on the Runs page.
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from lab.config import PEFT_METHODS, RunConfig, default_config
+from lab.errors import ConfigError
+
+# The per-method settings a comparison resets, so each method runs at its measured default.
+PER_METHOD_DEFAULTS = ("train.learning_rate=", "train.head_learning_rate=", "model.pooling=auto")
+
+
+def parse_methods(text: str | Sequence[str]) -> list[str]:
+    """`all`, or method names (comma separated, or a list), in PEFT_METHODS order, each once."""
+    names = [text] if isinstance(text, str) else list(text)
+    chosen = {part.strip() for name in names for part in name.split(",") if part.strip()}
+    if not chosen:
+        raise ConfigError(f"Choose at least one method: all, or some of {', '.join(PEFT_METHODS)}.")
+    if "all" in chosen:
+        return list(PEFT_METHODS)
+    unknown = sorted(chosen - set(PEFT_METHODS))
+    if unknown:
+        raise ConfigError(f"Unknown method {unknown[0]!r}; choose from {', '.join(PEFT_METHODS)} or all.")
+    return [method for method in PEFT_METHODS if method in chosen]
+
+
+def comparison_base(task: str) -> RunConfig:
+    """The budget a comparison starts from: the Home page's one-click run for the task (its offline form:
+    WNUT-16 for NER), so nine runs take minutes each on a laptop CPU."""
+    from lab.views.one_click import one_click_runs
+
+    return next((card.config for card in one_click_runs(offline=True) if card.config.task == task),
+                default_config(task))
+
+
+def group_name(config: RunConfig) -> str:
+    return f"compare {config.task} {config.dataset_name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
+def method_configs(base: RunConfig, methods: Sequence[str]) -> list[RunConfig]:
+    """One validated config per method: the base with that method at its defaults."""
+    configs = []
+    for method in methods:
+        config = base.with_overrides([f"peft.method={method}", *PER_METHOD_DEFAULTS])
+        config.name = f"{config.dataset_name}: {method} (compare)"
+        configs.append(config.validate())
+    return configs

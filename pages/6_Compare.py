@@ -1,0 +1,118 @@
+"""Compare methods: one run per PEFT method on the same data, model and budget, side by side as they finish.
+
+The runs queue through the job runner like any other and form a group in the run store
+(lab.runs.compare), so the comparison survives a reload and its runs show on the Runs page too.
+"""
+import streamlit as st
+
+from lab.config import PEFT_METHODS, TASKS
+from lab.data.builtin import BUILTINS
+from lab.errors import LabError
+from lab.runs.compare import comparison_base, group_name, method_configs
+from lab.training.metrics import primary_metric_name
+from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
+from lab.views.formatting import format_duration
+from lab.views.run_view import run_view
+from ui import charts
+from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
+from ui.i18n import t
+
+page_setup("pages.compare")
+st.title(t("pages.compare"))
+st.caption(t("compare.intro"))
+store = get_store()
+
+
+def launch_form() -> None:
+    task = st.radio(t("form.task"), TASKS, format_func=task_name, horizontal=True, key="compare-task")
+    base = comparison_base(task)
+    names = [name for name, spec in BUILTINS.items() if spec.task == task]
+    left, middle, right = st.columns(3)
+    dataset = left.selectbox(t("field.data.dataset"), names, index=names.index(base.data.dataset),
+                             format_func=lambda n: BUILTINS[n].title, key=f"compare-dataset-{task}")
+    model = middle.text_input(t("form.model_id"), base.model.name_or_path, key="compare-model")
+    train_subset = right.number_input(t("field.data.train_subset"), min_value=0, value=base.data.train_subset,
+                                      step=100, key=f"compare-subset-{task}")
+    methods = st.multiselect(t("compare.methods"), PEFT_METHODS, default=list(PEFT_METHODS), format_func=method_name,
+                             key="compare-methods")
+    st.caption(t("compare.budget", epochs=f"{base.train.epochs:g}", max_length=base.train.max_length,
+                 count=len(methods)))
+    if st.button(t("compare.launch", count=len(methods)), type="primary", icon=":material/play_arrow:",
+                 disabled=not methods):
+        with user_errors():
+            config = base.with_overrides([f"data.dataset={dataset}", f"model.name_or_path={model.strip()}",
+                                          f"data.train_subset={train_subset}"])
+            group = group_name(config)
+            runner = get_runner()
+            for method_config in method_configs(config, methods):
+                runner.submit(method_config, group=group)
+            st.query_params["group"] = group
+            st.toast(t("compare.queued", count=len(methods)))
+            st.rerun()
+
+
+def cancel_remaining(records) -> None:
+    active = [run for run in records if run.is_active]
+    if active and st.button(t("compare.cancel", count=len(active)), icon=":material/stop:"):
+        with user_errors():
+            runner = get_runner()
+            for run in active:
+                try:
+                    runner.cancel(run.id)
+                except LabError:
+                    pass  # ended meanwhile
+            st.rerun()
+
+
+def comparison(group: str, polling: bool) -> None:
+    records = store.list_runs(group=group)
+    if not records:
+        st.info(t("compare.empty"))
+        return
+    task = records[0].task
+    metric = primary_metric_name(task)
+    st.progress(finished_count(records) / len(records),
+                text=t("compare.progress", done=finished_count(records), total=len(records)))
+    views = {run.id: run_view(event for _, event in store.events_since(run.id)) for run in records}
+    rows = comparison_rows(records, views)
+    shown = rows.assign(method=rows["method"].map(method_name), status=rows["status"].map(status_name),
+                        **{"train seconds": rows["train seconds"].map(format_duration)})
+    st.dataframe(shown.drop(columns=["run"]), hide_index=True, width="stretch", column_config={
+        "method": st.column_config.TextColumn(t("history.method")),
+        "status": st.column_config.TextColumn(t("history.status")),
+        "test": st.column_config.NumberColumn(t("history.test", metric=metric), format="%.3f"),
+        "best validation": st.column_config.NumberColumn(t("history.best_validation", metric=metric), format="%.3f"),
+        "trainable": st.column_config.NumberColumn(t("history.trainable_parameters"), format="localized"),
+        "trainable share": st.column_config.NumberColumn(t("history.trainable_share"), format="percent"),
+        "train seconds": st.column_config.TextColumn(t("history.wall_time")),
+        "peak memory MB": st.column_config.NumberColumn(t("history.peak_memory"), format="%.0f MB"),
+    })
+    left, right = st.columns(2)
+    left.plotly_chart(charts.method_tradeoff(shown, metric), width="stretch", key="compare-tradeoff")
+    labels = per_label_f1(records)
+    if not labels.empty:
+        right.plotly_chart(charts.per_label_by_method(labels.rename(columns=method_name)), width="stretch",
+                           key="compare-labels")
+    named = {method_name(run.peft_method): views[run.id] for run in records}
+    loss, scores = charts.compare_curves(named, 0.6, metric)
+    left, right = st.columns(2)
+    left.plotly_chart(scores, width="stretch", key="compare-validation")
+    right.plotly_chart(loss, width="stretch", key="compare-loss")
+    cancel_remaining(records)
+    if polling and not any(run.is_active for run in records):
+        st.rerun()  # the whole page, once: it stops polling
+
+
+with user_errors():
+    groups = store.groups()
+    with st.expander(t("compare.new"), expanded=not groups, icon=":material/add:"):
+        launch_form()
+    if groups:
+        wanted = st.query_params.get("group")
+        group = st.selectbox(t("compare.group"), groups, index=groups.index(wanted) if wanted in groups else 0)
+        st.query_params["group"] = group
+        active = any(run.is_active for run in store.list_runs(group=group))
+        # Redrawn every few seconds while a run of the group is queued or running.
+        st.fragment(comparison, run_every=3 if active else None)(group, active)
+    else:
+        st.caption(t("compare.none_yet"))
