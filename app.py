@@ -9,7 +9,7 @@ import streamlit as st
 from lab.hub import is_offline
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import format_duration
-from lab.views.one_click import cuda_present, one_click_runs
+from lab.runs.one_click import cuda_present, one_click_runs
 from ui.common import (LIVE_PAGE, NEW_RUN_PAGE, RUNS_PAGE, get_store, launch, method_name, open_run, page_setup,
                        status_badge, user_errors)
 from ui.i18n import t

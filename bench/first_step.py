@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     from lab.events import ProgressEvent, StatusEvent
     from lab.training.engine import train
-    from lab.views.one_click import one_click_runs
+    from lab.runs.one_click import one_click_runs
     imported = time.perf_counter() - started
 
     card = next(c for c in one_click_runs(offline=True) if c.key == args.card)

@@ -22,7 +22,7 @@ from lab.events import LogEvent
 from lab.runs.records import clean_name
 from lab.runs.store import RunStore
 from lab.views.data_view import UPLOADS_FOLDER, save_upload
-from lab.views.one_click import one_click_runs
+from lab.runs.one_click import one_click_runs
 
 REPO = Path(__file__).resolve().parents[1]
 APP_SOURCES = sorted([REPO / "app.py", *(REPO / "lab").rglob("*.py"), *(REPO / "pages").glob("*.py"),

@@ -14,7 +14,7 @@ from lab.errors import DataError
 from lab.events import EvalEvent, LogEvent, ResultEvent, StatusEvent, StepEvent
 from lab.views.data_view import save_upload, truncated_share
 from lab.views.formatting import format_duration, smooth
-from lab.views.one_click import one_click_runs
+from lab.runs.one_click import one_click_runs
 from lab.views.playground import entities_html, entity_spans
 from lab.views.run_view import run_view
 

@@ -38,7 +38,6 @@ def command_compare(args: argparse.Namespace) -> int:
     from lab.runs.store import RunStore
     from lab.runs.worker import run_in_foreground
     from lab.training.metrics import primary_metric_name
-    from lab.views.compare_view import format_comparison
 
     methods = parse_methods(args.methods)
     task = args.task or (RunConfig.load(args.config).task if args.config else "classification")
@@ -56,6 +55,29 @@ def command_compare(args: argparse.Namespace) -> int:
         outcome = outcome or code
     print(f"\n{group}\n{format_comparison(store.list_runs(group=group))}")
     return outcome
+
+
+def format_comparison(records) -> str:
+    """A comparison group (lab.runs.records.RunRecord rows) as a table, one method per line."""
+    from lab.runs.compare import by_method
+    from lab.training.metrics import primary_metric_name
+
+    if not records:
+        return "No runs in this comparison."
+    metric = primary_metric_name(records[0].task)
+    lines = [f"  {'method':<9}{'status':<12}{'test ' + metric:>14}{'trainable':>13}{'share':>9}{'train s':>9}"
+             f"{'peak MB':>9}"]
+    for run in by_method(records):
+        summary = run.summary
+        trainable, total = summary.get("trainable_params"), summary.get("total_params")
+        score = f"{run.metrics[metric]:.3f}" if metric in run.metrics else "–"
+        count = f"{trainable:,}" if trainable else "–"
+        share = f"{100 * trainable / total:.2f}%" if trainable and total else "–"
+        seconds = f"{summary['wall_seconds']:.0f}" if summary.get("wall_seconds") is not None else "–"
+        memory = f"{summary['peak_memory_mb']:.0f}" if summary.get("peak_memory_mb") else "–"
+        lines.append(f"  {run.peft_method:<9}{run.status:<12}{score:>14}{count:>13}{share:>9}"
+                     f"{seconds:>9}{memory:>9}")
+    return "\n".join(lines)
 
 
 def command_config(args: argparse.Namespace) -> int:

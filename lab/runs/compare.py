@@ -9,7 +9,7 @@ after another in the terminal. Either way the group's name ties them together on
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from lab.config import PEFT_METHODS, RunConfig, default_config
 from lab.errors import ConfigError
@@ -35,7 +35,7 @@ def parse_methods(text: str | Sequence[str]) -> list[str]:
 def comparison_base(task: str) -> RunConfig:
     """The budget a comparison starts from: the Home page's one-click run for the task (its offline form:
     WNUT-16 for NER), so nine runs take minutes each on a laptop CPU."""
-    from lab.views.one_click import one_click_runs
+    from lab.runs.one_click import one_click_runs
 
     return next((card.config for card in one_click_runs(offline=True) if card.config.task == task),
                 default_config(task))
@@ -53,3 +53,12 @@ def method_configs(base: RunConfig, methods: Sequence[str]) -> list[RunConfig]:
         config.name = f"{config.dataset_name}: {method} (compare)"
         configs.append(config.validate())
     return configs
+
+
+def by_method(records: Sequence[Any]) -> list[Any]:
+    """A group's runs (lab.runs.records.RunRecord) in PEFT_METHODS order, full first; the newest run of a
+    method that was run twice."""
+    newest: dict[str, Any] = {}
+    for run in sorted(records, key=lambda run: run.created_at):
+        newest[run.peft_method] = run
+    return [newest[method] for method in PEFT_METHODS if method in newest]

@@ -1,7 +1,7 @@
 """Views: what the app's pages compute, without Streamlit.
 
-`one_click` builds the Home page's one-click configs, `run_view` folds a run's events into the
-tables the Live run and Runs pages draw, `history` lays runs side by side, `data_view` describes a
+`run_view` folds a run's events into the tables the Live run and Runs pages draw, `history` lays
+runs side by side, `compare_view` lays out a comparison group, `data_view` describes a
 dataset before training, `playground` shows a model's predictions, `formatting` writes durations
 and counts. Pages turn widgets into a config, submit it and draw these tables; all of this is
 testable without a browser.
