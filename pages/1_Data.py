@@ -13,11 +13,12 @@ import yaml
 from lab.config import DEFAULT_MODEL, TASKS, DataConfig
 from lab.data.builtin import BUILTINS
 from lab.hub import is_offline
-from lab.views.data_view import (DataOverview, data_overview, file_columns, save_upload, token_lengths,
+from lab.views.data_view import (DataOverview, data_overview, save_upload, token_lengths,
                                  truncated_share)
 from ui import charts
 from ui.common import NEW_RUN_PAGE, get_store, page_setup, task_name, user_errors, wait_for_training_stack
 from ui.i18n import field_help, t
+from ui.widgets import column_mapping
 
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"]
 # What "Train on this data" passes to the New run page (the task's default keeps its subset sizes).
@@ -42,11 +43,6 @@ def load_tokenizer(model: str):
     return load(ModelConfig(name_or_path=model))
 
 
-def pick_column(label: str, columns: list[str], preferred: str, key: str) -> str:
-    index = columns.index(preferred) if preferred in columns else 0
-    return st.selectbox(label, columns, index=index, key=key)
-
-
 def choose_data(task: str) -> DataConfig | None:
     kind = st.radio(t("data.source"), ["builtin", "upload"], format_func=lambda k: t(f"data.source_{k}"),
                     horizontal=True)
@@ -62,18 +58,7 @@ def choose_data(task: str) -> DataConfig | None:
         return None
     path = save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir)
     config = DataConfig(dataset="", train_file=str(path))
-    columns = file_columns(path)
-    left, right = st.columns(2)
-    if task == "classification" and columns:
-        with left:
-            config.text_column = pick_column(t("data.text_column"), columns, "text", "text-column")
-        with right:
-            config.label_column = pick_column(t("data.label_column"), columns, "label", "label-column")
-    elif task == "ner" and columns:
-        with left:
-            config.tokens_column = pick_column(t("data.words_column"), columns, "tokens", "tokens-column")
-        with right:
-            config.tags_column = pick_column(t("data.tags_column"), columns, "tags", "tags-column")
+    column_mapping(task, config)
     return config
 
 

@@ -22,6 +22,7 @@ from ui import charts
 from ui.common import (get_runner, get_store, launch, method_name, open_run, page_setup, task_name, user_errors,
                        wait_for_training_stack)
 from ui.i18n import field_help, message, t
+from ui.widgets import COLUMN_FIELDS, column_mapping
 
 OTHER_MODEL = "other"
 
@@ -90,11 +91,9 @@ def data_section(task: str) -> DataConfig:
                                                help=field_help("data", "validation_file"))
         data.test_file = right.text_input(t("field.data.test_file"), d.test_file, key=key("data.test_file"),
                                           help=field_help("data", "test_file"))
-        first, second = ("text_column", "label_column") if task == "classification" else ("tokens_column",
-                                                                                           "tags_column")
-        for column, name in ((left, first), (right, second)):
-            setattr(data, name, column.text_input(t(f"field.data.{name}"), getattr(d, name),
-                                                  key=key(f"data.{name}"), help=field_help("data", name)))
+        for name in COLUMN_FIELDS[task]:
+            setattr(data, name, getattr(d, name))
+        column_mapping(task, data, key)
     left, right = st.columns(2)
     with left:
         data.train_subset = number("data", "train_subset", d.train_subset, min_value=0,

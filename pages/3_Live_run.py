@@ -123,7 +123,7 @@ def progress(run: RunRecord, view: RunView) -> None:
 def label_table(per_label: list[dict]) -> None:
     frame = per_label_frame(per_label)
     styled = (frame.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:,}"})
-              .bar(subset=["f1"], vmin=0, vmax=1, color="#9ecae1"))
+              .bar(subset=["f1"], vmin=0, vmax=1, color=charts.palette()["table_bar"]))
     st.table(styled.relabel_index([t(f"table.{name}") for name in frame.columns], axis="columns"))
 
 

@@ -179,6 +179,28 @@ def test_new_run_form_builds_shows_and_launches_the_config(store, sentiment_csv,
     assert wait_until_ended(store, run.id) == "completed", store.get_run(run.id).message
 
 
+def test_new_run_maps_columns_with_the_data_pages_widgets(tmp_path):
+    """A file with its own column names: New run offers them as choices, as the Data page does."""
+    path = tmp_path / "reviews.csv"
+    path.write_text("review,stars\n" + "".join(f"film {i} was {'good' if i % 2 else 'bad'},{i % 2}\n"
+                                                for i in range(40)))
+    pages = {"pages/1_Data.py": None, "pages/2_New_run.py": None}
+    at = app("pages/2_New_run.py")
+    widget(at.radio, "Source").set_value("Your files").run()
+    widget(at.text_input, "Train file").input(str(path)).run()
+    pages["pages/2_New_run.py"] = widget(at.selectbox, "Text column").options
+    widget(at.selectbox, "Text column").set_value("review").run()
+    widget(at.selectbox, "Label column").set_value("stars").run()
+    no_exception(at)
+    shown = RunConfig.from_yaml(next(code.value for code in at.code if code.language == "yaml"))
+    assert (shown.data.text_column, shown.data.label_column) == ("review", "stars")
+    at = app("pages/1_Data.py")
+    widget(at.radio, "Source").set_value("Upload a file").run()
+    at.file_uploader[0].set_value(("reviews.csv", path.read_bytes(), "text/csv")).run()
+    pages["pages/1_Data.py"] = widget(at.selectbox, "Text column").options
+    assert pages["pages/1_Data.py"] == pages["pages/2_New_run.py"] == ["review", "stars"]
+
+
 def test_new_run_shows_a_config_error_as_a_message(store, tiny_model_dir):
     at = app("pages/2_New_run.py")
     widget(at.radio, "Source").set_value("Your files").run()

@@ -227,3 +227,37 @@ def test_the_parameter_chart_shows_where_each_method_trains(tiny_model_dir):
     assert lora["embeddings"] == ia3["embeddings"] == prompt["embeddings"] == 0 < full["embeddings"]
     assert prompt["virtual tokens"] > 0 and all(prompt[layer] == 0 for layer in layers)
     assert all(counts["head"] > 0 for counts in (lora, ia3, prompt, full))
+
+
+def _luminance(colour: str, background: str = "#ffffff") -> float:
+    """WCAG relative luminance of a CSS colour (#rrggbb, rgb(), rgba() blended over `background`)."""
+    import re
+
+    def channels(text: str) -> tuple[list[float], float]:
+        if text.startswith("#"):
+            return [int(text[i:i + 2], 16) for i in (1, 3, 5)], 1.0
+        numbers = [float(n) for n in re.findall(r"[\d.]+", text)]
+        return numbers[:3], numbers[3] if len(numbers) > 3 else 1.0
+
+    rgb, alpha = channels(colour)
+    under, _ = channels(background)
+    mixed = [alpha * c + (1 - alpha) * u for c, u in zip(rgb, under)]
+    linear = [(c / 255 / 12.92) if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in mixed]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(first: float, second: float) -> float:
+    return (max(first, second) + 0.05) / (min(first, second) + 0.05)
+
+
+@pytest.mark.parametrize("theme, text", [("light", "#31333f"), ("dark", "#fafafa")])
+def test_chart_colours_read_on_their_theme(theme, text):
+    """Training loss (raw and smoothed), validation loss and bars keep 3:1 contrast with the page, and the
+    F1 bars behind the per-label table's numbers keep 4.5:1 with the text (WCAG's figures)."""
+    from ui.charts import PALETTES
+
+    colours = PALETTES[theme]
+    page = _luminance(colours["background"])
+    for name in ("raw", "line", "validation", "bar"):
+        assert _contrast(_luminance(colours[name], colours["background"]), page) >= 3, name
+    assert _contrast(_luminance(colours["table_bar"]), _luminance(text)) >= 4.5

@@ -13,12 +13,27 @@ from typing import Optional, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
+import streamlit as st
 
 from lab.views.formatting import smooth, thinned
 from lab.views.run_view import RunView
 from ui.i18n import t
 
 HEIGHT = 330
+# Colours per theme: the light theme's pale blue is near invisible on a dark page. Each keeps 3:1 contrast
+# with its page background (tests/test_views.py), the least WCAG asks of lines and bars.
+PALETTES = {
+    "light": {"raw": "rgba(31,119,180,0.8)", "line": "rgb(31,119,180)", "validation": "rgb(214,39,40)",
+              "bar": "rgb(31,119,180)", "table_bar": "#9ecae1", "background": "#ffffff"},
+    "dark": {"raw": "rgba(125,185,255,0.6)", "line": "rgb(125,185,255)", "validation": "rgb(255,120,110)",
+             "bar": "rgb(125,185,255)", "table_bar": "#2f6690", "background": "#0e1117"},
+}
+
+
+def palette() -> dict[str, str]:
+    """The colours for the theme the browser shows (Streamlit's menu switches it between light and dark)."""
+    theme = getattr(st.context.theme, "type", None)
+    return PALETTES["dark" if theme == "dark" else "light"]
 
 
 def _layout(figure: go.Figure, title: str, x_title: str = "", y_title: str = "",
@@ -36,18 +51,18 @@ def _layout(figure: go.Figure, title: str, x_title: str = "", y_title: str = "",
 def training_loss(steps: pd.DataFrame, smoothing: float, evaluations: Optional[pd.DataFrame] = None) -> go.Figure:
     """Raw training loss (faint), its smoothed line, and validation loss at each evaluation, against
     the optimizer step. The raw loss is always the first trace."""
-    figure = go.Figure()
+    figure, colours = go.Figure(), palette()
     if not steps.empty:
         x, loss = steps["step"].tolist(), steps["loss"].tolist()
         figure.add_scatter(x=thinned(x), y=thinned(loss), mode="lines+markers", name=t("chart.training"),
-                           line=dict(color="rgba(31,119,180,0.35)"), marker=dict(size=4))
+                           line=dict(color=colours["raw"], width=1), marker=dict(size=4))
         if smoothing > 0:
             figure.add_scatter(x=thinned(x), y=thinned(smooth(loss, smoothing)), mode="lines",
                                name=t("chart.smoothed", smoothing=f"{smoothing:g}"),
-                               line=dict(color="rgb(31,119,180)", width=2.5))
+                               line=dict(color=colours["line"], width=2.5))
     if evaluations is not None and not evaluations.empty:
         figure.add_scatter(x=evaluations["step"].tolist(), y=evaluations["loss"].tolist(), mode="lines+markers",
-                           name=t("chart.validation"), line=dict(color="rgb(214,39,40)", dash="dash"))
+                           name=t("chart.validation"), line=dict(color=colours["validation"], dash="dash"))
     return _layout(figure, t("chart.training_loss"), t("chart.step"), t("chart.loss"))
 
 
@@ -138,7 +153,7 @@ def method_tradeoff(rows: pd.DataFrame, metric: str) -> go.Figure:
     done = rows.dropna(subset=["test", "trainable share"])
     figure = go.Figure(go.Scatter(
         x=(100 * done["trainable share"]).tolist(), y=done["test"].tolist(), text=done["method"].tolist(),
-        mode="markers+text", textposition="top center", marker=dict(size=11, color="rgb(31,119,180)"),
+        mode="markers+text", textposition="top center", marker=dict(size=11, color=palette()["bar"]),
         hovertemplate="%{text}: %{y:.3f}, %{x:.3g}%<extra></extra>"))
     figure.update_xaxes(type="log")
     figure.update_yaxes(range=[0, 1.05])
@@ -166,7 +181,7 @@ def parameters_by_part(parts: Sequence[dict]) -> go.Figure:
     names = [_part_name(row["part"]) for row in parts]
     figure = go.Figure(go.Bar(x=names, y=[row["trainable"] or None for row in parts],
                               customdata=[[row["trainable"], row["total"]] for row in parts],
-                              hovertemplate=t("chart.part_hover") + "<extra></extra>", marker_color="rgb(31,119,180)"))
+                              hovertemplate=t("chart.part_hover") + "<extra></extra>", marker_color=palette()["bar"]))
     figure.update_yaxes(type="log")
     figure = _layout(figure, t("chart.parameters_by_part"), "", t("chart.trainable"), height=260)
     figure.update_layout(hovermode="closest")

@@ -88,8 +88,10 @@ def page_setup(page_key: str) -> None:
     """Page config, the language switch and the sidebar menu. The menu is drawn here (config.toml hides
     the automatic one) so page names are translated and the first page reads "Home", not its file name
     "app"; the pages themselves still come from the pages/ folder."""
+    # An "About" entry brings back the app menu that toolbarMode "minimal" hides, and with it Streamlit's
+    # own light / dark / system theme choice (kept per browser).
     st.set_page_config(page_title=f"{t(page_key)} · {t('app.name')}", page_icon=":material/science:",
-                       layout="wide")
+                       layout="wide", menu_items={"About": t("app.about")})
     _warm_up()
     with st.sidebar:
         st.markdown(f"**{t('app.name')}**")
