@@ -1,11 +1,13 @@
-"""Playground: try a finished run's model on your own text, and see the test examples it gets wrong.
+"""Playground: try a finished run's model on your own text, see why it answers as it does, and see the
+test examples it gets wrong.
 
 Classification shows the label probabilities; NER shows the text with entities highlighted by type.
+"Why?" shades each word by its integrated-gradients attribution (lab.training.explain).
 """
 import streamlit as st
 
 from lab.errors import LabError
-from lab.views.playground import entities_html, example_text, find_test_mistakes
+from lab.views.playground import attributions_html, entities_html, example_text, find_test_mistakes
 from ui import charts
 from ui.common import get_store, method_name, page_setup, task_name, user_errors, wait_for_training_stack
 from ui.i18n import t
@@ -36,18 +38,39 @@ def example(run_id: str) -> str:
         return ""
 
 
-def classify(predictor, text: str) -> None:
+@st.cache_data(show_spinner=False, max_entries=32)
+def explanation(model_dir: str, text: str, word: int | None):
+    from lab.training.explain import explain
+
+    return explain(load_predictor(model_dir), text, word)
+
+
+def why(model_dir: str, words: list[str], word: int | None = None) -> None:
+    with st.spinner(t("playground.explaining")):
+        found = explanation(model_dir, " ".join(words), word)
+    st.markdown(attributions_html(found.words, found.attributions), unsafe_allow_html=True)
+    st.caption(t("playground.why_caption", target=found.target, probability=f"{found.probability:.1%}"))
+
+
+def classify(predictor, model_dir: str, text: str) -> None:
     prediction = predictor.predict([text])[0]
     st.metric(t("playground.prediction"), prediction.label, t("playground.sure", score=f"{prediction.score:.1%}"),
               delta_color="off", delta_arrow="off")
     st.plotly_chart(charts.label_probabilities(prediction.probabilities), width="stretch")
+    if st.toggle(t("playground.why"), help=t("playground.why_help")):
+        why(model_dir, text.split())
 
 
-def tag(predictor, text: str) -> None:
+def tag(predictor, model_dir: str, text: str) -> None:
     prediction = predictor.predict([text], split_punctuation=True)[0]
     st.markdown(entities_html(prediction.words, prediction.tags), unsafe_allow_html=True)
     if all(tag == "O" for tag in prediction.tags):
         st.caption(t("playground.no_entity"))
+    if st.toggle(t("playground.why"), help=t("playground.why_help")):
+        entity_words = [i for i, tag in enumerate(prediction.tags) if tag != "O"] or list(range(len(prediction.words)))
+        word = st.selectbox(t("playground.explain_word"), entity_words,
+                            format_func=lambda i: f"{prediction.words[i]} ({prediction.tags[i]})")
+        why(model_dir, prediction.words, word)
     with st.expander(t("playground.tag_per_word")):
         st.dataframe({t("data.column.word"): prediction.words, t("playground.tag"): prediction.tags,
                       t("playground.score"): [round(s, 3) for s in prediction.tag_scores]}, hide_index=True)
@@ -72,9 +95,9 @@ with user_errors():
             first_example = example(run_id)
         text = st.text_area(t(f"playground.text.{predictor.task}"), first_example, key=f"text-{run_id}", height=100)
         if text.strip() and predictor.task == "classification":
-            classify(predictor, text)
+            classify(predictor, model_dir, text)
         elif text.strip():
-            tag(predictor, text)
+            tag(predictor, model_dir, text)
         st.subheader(t("playground.mistakes"))
         if st.toggle(t("playground.show_them"), help=t("playground.show_them_help")):
             with st.spinner(t("playground.predicting")):

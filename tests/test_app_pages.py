@@ -414,6 +414,9 @@ def test_playground_classifies_text_with_probabilities(classification_run):
     assert prediction.value in ("neg", "pos")
     bars = plotly_specs(at)["Label probabilities"]["data"][0]
     assert sorted(bars["y"]) == ["neg", "pos"] and sum(bars["x"]) == pytest.approx(1.0)
+    widget(at.toggle, "Why this answer?").set_value(True).run()
+    no_exception(at)
+    assert any('title="' in m.value for m in at.markdown) and any("Green words push" in c.value for c in at.caption)
     widget(at.toggle, "Show them").set_value(True).run()
     no_exception(at)
     assert list(at.dataframe[-1].value.columns) == ["text", "true", "predicted", "confidence"]
@@ -430,6 +433,13 @@ def test_playground_highlights_entities_for_ner(ner_run):
     assert re.search(r'class="lab-entity"[^>]*>Nairobi <b[^>]*>LOC</b>', rendered), rendered
     tags = at.dataframe[0].value
     assert list(tags["word"]) == ["Dr", "Kenji", "Okafor", "lives", "in", "Nairobi", "."]  # punctuation apart
+    # Why LOC? Explained for the word chosen, Nairobi itself carries the tag most.
+    widget(at.toggle, "Why this answer?").set_value(True).run()
+    widget(at.selectbox, "Explain the tag of").set_value(5).run()
+    no_exception(at)
+    shaded = [m.value for m in at.markdown if 'title="' in m.value][0]
+    numbers = [(float(number), word) for number, word in re.findall(r'title="([-+\d.]+)"[^>]*>([^<]*)<', shaded)]
+    assert len(numbers) == 7 and max(numbers)[1] == "Nairobi", numbers
 
 
 # ---- Compare methods -------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--text", help="One text (for NER: whitespace-separated words).")
     source.add_argument("--file", help="A UTF-8 file with one text per line.")
     predict.add_argument("--json", action="store_true", help="Print a JSON list, one object per input line.")
+    predict.add_argument("--explain", action="store_true",
+                         help="Also say why: each whitespace-separated word's attribution to the predicted label "
+                              "(NER: to the tag of the first entity word), by integrated gradients; with --json "
+                              "each item gains an attributions list, one number per word.")
     predict.add_argument("--split-punctuation", action="store_true",
                          help="NER: split punctuation from words first (\"Paris,\" is \"Paris\" and \",\"), as "
                               "CoNLL-style training data has it; without it, one tag per whitespace-separated word.")

@@ -105,17 +105,31 @@ def command_predict(args: argparse.Namespace) -> int:
         texts = [args.text]
     if not texts:
         raise LabError("Nothing to predict: the input is empty.")
+    if args.explain and args.split_punctuation:
+        raise LabError("--explain gives one number per whitespace-separated word: leave out --split-punctuation.")
     predictor = Predictor(args.model_dir)
     predictions = predictor.predict(texts, split_punctuation=args.split_punctuation)
+    explanations = [None] * len(texts)
+    if args.explain:
+        from lab.training.explain import explain
+
+        explanations = [explain(predictor, text) for text in texts]
     if args.json:
-        print(json.dumps([p.to_dict(predictor.task) for p in predictions], ensure_ascii=False, indent=2))
+        items = [{**p.to_dict(predictor.task), **(e.to_dict() if e else {})}
+                 for p, e in zip(predictions, explanations)]
+        print(json.dumps(items, ensure_ascii=False, indent=2))
         return 0
-    for prediction in predictions:
+    for prediction, explanation in zip(predictions, explanations):
         if predictor.task == "ner":
             print(" ".join(f"{w}/{t}" for w, t in zip(prediction.words, prediction.tags)))
         else:
             ranked = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
             print(f"{prediction.label}\t" + "  ".join(f"{k}={v:.3f}" for k, v in ranked) + f"\t{prediction.text}")
+        if explanation is not None:
+            about = (f"the tag {explanation.target} of {explanation.words[explanation.word]!r}"
+                     if explanation.word is not None else f"the label {explanation.target}")
+            print(f"  why {about} (probability {explanation.probability:.3f}): "
+                  + "  ".join(f"{w} {a:+.3f}" for w, a in zip(explanation.words, explanation.attributions)))
     return 0
 
 

@@ -47,6 +47,21 @@ def entities_html(words: Sequence[str], tags: Sequence[str]) -> str:
     return '<div style="line-height:2.3;font-size:1.1em">' + " ".join(pieces) + "</div>"
 
 
+def attributions_html(words: Sequence[str], attributions: Sequence[float]) -> str:
+    """The words as HTML, each shaded by its attribution: green pushes towards the explained label, red
+    away, the strongest word fully shaded (text is escaped; the hover gives the number)."""
+    import html
+
+    strongest = max((abs(a) for a in attributions), default=0.0) or 1.0
+    pieces = []
+    for word, attribution in zip(words, attributions):
+        colour = "22,163,74" if attribution >= 0 else "220,38,38"
+        alpha = 0.85 * abs(attribution) / strongest
+        pieces.append(f'<span title="{attribution:+.3f}" style="background:rgba({colour},{alpha:.2f});'
+                      f'padding:0.1em 0.25em;border-radius:0.3em">{html.escape(word)}</span>')
+    return '<div style="line-height:2.2;font-size:1.1em">' + " ".join(pieces) + "</div>"
+
+
 def _entities_text(words: Sequence[str], tags: Sequence[str]) -> str:
     return "; ".join(f"{text} ({kind})" for text, kind in entity_spans(words, tags) if kind) or "–"
 
