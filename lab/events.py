@@ -100,8 +100,29 @@ class ResultEvent(Event):
     output_dir: str = ""
 
 
+@dataclass
+class RankEvent(Event):
+    """AdaLoRA's rank budget at one evaluation: how many singular values each adapted matrix keeps."""
+
+    kind = "ranks"
+    step: int = 0
+    ranks: dict[str, int] = field(default_factory=dict)  # module path, as peft names it -> rank kept
+
+
+@dataclass
+class ProjectionEvent(Event):
+    """Where the validation examples' sentence vectors (what the head sees) lie at one evaluation: a 2-D
+    PCA fitted at the run's first evaluation and reused, so the frames are comparable."""
+
+    kind = "projection"
+    step: int = 0
+    points: list[list[float]] = field(default_factory=list)  # [x, y] per example, a few hundred at most
+    labels: list[str] = field(default_factory=list)  # each point's gold label
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (StatusEvent, LogEvent, StepEvent, ProgressEvent, EvalEvent, ResultEvent)
+    cls.kind: cls for cls in (StatusEvent, LogEvent, StepEvent, ProgressEvent, EvalEvent, ResultEvent, RankEvent,
+                              ProjectionEvent)
 }
 
 EventSink = Callable[[Event], None]

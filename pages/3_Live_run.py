@@ -13,7 +13,8 @@ from lab.runs.records import RunRecord
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import format_duration
 from lab.errors import LabError
-from lab.views.run_view import RunView, RunViewFolder, per_label_frame
+from lab.views.data_map import REGIONS, hardest, load_data_map
+from lab.views.run_view import RunView, RunViewFolder, per_label_frame, rank_table
 from ui import charts
 from ui.common import (PLAYGROUND_PAGE, get_runner, get_store, method_name, page_setup, status_badge, status_name,
                        task_name, user_errors)
@@ -181,6 +182,51 @@ def results(view: RunView) -> None:
                      share=f"{share:.2f}%") + f" · {format_duration(result.wall_seconds)}{memory}")
 
 
+def inside(run: RunRecord, view: RunView, live: bool) -> None:
+    """What the model does inside: AdaLoRA's rank budget, the validation vectors moving apart, the data map.
+    While the run is live the latest frame shows; when it has ended a slider goes through them."""
+    data = None if live else load_data_map(store.output_dir(run))
+    if not (view.ranks or view.projections or data is not None):
+        return
+    st.subheader(t("live.inside"))
+    if view.ranks:
+        steps = sorted(view.ranks)
+        step = steps[-1] if live or len(steps) == 1 else st.select_slider(t("live.ranks_at"), steps, steps[-1])
+        st.caption(t("live.ranks_caption"))
+        st.plotly_chart(charts.rank_heatmap(rank_table(view.ranks[step]), step), key="ranks-chart", width="stretch")
+    if view.projections:
+        frames = {event.step: event for event in view.projections}
+        steps = sorted(frames)
+        step = steps[-1] if live or len(steps) == 1 else st.select_slider(t("live.projection_at"), steps, steps[-1])
+        ranges = tuple(_padded([point[axis] for event in view.projections for point in event.points])
+                       for axis in (0, 1))
+        st.caption(t("live.projection_caption"))
+        st.plotly_chart(charts.projection(frames[step].points, frames[step].labels, step, ranges),
+                        key="projection-chart", width="stretch")
+    if data is not None:
+        st.markdown(f"**{t('live.data_map')}**")
+        if data.attrs["epochs"] < 2:
+            st.caption(t("live.data_map_one_epoch"))
+            return
+        st.caption(t("live.data_map_caption", epochs=data.attrs["epochs"],
+                     **{region: int((data["region"] == region).sum()) for region in REGIONS}))
+        left, right = st.columns(2)
+        left.plotly_chart(charts.data_map(data), key="data-map-chart", width="stretch")
+        right.dataframe(hardest(data).assign(region=lambda f: f["region"].map(lambda r: t(f"chart.region.{r}"))),
+                        hide_index=True, width="stretch", column_config={
+                            "text": st.column_config.TextColumn(t("live.text")),
+                            "label": st.column_config.TextColumn(t("table.label")),
+                            "confidence": st.column_config.NumberColumn(t("live.confidence"), format="%.2f"),
+                            "variability": st.column_config.NumberColumn(t("live.spread"), format="%.2f"),
+                            "region": st.column_config.TextColumn(t("live.region"))})
+
+
+def _padded(values: list[float]) -> list[float]:
+    """An axis range over every frame's points, 5% wider on each side."""
+    margin = 0.05 * (max(values) - min(values) or 1.0)
+    return [min(values) - margin, max(values) + margin]
+
+
 def script(run_id: str) -> None:
     from lab.training.standalone import standalone_script
 
@@ -214,6 +260,7 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     progress(run, view)
     curves(view, smoothing)
     per_label(view, normalize)
+    inside(run, view, was_live)
     if not was_live:  # drawn once, not at every refresh of a live run
         with st.expander(t("live.script"), icon=":material/code:"):
             script(run_id)

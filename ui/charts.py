@@ -30,6 +30,12 @@ PALETTES = {
 }
 
 
+# One distinct colour per label (the theme's default sequence is shades of one blue), and per data-map region.
+LABEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                 "#17becf")
+REGION_COLOURS = {"easy": "#2ca02c", "ambiguous": "#ff7f0e", "hard": "#d62728"}
+
+
 def palette() -> dict[str, str]:
     """The colours for the theme the browser shows (Streamlit's menu switches it between light and dark)."""
     theme = getattr(st.context.theme, "type", None)
@@ -172,6 +178,54 @@ def per_label_by_method(table: pd.DataFrame) -> go.Figure:
     figure.update_yaxes(range=[0, 1.02])
     figure = _layout(figure, t("chart.per_label_by_method"), "", "F1")
     figure.update_layout(barmode="group", hovermode="closest")
+    return figure
+
+
+def rank_heatmap(table: pd.DataFrame, step: int) -> go.Figure:
+    """AdaLoRA's ranks at one evaluation: layers (rows) x adapted matrices (columns), colour = rank kept."""
+    figure = go.Figure(go.Heatmap(z=table.values.tolist(), x=[str(c) for c in table.columns],
+                                  y=[t("chart.part.layer", number=i) for i in table.index],
+                                  text=table.values.tolist(), texttemplate="%{text}", colorscale="Viridis",
+                                  zmin=0, colorbar=dict(title=t("chart.rank")),
+                                  hovertemplate="%{y} · %{x}: %{z}<extra></extra>"))
+    figure.update_yaxes(autorange="reversed")
+    figure = _layout(figure, t("chart.ranks", step=step), "", "", height=max(260, 45 * len(table) + 110))
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def projection(points: Sequence[Sequence[float]], labels: Sequence[str], step: int,
+               ranges: Optional[tuple[list[float], list[float]]] = None) -> go.Figure:
+    """The validation examples' sentence vectors in 2-D (PCA), one colour per gold label; fixed `ranges`
+    keep the frames of a run on the same axes."""
+    figure = go.Figure()
+    for number, label in enumerate(sorted(set(labels))):
+        chosen = [point for point, gold in zip(points, labels) if gold == label]
+        figure.add_scatter(x=[p[0] for p in chosen], y=[p[1] for p in chosen], mode="markers", name=label,
+                           marker=dict(size=6, opacity=0.8, color=LABEL_COLOURS[number % len(LABEL_COLOURS)]))
+    if ranges:
+        figure.update_xaxes(range=ranges[0])
+        figure.update_yaxes(range=ranges[1])
+    figure = _layout(figure, t("chart.projection", step=step), t("chart.component", number=1),
+                     t("chart.component", number=2), height=380)
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def data_map(frame: pd.DataFrame) -> go.Figure:
+    """Dataset cartography: each training example's spread (x) and mean (y) of its gold-label probability
+    over epochs, coloured by region; the hover shows the start of the text."""
+    figure = go.Figure()
+    for region in ("easy", "ambiguous", "hard"):
+        rows = frame[frame["region"] == region]
+        figure.add_scatter(x=rows["variability"].tolist(), y=rows["confidence"].tolist(), mode="markers",
+                           name=t(f"chart.region.{region}"), text=[text[:80] for text in rows["text"]],
+                           customdata=rows["label"].tolist(),
+                           marker=dict(size=5, opacity=0.7, color=REGION_COLOURS[region]),
+                           hovertemplate="%{text}<br>%{customdata} · %{y:.2f} ± %{x:.2f}<extra></extra>")
+    figure.update_yaxes(range=[0, 1.02])
+    figure = _layout(figure, t("chart.data_map"), t("chart.variability"), t("chart.confidence"), height=400)
+    figure.update_layout(hovermode="closest")
     return figure
 
 

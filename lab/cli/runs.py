@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Any, Optional
 
-from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, StatusEvent, StepEvent
+from lab.events import (EvalEvent, Event, LogEvent, ProgressEvent, ProjectionEvent, RankEvent, ResultEvent,
+                        StatusEvent, StepEvent)
 from lab.runs.execute import EXIT_CODES
 from lab.runs.records import RunRecord
 from lab.runs.resume import prepare_resume
@@ -193,6 +194,10 @@ def format_event(event: Event) -> str:
         return f"status {event.status}" + (f": {event.message}" if event.message else "")
     if isinstance(event, LogEvent):
         return f"{event.level}: {event.message}"
+    if isinstance(event, RankEvent):
+        return f"adalora ranks at step {event.step}: {sum(event.ranks.values())} in {len(event.ranks)} matrices"
+    if isinstance(event, ProjectionEvent):
+        return ""  # points for the Live run page's projection
     return str(event.to_dict())
 
 

@@ -136,8 +136,13 @@ def tokenize_splits(splits: DatasetDict, tokenizer: Any, task: str, max_length: 
     return DatasetDict(tokenized)
 
 
+# A training row's number in its split, carried through the batch for the data map (lab.training.insight).
+EXAMPLE_INDEX = "example_index"
+
+
 class BatchCollator:
-    """Drops bookkeeping columns (length, word_ids), then pads with the Hugging Face collator."""
+    """Drops bookkeeping columns (length, word_ids), then pads with the Hugging Face collator; keeps
+    `example_index` beside the model's inputs when the rows have it."""
 
     def __init__(self, task: str, tokenizer: Any, pad_to_multiple_of: Optional[int] = None):
         from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
@@ -149,7 +154,12 @@ class BatchCollator:
             self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        return self.pad([{k: v for k, v in row.items() if k in MODEL_INPUTS} for row in features])
+        batch = self.pad([{k: v for k, v in row.items() if k in MODEL_INPUTS} for row in features])
+        if features and EXAMPLE_INDEX in features[0]:  # the data map's bookkeeping; the trainer pops it
+            import torch
+
+            batch[EXAMPLE_INDEX] = torch.tensor([row[EXAMPLE_INDEX] for row in features])
+        return batch
 
 
 def make_collator(task: str, tokenizer: Any, pad_to_multiple_of: Optional[int] = None) -> BatchCollator:

@@ -9,7 +9,8 @@ from typing import Any, Optional
 import torch
 from transformers import TrainerCallback
 
-from lab.events import EvalEvent, EventSink, ProgressEvent, StatusEvent, StepEvent
+from lab.events import EvalEvent, EventSink, ProgressEvent, RankEvent, StatusEvent, StepEvent, discard
+from lab.training.insight import adalora_ranks
 from lab.training.memory import RunMemory
 from lab.training.scoring import EvaluationScorer
 
@@ -80,11 +81,19 @@ class EventCallback(TrainerCallback):
 
 class AdaLoraAllocationCallback(TrainerCallback):
     """AdaLoRA prunes ranks only if `update_and_allocate` runs after every optimizer step
-    (before gradients are zeroed); the Trainer does not call it (peft issues #1801, #3373)."""
+    (before gradients are zeroed); the Trainer does not call it (peft issues #1801, #3373). At each
+    evaluation the ranks each matrix keeps go out as a RankEvent, for the rank heatmap."""
+
+    def __init__(self, emit: EventSink = discard):
+        self.emit = emit
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         peft_model = getattr(model, "module", model)
         peft_model.base_model.update_and_allocate(state.global_step)
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            self.emit(RankEvent(step=state.global_step, ranks=adalora_ranks(getattr(model, "module", model))))
 
 
 def any_rank_stopping(stop: bool, device: torch.device) -> bool:

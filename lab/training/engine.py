@@ -24,13 +24,14 @@ from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallbac
 from transformers.utils import logging as hf_logging
 
 from lab.config import TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, RunConfig
-from lab.data.preprocessing import effective_max_length, make_collator, tokenize_splits, words_cut
+from lab.data.preprocessing import EXAMPLE_INDEX, effective_max_length, make_collator, tokenize_splits, words_cut
 from lab.data.splits import LoadedData, load_splits
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
 from lab.events import EventSink, LogEvent, ResultEvent, StatusEvent, discard
 from lab.training.callbacks import AdaLoraAllocationCallback, EventCallback
 from lab.training.defaults import head_learning_rate_for, learning_rate_for
 from lab.training.estimate import estimate
+from lab.training.insight import ProjectionCallback, TrainingDynamics, head_module
 from lab.training.modeling import (adapt, count_parameters, load_model, load_tokenizer, pick_device, pick_precision,
                                    restore_adalora_ranks)
 from lab.training.memory import RunMemory
@@ -101,7 +102,7 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     events = EventCallback(emit, scorer, should_stop)
     callbacks = [events]
     if config.peft.method == "adalora":
-        callbacks.append(AdaLoraAllocationCallback())
+        callbacks.append(AdaLoraAllocationCallback(emit))
         if resume_from_checkpoint:
             restore_adalora_ranks(model, resume_from_checkpoint)
             emit(LogEvent(level="warning", message="AdaLoRA keeps its importance scores outside checkpoints: "
@@ -109,11 +110,23 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
                                                    "on (ranks pruned so far stay pruned)."))
     if config.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
+    dynamics = None
+    if config.task == "classification":
+        # The data map and the moving embeddings: gathered from the training and evaluation passes.
+        train_split = loaded.splits["train"]
+        dynamics = TrainingDynamics(train_split["text"], train_split["label"], loaded.label_names)
+        tokenized["train"] = tokenized["train"].add_column(EXAMPLE_INDEX, list(range(len(train_split))))
+        head = head_module(model)
+        if head is not None:
+            order = evaluation_order(tokenized["validation"]["length"])
+            gold = [loaded.label_names[loaded.splits["validation"]["label"][i]] for i in order]
+            callbacks.append(ProjectionCallback(emit, head, gold, lambda: scorer.split, seed=config.train.seed))
     trainer = LabTrainer(model=model, args=args, train_dataset=tokenized["train"],
                          eval_dataset=tokenized["validation"], processing_class=tokenizer,
                          data_collator=make_collator(config.task, tokenizer), compute_metrics=scorer,
                          preprocess_logits_for_metrics=argmax_logits, callbacks=callbacks,
-                         virtual_tokens=virtual_token_offset(config), head_learning_rate=head_learning_rate)
+                         virtual_tokens=virtual_token_offset(config), head_learning_rate=head_learning_rate,
+                         dynamics=dynamics)
     # Our EventCallback reports progress; the Trainer's own printers would repeat every log line.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -148,6 +161,8 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     result.peak_memory_mb = peak
     if is_main:
         write_report(output_dir, config, loaded, result, scorer)
+        if dynamics is not None:
+            dynamics.write(output_dir)
         emit(ResultEvent(metrics=result.metrics, per_label=result.per_label, trainable_params=params.trainable,
                          total_params=params.total, wall_seconds=result.wall_seconds,
                          peak_memory_mb=result.peak_memory_mb, output_dir=str(output_dir)))

@@ -20,6 +20,7 @@ from transformers import Trainer
 from lab.config import RunConfig
 from lab.data.preprocessing import IGNORE_INDEX
 from lab.training import metrics as lab_metrics
+from lab.training.insight import TrainingDynamics
 
 
 class LabTrainer(Trainer):
@@ -28,16 +29,19 @@ class LabTrainer(Trainer):
     `virtual_tokens`: prompt tuning on token classification prepends that many positions to the
     sequence, so the token logits are longer than the labels; those first positions are dropped.
     `head_learning_rate`: the peak rate of the task head's parameters (`is_head_parameter`), when it
-    differs from the others'; the scheduler scales both alike.
+    differs from the others'; the scheduler scales both alike. `dynamics`: where the training pass's
+    gold-label probabilities go, for batches that carry `example_index` (classification).
     """
 
     # compute_loss divides by num_items_in_batch itself: training_step must not divide again.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, virtual_tokens: int = 0, head_learning_rate: Optional[float] = None, **kwargs):
+    def __init__(self, *args, virtual_tokens: int = 0, head_learning_rate: Optional[float] = None,
+                 dynamics: Optional[TrainingDynamics] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.virtual_tokens = virtual_tokens
         self.head_learning_rate = head_learning_rate
+        self.dynamics = dynamics  # records each training example's gold-label probability (the data map)
         # Makes the Trainer count num_items_in_batch over the accumulated batch for every model.
         self.model_accepts_loss_kwargs = True
 
@@ -61,8 +65,11 @@ class LabTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
+        indices = inputs.pop("example_index", None)  # training examples' row numbers, for the data map
         outputs = model(**inputs)
         logits = outputs.logits[:, self.virtual_tokens:, :] if self.virtual_tokens else outputs.logits
+        if indices is not None and self.dynamics is not None and model.training:
+            self.dynamics.record(int(self.state.epoch or 0), indices, logits, labels)
         summed = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
                                                    ignore_index=IGNORE_INDEX, reduction="sum")
         counted_by_trainer = num_items_in_batch is not None

@@ -9,7 +9,8 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, StatusEvent, StepEvent
+from lab.events import (EvalEvent, Event, LogEvent, ProgressEvent, ProjectionEvent, RankEvent, ResultEvent,
+                        StatusEvent, StepEvent)
 
 
 @dataclass
@@ -27,6 +28,8 @@ class RunView:
     log: list[str] = field(default_factory=list)
     device: str = ""  # from the engine's "device cpu, precision fp32, ..." log line
     stage: str = ""  # what the run is doing now, from its last "running" status: "tokenising", ...
+    ranks: dict[int, dict[str, int]] = field(default_factory=dict)  # AdaLoRA: step -> module -> rank kept
+    projections: list[ProjectionEvent] = field(default_factory=list)  # the validation vectors, per evaluation
 
     @property
     def metric_names(self) -> list[str]:
@@ -101,6 +104,10 @@ class RunViewFolder:
                 self._stale["evaluations"] = True
             elif isinstance(event, ResultEvent):
                 view.result = event
+            elif isinstance(event, RankEvent):
+                view.ranks[event.step] = event.ranks
+            elif isinstance(event, ProjectionEvent):
+                view.projections.append(event)
             elif isinstance(event, (LogEvent, StatusEvent)) and event.message:
                 if isinstance(event, StatusEvent) and event.status == "running":
                     view.stage = event.message
@@ -137,3 +144,16 @@ def per_label_frame(per_label: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return frame.set_index("label")
 
 
+
+
+_MODULE = re.compile(r"layer\.(\d+)\.(.+)$")
+
+
+def rank_table(ranks: dict[str, int]) -> pd.DataFrame:
+    """AdaLoRA's ranks as a layer x matrix table (`attention.self.query` shown as `query`)."""
+    cells: dict[str, dict[int, int]] = {}
+    for name, rank in ranks.items():
+        match = _MODULE.search(name)
+        layer, matrix = (int(match.group(1)), match.group(2)) if match else (0, name)
+        cells.setdefault(matrix.split(".")[-1] if match else matrix, {})[layer] = rank
+    return pd.DataFrame(cells).sort_index()

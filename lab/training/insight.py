@@ -1,0 +1,104 @@
+"""What a run shows of its inside while it trains, gathered from the training itself (no second pass):
+
+- `adalora_ranks`: the rank each AdaLoRA matrix keeps, read at each evaluation (RankEvent);
+- `ProjectionCallback`: the validation examples' sentence vectors (the head's input) at each
+  evaluation, projected to 2-D by a PCA fitted at the first evaluation (ProjectionEvent);
+- `TrainingDynamics`: each training example's probability of its gold label every time training sees
+  it, for the data map (Swayamdipta et al., 2020, "Dataset Cartography"); written to
+  `training_dynamics.json` beside the report.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from transformers import TrainerCallback
+
+from lab.events import EventSink, ProjectionEvent
+
+DYNAMICS_FILE = "training_dynamics.json"
+PROJECTION_POINTS = 300  # validation examples drawn per frame
+_TEXT_CHARACTERS = 300  # of each training text kept for the data map's table
+
+
+def adalora_ranks(model: torch.nn.Module) -> dict[str, int]:
+    """Module path -> singular values AdaLoRA keeps (the pruned ones are zeroed in `lora_E`)."""
+    ranks = {}
+    for name, module in model.named_modules():
+        values = getattr(module, "lora_E", None)
+        if isinstance(values, torch.nn.ParameterDict) and "default" in values:
+            ranks[name.removeprefix("base_model.model.")] = int(torch.count_nonzero(values["default"]).item())
+    return ranks
+
+
+def head_module(model: torch.nn.Module) -> Optional[torch.nn.Module]:
+    """The task head (its input is the sentence vector), through peft's wrappers."""
+    for name in ("classifier", "score"):
+        for path, module in model.named_modules():
+            if path.split(".")[-1] == name and not path.endswith(f"{name}.original_module"):
+                return module
+    return None
+
+
+class ProjectionCallback(TrainerCallback):
+    """Captures the head's input for a fixed sample of validation examples at every validation evaluation
+    (a forward pre-hook, active only in eval mode) and emits their 2-D PCA coordinates."""
+
+    def __init__(self, emit: EventSink, head: torch.nn.Module, labels_in_order: Sequence[str], split_name,
+                 seed: int = 0, points: int = PROJECTION_POINTS):
+        self.emit, self.split_name = emit, split_name  # split_name(): the split being evaluated now
+        count = len(labels_in_order)
+        self.positions = sorted(random.Random(seed).sample(range(count), min(points, count)))
+        self.labels = [labels_in_order[i] for i in self.positions]
+        self.captured: list[torch.Tensor] = []
+        self.mean: Optional[torch.Tensor] = None
+        self.components: Optional[torch.Tensor] = None
+        head.register_forward_pre_hook(self._capture)
+
+    def _capture(self, module, inputs) -> None:
+        if not module.training and inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 2:
+            self.captured.append(inputs[0].detach().float().cpu())
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        vectors = torch.cat(self.captured) if self.captured else None
+        self.captured = []
+        if vectors is None or self.split_name() != "validation" or len(vectors) <= max(self.positions, default=0):
+            return
+        sample = vectors[self.positions]
+        if self.components is None:  # fitted once, on the first frame: later frames share its axes
+            self.mean = sample.mean(0)
+            _, _, right = torch.linalg.svd(sample - self.mean, full_matrices=False)
+            self.components = right[:2].T
+        points = ((sample - self.mean) @ self.components).tolist()
+        self.emit(ProjectionEvent(step=state.global_step, points=[[round(x, 4), round(y, 4)] for x, y in points],
+                                  labels=list(self.labels)))
+
+
+class TrainingDynamics:
+    """Each training example's gold-label probability at each pass over the data (its epoch), as the
+    training forward pass computed it; LabTrainer.compute_loss records, the engine writes the file."""
+
+    def __init__(self, texts: Sequence[str], gold: Sequence[int], label_names: Sequence[str]):
+        self.texts = [text[:_TEXT_CHARACTERS] for text in texts]
+        self.gold, self.label_names = list(gold), list(label_names)
+        self.by_epoch: dict[int, dict[int, tuple[float, bool]]] = {}
+
+    def record(self, epoch: int, indices: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        probabilities = logits.detach().float().softmax(-1)
+        gold = probabilities.gather(1, labels.view(-1, 1)).squeeze(1)
+        right = probabilities.argmax(-1).eq(labels)
+        seen = self.by_epoch.setdefault(epoch, {})
+        for index, probability, correct in zip(indices.tolist(), gold.tolist(), right.tolist()):
+            seen[index] = (probability, correct)
+
+    def to_dict(self) -> dict[str, Any]:
+        epochs = sorted(self.by_epoch)
+        return {"texts": self.texts, "labels": [self.label_names[g] for g in self.gold],
+                "epochs": [[self.by_epoch[e].get(i, (None, None))[0] for i in range(len(self.texts))] for e in epochs],
+                "correct": [[self.by_epoch[e].get(i, (None, None))[1] for i in range(len(self.texts))] for e in epochs]}
+
+    def write(self, folder: Path) -> None:
+        (folder / DYNAMICS_FILE).write_text(json.dumps(self.to_dict()), encoding="utf-8")

@@ -1,0 +1,49 @@
+"""The data map of a classification run (Swayamdipta et al., 2020, "Dataset Cartography"): for every
+training example, the mean and the spread over epochs of the model's probability of its gold label,
+read from what the training passes computed (lab.training.insight.TrainingDynamics).
+
+Easy examples sit high with little spread; ambiguous ones swing between epochs; hard ones stay low,
+and those are often mislabelled. Spread needs two epochs or more.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from lab.training.insight import DYNAMICS_FILE
+
+# Where the regions part: spread (std of the probability over epochs) and mean probability.
+AMBIGUOUS_SPREAD = 0.2
+HARD_CONFIDENCE = 0.5
+REGIONS = ("easy", "ambiguous", "hard")
+
+
+def load_data_map(output_dir: str | Path) -> Optional[pd.DataFrame]:
+    """One row per training example: text, label, confidence, variability, correctness, region; None when
+    the run wrote no training dynamics (NER, or a run from before they were recorded)."""
+    path = Path(output_dir) / DYNAMICS_FILE
+    if not path.is_file():
+        return None
+    return data_map(json.loads(path.read_text(encoding="utf-8")))
+
+
+def data_map(dynamics: dict) -> pd.DataFrame:
+    probabilities = np.array(dynamics["epochs"], dtype=float)  # epochs x examples, nan where not seen
+    correct = np.array([[np.nan if c is None else float(c) for c in row] for row in dynamics["correct"]])
+    frame = pd.DataFrame({"text": dynamics["texts"], "label": dynamics["labels"],
+                          "confidence": np.nanmean(probabilities, axis=0),
+                          "variability": np.nanstd(probabilities, axis=0),
+                          "correctness": np.nanmean(correct, axis=0)})
+    frame["region"] = np.where(frame["variability"] >= AMBIGUOUS_SPREAD, "ambiguous",
+                               np.where(frame["confidence"] >= HARD_CONFIDENCE, "easy", "hard"))
+    frame.attrs["epochs"] = len(probabilities)
+    return frame
+
+
+def hardest(frame: pd.DataFrame, count: int = 20) -> pd.DataFrame:
+    """The examples the model believed least, lowest mean probability of the gold label first."""
+    return frame.sort_values("confidence").head(count)[["text", "label", "confidence", "variability", "region"]]
