@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="The device's dense peak in TFLOP/s (H100 SXM bf16: 989) to report MFU.")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores).")
     parser.add_argument("--no-app", action="store_true", help="Skip the app-vs-CLI comparison.")
+    parser.add_argument("--no-tensorboard", action="store_true",
+                        help="The lab arms write no TensorBoard files (to measure what the tracker costs).")
     parser.add_argument("--json", type=Path, help="Write the results as JSON to this file.")
     return parser
 
@@ -72,7 +74,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sizes = tuple((name, size) for name, size in (("ner", args.ner_batch_size), ("imdb", args.imdb_batch_size)) if size)
     settings = Settings(model=args.model, device=args.device, warmup_steps=_given(args.warmup, warmup),
                         timed_steps=_given(args.steps, steps), repeats=_given(args.repeats, repeats), peft=args.peft,
-                        compile=args.compile, peak_tflops=args.peak_tflops, batch_sizes=sizes)
+                        compile=args.compile, peak_tflops=args.peak_tflops, batch_sizes=sizes,
+                        tensorboard=not args.no_tensorboard)
     if settings.warmup_steps < 1 or settings.timed_steps < 1 or settings.repeats < 1:
         raise SystemExit("--warmup, --steps and --repeats must be at least 1.")
     try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
+from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrackingConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Settings:
     compile: bool = False
     peak_tflops: float = 0.0
     batch_sizes: tuple[tuple[str, int], ...] = ()  # per-workload overrides
+    tensorboard: bool = True  # the lab arms write TensorBoard event files, as every run does by default
 
     @property
     def total_steps(self) -> int:
@@ -83,7 +84,8 @@ def lab_config(workload: Workload, settings: Settings, model_path: str) -> RunCo
         peft=PeftSettings(method=settings.peft),
         train=TrainConfig(learning_rate=LEARNING_RATE, train_batch_size=batch_size, max_steps=settings.total_steps,
                           max_length=workload.max_length, seed=settings.seed, device=settings.device,
-                          torch_compile=settings.compile))
+                          torch_compile=settings.compile),
+        tracking=TrackingConfig(tensorboard=settings.tensorboard))
 
 
 @dataclass

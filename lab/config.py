@@ -1,6 +1,6 @@
 """Typed configuration of one fine-tuning run.
 
-A run is a `RunConfig`: four sections (`data`, `model`, `peft`, `train`) of dataclasses whose
+A run is a `RunConfig`: five sections (`data`, `model`, `peft`, `train`, `tracking`) of dataclasses whose
 fields carry a `help` text in their metadata. The same help feeds the CLI, the app's widgets and
 `python -m lab config --example`. Configs round-trip through YAML; unknown keys are named in the
 error, values are coerced from strings (for `--set key=value`) and checked in `validate()`.
@@ -166,6 +166,18 @@ class TrainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    tensorboard: bool = field(default=True, metadata=_help(
+        "Write TensorBoard event files in the run's folder (training and validation curves, per-label F1, the "
+        "config): tensorboard --logdir runs/ shows every run."))
+    mlflow_uri: str = field(default="", metadata=_help(
+        "MLflow tracking URI (file:./mlruns, http://host:5000): params, metrics per step, per-label final metrics, "
+        "the report and the model. Empty uses the MLFLOW_TRACKING_URI environment variable when it is set."))
+    report_to: list[str] = field(default_factory=list, metadata=_help(
+        "More trackers the Trainer reports to itself, e.g. wandb (needs its package and a login)."))
+
+
+@dataclass
 class RunConfig:
     task: Task = field(default="classification", metadata=_help(
         "classification: one label per text; ner: one tag per word."))
@@ -174,6 +186,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     peft: PeftSettings = field(default_factory=PeftSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     @property
     def dataset_name(self) -> str:
@@ -183,6 +196,10 @@ class RunConfig:
     # ---- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Every field as `section.field` -> value (`task` and `name` as they are), in declaration order."""
+        return dict(_leaves(self.to_dict()))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -231,7 +248,7 @@ class RunConfig:
             node = data
             for part in parts[:-1]:
                 if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"Unknown config key {key!r}; sections are data, model, peft, train.")
+                    raise ConfigError(f"Unknown config key {key!r}; sections are {', '.join(SECTIONS)}.")
                 node = node[part]
             if parts[-1] not in node:
                 raise ConfigError(f"Unknown config key {key!r}. {suggest(parts[-1], node)}")
@@ -303,7 +320,8 @@ class RunConfig:
         return self
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "peft": PeftSettings, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "peft": PeftSettings, "train": TrainConfig,
+            "tracking": TrackingConfig}
 
 
 def field_help(section: str, name: str) -> str:
@@ -339,6 +357,14 @@ def default_config(task: str = "classification") -> RunConfig:
         return RunConfig(task="ner", data=DataConfig(dataset="wnut16"),
                          train=TrainConfig(epochs=3.0, max_length=64))
     return RunConfig(task="classification", data=DataConfig(dataset="imdb", train_subset=2000, eval_subset=500))
+
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> Any:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
 
 
 def _is_file(path: str) -> bool:

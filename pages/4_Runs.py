@@ -113,6 +113,8 @@ def manage(records: dict, ids: list[str]) -> None:
 
 
 with user_errors():
+    st.caption(t("history.tensorboard"))
+    st.code(f"tensorboard --logdir {store.runs_dir}", language="bash")
     records = {run.id: run for run in store.list_runs()}
     if not records:
         st.info(t("live.no_runs"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
+from lab.config import SECTIONS, DataConfig, RunConfig
 from ui import i18n
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,8 +25,7 @@ def test_every_key_has_both_languages_and_the_same_placeholders():
 
 def test_every_config_field_with_help_has_its_chinese_help():
     chinese = i18n.catalogue("zh")
-    for section, cls in (("", RunConfig), ("data", DataConfig), ("model", ModelConfig), ("peft", PeftSettings),
-                         ("train", TrainConfig)):
+    for section, cls in (("", RunConfig), *SECTIONS.items()):
         for field in dataclasses.fields(cls):
             if field.metadata.get("help"):
                 key = f"help.{section + '.' if section else ''}{field.name}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import yaml
 
@@ -66,14 +66,6 @@ def add_config_flags(parser: argparse.ArgumentParser, one_method: bool = True) -
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("train", flag))
 
 
-def _leaves(data: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in data.items():
-        if isinstance(value, dict):
-            yield from _leaves(value, f"{prefix}{key}.")
-        else:
-            yield prefix + key, value
-
-
 def _scalar(value: Any) -> str:
     """A value as the CLI reads it back (`key=value` is parsed as a YAML scalar)."""
     if value is None:
@@ -98,10 +90,10 @@ def cli_command(config: RunConfig) -> str:
         parts += ["--train-file", config.data.train_file]
     else:
         parts += ["--dataset", config.data.dataset]
-    base_values = dict(_leaves(base.to_dict()))
+    base_values = base.flat()
     shown = {"task", "data.train_file", "data.dataset"}
     settings = []
-    for key, value in _leaves(config.to_dict()):
+    for key, value in config.flat().items():
         if key in shown or base_values.get(key) == value:
             continue
         if key in flag_for:

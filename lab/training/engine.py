@@ -38,6 +38,7 @@ from lab.training.memory import RunMemory
 from lab.training.saving import save_model, write_report
 from lab.training.scoring import EvaluationScorer, WordReference
 from lab.training.result import RunResult
+from lab.training.trackers import finish_trackers, tracker_callbacks
 from lab.training.trainer import (LabTrainer, argmax_logits, evaluation_order, total_optimizer_steps,
                                   training_arguments, virtual_token_offset)
 
@@ -121,6 +122,8 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
             order = evaluation_order(tokenized["validation"]["length"])
             gold = [loaded.label_names[loaded.splits["validation"]["label"][i]] for i in order]
             callbacks.append(ProjectionCallback(emit, head, gold, lambda: scorer.split, seed=config.train.seed))
+    trackers = tracker_callbacks(config, output_dir, scorer, config.name or output_dir.name) if is_main else []
+    callbacks += trackers
     trainer = LabTrainer(model=model, args=args, train_dataset=tokenized["train"],
                          eval_dataset=tokenized["validation"], processing_class=tokenizer,
                          data_collator=make_collator(config.task, tokenizer), compute_metrics=scorer,
@@ -163,6 +166,7 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
         write_report(output_dir, config, loaded, result, scorer)
         if dynamics is not None:
             dynamics.write(output_dir)
+        finish_trackers(trackers, output_dir, result.status)
         emit(ResultEvent(metrics=result.metrics, per_label=result.per_label, trainable_params=params.trainable,
                          total_params=params.total, wall_seconds=result.wall_seconds,
                          peak_memory_mb=result.peak_memory_mb, output_dir=str(output_dir)))

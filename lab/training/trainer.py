@@ -150,7 +150,8 @@ def training_arguments(config: RunConfig, output_dir: Path, device: str, precisi
         load_best_model_at_end=t.early_stopping_patience > 0,
         metric_for_best_model=lab_metrics.primary_metric_name(config.task) if t.early_stopping_patience else None,
         greater_is_better=True if t.early_stopping_patience else None,
-        report_to="none",
+        # TensorBoard and MLflow are the lab's own callbacks (lab.training.trackers); these are the user's extras.
+        report_to=list(config.tracking.report_to) or "none",
         disable_tqdm=not progress_bar,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         length_column_name="length",
