@@ -120,7 +120,7 @@ def model_section() -> ModelConfig:
                        pooling=m.pooling)
 
 
-def peft_section() -> PeftSettings:
+def peft_section(task: str) -> PeftSettings:
     p = base.peft
     method = choice("peft", "method", PEFT_METHODS, p.method, format_func=method_name)
     peft = PeftSettings(method=method, r=p.r, alpha=p.alpha, lora_dropout=p.lora_dropout,
@@ -149,6 +149,18 @@ def peft_section() -> PeftSettings:
         peft.target_modules = [name.strip() for name in targets.split(",") if name.strip()]
     with st.container(border=True):  # what the method trains, what it freezes, its idea in one formula
         st.markdown(t(f"method.{method}.what"))
+        from lab.training.defaults import ONE_CLICK_RESULTS
+
+        measured = ONE_CLICK_RESULTS[task]
+        mean, spread = measured["results"][method]
+        full, _ = measured["results"]["full"]
+        seeds = len(measured["seeds"])
+        words = dict(dataset=measured["dataset"], metric=measured["metric"], value=f"{mean:.3f}", seeds=seeds,
+                     spread=f" ± {spread:.3f}" if seeds > 1 else "")
+        if method == "full":
+            st.caption(t("form.measured_full", **words))
+        else:
+            st.caption(t("form.measured", **words, full=f"{full:.3f}", gap=f"{mean - full:+.3f}"))
     return peft
 
 
@@ -341,7 +353,7 @@ with user_errors():
     data = data_section(task)
     st.subheader(t("form.model_and_method"))
     model = model_section()
-    peft = peft_section()
+    peft = peft_section(task)
     model_problem = parameter_summary(RunConfig(task=task, data=data, model=model, peft=peft))
     st.subheader(t("form.training"))
     train = training_section(task, peft)
