@@ -84,7 +84,7 @@ def test_estimate_counts_the_run_and_the_model(tiny_model_dir, ner_conll):
 
     config = ner_config(tiny_model_dir, ner_conll)
     result = estimate(config)
-    loaded = load_splits(config.data, "ner", config.train.seed, log=lambda message: None)
+    loaded = load_splits(config.data, "ner", config.data.split_seed, log=lambda message: None)
     train_examples = len(loaded.splits["train"])
     assert result.train_examples == train_examples
     assert result.steps_per_epoch == math.ceil(train_examples / 8)

@@ -129,7 +129,7 @@ def test_a_saved_model_predicts_as_it_was_scored(method, pooling, tiny_model_dir
     config = config_for("classification", tiny_model_dir, sentiment_csv, method, pooling, max_steps=12,
                         train_batch_size=8, eval_steps=12)
     result = train(config, tmp_path)
-    test = load_splits(config.data, "classification", config.train.seed, log=lambda m: None).splits["test"]
+    test = load_splits(config.data, "classification", config.data.split_seed, log=lambda m: None).splits["test"]
     predictions = Predictor(tmp_path).predict(list(test["text"]))
     names = ["neg", "pos"]
     accuracy = np.mean([p.label == names[label] for p, label in zip(predictions, test["label"])])
@@ -152,7 +152,7 @@ def test_the_predictor_and_the_scorer_tag_the_same_words_even_when_truncation_cu
                         learning_rate=3e-3 if method == "full" else 3e-2)
     result = train(config, tmp_path, sink=events)
     assert any("cut off" in e.message and "predicted O" in e.message for e in events.of(LogEvent))
-    loaded = load_splits(config.data, "ner", config.train.seed, log=lambda m: None)
+    loaded = load_splits(config.data, "ner", config.data.split_seed, log=lambda m: None)
     test = loaded.splits["test"]
     gold = [[loaded.label_names[t] for t in tags] for tags in test["tags"]]
     predictions = Predictor(tmp_path).predict([" ".join(words) for words in test["tokens"]])

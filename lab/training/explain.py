@@ -11,6 +11,7 @@ adapter models alike: the gradients flow through whatever the model trains.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -85,7 +86,10 @@ def explain(predictor: "Predictor", text: str, word: Optional[int] = None, steps
     def target_probability(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return model(input_ids=ids, attention_mask=mask).logits.float().softmax(-1)[select]
 
+    limit = sys.getrecursionlimit()
     from captum.attr import LayerIntegratedGradients
+
+    sys.setrecursionlimit(limit)  # captum's import pulls in jedi, which raises it for the whole process
 
     special = torch.tensor([w is None for w in token_words], device=device)
     pad = predictor.tokenizer.pad_token_id if predictor.tokenizer.pad_token_id is not None else 0
