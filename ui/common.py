@@ -27,7 +27,7 @@ PLAYGROUND_PAGE = "pages/5_Playground.py"
 COMPARE_PAGE = "pages/6_Compare.py"
 
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange",
-                  "interrupted": "orange"}
+                  "interrupted": "orange", "pruned": "violet"}
 
 
 @st.cache_resource(show_spinner=False)

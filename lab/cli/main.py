@@ -6,6 +6,7 @@ import sys
 from typing import Optional, Sequence
 
 from lab.cli.runs import add_run_commands
+from lab.cli.sweep import add_sweep_command
 from lab.cli.flags import add_config_flags
 from lab.cli.train import command_compare, command_config, command_predict, command_train
 from lab.config import PEFT_METHODS, TASKS
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods", default="all",
                          help=f"Comma-separated PEFT methods ({', '.join(PEFT_METHODS)}), or all (default).")
 
+    add_sweep_command(commands)
     add_run_commands(commands)
     return parser
 

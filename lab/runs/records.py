@@ -12,7 +12,8 @@ from typing import Any, Optional
 from lab.errors import LabError
 
 ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
+# pruned: a sweep's trial its pruner stopped early (lab.runs.sweep).
+FINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted", "pruned")
 
 # Ids are made by `new_run_id`; references typed by users must look like one before any path use.
 _RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -338,6 +338,16 @@ class RunStore:
                 self._append(conn, run_id, [StatusEvent(status=status, message=message)])
         return bool(updated)
 
+    def mark_pruned(self, run_id: str, message: str) -> bool:
+        """A sweep's pruner stopped this run: its `cancelled` (or, stopped at its very end, `completed`)
+        becomes `pruned`, with why. False when the run was not in one of those states."""
+        with self._write() as conn:
+            updated = conn.execute("UPDATE runs SET status = 'pruned', message = ? WHERE id = ?"
+                                   " AND status IN ('cancelled', 'completed')", (message, run_id)).rowcount
+            if updated:
+                self._append(conn, run_id, [StatusEvent(status="pruned", message=message)])
+        return bool(updated)
+
     def requeue(self, run_id: str, resume_from: str, message: str) -> None:
         """Put an ended run back in the queue for another attempt in the same record (resume)."""
         owner, now = Owner.current(), time.time()

@@ -1,0 +1,221 @@
+"""Sweeps: an Optuna study driven with ask / tell, each trial a normal run in the run store, grouped under
+the sweep (`sweep NAME`).
+
+A trial's value is its best validation metric (never the test split: a sweep tuned on the test split
+would report a flattering test figure). Each validation evaluation is reported to the trial, so Optuna's
+pruner can stop a poor trial early: it ends with status `pruned` and says at which step. The study lives
+in Optuna's own storage beside the run store (SQLite, `runs/sweeps/NAME.db`), with the sweep's setup
+(base config, parameters, metric) as study attributes, so `python -m lab sweep --resume NAME` continues a
+sweep after a crash or a restart and runs only the trials still missing. Trials run one at a time.
+
+A `--param` is `section.field=KIND:...`: `log:LOW:HIGH` (float, log scale), `float:LOW:HIGH`,
+`int:LOW:HIGH` or `choice:A,B,...` (values parsed as YAML scalars).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import yaml
+
+from lab.config import RunConfig
+from lab.errors import ConfigError, LabError
+from lab.events import EvalEvent, Event, EventSink
+from lab.runs.records import slugify
+from lab.runs.store import RunStore
+
+SWEEPS_DIR = "sweeps"
+KINDS = ("log", "float", "int", "choice")
+PRUNERS = ("median", "none")
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str  # section.field
+    kind: str  # one of KINDS
+    low: Optional[float] = None
+    high: Optional[float] = None
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial) -> Any:
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high))
+        return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log")
+
+    def text(self) -> str:
+        if self.kind == "choice":
+            return f"{self.key}=choice:" + ",".join(map(_scalar, self.choices))
+        return f"{self.key}={self.kind}:{self.low:g}:{self.high:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "low": self.low, "high": self.high, "choices": list(self.choices)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Param":
+        return cls(data["key"], data["kind"], data["low"], data["high"], tuple(data["choices"]))
+
+
+def parse_param(text: str, base: Optional[RunConfig] = None) -> Param:
+    """`train.learning_rate=log:1e-5:1e-2` -> Param; the key must be a config field (checked on `base`)."""
+    key, sep, spec = text.partition("=")
+    kind, _, rest = spec.partition(":")
+    key, kind = key.strip(), kind.strip()
+    if not sep or not key or kind not in KINDS or not rest:
+        raise ConfigError(f"--param {text!r}: expected section.field=KIND:..., KIND one of {', '.join(KINDS)} "
+                          "(log:1e-5:1e-2, float:0:0.3, int:4:32, choice:4,8,16).")
+    if base is not None and key not in base.flat():
+        raise ConfigError(f"--param {text!r}: unknown config key {key!r}.")
+    if kind == "choice":
+        choices = tuple(yaml.safe_load(part) for part in rest.split(",") if part.strip())
+        if not choices:
+            raise ConfigError(f"--param {text!r}: choice needs at least one value.")
+        return Param(key, kind, choices=choices)
+    bounds = rest.split(":")
+    try:
+        low, high = (float(bound) for bound in bounds)
+    except ValueError:
+        raise ConfigError(f"--param {text!r}: {kind} needs LOW:HIGH numbers, like {kind}:1e-5:1e-2.") from None
+    if not low < high or (kind == "log" and low <= 0) or not all(map(math.isfinite, (low, high))):
+        raise ConfigError(f"--param {text!r}: needs LOW < HIGH" + (", both above 0 for log." if kind == "log" else "."))
+    return Param(key, kind, low, high)
+
+
+def study_path(store: RunStore, name: str) -> Path:
+    return store.runs_dir / SWEEPS_DIR / f"{slugify(name) or 'sweep'}.db"
+
+
+def group_of(name: str) -> str:
+    return f"sweep {name}"
+
+
+def _storage(path: Path):
+    """Optuna's SQLite storage: a killed sweep leaves no lock behind (a journal file's lock would stay)."""
+    import optuna
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(f"sqlite:///{path}")
+
+
+@dataclass
+class SweepSetup:
+    name: str
+    base: RunConfig
+    params: list[Param]
+    trials: int
+    metric: str
+    direction: str = "maximize"
+    pruner: str = "median"
+    seed: int = 42
+
+
+def create_study(store: RunStore, setup: SweepSetup):
+    """A new study for `setup`, its setup kept as study attributes; refuses a name already used."""
+    import optuna
+
+    path = study_path(store, setup.name)
+    if path.exists():
+        raise LabError(f"A sweep named {setup.name!r} exists; continue it with python -m lab sweep --resume "
+                       f"{setup.name!r}, or choose another --name.")
+    study = optuna.create_study(study_name=setup.name, storage=_storage(path), direction=setup.direction)
+    study.set_user_attr("base", setup.base.to_dict())
+    study.set_user_attr("params", [param.to_dict() for param in setup.params])
+    for key in ("trials", "metric", "pruner", "seed"):
+        study.set_user_attr(key, getattr(setup, key))
+    return study
+
+
+def load_study(store: RunStore, name: str) -> tuple[Any, SweepSetup]:
+    import optuna
+
+    path = study_path(store, name)
+    if not path.is_file():
+        raise LabError(f"No sweep named {name!r} in {store.runs_dir / SWEEPS_DIR}.")
+    study = optuna.load_study(study_name=name, storage=_storage(path))
+    attrs = study.user_attrs
+    base = RunConfig.from_dict(attrs["base"])
+    setup = SweepSetup(name=name, base=base, params=[Param.from_dict(data) for data in attrs["params"]],
+                       trials=int(attrs["trials"]), metric=attrs["metric"], direction=study.direction.name.lower(),
+                       pruner=attrs["pruner"], seed=int(attrs["seed"]))
+    return study, setup
+
+
+def _sampler_and_pruner(setup: SweepSetup, finished: int):
+    import optuna
+
+    # Seeded, and offset by the trials already told, so a resumed sweep does not redraw the first ones.
+    sampler = optuna.samplers.TPESampler(seed=setup.seed + finished)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if setup.pruner == "median" \
+        else optuna.pruners.NopPruner()
+    return sampler, pruner
+
+
+RunTrial = Callable[[RunConfig, str, EventSink, Callable[[], bool]], str]
+
+
+def run_sweep(store: RunStore, study, setup: SweepSetup, run_trial: RunTrial,
+              on_trial: Callable[[int, str, Optional[float]], None] = lambda number, status, value: None) -> Any:
+    """Ask, train, tell until `setup.trials` trials have ended (completed, pruned or failed). A trial left
+    running by a crash is told failed and run again. `run_trial(config, group, sink, prune)` trains one
+    run (sink: its events; prune(): a check the sink may use) and returns its run id."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)  # its process died with it
+    done = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    sampler, pruner = _sampler_and_pruner(setup, len(done))
+    study.sampler, study.pruner = sampler, pruner
+    while len([t for t in study.get_trials(deepcopy=False)
+               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) < setup.trials:
+        trial = study.ask()
+        values = {param.key: param.suggest(trial) for param in setup.params}
+        config = setup.base.with_overrides([f"{key}={_scalar(value)}" for key, value in values.items()])
+        config.name = f"{setup.name} #{trial.number}"
+        best: list[float] = []
+        pruned_at: list[int] = []
+
+        def sink(event: Event) -> None:
+            if isinstance(event, EvalEvent) and event.split == "validation" and setup.metric in event.metrics:
+                best.append(event.metrics[setup.metric])
+                trial.report(event.metrics[setup.metric], event.step)
+                if not pruned_at and trial.should_prune():
+                    pruned_at.append(event.step)
+
+        run_id = run_trial(config, group_of(setup.name), sink, lambda: bool(pruned_at))
+        trial.set_user_attr("run_id", run_id)
+        run = store.get_run(run_id)
+        value = (max(best) if setup.direction == "maximize" else min(best)) if best else None
+        if pruned_at and run.status in ("cancelled", "completed"):
+            store.mark_pruned(run_id, f"Pruned by the {setup.pruner} pruner at step {pruned_at[0]}: its validation "
+                                      f"{setup.metric} was below the median of earlier trials at that step.")
+            study.tell(trial, state=TrialState.PRUNED)
+            on_trial(trial.number, "pruned", value)
+        elif run.status == "completed" and value is not None:
+            study.tell(trial, value)
+            on_trial(trial.number, "completed", value)
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+            on_trial(trial.number, run.status, value)
+            if run.status in ("cancelled", "interrupted"):
+                raise KeyboardInterrupt  # the user stopped it: the sweep stops too, resumable
+    return study
+
+
+def best_trial(study) -> Optional[Any]:
+    from optuna.trial import TrialState
+
+    return study.best_trial if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else None
+
+
+def _scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def parse_params(texts: Sequence[str], base: RunConfig) -> list[Param]:
+    params = [parse_param(text, base) for text in texts]
+    if not params:
+        raise ConfigError("A sweep needs at least one --param, e.g. --param train.learning_rate=log:1e-5:1e-2.")
+    return params
