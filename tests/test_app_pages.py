@@ -477,6 +477,38 @@ def test_compare_page_queues_one_run_per_method_and_lines_them_up(store, tiny_mo
     assert at.table[0].value.shape[1] == 2
 
 
+# ---- Sweeps ----------------------------------------------------------------------------------------
+def test_sweeps_page_starts_a_sweep_from_the_form_and_shows_its_trials(store, ner_conll, tiny_model_dir):
+    from lab.runs.sweep import load_study
+
+    config = tiny_config("sweep-base", "ner", ner_conll, tiny_model_dir)
+    config.train.max_steps, config.train.eval_steps, config.train.train_batch_size = 24, 6, 8
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["form"] = config.to_dict()  # what the New run form holds
+    at.run()
+    at.switch_page("pages/7_Sweeps.py")
+    at.run()
+    no_exception(at)
+    widget(at.text_input, "train.learning_rate").input("choice:0.005,0.000001")
+    widget(at.number_input, "Trials").set_value(3)
+    widget(at.text_input, "Sweep name").input("page sweep").run()
+    widget(at.button, "Start 3 trials").click().run()
+    no_exception(at)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        study, _ = load_study(store, "page sweep")
+        if len([t for t in study.get_trials() if t.state.is_finished()]) >= 3:
+            break
+        time.sleep(0.5)
+    assert sum(run.status in ("completed", "pruned") for run in store.list_runs(group="sweep page sweep")) == 3
+    at = app("pages/7_Sweeps.py", sweep="page sweep")
+    no_exception(at)
+    trials = at.dataframe[0].value
+    assert len(trials) == 3 and set(trials["state"]) <= {"complete", "pruned"}
+    assert any("Best so far" in success.value for success in at.success)
+    assert "Optimization History Plot" in plotly_specs(at)
+
+
 # ---- 中文 (Chinese) ---------------------------------------------------------------------------------
 def page_text(at: AppTest) -> str:
     """What a reader sees on the page in words: text elements, widget labels, metrics; not code blocks
@@ -507,7 +539,8 @@ def english_sentences() -> list[str]:
 
 
 @pytest.mark.parametrize("page", ["", "pages/1_Data.py", "pages/2_New_run.py", "pages/3_Live_run.py",
-                                  "pages/4_Runs.py", "pages/5_Playground.py", "pages/6_Compare.py"])
+                                  "pages/4_Runs.py", "pages/5_Playground.py", "pages/6_Compare.py",
+                                  "pages/7_Sweeps.py"])
 def test_every_page_in_chinese_shows_no_english_sentence(page, classification_run, ner_run):
     at = app(page, lang="zh", run=classification_run)
     no_exception(at)

@@ -25,6 +25,7 @@ LIVE_PAGE = "pages/3_Live_run.py"
 RUNS_PAGE = "pages/4_Runs.py"
 PLAYGROUND_PAGE = "pages/5_Playground.py"
 COMPARE_PAGE = "pages/6_Compare.py"
+SWEEPS_PAGE = "pages/7_Sweeps.py"
 
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange",
                   "interrupted": "orange", "pruned": "violet"}
@@ -81,6 +82,7 @@ NAVIGATION = ((HOME_PAGE, "pages.home", ":material/home:"), (DATA_PAGE, "pages.d
               (LIVE_PAGE, "pages.live_run", ":material/monitoring:"),
               (RUNS_PAGE, "pages.runs", ":material/table_rows:"),
               (COMPARE_PAGE, "pages.compare", ":material/compare:"),
+              (SWEEPS_PAGE, "pages.sweeps", ":material/tune:"),
               (PLAYGROUND_PAGE, "pages.playground", ":material/science:"))
 
 

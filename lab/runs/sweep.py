@@ -219,3 +219,55 @@ def parse_params(texts: Sequence[str], base: RunConfig) -> list[Param]:
     if not params:
         raise ConfigError("A sweep needs at least one --param, e.g. --param train.learning_rate=log:1e-5:1e-2.")
     return params
+
+
+def runner_trial(runner, store: RunStore, poll_seconds: float = 0.5) -> RunTrial:
+    """A RunTrial for the app: the trial goes through the job runner like any run, and its events are read
+    back from the store for the pruner; a pruned trial is cancelled at its next optimizer step."""
+    import time
+
+    def run_trial(config: RunConfig, group: str, sink: EventSink, prune: Callable[[], bool]) -> str:
+        run_id, seq = runner.submit(config, group=group), 0
+        while True:
+            ended = not store.get_run(run_id).is_active  # read before the events, so none is missed
+            for seq, event in store.events_since(run_id, seq):
+                sink(event)
+            if ended:
+                return run_id
+            if prune():
+                try:
+                    runner.cancel(run_id)
+                except LabError:
+                    pass  # it ended meanwhile
+            time.sleep(poll_seconds)
+
+    return run_trial
+
+
+def start_in_background(runner, store: RunStore, setup: SweepSetup) -> Any:
+    """Create the study and run it in a daemon thread (the app's Sweeps page); returns the thread."""
+    import threading
+
+    study = create_study(store, setup)
+
+    def work() -> None:
+        try:
+            run_sweep(store, study, setup, runner_trial(runner, store))
+        except KeyboardInterrupt:
+            pass  # a trial was cancelled: the sweep stops, resumable
+
+    thread = threading.Thread(target=work, name=f"lab-sweep-{setup.name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def sweep_names(store: RunStore) -> list[str]:
+    """The sweeps kept beside this run store, newest first."""
+    folder = store.runs_dir / SWEEPS_DIR
+    paths = sorted(folder.glob("*.db"), key=lambda path: path.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    import optuna
+
+    names = []
+    for path in paths:
+        names += [summary.study_name for summary in optuna.get_all_study_summaries(_storage(path))]
+    return names
