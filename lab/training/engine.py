@@ -35,6 +35,7 @@ from lab.training.insight import ProjectionCallback, TrainingDynamics, head_modu
 from lab.training.modeling import (adapt, count_parameters, load_model, load_tokenizer, pick_device, pick_precision,
                                    restore_adalora_ranks)
 from lab.training.memory import RunMemory
+from lab.training.model_card import write_model_card
 from lab.training.saving import save_model, write_report
 from lab.training.scoring import EvaluationScorer, WordReference
 from lab.training.result import RunResult
@@ -166,6 +167,8 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
         write_report(output_dir, config, loaded, result, scorer)
         if dynamics is not None:
             dynamics.write(output_dir)
+        if result.status == "completed":
+            write_model_card(output_dir / "model", config, loaded, result, f"{device} ({precision})")
         finish_trackers(trackers, output_dir, result.status)
         emit(ResultEvent(metrics=result.metrics, per_label=result.per_label, trainable_params=params.trainable,
                          total_params=params.total, wall_seconds=result.wall_seconds,

@@ -1,0 +1,29 @@
+"""Every saved model folder has a Hugging Face model card, as huggingface_hub itself reads it."""
+import json
+
+import pytest
+
+from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
+from lab.training.engine import train
+
+
+@pytest.mark.parametrize("method, library", [("lora", "peft"), ("full", "transformers")])
+def test_the_model_card_carries_metadata_results_and_the_config(method, library, tiny_model_dir, ner_conll, tmp_path):
+    from huggingface_hub import ModelCard
+
+    config = RunConfig(task="ner", name="card test", data=DataConfig(dataset="", train_file=str(ner_conll)),
+                       model=ModelConfig(name_or_path=tiny_model_dir), peft=PeftSettings(method=method, r=4),
+                       train=TrainConfig(learning_rate=3e-3, max_steps=8, train_batch_size=8, max_length=32))
+    train(config, tmp_path)
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    data = card.data.to_dict()
+    assert data["base_model"] == tiny_model_dir and data["library_name"] == library
+    assert data["pipeline_tag"] == "token-classification" and method in data["tags"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    (result,) = card.data.eval_results and [r for r in card.data.eval_results if r.metric_type == "f1"]
+    assert result.metric_value == pytest.approx(report["test_metrics"]["f1"], abs=1e-4)
+    text = card.text
+    assert "| label | precision | recall | f1 | support |" in text
+    assert all(f"| {row['label']} |" in text for row in report["per_label"])
+    assert f"{report['trainable_params']:,} of {report['total_params']:,}" in text
+    assert "Hardware: cpu" in text and "```yaml" in text and f"method: {method}" in text
