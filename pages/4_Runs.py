@@ -12,7 +12,8 @@ from lab.training.metrics import primary_metric_name
 from lab.views.history import comparison_frame, runs_frame, zip_folder
 from lab.views.run_view import run_view
 from ui import charts
-from ui.common import get_store, method_name, open_run, page_setup, status_name, task_name, user_errors
+from ui.common import (get_store, method_name, open_run, page_setup, status_name, task_name, user_errors,
+                       wait_for_training_stack)
 from ui.i18n import t
 
 page_setup("pages.runs")
@@ -80,6 +81,23 @@ def compare(records: dict, ids: list[str]) -> None:
     st.table(table.rename(index=comparison_row_name))
 
 
+def export_onnx_button(row, run_id: str, model_dir, output) -> None:
+    """Export to ONNX (adapters merged, checked with onnxruntime) into the run's folder, then offer it."""
+    folder = output / "onnx"
+    if row.button(t("history.export_onnx"), icon=":material/output:", help=t("history.export_onnx_help")):
+        wait_for_training_stack()
+        from lab.training.export import export_onnx, test_texts
+
+        with user_errors(), st.spinner(t("history.exporting")):
+            result = export_onnx(model_dir, folder, test_texts(store.load_config(run_id)))
+            st.session_state[f"onnx-{run_id}"] = result.max_abs_difference
+    if f"onnx-{run_id}" in st.session_state and (folder / "model.onnx").is_file():
+        st.success(t("history.exported", folder=str(folder),
+                     difference=f"{st.session_state[f'onnx-{run_id}']:.1e}"), icon=":material/check:")
+        st.download_button(t("history.onnx_zip"), functools.partial(zip_folder, folder), f"{run_id}-onnx.zip",
+                           mime="application/zip", icon=":material/download:", on_click="ignore")
+
+
 def manage(records: dict, ids: list[str]) -> None:
     st.subheader(t("history.download_or_delete"))
     run_id = st.selectbox(t("live.run"), ids,
@@ -103,6 +121,8 @@ def manage(records: dict, ids: list[str]) -> None:
         # clicked before it ends would find its file gone ("Deferred file ... not found").
         row.download_button(t(f"history.{what}_zip"), functools.partial(zip_folder, model_dir), f"{run_id}-{what}.zip",
                             mime="application/zip", icon=":material/download:", on_click="ignore")
+    if model_dir.is_dir() and run.status == "completed":
+        export_onnx_button(row, run_id, model_dir, output)
     with row.popover(t("history.delete"), icon=":material/delete:"):
         st.write(t("history.delete_question", name=run.name))
         if st.button(t("history.delete_for_good"), type="primary", key="delete-confirm"):

@@ -396,6 +396,17 @@ def test_a_cli_run_with_its_own_output_folder_downloads_and_plays_in_the_app(sto
     assert widget(at.metric, "Prediction").value in ("neg", "pos")
 
 
+def test_runs_page_exports_a_run_to_onnx_and_offers_it(store, classification_run):
+    at = app("pages/4_Runs.py")
+    widget(at.selectbox, "Run").set_value(classification_run).run()
+    widget(at.button, "Export to ONNX").click().run()
+    no_exception(at)
+    message = next(s.value for s in at.success if "ONNX model in" in s.value)
+    assert float(message.rsplit("max logit difference ", 1)[1].rstrip(".")) < 1e-3
+    assert "ONNX (.zip)" in {button.label for button in at.get("download_button")}
+    assert (store.output_dir(store.get_run(classification_run)) / "onnx" / "model.onnx").is_file()
+
+
 def test_runs_page_refuses_to_delete_an_active_run(store):
     run = store.create_run(RunConfig(name="still-queued"))
     at = app("pages/4_Runs.py")

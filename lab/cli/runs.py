@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, Optional
 
+from lab.errors import LabError
 from lab.events import (EvalEvent, Event, LogEvent, ProgressEvent, ProjectionEvent, RankEvent, ResultEvent,
                         StatusEvent, StepEvent)
 from lab.runs.execute import EXIT_CODES
@@ -49,6 +50,13 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     resume.add_argument("run", help="Run id, name, or the start of an id.")
     resume.set_defaults(handler=cmd_resume)
 
+    export = subparsers.add_parser("export", help="Export a completed run's model: ONNX, adapters merged, "
+                                                  "checked against torch with onnxruntime.")
+    export.add_argument("run", help="Run id, name, or the start of an id.")
+    export.add_argument("--onnx", required=True, metavar="DIR", help="Folder for model.onnx, the tokenizer and "
+                                                                     "labels.json.")
+    export.set_defaults(handler=cmd_export)
+
     delete = subparsers.add_parser("delete", help="Delete an ended run: its record, events and folder.")
     delete.add_argument("run", help="Run id, name, or the start of an id.")
     delete.set_defaults(handler=cmd_delete)
@@ -73,6 +81,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = [(run.id, run.name, run.status, run.task, run.model, run.peft_method, _when(run.created_at),
              _headline(run.metrics)) for run in runs]
     print(_table(("id", "name", "status", "task", "model", "peft", "created", "metrics"), rows))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lab.training.export import export_onnx, test_texts
+
+    store = open_store(args)
+    run = store.find_run(args.run)
+    model_dir = store.output_dir(run) / "model"
+    if run.status != "completed" or not model_dir.is_dir():
+        raise LabError(f"Run {run.id} is {run.status} and saved no model to export.")
+    result = export_onnx(model_dir, args.onnx, test_texts(store.load_config(run.id)))
+    print(f"exported {result.path} (dynamic batch and sequence axes; tokenizer and labels.json beside it); "
+          f"onnxruntime vs torch on {result.examples} test examples: max abs logit difference "
+          f"{result.max_abs_difference:.2e}")
     return 0
 
 

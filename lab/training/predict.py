@@ -69,6 +69,7 @@ class Predictor:
         # transformers' load report ("MISSING ... newly initialized, consider training") would mislead.
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars: a terminal user sees only the answer
         try:
             if self.info["peft_method"] in NO_ADAPTER_METHODS:
                 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
