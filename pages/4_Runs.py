@@ -98,6 +98,19 @@ def export_onnx_button(row, run_id: str, model_dir, output) -> None:
                            mime="application/zip", icon=":material/download:", on_click="ignore")
 
 
+def push_to_hub(model_dir) -> None:
+    """The model or adapter folder, model card included, to a hub repository (token: HF_TOKEN or the login)."""
+    st.caption(t("history.push_help"))
+    repo_id = st.text_input(t("history.repo_id"), placeholder="my-name/imdb-lora")
+    private = st.checkbox(t("history.private"), value=True)
+    if st.button(t("history.push_now"), type="primary", disabled=not repo_id.strip(), key="push-confirm"):
+        from lab.training.push import push_folder
+
+        with user_errors(), st.spinner(t("history.pushing")):
+            url = push_folder(model_dir, repo_id.strip(), private=private)
+            st.success(t("history.pushed", url=url), icon=":material/check:")
+
+
 def manage(records: dict, ids: list[str]) -> None:
     st.subheader(t("history.download_or_delete"))
     run_id = st.selectbox(t("live.run"), ids,
@@ -123,6 +136,8 @@ def manage(records: dict, ids: list[str]) -> None:
                             mime="application/zip", icon=":material/download:", on_click="ignore")
     if model_dir.is_dir() and run.status == "completed":
         export_onnx_button(row, run_id, model_dir, output)
+        with row.popover(t("history.push"), icon=":material/cloud_upload:"):
+            push_to_hub(model_dir)
     with row.popover(t("history.delete"), icon=":material/delete:"):
         st.write(t("history.delete_question", name=run.name))
         if st.button(t("history.delete_for_good"), type="primary", key="delete-confirm"):

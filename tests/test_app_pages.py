@@ -405,6 +405,11 @@ def test_runs_page_exports_a_run_to_onnx_and_offers_it(store, classification_run
     assert float(message.rsplit("max logit difference ", 1)[1].rstrip(".")) < 1e-3
     assert "ONNX (.zip)" in {button.label for button in at.get("download_button")}
     assert (store.output_dir(store.get_run(classification_run)) / "onnx" / "model.onnx").is_file()
+    # Offline, a push says so on the page, in one message, and the page goes on.
+    widget(at.text_input, "Repository (OWNER/NAME)").input("someone/tiny").run()
+    at.button(key="push-confirm").click().run()
+    no_exception(at)
+    assert any("offline mode is on" in error.value for error in at.error)
 
 
 def test_runs_page_refuses_to_delete_an_active_run(store):

@@ -1,4 +1,4 @@
-"""The run-history commands of the CLI: `runs`, `show`, `cancel`, `resume`, `delete`.
+"""The run-history commands of the CLI: `runs`, `show`, `cancel`, `resume`, `export`, `push`, `delete`.
 
 `add_run_commands(subparsers)` registers them on the main parser's subparsers; each sets
 `handler=<function>`, a function taking the parsed arguments and returning the exit code. Mistakes a
@@ -57,6 +57,13 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
                                                                      "labels.json.")
     export.set_defaults(handler=cmd_export)
 
+    push = subparsers.add_parser("push", help="Upload a completed run's model or adapter folder, with its model "
+                                              "card, to the Hugging Face hub (token: HF_TOKEN or your login).")
+    push.add_argument("run", help="Run id, name, or the start of an id.")
+    push.add_argument("repo_id", help="OWNER/NAME of the hub repository (created when it does not exist).")
+    push.add_argument("--private", action="store_true", help="Create the repository private.")
+    push.set_defaults(handler=cmd_push)
+
     delete = subparsers.add_parser("delete", help="Delete an ended run: its record, events and folder.")
     delete.add_argument("run", help="Run id, name, or the start of an id.")
     delete.set_defaults(handler=cmd_delete)
@@ -88,14 +95,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     from lab.training.export import export_onnx, test_texts
 
     store = open_store(args)
-    run = store.find_run(args.run)
-    model_dir = store.output_dir(run) / "model"
-    if run.status != "completed" or not model_dir.is_dir():
-        raise LabError(f"Run {run.id} is {run.status} and saved no model to export.")
+    run, model_dir = completed_model_dir(store, args.run)
     result = export_onnx(model_dir, args.onnx, test_texts(store.load_config(run.id)))
     print(f"exported {result.path} (dynamic batch and sequence axes; tokenizer and labels.json beside it); "
           f"onnxruntime vs torch on {result.examples} test examples: max abs logit difference "
           f"{result.max_abs_difference:.2e}")
+    return 0
+
+
+def completed_model_dir(store: RunStore, ref: str):
+    run = store.find_run(ref)
+    model_dir = store.output_dir(run) / "model"
+    if run.status != "completed" or not model_dir.is_dir():
+        raise LabError(f"Run {run.id} is {run.status} and saved no model.")
+    return run, model_dir
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from lab.training.push import push_folder
+
+    _, model_dir = completed_model_dir(open_store(args), args.run)
+    url = push_folder(model_dir, args.repo_id, private=args.private)
+    print(f"pushed {model_dir} to {url}")
     return 0
 
 
