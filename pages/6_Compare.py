@@ -8,7 +8,7 @@ import streamlit as st
 from lab.config import PEFT_METHODS, TASKS
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError
-from lab.runs.compare import comparison_base, group_name, method_configs
+from lab.runs.compare import GROUP_PREFIX, comparison_base, group_name, method_configs
 from lab.training.metrics import primary_metric_name
 from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
 from lab.views.formatting import format_duration
@@ -104,7 +104,7 @@ def comparison(group: str, polling: bool) -> None:
 
 
 with user_errors():
-    groups = store.groups()
+    groups = [name for name in store.groups() if name.startswith(GROUP_PREFIX)]  # not the sweeps
     with st.expander(t("compare.new"), expanded=not groups, icon=":material/add:"):
         launch_form()
     if groups:

@@ -60,7 +60,9 @@ def show(name: str) -> None:
                      params=", ".join(f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}"
                                       for key, value in best.params.items())), icon=":material/trophy:")
     if not frame.empty:
-        st.dataframe(frame, hide_index=True, width="stretch")
+        st.dataframe(frame, hide_index=True, width="stretch", column_config={
+            name: st.column_config.Column(t(f"sweeps.column.{name.replace(' ', '_')}"))
+            for name in ("trial", "state", "value", "run", "run status")})
     completed = frame["state"].eq("complete").sum() if not frame.empty else 0
     if completed >= 1:
         left, right = st.columns(2)

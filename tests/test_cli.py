@@ -78,11 +78,11 @@ def test_compare_trains_each_method_once_in_one_group_and_prints_the_table(tiny_
     result = lab("compare", "--task", "ner", "--train-file", ner_conll, "--model", tiny_model_dir,
                  "--methods", "lora,full", "--max-steps", "6", "--max-length", "48", "--name", "cli compare")
     assert result.returncode == 0, result.stderr
-    table = result.stdout[result.stdout.index("cli compare\n"):]
+    table = result.stdout[result.stdout.index("compare cli compare\n"):]
     # PEFT_METHODS order, whatever order --methods gave; one row each, with its test F1 and trainable share.
     assert [line.split()[0] for line in table.splitlines()[2:]] == ["full", "lora"]
     assert "100.00%" in table and "completed" in table
-    runs = json.loads(lab("runs", "--json", "--group", "cli compare").stdout)
+    runs = json.loads(lab("runs", "--json", "--group", "compare cli compare").stdout)
     assert sorted(run["peft_method"] for run in runs) == ["full", "lora"]
     assert all(run["status"] == "completed" and "f1" in run["metrics"] for run in runs)
 

@@ -82,7 +82,7 @@ NAVIGATION = ((HOME_PAGE, "pages.home", ":material/home:"), (DATA_PAGE, "pages.d
               (LIVE_PAGE, "pages.live_run", ":material/monitoring:"),
               (RUNS_PAGE, "pages.runs", ":material/table_rows:"),
               (COMPARE_PAGE, "pages.compare", ":material/compare:"),
-              (SWEEPS_PAGE, "pages.sweeps", ":material/tune:"),
+              (SWEEPS_PAGE, "pages.sweeps", ":material/manage_search:"),
               (PLAYGROUND_PAGE, "pages.playground", ":material/science:"))
 
 

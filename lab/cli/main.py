@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and print them side by side.",
         description="Without a YAML the runs start from the Home page's one-click budget for the task "
                     "(offline: IMDB or WNUT-16); the flags change it as they change `train`'s. The runs are a "
-                    "group in the run store (--name names it), shown together on the Runs and Compare pages.")
+                    "group in the run store (compare NAME with --name), shown together on the Runs and Compare pages.")
     add_config_flags(compare, one_method=False)
     compare.add_argument("--methods", default="all",
                          help=f"Comma-separated PEFT methods ({', '.join(PEFT_METHODS)}), or all (default).")

@@ -42,7 +42,7 @@ def command_compare(args: argparse.Namespace) -> int:
     methods = parse_methods(args.methods)
     task = args.task or (RunConfig.load(args.config).task if args.config else "classification")
     base = config_from_args(args, budget=comparison_base(task))
-    configs, group, store = method_configs(base, methods), args.name or group_name(base), RunStore()
+    configs, group, store = method_configs(base, methods), group_name(base, args.name or ""), RunStore()
     print(f"Comparing {len(configs)} methods on {base.dataset_name} ({base.task}, {base.model.name_or_path}), "
           f"each at its default learning rate; group {group!r}.", flush=True)
     outcome, metric = 0, primary_metric_name(base.task)

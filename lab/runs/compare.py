@@ -41,8 +41,12 @@ def comparison_base(task: str) -> RunConfig:
                 default_config(task))
 
 
-def group_name(config: RunConfig) -> str:
-    return f"compare {config.task} {config.dataset_name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+GROUP_PREFIX = "compare "  # a comparison's group name starts so (a sweep's with "sweep ")
+
+
+def group_name(config: RunConfig, name: str = "") -> str:
+    """`compare NAME`, or by default `compare TASK DATASET DATE TIME`."""
+    return GROUP_PREFIX + (name.strip() or f"{config.task} {config.dataset_name} {time.strftime('%Y-%m-%d %H:%M:%S')}")
 
 
 def method_configs(base: RunConfig, methods: Sequence[str]) -> list[RunConfig]:
