@@ -32,6 +32,7 @@ from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import Event, StatusEvent, event_from_dict
 from lab.runs.owner import Owner
+from lab.runs.schema import create_or_upgrade
 from lab.runs.records import (ACTIVE_STATUSES, FINAL_STATUSES, RunRecord, check_run_id, clean_name, new_run_id,
                               record_from_row)
 
@@ -39,47 +40,6 @@ RUNS_DIR_ENV = "LAB_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
 DB_NAME = "lab.db"
 
-_SCHEMA_VERSION = 2
-# Columns added after version 1, for stores made before them: (name, definition).
-_ADDED_COLUMNS = (("group_name", "TEXT NOT NULL DEFAULT ''"),)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    task TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    model TEXT NOT NULL,
-    peft_method TEXT NOT NULL,
-    executor TEXT NOT NULL,
-    num_devices INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    message TEXT NOT NULL DEFAULT '',
-    traceback TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    metrics TEXT NOT NULL DEFAULT '{}',
-    per_label TEXT NOT NULL DEFAULT '[]',
-    summary TEXT NOT NULL DEFAULT '{}',
-    owner_host TEXT NOT NULL DEFAULT '',
-    owner_pid INTEGER NOT NULL DEFAULT 0,
-    owner_identity TEXT NOT NULL DEFAULT '',
-    heartbeat_at REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    resume_from TEXT NOT NULL DEFAULT '',
-    attempt INTEGER NOT NULL DEFAULT 1,
-    output_dir TEXT NOT NULL DEFAULT '',
-    group_name TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    json TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-"""
 
 
 def default_runs_dir() -> Path:
@@ -150,15 +110,8 @@ class RunStore:
         if mode.lower() != "wal":
             raise LabError(f"The run store {self.db_path} cannot use WAL mode (got {mode}); "
                            f"put {RUNS_DIR_ENV} on a local disk.")
-        # One statement at a time: executescript() would commit the surrounding transaction.
         with self._write() as conn:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
-            present = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
-            for name, definition in _ADDED_COLUMNS:
-                if name not in present:
-                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            create_or_upgrade(conn)
 
     # -- runs --
     def run_dir(self, run_id: str) -> Path:
