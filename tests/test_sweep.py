@@ -72,6 +72,8 @@ def test_a_killed_sweep_resumes_and_runs_only_the_missing_trials(tiny_model_dir,
     ("train.learning_rate=log:1e-5:1e-2", Param("train.learning_rate", "log", 1e-5, 1e-2)),
     ("peft.r=int:4:32", Param("peft.r", "int", 4, 32)),
     ("peft.r=choice:4,8,16", Param("peft.r", "choice", choices=(4, 8, 16))),
+    ("train.learning_rate=choice:1e-3,3e-4", Param("train.learning_rate", "choice", choices=(1e-3, 3e-4))),
+    ("train.optimizer=choice:adamw,sgd", Param("train.optimizer", "choice", choices=("adamw", "sgd"))),
     ("train.warmup_ratio=float:0:0.2", Param("train.warmup_ratio", "float", 0.0, 0.2)),
 ])
 def test_the_param_grammar(text, expected):

@@ -70,7 +70,7 @@ def parse_param(text: str, base: Optional[RunConfig] = None) -> Param:
     if base is not None and key not in base.flat():
         raise ConfigError(f"--param {text!r}: unknown config key {key!r}.")
     if kind == "choice":
-        choices = tuple(yaml.safe_load(part) for part in rest.split(",") if part.strip())
+        choices = tuple(_choice(part) for part in rest.split(",") if part.strip())
         if not choices:
             raise ConfigError(f"--param {text!r}: choice needs at least one value.")
         return Param(key, kind, choices=choices)
@@ -208,6 +208,17 @@ def best_trial(study) -> Optional[Any]:
     from optuna.trial import TrialState
 
     return study.best_trial if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else None
+
+
+def _choice(text: str) -> Any:
+    """A choice as YAML reads it, but 1e-3 a number (YAML 1.1 wants 1.0e-3 for that)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _scalar(value: Any) -> str:
