@@ -153,13 +153,18 @@ def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional
                     metric or ""))
 
 
+_LABEL_PLACES = ("top center", "bottom center", "middle right", "middle left")
+
+
 def method_tradeoff(rows: pd.DataFrame, metric: str) -> go.Figure:
     """Held-out metric against the share of parameters trained (log scale), one labelled point per method:
     what each method buys with what it trains. Rows come from lab.views.compare_view.comparison_rows."""
     done = rows.dropna(subset=["test", "trainable share"])
     figure = go.Figure(go.Scatter(
         x=(100 * done["trainable share"]).tolist(), y=done["test"].tolist(), text=done["method"].tolist(),
-        mode="markers+text", textposition="top center", marker=dict(size=11, color=palette()["bar"]),
+        # The adapters crowd around 0.1-0.5%: their names take turns above, below and beside the points.
+        mode="markers+text", textposition=[_LABEL_PLACES[i % len(_LABEL_PLACES)] for i in range(len(done))],
+        textfont=dict(size=11), marker=dict(size=11, color=palette()["bar"]),
         hovertemplate="%{text}: %{y:.3f}, %{x:.3g}%<extra></extra>"))
     figure.update_xaxes(type="log")
     figure.update_yaxes(range=[0, 1.05])
@@ -176,7 +181,7 @@ def per_label_by_method(table: pd.DataFrame) -> go.Figure:
     for method in table.columns:
         figure.add_bar(x=labels, y=table[method].tolist(), name=str(method))
     figure.update_yaxes(range=[0, 1.02])
-    figure = _layout(figure, t("chart.per_label_by_method"), "", "F1")
+    figure = _layout(figure, t("chart.per_label_by_method"), "", "F1", height=HEIGHT + 120)  # room for the legend
     figure.update_layout(barmode="group", hovermode="closest")
     return figure
 
