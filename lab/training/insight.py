@@ -37,8 +37,8 @@ def adalora_ranks(model: torch.nn.Module) -> dict[str, int]:
 def head_module(model: torch.nn.Module) -> Optional[torch.nn.Module]:
     """The task head (its input is the sentence vector), through peft's wrappers."""
     for name in ("classifier", "score"):
-        for path, module in model.named_modules():
-            if path.split(".")[-1] == name and not path.endswith(f"{name}.original_module"):
+        for path, module in model.named_modules():  # outermost first: peft's wrapper before its copies
+            if path.split(".")[-1] == name:
                 return module
     return None
 

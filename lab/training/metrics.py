@@ -38,6 +38,7 @@ __all__ = [
     "report_to_records",
     "format_report",
     "primary_metric_name",
+    "is_average_row",
     "ENTITY_SCHEMES",
 ]
 
@@ -222,6 +223,11 @@ def format_report(report: pd.DataFrame, digits: int = 4) -> str:
         values = "".join(f"{float(row[c]):>{column + 1}.{digits}f}" for c in COLUMNS[:3])
         lines.append(f"{name:>{width}}{values}{int(row['support']):>{column + 1}d}")
     return "\n".join(lines) + "\n"
+
+
+def is_average_row(label: str) -> bool:
+    """A per-label report's summary rows (micro / macro / weighted avg, accuracy), not a label."""
+    return label.endswith(" avg") or label == "accuracy"
 
 
 def primary_metric_name(task: str) -> str:

@@ -17,6 +17,7 @@ from transformers.integrations import TensorBoardCallback
 
 from lab.config import RunConfig
 from lab.errors import ConfigError
+from lab.training.metrics import is_average_row
 
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -46,7 +47,7 @@ def finish_trackers(callbacks: list[TrainerCallback], output_dir: Path, status: 
 
 def _per_label_f1(per_label: list[dict[str, Any]]) -> Iterator[tuple[str, float]]:
     for row in per_label:
-        if not (row["label"].endswith(" avg") or row["label"] == "accuracy") and row.get("f1") is not None:
+        if not is_average_row(row["label"]) and row.get("f1") is not None:
             yield row["label"], float(row["f1"])
 
 

@@ -7,8 +7,8 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from lab.runs.compare import by_method
-from lab.training.metrics import primary_metric_name
-from lab.views.run_view import RunView, is_average_row
+from lab.training.metrics import is_average_row, primary_metric_name
+from lab.views.run_view import RunView
 
 ROW_COLUMNS = ["method", "status", "test", "best validation", "trainable", "trainable share", "train seconds",
                "peak memory MB", "run"]

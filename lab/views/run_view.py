@@ -11,6 +11,7 @@ import pandas as pd
 
 from lab.events import (EvalEvent, Event, LogEvent, ProgressEvent, ProjectionEvent, RankEvent, ResultEvent,
                         StatusEvent, StepEvent)
+from lab.training.metrics import is_average_row
 
 
 @dataclass
@@ -40,10 +41,6 @@ STEP_COLUMNS = ["step", "max_steps", "epoch", "loss", "learning_rate", "grad_nor
                 "elapsed_seconds", "eta_seconds"]
 LABEL_COLUMNS = ["label", "precision", "recall", "f1", "support"]
 _DEVICE_LINE = re.compile(r"^device ([^,\s]+), precision ([^,\s]+)")
-
-
-def is_average_row(label: str) -> bool:
-    return label.endswith(" avg") or label == "accuracy"
 
 
 class _Columns:
