@@ -46,3 +46,31 @@ def tiny_model_dir(tmp_path_factory) -> str:
     from lab.training.testing import build_tiny_model, fixture_texts
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"), fixture_texts(FIXTURES))
+
+
+# A learnable rule for the attribution and data-map tests: a text is positive exactly when it holds KEYWORD.
+KEYWORD = "wonderful"
+FILLER = "the film was a story about people in a city with music and long scenes every night".split()
+
+
+def write_keyword_csv(path: Path, seed: int, numbered: bool = False, flipped: int = 0) -> set[str]:
+    """240 texts of 8 filler words, every other one with KEYWORD (and labelled pos); `numbered` makes each text
+    unique, `flipped` mislabels the first that many. Returns the mislabelled texts."""
+    import csv
+    import random
+
+    rng = random.Random(seed)
+    rows, mislabelled = [], set()
+    for i in range(240):
+        words = rng.sample(FILLER, 8)
+        if i % 2:
+            words.insert(rng.randrange(len(words)), KEYWORD)
+        label = "pos" if i % 2 else "neg"
+        text = " ".join(words) + (f" number {i}" if numbered else "")
+        if i < flipped:
+            label = "neg" if label == "pos" else "pos"
+            mislabelled.add(text)
+        rows.append((text, label))
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows])
+    return mislabelled

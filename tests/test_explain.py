@@ -1,33 +1,22 @@
 """Why this label: integrated gradients per word, on a model trained to key on one word."""
-import csv
 import json
-import random
 
 import pytest
 
+from conftest import KEYWORD, write_keyword_csv
 from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
 from lab.training.engine import train
 from lab.training.explain import explain
 from lab.training.predict import Predictor
 
-KEYWORD = "wonderful"
-FILLER = "the film was a story about people in a city with music and long scenes every night".split()
 
 
 @pytest.fixture(scope="module")
 def keyword_model(tmp_path_factory) -> str:
     """MiniLM with LoRA, trained on texts that are positive exactly when they hold KEYWORD."""
     folder = tmp_path_factory.mktemp("keyword")
-    rng = random.Random(0)
-    rows = []
-    for i in range(240):
-        words = rng.sample(FILLER, 8)
-        if i % 2:
-            words.insert(rng.randrange(len(words)), KEYWORD)
-        rows.append((" ".join(words), "pos" if i % 2 else "neg"))
     path = folder / "keyword.csv"
-    with path.open("w", newline="") as handle:
-        csv.writer(handle).writerows([("text", "label"), *rows])
+    write_keyword_csv(path, seed=0)
     config = RunConfig(task="classification", data=DataConfig(dataset="", train_file=str(path)),
                        model=ModelConfig(name_or_path="minilm"), peft=PeftSettings(method="lora"),
                        train=TrainConfig(max_steps=30, train_batch_size=8, max_length=32, eval_steps=30))

@@ -1,18 +1,15 @@
 """Inside the training: the data map finds flipped labels, the validation vectors move apart, AdaLoRA's
 ranks are recorded at each evaluation; all from the run's own passes."""
-import csv
-import random
 
 import numpy as np
 import pytest
 
+from conftest import write_keyword_csv
 from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
 from lab.events import ProjectionEvent, RankEvent
 from lab.training.engine import train
 from lab.views.data_map import hardest, load_data_map
 
-KEYWORD = "wonderful"
-FILLER = "the film was a story about people in a city with music and long scenes every night".split()
 FLIPPED = 10
 
 
@@ -25,21 +22,8 @@ class Recorder(list):
 def keyword_run(tmp_path_factory):
     """MiniLM with LoRA, 3 epochs on texts that are positive when they hold KEYWORD, FLIPPED of them mislabelled."""
     folder = tmp_path_factory.mktemp("cartography")
-    rng = random.Random(1)
-    rows, flipped = [], set()
-    for i in range(240):
-        words = rng.sample(FILLER, 8)
-        if i % 2:
-            words.insert(rng.randrange(len(words)), KEYWORD)
-        label = "pos" if i % 2 else "neg"
-        text = " ".join(words) + f" number {i}"
-        if i < FLIPPED:
-            label, text = ("neg" if label == "pos" else "pos"), text
-            flipped.add(text)
-        rows.append((text, label))
     path = folder / "keyword.csv"
-    with path.open("w", newline="") as handle:
-        csv.writer(handle).writerows([("text", "label"), *rows])
+    flipped = write_keyword_csv(path, seed=1, numbered=True, flipped=FLIPPED)
     config = RunConfig(task="classification", data=DataConfig(dataset="", train_file=str(path)),
                        model=ModelConfig(name_or_path="minilm"), peft=PeftSettings(method="lora"),
                        train=TrainConfig(epochs=3, train_batch_size=8, max_length=32, eval_steps=8))
