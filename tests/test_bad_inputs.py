@@ -537,6 +537,7 @@ def test_the_hub_probe_gives_up_on_time_even_when_the_name_lookup_hangs(monkeypa
 
     def hanging_lookup(address, timeout=None):  # what a stalled DNS resolver does to create_connection
         time.sleep(10)
+        raise OSError("Temporary failure in name resolution")
 
     monkeypatch.setattr(hub.socket, "create_connection", hanging_lookup)
     started = time.perf_counter()
