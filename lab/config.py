@@ -28,6 +28,7 @@ TagScheme = Literal["auto", "IOB1", "IOB2", "BIOES"]
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DataSource = Literal["auto", "hub", "offline"]
 Pooling = Literal["auto", "pooler", "pooler-trained", "mean"]
+Executor = Literal["local", "ray"]
 
 TASKS = get_args(Task)
 PEFT_METHODS = get_args(PeftMethod)
@@ -38,6 +39,7 @@ TAG_SCHEMES = get_args(TagScheme)
 DEVICES = get_args(Device)
 DATA_SOURCES = get_args(DataSource)
 POOLINGS = get_args(Pooling)
+RUN_EXECUTORS = get_args(Executor)
 # Method families, for the settings that apply to some methods only.
 LORA_FAMILY = ("lora", "adalora", "loha", "lokr")  # low-rank updates: r, alpha, dropout, merge
 VIRTUAL_TOKEN_METHODS = ("prompt", "prefix")  # learned virtual tokens: num_virtual_tokens
@@ -163,6 +165,11 @@ class TrainConfig:
     num_devices: int = field(default=1, metadata=_help("GPUs (or CPU processes) to train on; above 1 launches torchrun."))
     torch_compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile (GPU; slow to start)."))
     dataloader_workers: int = field(default=0, metadata=_help("Background processes preparing batches."))
+    executor: Executor = field(default="local", metadata=_help(
+        "local: this machine trains the run; ray: a job on the Ray cluster at ray_address trains it, and the lab "
+        "follows it live (the runs folder must be on a filesystem the cluster shares)."))
+    ray_address: str = field(default="", metadata=_help(
+        "The Ray cluster's job-submission address, like http://HOST:8265; empty uses RAY_ADDRESS."))
 
 
 @dataclass
@@ -274,6 +281,7 @@ class RunConfig:
         need(t.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {t.lr_scheduler!r}.")
         need(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}.")
         need(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {t.device!r}.")
+        need(t.executor in RUN_EXECUTORS, f"executor must be one of {', '.join(RUN_EXECUTORS)}, got {t.executor!r}.")
         need(d.tag_scheme in TAG_SCHEMES, f"tag_scheme must be one of {', '.join(TAG_SCHEMES)}, got {d.tag_scheme!r}.")
         need(d.source in DATA_SOURCES, f"data.source must be one of {', '.join(DATA_SOURCES)}, got {d.source!r}.")
         need(t.learning_rate is None or t.learning_rate > 0, "learning_rate must be > 0 (or empty for the default).")

@@ -5,13 +5,14 @@ picked on the Data page). Widget keys carry a version number: loading a YAML bum
 widget is recreated with the loaded values. Launch hands the config to the process-wide job
 runner; a second launch while a run trains waits in its queue.
 """
+import os
 from dataclasses import replace
 
 import streamlit as st
 
 from lab.cli.flags import cli_command
 from lab.config import (DATA_SOURCES, DEFAULT_MODEL, LORA_FAMILY, OPTIMIZERS, PEFT_METHODS,
-                        POOLINGS, PRECISIONS, SCHEDULERS, TAG_SCHEMES, TARGETED_METHODS, TASKS,
+                        POOLINGS, PRECISIONS, RUN_EXECUTORS, SCHEDULERS, TAG_SCHEMES, TARGETED_METHODS, TASKS,
                         TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, DataConfig, ModelConfig, PeftSettings,
                         RunConfig, TrainConfig, default_config)
 from lab.data.builtin import BUILTINS
@@ -329,6 +330,20 @@ def estimate_section(config: RunConfig) -> None:
                     st.warning(warning, icon=":material/memory:")
 
 
+def where_section(config: RunConfig) -> None:
+    """A choice of this machine or the Ray cluster, once a cluster is named (RAY_ADDRESS, or a loaded config)."""
+    from lab.runs.ray_executor import ADDRESS_ENV
+
+    address = base.train.ray_address or os.environ.get(ADDRESS_ENV, "")
+    if not address:
+        return
+    labels = {"local": t("form.where_local"), "ray": t("form.where_ray", address=address)}
+    config.train.executor = st.radio(t("field.train.executor"), RUN_EXECUTORS,
+                                     index=RUN_EXECUTORS.index(base.train.executor), format_func=labels.get,
+                                     key=key("train.executor"), horizontal=True, help=field_help("train", "executor"))
+    config.train.ray_address = base.train.ray_address
+
+
 def launch_section(config: RunConfig, model_problem: str) -> None:
     runner = get_runner()
     busy = runner.running() + runner.queued()
@@ -361,5 +376,6 @@ with user_errors():
     advanced_section(config)
     state["form"] = config.to_dict()  # survives a visit to another page
     estimate_section(config)
+    where_section(config)
     launch_section(config, model_problem)
     config_files(config)

@@ -221,6 +221,20 @@ def test_new_run_estimates_time_and_memory_before_launch(store):
     assert "Memory: about" in shown
 
 
+def test_new_run_offers_the_ray_cluster_once_one_is_named(monkeypatch):
+    at = app("pages/2_New_run.py")
+    assert not [radio for radio in at.radio if radio.label == "Where it trains"]  # no cluster, no choice
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    at = app("pages/2_New_run.py")
+    where = widget(at.radio, "Where it trains")
+    assert where.options == ["This machine", "Ray cluster at http://127.0.0.1:8265"]
+    where.set_value("ray").run()
+    no_exception(at)
+    shown = RunConfig.from_yaml(next(code.value for code in at.code if code.language == "yaml"))
+    assert shown.train.executor == "ray"
+    assert "--set train.executor=ray" in next(code.value for code in at.code if code.language == "bash")
+
+
 def test_new_run_form_fills_from_an_uploaded_yaml(tiny_model_dir):
     config = RunConfig(task="ner", name="from-yaml")
     config.data.dataset = "wnut16"

@@ -41,6 +41,14 @@ class Terminated(BaseException):
     """Raised in a worker's main thread by SIGTERM so the run can still record why it ended."""
 
 
+class RunEndedElsewhere(Exception):
+    """How a run trained by another machine (a Ray job) ended, as its worker said or its job's end tells."""
+
+    def __init__(self, status: str, message: str, remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.status, self.message, self.remote_traceback = status, message, remote_traceback
+
+
 def on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise Terminated()
@@ -62,7 +70,7 @@ def execute_run(store: RunStore, run_id: str, train_fn: TrainFn, should_stop: th
         result = train_fn(config, store.output_dir(run), tee(sink, extra_sink) if extra_sink else sink,
                           should_stop=should_stop, resume_from_checkpoint=run.resume_from or None)
     except BaseException as exc:  # noqa: BLE001 - every way a job can end must land in the store
-        raised, trace = exc, traceback.format_exc()
+        raised, trace = exc, getattr(exc, "remote_traceback", "") or traceback.format_exc()
     finally:
         release_memory()
     try:
@@ -101,6 +109,8 @@ def _settle(store: RunStore, run_id: str, raised: Optional[BaseException], trace
 
 def describe_failure(exc: BaseException, run_id: str, cancel_asked: bool) -> tuple[str, str]:
     """The status and the one-line message a person can act on for an exception that ended a run."""
+    if isinstance(exc, RunEndedElsewhere):
+        return exc.status, exc.message
     if isinstance(exc, KeyboardInterrupt):
         return "cancelled", "Stopped with Ctrl-C."
     if isinstance(exc, Terminated):

@@ -8,6 +8,8 @@ Two executors run the same job:
   one device), in its own process group, for crash isolation and multi-GPU. Cancel raises a flag in
   the store that the worker polls; if the worker has not stopped after a grace period it gets
   SIGTERM, then SIGKILL of its whole process group.
+- `ray`: a job on a Ray cluster (config `train.executor: ray`), followed from a thread of this process
+  (lab.runs.ray_executor). It takes no local device; the cluster schedules it. Cancel stops the job.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import IO, Optional
 from lab.config import RunConfig
 from lab.errors import LabError
 from lab.runs.execute import TrainFn, default_train_fn, execute_run
+from lab.runs.ray_executor import RayJob
 from lab.runs.resume import prepare_resume
 from lab.runs.owner import HEARTBEAT_SECONDS
 from lab.runs.store import RunStore
@@ -33,7 +36,7 @@ from lab.training.openmp import release_openmp_team
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("thread", "process")
+EXECUTORS = ("thread", "process", "ray")
 
 
 @dataclass
@@ -49,6 +52,16 @@ class _Job:
     cancel_at: Optional[float] = None  # monotonic times of the cancel escalation steps
     sigterm_at: Optional[float] = None
     sigkill_at: Optional[float] = None
+
+
+def _executor_for(config: RunConfig, asked: str) -> str:
+    """The config decides whether a Ray cluster trains the run; locally, a thread cannot drive several
+    devices, so multi-device runs go through torchrun in a worker process."""
+    if config.train.executor == "ray":
+        return "ray"
+    if config.train.num_devices > 1:
+        return "process"
+    return "thread" if asked == "ray" else asked
 
 
 def visible_gpus() -> list[str]:
@@ -99,8 +112,7 @@ class JobRunner:
         if executor not in EXECUTORS:
             raise LabError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
         config.validate()
-        # A thread cannot drive several devices: multi-device runs always go through torchrun.
-        executor = "process" if config.train.num_devices > 1 else executor
+        executor = _executor_for(config, executor)
         run = self.store.create_run(config, executor=executor, group=group)
         self._enqueue(_Job(run.id, executor, config.train.num_devices))
         return run.id
@@ -115,8 +127,8 @@ class JobRunner:
             if run_id in self._running or any(job.run_id == run_id for job in self._queue):
                 raise LabError(f"Run {run_id} is already queued or running here.")
         prepare_resume(self.store, run_id)
-        num_devices = self.store.load_config(run_id).train.num_devices
-        self._enqueue(_Job(run_id, "process" if num_devices > 1 else executor, num_devices))
+        config = self.store.load_config(run_id)
+        self._enqueue(_Job(run_id, _executor_for(config, executor), config.train.num_devices))
         return run_id
 
     def cancel(self, run_id: str) -> None:
@@ -196,6 +208,8 @@ class JobRunner:
                 self._cond.wait(self.poll_seconds)
 
     def _take_slots(self, job: _Job) -> Optional[list[int]]:
+        if job.executor == "ray":
+            return []  # the cluster schedules it
         if job.executor == "thread":
             return [0] if 0 in self._free_slots else None
         wanted = min(job.num_devices, self._slot_count)  # on CPU, torchrun's processes share the one slot
@@ -223,7 +237,7 @@ class JobRunner:
                 self._job_done(job)
 
     def _start(self, job: _Job) -> None:
-        if job.executor == "thread":
+        if job.executor in ("thread", "ray"):
             threading.Thread(target=self._run_thread_job, args=(job,), name=f"lab-job-{job.run_id}",
                              daemon=True).start()
             return
@@ -239,8 +253,13 @@ class JobRunner:
         try:
             # Resolve train_fn inside the call: importing the engine takes 10-30 s on a cold process,
             # and the run should say "running" (not "queued") while it does.
-            execute_run(self.store, job.run_id, lambda *args, **kwargs: self.train_fn(*args, **kwargs),
-                        job.should_stop, message=f"Training in a thread of pid {os.getpid()}.")
+            if job.executor == "ray":
+                train_fn: TrainFn = RayJob(job.run_id, self.store.run_dir(job.run_id) / "worker.log")
+                message = "Submitting to the Ray cluster."
+            else:
+                train_fn = lambda *args, **kwargs: self.train_fn(*args, **kwargs)  # noqa: E731
+                message = f"Training in a thread of pid {os.getpid()}."
+            execute_run(self.store, job.run_id, train_fn, job.should_stop, message=message)
         except BaseException:  # noqa: BLE001 - execute_run records the outcome; never kill the runner
             log.exception("Job %s ended abnormally", job.run_id)
         finally:

@@ -123,12 +123,12 @@ def settle_after_exit(store: RunStore, run_id: str, returncode: int, cancel_aske
         store.finish(run_id, "interrupted", f"The worker process was killed by {name} before it finished; "
                                             f"resume it with python -m lab resume {run_id}.{where}")
     else:
-        last = _last_line(log_path) if log_path else ""
+        last = last_log_line(log_path) if log_path else ""
         store.finish(run_id, "failed", f"The worker process exited with code {returncode} without finishing "
                                        f"the run{': ' + last if last else ''}.{where}")
 
 
-def _last_line(path: Path) -> str:
+def last_log_line(path: Path) -> str:
     try:
         lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
@@ -151,7 +151,8 @@ def run_in_foreground(config: RunConfig, output_dir: str | Path | None = None, s
     """`python -m lab train`: record the run in the store like any other (in `group` when given) and train
     it in this terminal, events going to the store and to `sink`. Returns the run id and the exit code."""
     store = store or RunStore()
-    run = store.create_run(config, executor="cli", output_dir=output_dir, group=group)
+    run = store.create_run(config, executor="ray" if config.train.executor == "ray" else "cli",
+                           output_dir=output_dir, group=group)
     note = LogEvent(message=f"Run {run.id}: folder {store.run_dir(run.id)}; "
                             f"follow it elsewhere with python -m lab show {run.id} --follow")
     store.append_event(run.id, note)
@@ -162,9 +163,14 @@ def run_in_foreground(config: RunConfig, output_dir: str | Path | None = None, s
 
 def continue_in_foreground(store: RunStore, run_id: str, sink: Optional[EventSink] = None,
                            train_fn: Optional[TrainFn] = None, command: WorkerCommand = worker_command) -> int:
-    """Train a queued run in this process, or through torchrun for several devices (following its
-    events into `sink`). Returns the exit code."""
-    num_devices = store.load_config(run_id).train.num_devices
+    """Train a queued run in this process, through torchrun for several devices, or as a Ray job
+    (`train.executor: ray`), following its events into `sink`. Returns the exit code."""
+    config = store.load_config(run_id)
+    if config.train.executor == "ray" and train_fn is None:
+        from lab.runs.ray_executor import RayJob  # imports worker: lazily
+
+        return run_stored_job(run_id, store, RayJob(run_id, store.run_dir(run_id) / "worker.log"), sink)
+    num_devices = config.train.num_devices
     if num_devices <= 1 or "RANK" in os.environ:
         return run_stored_job(run_id, store, train_fn, sink)
     log_path = store.run_dir(run_id) / "worker.log"

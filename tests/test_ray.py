@@ -1,0 +1,194 @@
+"""The Ray executor against a real local Ray cluster (`ray start --head` on 127.0.0.1).
+
+`.ci/run` starts one and names it in LAB_TEST_RAY_ADDRESS; without it this module starts its own and
+stops it at the end. Every run here trains the tiny BERT for real in a Ray job, its events coming
+back through the job's log into the store while it trains.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_keyword_csv
+from lab.config import RunConfig
+from lab.events import EvalEvent, LogEvent, StepEvent
+from lab.runs.ray_executor import JOB_FILE, connect
+from lab.runs.runner import JobRunner
+from lab.runs.store import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
+ADDRESS_ENV = "LAB_TEST_RAY_ADDRESS"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    if os.environ.get(ADDRESS_ENV):
+        yield os.environ[ADDRESS_ENV]
+        return
+    dashboard = _free_port()
+    ports = {"--port": _free_port(), "--dashboard-port": dashboard, "--dashboard-agent-listen-port": _free_port(),
+             "--dashboard-agent-grpc-port": _free_port(), "--metrics-export-port": _free_port(),
+             "--ray-client-server-port": _free_port()}
+    command = ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+               "--num-cpus=2", "--disable-usage-stats", *(f"{flag}={port}" for flag, port in ports.items())]
+    head = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            connect(address).list_jobs()
+            break
+        except Exception:
+            if time.monotonic() > deadline or head.poll() is not None:
+                head.kill()
+                pytest.fail(f"the local Ray head did not come up at {address}")
+            time.sleep(0.5)
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)  # --block: the head's processes are this one's group
+    try:
+        head.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    return RunStore(tmp_path / "runs")
+
+
+@pytest.fixture
+def runner(store):
+    runner = JobRunner(store, gpu_ids=[])
+    yield runner
+    runner.shutdown(timeout=60)
+
+
+def ray_config(model: str, train_file: Path, address: str, method: str = "full", **train) -> RunConfig:
+    settings = {"max_steps": 30, "eval_steps": 10, "logging_steps": 1, "train_batch_size": 8, "max_length": 32,
+                "device": "cpu", "executor": "ray", "ray_address": address, **train}
+    return RunConfig.from_dict({"task": "classification", "name": "on ray",
+                                "data": {"dataset": "", "train_file": str(train_file)},
+                                "model": {"name_or_path": model}, "peft": {"method": method}, "train": settings})
+
+
+@pytest.fixture(scope="module")
+def keyword_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ray-data") / "keyword.csv"
+    write_keyword_csv(path, seed=3)
+    return path
+
+
+def events(store: RunStore, run_id: str, kind: type) -> list:
+    return [event for _, event in store.events_since(run_id) if isinstance(event, kind)]
+
+
+def wait_until(condition, timeout: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_a_ray_run_streams_its_events_live_and_its_model_predicts(runner, store, ray_address, keyword_csv):
+    run_id = runner.submit(ray_config("minilm", keyword_csv, ray_address, "lora", max_steps=40, eval_steps=20))
+    assert store.get_run(run_id).executor == "ray"
+    # Steps reach the store while the job still trains: the host follows the log, not the finished job.
+    wait_until(lambda: events(store, run_id, StepEvent) or not store.get_run(run_id).is_active, what="a step")
+    assert store.get_run(run_id).status == "running"
+    assert runner.wait(run_id, timeout=240) == "completed", store.get_run(run_id).message
+    run = store.get_run(run_id)
+    assert run.metrics["accuracy"] >= 0.9  # the keyword decides the label: a trained model finds it
+    assert [e.step for e in events(store, run_id, EvalEvent) if e.split == "validation"] == [20, 40]
+    assert any("Submitted as Ray job" in e.message for e in events(store, run_id, LogEvent))
+    job = json.loads((store.run_dir(run_id) / JOB_FILE).read_text())
+    assert connect(ray_address).get_job_info(job["job_id"]).metadata["lab_run_id"] == run_id
+    assert "Training run" in (store.run_dir(run_id) / "worker.log").read_text()  # the job's own log, kept
+
+    from lab.training.predict import Predictor
+
+    predictor = Predictor(store.output_dir(run))  # what the Playground loads
+    texts = ["the film was wonderful every night", "the film was long every night"]
+    assert [p.label for p in predictor.predict(texts)] == ["pos", "neg"]
+
+
+def test_cancelling_a_ray_run_stops_its_job(runner, store, ray_address, tiny_model_dir, keyword_csv):
+    run_id = runner.submit(ray_config(tiny_model_dir, keyword_csv, ray_address, max_steps=100000, eval_steps=0,
+                                      epochs=1000))
+    wait_until(lambda: events(store, run_id, StepEvent), what="a step")
+    runner.cancel(run_id)
+    assert runner.wait(run_id, timeout=60) == "cancelled"
+    job_id = json.loads((store.run_dir(run_id) / JOB_FILE).read_text())["job_id"]
+    assert str(connect(ray_address).get_job_status(job_id).value) in ("STOPPED", "SUCCEEDED")
+    assert "Cancel" in store.get_run(run_id).message
+
+
+def test_a_killed_ray_job_is_interrupted_and_resumes_from_its_checkpoint(runner, store, ray_address,
+                                                                          tiny_model_dir, keyword_csv):
+    config = ray_config(tiny_model_dir, keyword_csv, ray_address, max_steps=400, eval_steps=20, save_total_limit=2)
+    run_id = runner.submit(config)
+    checkpoints = store.run_dir(run_id) / "checkpoints"
+    wait_until(lambda: checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*/trainer_state.json")),
+               what="a checkpoint")
+    log_text = (store.run_dir(run_id) / "worker.log").read_text()
+    pid = int(log_text.split(" in process ")[1].split()[0])
+    os.kill(pid, signal.SIGKILL)  # what an out-of-memory killer or a lost node does to the job
+    assert runner.wait(run_id, timeout=60) == "interrupted"
+    assert "resume it with python -m lab resume" in store.get_run(run_id).message
+    killed_at = max(e.step for e in events(store, run_id, StepEvent))
+
+    runner.resume(run_id)
+    assert runner.wait(run_id, timeout=300) == "completed", store.get_run(run_id).message
+    run = store.get_run(run_id)
+    assert run.attempt == 2 and run.resume_from
+    resumed_from = int(Path(run.resume_from).name.split("-")[1])
+    assert 0 < resumed_from <= killed_at
+    assert max(e.step for e in events(store, run_id, StepEvent)) == 400
+
+
+def test_the_cli_follows_a_ray_run_to_its_end(tmp_path, ray_address, tiny_model_dir, keyword_csv):
+    config_path = tmp_path / "run.yaml"
+    ray_config(tiny_model_dir, keyword_csv, ray_address, max_steps=20, eval_steps=10).save(config_path)
+    env = dict(os.environ, LAB_RUNS_DIR=str(tmp_path / "runs"), PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "lab", "train", str(config_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = RunStore(tmp_path / "runs").list_runs()
+    assert run.status == "completed" and run.executor == "ray"
+    assert "Submitted as Ray job" in done.stdout + done.stderr
+
+
+def test_an_unreachable_cluster_fails_the_run_with_what_to_check(runner, store, tiny_model_dir, keyword_csv):
+    run_id = runner.submit(ray_config(tiny_model_dir, keyword_csv, f"http://127.0.0.1:{_free_port()}"))
+    assert runner.wait(run_id, timeout=60) == "failed"
+    message = store.get_run(run_id).message
+    assert message.startswith("Could not reach the Ray cluster at http://127.0.0.1:") and "ray status" in message
+
+
+def test_a_bad_file_fails_the_ray_run_with_the_workers_own_message(runner, store, ray_address, tiny_model_dir,
+                                                                   tmp_path):
+    bad = tmp_path / "no_label.csv"
+    bad.write_text("text,stars\n" + "".join(f"film {i},{i % 2}\n" for i in range(40)))
+    run_id = runner.submit(ray_config(tiny_model_dir, bad, ray_address))
+    assert runner.wait(run_id, timeout=120) == "failed"
+    run = store.get_run(run_id)
+    assert "label" in run.message and "Ray job" not in run.message, run.message  # the lab's words, from the job
+    assert "Traceback" in run.traceback  # the job's own traceback, kept for the Live page's details
