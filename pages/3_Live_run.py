@@ -51,7 +51,8 @@ def choose_run() -> str | None:
 
 
 def controls(run: RunRecord, view: RunView) -> None:
-    st.caption(f"{task_name(run.task)} · {run.dataset} · {run.model} · {method_name(run.peft_method)} · `{run.id}`")
+    where = f" · {t('live.on_ray')}" if run.executor == "ray" else ""
+    st.caption(f"{task_name(run.task)} · {run.dataset} · {run.model} · {method_name(run.peft_method)}{where} · `{run.id}`")
     row = st.container(horizontal=True)
     if run.is_active and row.button(t("live.cancel"), icon=":material/stop_circle:"):
         with user_errors():

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import threading
 import time
 from pathlib import Path
@@ -192,7 +193,9 @@ class _Follower:
             raise RunEndedElsewhere("cancelled", f"Cancelled; Ray job {self.job_id} was stopped.")
         info = self.client.get_job_info(self.job_id)
         code = info.driver_exit_code
-        said = (info.message or "").splitlines()[0] if info.message else "no reason given"
+        said = (info.message or "no reason given").splitlines()[0].split(", last available logs")[0]
+        if code is not None and code > 128 and code - 128 in signal.valid_signals():
+            said += f": {signal.Signals(code - 128).name}"  # a shell reports a signal's death as 128 + its number
         if code is not None and 0 < code <= 128:  # the worker exited on its own without a word: not resumable
             last = last_log_line(self.log_path)
             raise RunEndedElsewhere("failed", f"Ray job {self.job_id} exited with code {code} before the lab's worker "
