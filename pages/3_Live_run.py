@@ -209,14 +209,15 @@ def inside(run: RunRecord, view: RunView, live: bool) -> None:
         if data.attrs["epochs"] < 2:
             st.caption(t("live.data_map_one_epoch"))
             return
-        st.caption(t("live.data_map_caption", epochs=data.attrs["epochs"],
-                     **{region: int((data["region"] == region).sum()) for region in REGIONS}))
+        st.caption(t("live.data_map_caption" if run.task == "classification" else "live.data_map_caption_ner",
+                     epochs=data.attrs["epochs"], **{region: int((data["region"] == region).sum()) for region in REGIONS}))
         left, right = st.columns(2)
         left.plotly_chart(charts.data_map(data), key="data-map-chart", width="stretch")
         right.dataframe(hardest(data).assign(region=lambda f: f["region"].map(lambda r: t(f"chart.region.{r}"))),
                         hide_index=True, width="stretch", column_config={
                             "text": st.column_config.TextColumn(t("live.text")),
-                            "label": st.column_config.TextColumn(t("table.label")),
+                            "label": st.column_config.TextColumn(t("table.label" if run.task == "classification"
+                                                                   else "live.entities")),
                             "confidence": st.column_config.NumberColumn(t("live.confidence"), format="%.2f"),
                             "variability": st.column_config.NumberColumn(t("live.spread"), format="%.2f"),
                             "region": st.column_config.TextColumn(t("live.region"))})

@@ -1,5 +1,5 @@
-"""Inside the training: the data map finds flipped labels, the validation vectors move apart, AdaLoRA's
-ranks are recorded at each evaluation; all from the run's own passes."""
+"""Inside the training: the data map finds flipped labels (and untagged names), the validation vectors
+move apart, AdaLoRA's ranks are recorded at each evaluation; all from the run's own passes."""
 
 import numpy as np
 import pytest
@@ -74,3 +74,31 @@ def test_adalora_ranks_are_recorded_at_each_evaluation(tiny_model_dir, sentiment
     assert set(first) == set(last) and all(name.endswith(("query", "value")) for name in first)
     # The budget was cut from init_r = 8 and spread unevenly over the matrices.
     assert sum(last.values()) < sum(first.values()) and len(set(last.values())) > 1
+
+
+def test_the_ner_data_map_surfaces_the_sentences_whose_names_were_left_untagged(tmp_path, ner_conll):
+    """Per sentence: the gold tag's probability of its least believed word. A name tagged O (the commonest
+    annotation slip) costs its sentence the model's belief: those sentences land in the hard region and lead
+    the hardest table."""
+    sentences = [block for block in ner_conll.read_text().split("\n\n") if block.strip() and "DOCSTART" not in block]
+    slipped = set()
+    for i in range(0, len(sentences), 12):  # every 12th sentence loses its entity tags
+        words = [line.split("\t")[0] for line in sentences[i].splitlines()] + [f"n{i}"]  # unique: texts repeat
+        if any(not line.endswith("\tO") for line in sentences[i].splitlines()):
+            sentences[i] = "\n".join(f"{word}\tO" for word in words)
+            slipped.add(" ".join(words))
+    path = tmp_path / "slipped.conll"
+    path.write_text("\n\n".join(sentences) + "\n")
+    config = RunConfig(task="ner", data=DataConfig(dataset="", train_file=str(path)),
+                       model=ModelConfig(name_or_path="minilm"), peft=PeftSettings(method="lora"),
+                       train=TrainConfig(epochs=3, train_batch_size=8, max_length=32, eval_steps=0))
+    train(config, output_dir=tmp_path / "out")
+    frame = load_data_map(tmp_path / "out")
+    assert frame.attrs["epochs"] == 3 and len(frame) > 60
+    in_train = frame[frame["text"].isin(slipped)]
+    assert len(in_train) >= 4 and set(in_train["label"]) == {"O"}  # their gold holds no entity now
+    assert (in_train["region"] == "hard").mean() >= 0.8, in_train
+    hardest_texts = set(hardest(frame, len(in_train))["text"])
+    assert len(hardest_texts & slipped) >= 0.8 * len(in_train), frame.sort_values("confidence").head(12)
+    # The sentences whose tags are right keep the model's belief.
+    assert frame[~frame["text"].isin(slipped)]["confidence"].median() > in_train["confidence"].median() + 0.3

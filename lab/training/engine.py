@@ -31,7 +31,7 @@ from lab.events import EventSink, LogEvent, ResultEvent, StatusEvent, discard
 from lab.training.callbacks import AdaLoraAllocationCallback, EventCallback
 from lab.training.defaults import head_learning_rate_for, learning_rate_for
 from lab.training.estimate import estimate
-from lab.training.insight import ProjectionCallback, TrainingDynamics, head_module
+from lab.training.insight import ProjectionCallback, head_module, training_dynamics
 from lab.training.modeling import (adapt, count_parameters, load_model, load_tokenizer, pick_device, pick_precision,
                                    restore_adalora_ranks)
 from lab.training.memory import RunMemory
@@ -112,12 +112,10 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
                                                    "on (ranks pruned so far stay pruned)."))
     if config.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
-    dynamics = None
+    # The data map and the moving embeddings: gathered from the training and evaluation passes.
+    dynamics = training_dynamics(config.task, loaded)
+    tokenized["train"] = tokenized["train"].add_column(EXAMPLE_INDEX, list(range(len(loaded.splits["train"]))))
     if config.task == "classification":
-        # The data map and the moving embeddings: gathered from the training and evaluation passes.
-        train_split = loaded.splits["train"]
-        dynamics = TrainingDynamics(train_split["text"], train_split["label"], loaded.label_names)
-        tokenized["train"] = tokenized["train"].add_column(EXAMPLE_INDEX, list(range(len(train_split))))
         head = head_module(model)
         if head is not None:
             order = evaluation_order(tokenized["validation"]["length"])

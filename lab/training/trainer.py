@@ -30,7 +30,7 @@ class LabTrainer(Trainer):
     sequence, so the token logits are longer than the labels; those first positions are dropped.
     `head_learning_rate`: the peak rate of the task head's parameters (`is_head_parameter`), when it
     differs from the others'; the scheduler scales both alike. `dynamics`: where the training pass's
-    gold-label probabilities go, for batches that carry `example_index` (classification).
+    gold-label probabilities go, for batches that carry `example_index`.
     """
 
     # compute_loss divides by num_items_in_batch itself: training_step must not divide again.

@@ -1,6 +1,7 @@
-"""The data map of a classification run (Swayamdipta et al., 2020, "Dataset Cartography"): for every
-training example, the mean and the spread over epochs of the model's probability of its gold label,
-read from what the training passes computed (lab.training.insight.TrainingDynamics).
+"""The data map of a run (Swayamdipta et al., 2020, "Dataset Cartography"): for every training example,
+the mean and the spread over epochs of the model's probability of its gold label (for a NER sentence, of
+its least believed word's gold tag), read from what the training passes computed
+(lab.training.insight.TrainingDynamics).
 
 Easy examples sit high with little spread; ambiguous ones swing between epochs; hard ones stay low,
 and those are often mislabelled. Spread needs two epochs or more.
@@ -24,7 +25,7 @@ REGIONS = ("easy", "ambiguous", "hard")
 
 def load_data_map(output_dir: str | Path) -> Optional[pd.DataFrame]:
     """One row per training example: text, label, confidence, variability, correctness, region; None when
-    the run wrote no training dynamics (NER, or a run from before they were recorded)."""
+    the run wrote no training dynamics (a run from before they were recorded)."""
     path = Path(output_dir) / DYNAMICS_FILE
     if not path.is_file():
         return None
