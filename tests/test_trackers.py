@@ -49,3 +49,24 @@ def test_mlflow_gets_params_metrics_per_step_per_label_results_and_artifacts(tra
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
     assert {"report.json", "model"} <= artifacts
     assert "model/lab_model.json" in {item.path for item in client.list_artifacts(run.info.run_id, "model")}
+
+
+def test_a_run_that_fails_ends_its_mlflow_run_failed_not_running(tiny_model_dir, sentiment_csv, tmp_path):
+    import mlflow
+
+    from lab.events import EvalEvent
+
+    def store_gives_up(event):  # what a full disk under the run store does at the first evaluation
+        if isinstance(event, EvalEvent):
+            raise OSError("No space left on device")
+
+    uri = f"file:{tmp_path / 'mlruns'}"
+    config = RunConfig(task="classification", name="doomed", data=DataConfig(dataset="", train_file=str(sentiment_csv)),
+                       model=ModelConfig(name_or_path=tiny_model_dir), peft=PeftSettings(method="lora", r=4),
+                       train=TrainConfig(learning_rate=3e-3, max_steps=12, train_batch_size=8, eval_steps=6,
+                                         max_length=32), tracking=TrackingConfig(mlflow_uri=uri))
+    with pytest.raises(OSError, match="No space left"):  # the run's own error surfaces, not a tracker's
+        train(config, output_dir=tmp_path / "out", sink=store_gives_up)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("fine-tuning-lab").experiment_id])
+    assert run.info.status == "FAILED"

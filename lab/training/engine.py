@@ -157,6 +157,10 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
             if is_main:
                 emit(StatusEvent(status="running", message="saving the model"))
                 save_model(trainer, config, loaded.label_names, output_dir / "model", max_length, pooling)
+    except BaseException:
+        if is_main:
+            finish_trackers(trackers, output_dir, "failed")
+        raise
     finally:
         peak = memory.stop()
     result.wall_seconds = time.time() - started

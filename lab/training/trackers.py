@@ -8,6 +8,7 @@ per-label table as metrics, and the report and the saved model as artifacts (`fi
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -21,6 +22,9 @@ from lab.training.metrics import is_average_row
 
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+log = logging.getLogger(__name__)
 
 
 def mlflow_uri(config: RunConfig) -> str:
@@ -39,10 +43,17 @@ def tracker_callbacks(config: RunConfig, output_dir: Path, scorer, run_name: str
 
 def finish_trackers(callbacks: list[TrainerCallback], output_dir: Path, status: str) -> None:
     """After the test evaluation, the save and the report: final per-label metrics and artifacts, then close.
-    `status` is the run's (completed, cancelled)."""
+    `status` is the run's (completed, cancelled), or failed when training raised: the trackers then only
+    close (an MLflow run ends FAILED rather than staying RUNNING), and a tracker's own error is logged, so
+    the run's error is the one that surfaces."""
     for callback in callbacks:
         if isinstance(callback, (LabTensorBoardCallback, MlflowTracker)):
-            callback.finish(output_dir, status)
+            try:
+                callback.finish(output_dir, status)
+            except Exception:
+                if status != "failed":
+                    raise
+                log.warning("Could not close %s after the run failed", type(callback).__name__, exc_info=True)
 
 
 def _per_label_f1(per_label: list[dict[str, Any]]) -> Iterator[tuple[str, float]]:
@@ -117,6 +128,9 @@ class MlflowTracker(TrainerCallback):
 
     def finish(self, output_dir: Path, status: str) -> None:
         if self.run_id is None:
+            return
+        if status == "failed":
+            self.client.set_terminated(self.run_id, "FAILED")
             return
         for label, f1 in _per_label_f1(self.scorer.last_per_label):
             self.client.log_metric(self.run_id, f"test_f1_{label}", f1)
