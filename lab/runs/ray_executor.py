@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from lab.config import RunConfig
 from lab.errors import LabError, one_line
@@ -69,7 +69,8 @@ def connect(address: str):
 
 def entrypoint(config: RunConfig, output_dir: Path, checkpoint: Optional[str]) -> str:
     """The job's command: the Ray worker, through torchrun for several devices."""
-    module = ["-m", "lab.runs.ray_worker", str(output_dir)] + ([checkpoint] if checkpoint else [])
+    # Absolute paths: the job runs in Ray's copy of the lab's folder, not where the lab runs.
+    module = ["-m", "lab.runs.ray_worker", str(output_dir)] + ([str(Path(checkpoint).resolve())] if checkpoint else [])
     devices = config.train.num_devices
     launcher = ["python"] if devices <= 1 else ["python", "-m", "torch.distributed.run", "--standalone",
                                                  f"--nproc_per_node={devices}"]
@@ -84,10 +85,8 @@ def gpus_wanted(config: RunConfig) -> int:
 class RayJob:
     """Train run `run_id` as a Ray job: callable like the engine's `train` (see lab.runs.execute)."""
 
-    def __init__(self, run_id: str, log_path: Path, poll_seconds: float = 1.0,
-                 client_factory: Callable[[str], Any] = connect) -> None:
+    def __init__(self, run_id: str, log_path: Path, poll_seconds: float = 1.0) -> None:
         self.run_id, self.log_path, self.poll_seconds = run_id, log_path, poll_seconds
-        self.client_factory = client_factory
 
     def __call__(self, config: RunConfig, output_dir: str | Path, sink: EventSink,
                  should_stop: Optional[threading.Event] = None,
@@ -95,7 +94,7 @@ class RayJob:
         should_stop = should_stop or threading.Event()
         output_dir = Path(output_dir).resolve()
         address = resolve_address(config)
-        client = self.client_factory(address)
+        client = connect(address)
         _stop_previous_job(client, output_dir)
         try:
             job_id = client.submit_job(
@@ -113,6 +112,8 @@ class RayJob:
         try:
             return _Follower(client, job_id, sink, self.log_path, self.poll_seconds).follow(should_stop, self.run_id,
                                                                                             output_dir)
+        except RunEndedElsewhere:
+            raise  # the job's end, already known (or a lost cluster, whose job a resume stops)
         except BaseException:
             # Ctrl-C, SIGTERM, a crash of this side: the job must not train on with nobody listening.
             _stop_quietly(client, job_id)
