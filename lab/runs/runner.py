@@ -1,6 +1,6 @@
 """The job runner: runs stored jobs in the background, one per device at a time, the rest queued.
 
-Two executors run the same job:
+Three executors run the same job:
 
 - `thread`: `train()` in a background thread of this process (the app's default). Cancel sets the
   `should_stop` event the engine checks at every optimizer step.
