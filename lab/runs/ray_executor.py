@@ -29,7 +29,7 @@ from lab.errors import LabError, one_line
 from lab.events import EventSink, LogEvent, event_from_dict
 from lab.runs.execute import RunEndedElsewhere
 from lab.runs.ray_worker import CONFIG_ENV, EVENT_TAG, FAILURE_TAG, RESULT_TAG, RUN_ID_ENV, parse_line
-from lab.runs.worker import last_log_line
+from lab.runs.worker import last_log_line, launcher
 from lab.training.result import RunResult
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,8 @@ def entrypoint(config: RunConfig, output_dir: Path, checkpoint: Optional[str]) -
     """The job's command: the Ray worker, through torchrun for several devices."""
     # Absolute paths: the job runs in Ray's copy of the lab's folder, not where the lab runs.
     module = ["-m", "lab.runs.ray_worker", str(output_dir)] + ([str(Path(checkpoint).resolve())] if checkpoint else [])
-    devices = config.train.num_devices
-    launcher = ["python"] if devices <= 1 else ["python", "-m", "torch.distributed.run", "--standalone",
-                                                 f"--nproc_per_node={devices}"]
-    return shlex.join(launcher + module)
+    # `python` as the node's environment finds it: this machine's interpreter path may not exist there.
+    return shlex.join(launcher("python", config.train.num_devices) + module)
 
 
 def gpus_wanted(config: RunConfig) -> int:

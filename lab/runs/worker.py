@@ -28,13 +28,16 @@ log = logging.getLogger(__name__)
 WorkerCommand = Callable[[str, int], list[str]]
 
 
-def worker_command(run_id: str, num_devices: int) -> list[str]:
-    """`python -m lab train --run-id ID`, through torchrun (same interpreter) for several devices."""
-    command = ["-m", "lab", "train", "--run-id", run_id]
+def launcher(python: str, num_devices: int) -> list[str]:
+    """How a worker module starts: the interpreter, through torchrun (the same interpreter) for several devices."""
     if num_devices > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={num_devices}", *command]
-    return [sys.executable, *command]
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_devices}"]
+    return [python]
+
+
+def worker_command(run_id: str, num_devices: int) -> list[str]:
+    """`python -m lab train --run-id ID`, through torchrun for several devices."""
+    return [*launcher(sys.executable, num_devices), "-m", "lab", "train", "--run-id", run_id]
 
 
 class _OwnerWatch:
