@@ -192,3 +192,34 @@ def test_a_bad_file_fails_the_ray_run_with_the_workers_own_message(runner, store
     run = store.get_run(run_id)
     assert "label" in run.message and "Ray job" not in run.message, run.message  # the lab's words, from the job
     assert "Traceback" in run.traceback  # the job's own traceback, kept for the Live page's details
+
+
+class _JobThatWillNotStop:
+    """A cluster's client whose job of an earlier attempt keeps running, or whose cluster goes away."""
+
+    def __init__(self, vanishes: bool = False) -> None:
+        self.vanishes, self.stop_requests, self.asked = vanishes, 0, 0
+
+    def get_job_status(self, job_id):
+        self.asked += 1
+        if self.vanishes and self.asked > 1:
+            raise ConnectionError("the cluster went away")
+        return type("Status", (), {"value": "RUNNING"})()
+
+    def stop_job(self, job_id):
+        self.stop_requests += 1
+
+
+def test_a_resume_refuses_to_start_beside_an_earlier_job_that_will_not_stop(tmp_path, monkeypatch):
+    from lab.errors import LabError
+    from lab.runs import ray_executor
+
+    monkeypatch.setattr(ray_executor, "PREVIOUS_JOB_STOP_SECONDS", 1)
+    (tmp_path / JOB_FILE).write_text(json.dumps({"address": "http://x:8265", "job_id": "raysubmit_old"}))
+    stubborn = _JobThatWillNotStop()
+    with pytest.raises(LabError, match="ray job stop raysubmit_old"):
+        ray_executor._stop_previous_job(stubborn, tmp_path)
+    assert stubborn.stop_requests == 1
+    vanishing = _JobThatWillNotStop(vanishes=True)
+    ray_executor._stop_previous_job(vanishing, tmp_path)  # the submit that follows says the cluster is gone
+    assert vanishing.stop_requests == 1

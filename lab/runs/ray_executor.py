@@ -42,6 +42,7 @@ LAB_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the lab pac
 UPLOAD_EXCLUDES = ["/runs", "/mlruns", "/tests", "/docs", "/.ci", "__pycache__", "*.db", "*.log"]
 FINAL_STATES = {"SUCCEEDED", "FAILED", "STOPPED"}
 LOST_CONTACT_SECONDS = 60  # how long the cluster may not answer before the run counts as interrupted
+PREVIOUS_JOB_STOP_SECONDS = 30  # how long a resume waits for an earlier attempt's job to stop
 
 
 def resolve_address(config: RunConfig) -> str:
@@ -218,9 +219,17 @@ def _stop_previous_job(client: Any, output_dir: Path) -> None:
         return
     log.warning("Ray job %s of an earlier attempt is still running; stopping it", previous)
     _stop_quietly(client, previous)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and str(client.get_job_status(previous).value) not in FINAL_STATES:
+    deadline = time.monotonic() + PREVIOUS_JOB_STOP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if str(client.get_job_status(previous).value) in FINAL_STATES:
+                return
+        except Exception:  # noqa: BLE001 - the cluster went away meanwhile: the submit says so plainly
+            return
         time.sleep(0.5)
+    raise LabError(f"Ray job {previous} of an earlier attempt of this run did not stop within "
+                   f"{PREVIOUS_JOB_STOP_SECONDS} s, and two jobs must not write one run folder; stop it with "
+                   f"`ray job stop {previous}`, then resume.")
 
 
 def _stop_quietly(client: Any, job_id: str) -> bool:
