@@ -91,6 +91,7 @@ class ResultEvent(Event):
     """The final summary of a finished run: test metrics, parameter counts, time, where it was saved."""
 
     kind = "result"
+    status: str = "completed"  # or "cancelled": stopped on request, no test metrics, no model saved
     metrics: dict[str, float] = field(default_factory=dict)
     per_label: list[dict[str, Any]] = field(default_factory=list)
     trainable_params: int = 0

@@ -101,3 +101,16 @@ def test_usage_mistakes_are_one_line_with_the_choices_and_where_help_is(args, ex
     assert len(lines) == 1 and expected in lines[0] and lines[0].endswith("--help"), result.stderr
     with pytest.raises(SystemExit):
         main(args)
+
+
+def test_the_terminal_says_a_cancelled_run_saved_no_model_even_when_it_reports_metrics():
+    import io
+
+    from lab.cli.train import TerminalReporter
+    from lab.events import ResultEvent
+
+    out = io.StringIO()
+    reporter = TerminalReporter(stream=out, bar_stream=io.StringIO())
+    reporter(ResultEvent(status="cancelled", metrics={"accuracy": 0.5}, wall_seconds=12, output_dir="/tmp/run"))
+    reporter(ResultEvent(status="completed", metrics={}, wall_seconds=30, output_dir="/tmp/run"))
+    assert out.getvalue().splitlines() == ["stopped after 12 s; no model saved", "done in 30 s; model saved in /tmp/run"]

@@ -233,6 +233,8 @@ def format_event(event: Event) -> str:
         metrics = ", ".join(f"{k} {_number(v)}" for k, v in event.metrics.items())
         return f"eval {event.split} at step {event.step}: {metrics}"
     if isinstance(event, ResultEvent):
+        if event.status != "completed":
+            return f"result: {event.status} after {event.wall_seconds:.0f} s, no test metrics"
         return "result: " + ", ".join(f"{k} {_number(v)}" for k, v in event.metrics.items())
     if isinstance(event, StatusEvent):
         return f"status {event.status}" + (f": {event.message}" if event.message else "")

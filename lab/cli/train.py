@@ -149,9 +149,8 @@ class TerminalReporter:
         elif isinstance(event, ResultEvent):
             self._close()
             if self.details:
-                # A cancelled run reports too, with no test metrics and no model saved.
-                self._write(f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}" if event.metrics
-                            else f"stopped after {event.wall_seconds:.0f} s; no model saved")
+                self._write(f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}"
+                            if event.status == "completed" else f"stopped after {event.wall_seconds:.0f} s; no model saved")
         elif not self.details:
             return
         elif isinstance(event, EvalEvent):
