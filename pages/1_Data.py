@@ -17,7 +17,7 @@ from lab.views.data_view import (DataOverview, data_overview, save_upload, token
                                  truncated_share)
 from ui import charts
 from ui.common import NEW_RUN_PAGE, get_store, page_setup, task_name, user_errors, wait_for_training_stack
-from ui.i18n import field_help, t
+from ui.i18n import field_help, message, t
 from ui.widgets import column_mapping
 
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"]
@@ -31,6 +31,7 @@ st.title(t("pages.data"))
 @st.cache_data(show_spinner=False, max_entries=8)
 def load_overview(data_yaml: str, task: str) -> DataOverview:
     # Keyed by the config as text: st.cache_data hashes its arguments.
+    wait_for_training_stack()  # datasets' hashing reaches into a half-imported transformers otherwise
     return data_overview(DataConfig(**yaml.safe_load(data_yaml)), task)
 
 
@@ -63,9 +64,9 @@ def choose_data(task: str) -> DataConfig | None:
 
 
 def show_overview(overview: DataOverview, task: str) -> None:
-    st.caption(t("data.from", source=overview.source))
+    st.caption(t("data.from", source=message(overview.source)))
     if overview.notes:
-        st.info("\n".join(f"- {note}" for note in overview.notes), icon=":material/info:")
+        st.info("\n".join(f"- {message(note)}" for note in overview.notes), icon=":material/info:")
     row = st.container(horizontal=True, gap="medium")
     for split, size in overview.split_sizes.items():
         row.metric(t(f"split.{split}"), f"{size:,}", width=150)

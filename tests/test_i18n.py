@@ -77,6 +77,22 @@ def test_message_templates_match_what_the_library_writes(tmp_path, sentiment_csv
         assert patterns[f"messages.{key}"].match(text), (key, text)
 
 
+@pytest.mark.parametrize("dataset, task, validation_file", [
+    ("imdb", "classification", None), ("rotten_tomatoes", "classification", None), ("wnut16", "ner", None),
+    ("", "classification", "sentiment"),  # a file with its own validation split: only test is carved
+])
+def test_the_data_pages_source_and_notes_read_in_chinese(dataset, task, validation_file, sentiment_csv, monkeypatch):
+    from lab.views.data_view import data_overview
+
+    files = {"train_file": str(sentiment_csv), "validation_file": str(sentiment_csv)} if validation_file else {}
+    overview = data_overview(DataConfig(dataset=dataset, **files), task)
+    monkeypatch.setattr(i18n, "language", lambda: "zh")
+    written = ([] if validation_file else [overview.source]) + list(overview.notes)
+    assert written
+    for text in written:
+        assert i18n.message(text) != text, text
+
+
 @pytest.mark.parametrize("english, chinese", [
     ("Data file /tmp/x.csv does not exist.", "数据文件 /tmp/x.csv 不存在。"),
     ("/d/t.csv has no text column 'review'; its columns are: 'a', 'b'. Set data.text_column to one of them.",

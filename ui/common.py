@@ -58,7 +58,8 @@ def _warm_up() -> threading.Thread:
 def wait_for_training_stack() -> None:
     """Block until the warm-up import is done. Importing transformers from a page while the warm-up
     thread is half-way through it fails ("module 'transformers' has no attribute ..."): its lazy
-    modules are not safe to import from two threads at once."""
+    modules are not safe to import from two threads at once. `datasets` counts too: its hashing
+    looks up `transformers.PreTrainedTokenizerBase` as soon as "transformers" is in sys.modules."""
     _warm_up().join()
 
 
