@@ -123,7 +123,7 @@ def label_probabilities(probabilities: dict[str, float]) -> go.Figure:
 def label_distribution(counts: pd.DataFrame, task: str) -> go.Figure:
     figure = go.Figure()
     for split, rows in counts.groupby("split", sort=False):
-        figure.add_bar(x=rows["label"].tolist(), y=rows["count"].tolist(), name=str(split))
+        figure.add_bar(x=rows["label"].tolist(), y=rows["count"].tolist(), name=t(f"split.{split}"))
     figure.update_layout(barmode="group")
     return _layout(figure, t(f"chart.label_distribution.{task}"), "", t("chart.count"))
 
