@@ -9,7 +9,8 @@ from lab.runs.sweep import (PRUNERS, SweepSetup, best_trial, group_of, load_stud
                             sweep_names)
 from lab.training.metrics import primary_metric_name
 from lab.views.sweep_view import trials_frame
-from ui.common import get_runner, get_store, method_name, page_setup, task_name, user_errors
+from ui import charts
+from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
 from ui.i18n import t
 
 # The fields a sweep offers, with the range it starts from (the --param grammar).
@@ -47,8 +48,6 @@ def new_sweep() -> None:
 
 
 def show(name: str) -> None:
-    import optuna.visualization as figures
-
     study, setup = load_study(store, name)
     frame = trials_frame(study, store)
     done = int(frame["state"].isin(["complete", "pruned"]).sum()) if not frame.empty else 0
@@ -60,19 +59,26 @@ def show(name: str) -> None:
                      params=", ".join(f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}"
                                       for key, value in best.params.items())), icon=":material/trophy:")
     if not frame.empty:
-        st.dataframe(frame, hide_index=True, width="stretch", column_config={
-            name: st.column_config.Column(t(f"sweeps.column.{name.replace(' ', '_')}"))
-            for name in ("trial", "state", "value", "run", "run status")})
+        shown = frame.assign(state=frame["state"].map(lambda state: t(f"sweeps.state.{state}")),
+                             **{"run status": frame["run status"].map(status_name)})
+        columns = {name: st.column_config.Column(t(f"sweeps.column.{name.replace(' ', '_')}"))
+                   for name in ("trial", "state", "value", "run", "run status")}
+        # Rates span decades: three significant digits, not four decimals that round 2.3e-4 to 0.0002.
+        columns.update({param.key: st.column_config.NumberColumn(param.key, format="%.3g") for param in setup.params
+                        if param.key in frame and frame[param.key].dtype.kind == "f"})
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=columns)
     completed = frame["state"].eq("complete").sum() if not frame.empty else 0
     if completed >= 1:
-        left, right = st.columns(2)
-        left.plotly_chart(figures.plot_optimization_history(study), width="stretch", key="sweep-history")
-        right.plotly_chart(figures.plot_parallel_coordinate(study), width="stretch", key="sweep-parallel")
-    if completed >= 2 and len(setup.params) >= 1:
         try:
-            st.plotly_chart(figures.plot_param_importances(study), width="stretch", key="sweep-importance")
+            figures = charts.sweep_figures(study, setup.metric, with_importances=completed >= 2)
         except (RuntimeError, ValueError):  # Optuna needs trials that differ in their parameters
+            figures = charts.sweep_figures(study, setup.metric, with_importances=False)
             st.caption(t("sweeps.no_importance"))
+        left, right = st.columns(2)
+        left.plotly_chart(figures[0], width="stretch", key="sweep-history")
+        right.plotly_chart(figures[1], width="stretch", key="sweep-parallel")
+        if len(figures) > 2:
+            st.plotly_chart(figures[2], width="stretch", key="sweep-importance")
     st.caption(t("sweeps.cli", group=group_of(name), name=name))
 
 

@@ -536,7 +536,14 @@ def test_sweeps_page_starts_a_sweep_from_the_form_and_shows_its_trials(store, ne
     trials = at.dataframe[0].value
     assert len(trials) == 3 and set(trials["state"]) <= {"complete", "pruned"}
     assert any("Best so far" in success.value for success in at.success)
-    assert "Optimization History Plot" in plotly_specs(at)
+    assert "Each trial's value, and the best so far" in plotly_specs(at)
+    at = app("pages/7_Sweeps.py", sweep="page sweep", lang="zh")  # Optuna's figures and states, in Chinese
+    no_exception(at)
+    assert set(at.dataframe[0].value["state"]) <= {"完成", "已剪枝"}
+    specs = plotly_specs(at)
+    assert "每次试验的取值与目前最佳" in specs
+    drawn = json.dumps(specs, ensure_ascii=False)
+    assert not [words for words in ("Optimization History", "Objective Value", "Best Value", "Trial") if words in drawn]
 
 
 # ---- 中文 (Chinese) ---------------------------------------------------------------------------------
