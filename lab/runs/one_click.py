@@ -44,7 +44,8 @@ def _laptop_cards(offline: bool) -> list[OneClick]:
         task="classification", name="IMDB sentiment (one click)",
         data=DataConfig(dataset="imdb", train_subset=1500, eval_subset=200),
         peft=PeftSettings(method="lora", r=8, alpha=16),
-        train=TrainConfig(epochs=1.0, max_length=128, train_batch_size=16, eval_steps=25, logging_steps=5))
+        # 256 tokens: reviews are long, and at 128 the best method stayed at 0.832 over 3 seeds (README).
+        train=TrainConfig(epochs=1.0, max_length=256, train_batch_size=16, eval_steps=25, logging_steps=5))
     ner = RunConfig(
         task="ner", name="CoNLL-2003 NER (one click)" if not offline else "WNUT-16 NER (one click)",
         data=DataConfig(dataset="wnut16" if offline else "conll2003", train_subset=1200, eval_subset=200),
