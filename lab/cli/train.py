@@ -150,7 +150,8 @@ class TerminalReporter:
             self._close()
             if self.details:
                 self._write(f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}"
-                            if event.status == "completed" else f"stopped after {event.wall_seconds:.0f} s; no model saved")
+                            if event.status == "completed"
+                            else f"stopped after {event.wall_seconds:.0f} s; no model saved")
         elif not self.details:
             return
         elif isinstance(event, EvalEvent):
