@@ -11,14 +11,13 @@ import streamlit as st
 
 from lab.runs.records import RunRecord
 from lab.training.metrics import primary_metric_name
-from lab.views.formatting import format_duration
 from lab.errors import LabError
 from lab.views.data_map import REGIONS, hardest, load_data_map
 from lab.views.run_view import RunView, RunViewFolder, per_label_frame, rank_table
 from ui import charts
 from ui.common import (PLAYGROUND_PAGE, get_runner, get_store, method_name, page_setup, status_badge, status_name,
                        task_name, user_errors)
-from ui.i18n import message, t
+from ui.i18n import duration, message, t
 
 REFRESH_SECONDS = 1.0
 
@@ -104,7 +103,7 @@ def progress(run: RunRecord, view: RunView) -> None:
     # Progress and ETA from the last optimizer step; the loss and speed from the last logged one.
     at = view.progress if view.progress and view.progress.step >= step.step else step
     done = 1.0 if run.status == "completed" else min(1.0, at.step / max(1, at.max_steps))
-    eta = t("live.eta", eta=format_duration(at.eta_seconds)) if run.is_active and at.eta_seconds is not None else ""
+    eta = t("live.eta", eta=duration(at.eta_seconds)) if run.is_active and at.eta_seconds is not None else ""
     st.progress(done, text=t("live.progress", step=at.step, steps=at.max_steps, epoch=f"{at.epoch:.2f}") + eta)
     # A wrapping row: four across on a desktop, two by two on a phone.
     row = st.container(horizontal=True, gap="medium")
@@ -180,7 +179,7 @@ def results(view: RunView) -> None:
         share = 100 * result.trainable_params / result.total_params if result.total_params else 0
         memory = t("live.peak_memory", mb=f"{result.peak_memory_mb:,.0f}") if result.peak_memory_mb else ""
         st.caption(t("live.trainable_of", trainable=f"{result.trainable_params:,}", total=f"{result.total_params:,}",
-                     share=f"{share:.2f}%") + f" · {format_duration(result.wall_seconds)}{memory}")
+                     share=f"{share:.2f}%") + f" · {duration(result.wall_seconds)}{memory}")
 
 
 def inside(run: RunRecord, view: RunView, live: bool) -> None:
@@ -213,8 +212,10 @@ def inside(run: RunRecord, view: RunView, live: bool) -> None:
                      epochs=data.attrs["epochs"], **{region: int((data["region"] == region).sum()) for region in REGIONS}))
         left, right = st.columns(2)
         left.plotly_chart(charts.data_map(data), key="data-map-chart", width="stretch")
+        # The figures first: a tweet or a review is wider than the column and would push them out of view.
         right.dataframe(hardest(data).assign(region=lambda f: f["region"].map(lambda r: t(f"chart.region.{r}"))),
-                        hide_index=True, width="stretch", column_config={
+                        hide_index=True, width="stretch",
+                        column_order=("confidence", "variability", "region", "label", "text"), column_config={
                             "text": st.column_config.TextColumn(t("live.text")),
                             "label": st.column_config.TextColumn(t("table.label" if run.task == "classification"
                                                                    else "live.entities")),

@@ -14,7 +14,7 @@ from lab.views.run_view import run_view
 from ui import charts
 from ui.common import (get_store, method_name, open_run, page_setup, status_name, task_name, user_errors,
                        wait_for_training_stack)
-from ui.i18n import t
+from ui.i18n import duration_units, t
 
 page_setup("pages.runs")
 st.title(t("pages.runs"))
@@ -75,7 +75,8 @@ def compare(records: dict, ids: list[str]) -> None:
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch", key="compare-loss")
     right.plotly_chart(scores, width="stretch", key="compare-metric")
-    table = comparison_frame(runs, views).astype(object)  # pandas 3's arrow strings refuse a row set in place
+    # astype: pandas 3's arrow strings refuse a row set in place
+    table = comparison_frame(runs, views, duration_units()).astype(object)
     for name, show in SHOWN.items():
         table.loc[name] = table.loc[name].map(show)
     st.table(table.rename(index=comparison_row_name))
@@ -154,7 +155,7 @@ with user_errors():
     if not records:
         st.info(t("live.no_runs"))
     else:
-        frame = filtered_history(runs_frame(list(records.values())))
+        frame = filtered_history(runs_frame(list(records.values()), duration_units()))
         ids = frame["run"].tolist()
         if ids:
             compare(records, ids)

@@ -11,11 +11,10 @@ from lab.errors import LabError
 from lab.runs.compare import GROUP_PREFIX, comparison_base, group_name, method_configs
 from lab.training.metrics import primary_metric_name
 from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
-from lab.views.formatting import format_duration
 from lab.views.run_view import run_view
 from ui import charts
 from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
-from ui.i18n import t
+from ui.i18n import duration, t
 
 page_setup("pages.compare")
 st.title(t("pages.compare"))
@@ -76,7 +75,7 @@ def comparison(group: str, polling: bool) -> None:
     views = {run.id: run_view(event for _, event in store.events_since(run.id)) for run in records}
     rows = comparison_rows(records, views)
     shown = rows.assign(method=rows["method"].map(method_name), status=rows["status"].map(status_name),
-                        **{"train seconds": rows["train seconds"].map(format_duration)})
+                        **{"train seconds": rows["train seconds"].map(duration)})
     st.dataframe(shown.drop(columns=["run"]), hide_index=True, width="stretch", column_config={
         "method": st.column_config.TextColumn(t("history.method")),
         "status": st.column_config.TextColumn(t("history.status")),

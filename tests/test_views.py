@@ -166,6 +166,7 @@ def test_entity_spans_group_words_by_entity():
 def test_small_formatters():
     assert format_duration(59.6) == "1 min 00 s" and format_duration(3725) == "1 h 02 min"
     assert format_duration(None) == "–"
+    assert format_duration(143, ("小时", "分", "秒")) == "2 分 23 秒"  # the app passes its language's units
     assert truncated_share([10, 129, 200, 128], 128) == 0.5 and truncated_share([], 128) == 0.0
 
 

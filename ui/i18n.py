@@ -122,3 +122,14 @@ def message(text: str) -> str:
         if match and key in catalogue(language()):
             return catalogue(language())[key].format(**match.groupdict())
     return text
+
+
+def duration_units() -> tuple[str, str, str]:
+    """Hours, minutes and seconds in this page's language, for lab.views.formatting.format_duration."""
+    return t("unit.hours"), t("unit.minutes"), t("unit.seconds")
+
+
+def duration(seconds) -> str:
+    from lab.views.formatting import format_duration
+
+    return format_duration(seconds, duration_units())

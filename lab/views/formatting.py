@@ -5,17 +5,23 @@ import math
 from typing import Optional, Sequence
 
 
-def format_duration(seconds: Optional[float]) -> str:
+DURATION_UNITS = ("h", "min", "s")
+
+
+def format_duration(seconds: Optional[float], units: Sequence[str] = DURATION_UNITS) -> str:
+    """'1 h 02 min', '2 min 05 s', '7 s': the two largest units; `units` names hours, minutes and seconds
+    (the app passes its language's)."""
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return "–"
     seconds = max(0, int(round(seconds)))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
+    hour, minute, second = units
     if hours:
-        return f"{hours} h {minutes:02d} min"
+        return f"{hours} {hour} {minutes:02d} {minute}"
     if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
+        return f"{minutes} {minute} {secs:02d} {second}"
+    return f"{secs} {second}"
 
 
 def format_count(count: Optional[int]) -> str:

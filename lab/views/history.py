@@ -11,11 +11,11 @@ import pandas as pd
 
 from lab.errors import LabError
 from lab.training.metrics import primary_metric_name
-from lab.views.formatting import format_count, format_duration
+from lab.views.formatting import DURATION_UNITS, format_count, format_duration
 from lab.views.run_view import RunView
 
 
-def runs_frame(records: Sequence[Any]) -> pd.DataFrame:
+def runs_frame(records: Sequence[Any], duration_units: Sequence[str] = DURATION_UNITS) -> pd.DataFrame:
     """The run history table (records are lab.runs.store.RunRecord)."""
     rows = []
     for run in records:
@@ -25,7 +25,7 @@ def runs_frame(records: Sequence[Any]) -> pd.DataFrame:
             "run": run.id, "name": run.name, "status": run.status, "task": run.task, "dataset": run.dataset,
             "method": run.peft_method, "model": run.model,
             "created": pd.Timestamp.fromtimestamp(run.created_at).floor("s"),
-            "time": format_duration(end - run.started_at) if end and run.started_at else "–",
+            "time": format_duration(end - run.started_at, duration_units) if end and run.started_at else "–",
             "test metric": f"{metric} {run.metrics[metric]:.3f}" if metric in run.metrics else "",
             "trainable": format_count(run.summary.get("trainable_params")), "group": run.group_name,
         })
@@ -33,7 +33,8 @@ def runs_frame(records: Sequence[Any]) -> pd.DataFrame:
                                        "time", "created", "group", "model", "run"])
 
 
-def comparison_frame(records: Sequence[Any], views: dict[str, RunView]) -> pd.DataFrame:
+def comparison_frame(records: Sequence[Any], views: dict[str, RunView],
+                     duration_units: Sequence[str] = DURATION_UNITS) -> pd.DataFrame:
     """Runs side by side (one column each): setup, final metrics, parameters, time, memory."""
     columns = {}
     for run in records:
@@ -47,7 +48,7 @@ def comparison_frame(records: Sequence[Any], views: dict[str, RunView]) -> pd.Da
                   "trainable parameters": f"{trainable:,}" if trainable else "–",
                   "total parameters": f"{total:,}" if total else "–",
                   "trainable share": f"{100 * trainable / total:.2f}%" if trainable and total else "–",
-                  "wall time": format_duration(summary.get("wall_seconds")),
+                  "wall time": format_duration(summary.get("wall_seconds"), duration_units),
                   "peak memory": f"{summary['peak_memory_mb']:.0f} MB" if summary.get("peak_memory_mb") else "–",
                   f"best validation {primary_metric_name(run.task)}": best or "–"}
         for name, value in run.metrics.items():
