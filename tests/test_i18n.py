@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab.config import SECTIONS, DataConfig, RunConfig
 from ui import i18n
@@ -21,6 +22,22 @@ def test_every_key_has_both_languages_and_the_same_placeholders():
     for key, text in english.items():
         assert i18n.placeholders(text) == i18n.placeholders(chinese[key]), key
         assert chinese[key].strip(), key
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise yaml.constructor.ConstructorError(None, None, f"keys given twice: {twice}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_no_catalogue_key_is_given_twice(language):
+    yaml.load((REPO / "ui" / "locales" / f"{language}.yaml").read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
 
 
 def test_every_config_field_with_help_has_its_chinese_help():

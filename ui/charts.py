@@ -148,9 +148,11 @@ def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional
             scores.add_scatter(x=view.evaluations["step"].tolist(), y=view.evaluations[metric].tolist(),
                                mode="lines+markers", name=name)
     scores.update_yaxes(range=[0, 1.02])
-    return (_layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss")),
+    # Room for a legend of one line per run on a phone; plotly clips a taller one behind a scrollbar.
+    height = HEIGHT + 18 * max(0, len(views) - 3)
+    return (_layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss"), height=height),
             _layout(scores, t("chart.validation_metric", metric=metric or t("chart.metric")), t("chart.step"),
-                    metric or ""))
+                    metric or "", height=height))
 
 
 _LABEL_PLACES = ("top center", "bottom center", "middle right", "middle left")
