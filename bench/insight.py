@@ -1,10 +1,12 @@
-"""`python -m bench.insight`: what the "inside the training" views cost a run at the one-click budget.
+"""`python -m bench.insight`: what the "inside the training" views and the TensorBoard tracker cost a run at
+the one-click budget.
 
-Times, on the one-click IMDB card's model and batch shape, what each view adds to the work the run does
+Times, on the one-click IMDB card's model and batch shape, what each adds to the work the run does
 anyway: the data map's record of every training batch (a softmax and a gather over its logits) against a
 training step; the projection's capture of the head's input during a validation evaluation and its PCA,
-against that evaluation; AdaLoRA's rank read at an evaluation. Then the share of the card's whole run
-(its optimizer steps and evaluations) each one adds.
+against that evaluation; AdaLoRA's rank read at an evaluation; TensorBoard's writes (the Trainer's
+callback, flushed to the run's folder) at every logging step and every evaluation. Then the share of the
+card's whole run (its optimizer steps and evaluations) each one adds.
 
     python -m bench.insight
     python -m bench.insight --repeats 10
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 
 def timed(function, repeats: int) -> float:
@@ -24,6 +27,40 @@ def timed(function, repeats: int) -> float:
         function()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def tensorboard_writes(config, label_names, repeats: int) -> tuple[float, float]:
+    """The run's TensorBoard callback writing, as the Trainer calls it, one logging step's loss, rate and
+    gradient norm, and one evaluation's metrics and per-label F1; each flushed to disk, as in a run."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from lab.training.trackers import LabTensorBoardCallback
+
+    per_label = [{"label": name, "precision": 0.8, "recall": 0.8, "f1": 0.8} for name in label_names]
+    scorer = SimpleNamespace(split="validation", last_per_label=per_label + [{"label": "macro avg", "f1": 0.8}])
+    with tempfile.TemporaryDirectory() as folder:
+        callback = LabTensorBoardCallback(Path(folder), config, scorer)
+        args = TrainingArguments(output_dir=folder, report_to=[])
+        state = SimpleNamespace(is_world_process_zero=True, global_step=0)
+        callback._init_summary_writer(args)
+
+        def log_step() -> None:
+            state.global_step += 1
+            callback.on_log(args, state, None,
+                            logs={"loss": 0.5, "learning_rate": 1e-3, "grad_norm": 1.2, "epoch": 0.5})
+
+        def log_evaluation() -> None:
+            state.global_step += 1
+            callback.on_log(args, state, None, logs={"eval_loss": 0.4, "eval_accuracy": 0.8, "eval_macro_f1": 0.8,
+                                                     "eval_runtime": 3.0, "epoch": 0.5})
+            callback.on_evaluate(args, state, None)
+
+        costs = timed(log_step, 20 * repeats), timed(log_evaluation, 20 * repeats)
+        callback.finish(Path(folder), "completed")
+    return costs
 
 
 def main(argv=None) -> int:
@@ -94,16 +131,23 @@ def main(argv=None) -> int:
     ada_model, _ = adapt(load_model(ada_config.model, ada_config.task, loaded.label_names), ada_config, steps)
     ranks_s = timed(lambda: adalora_ranks(ada_model), 20 * args.repeats)
 
+    log_s, evaluation_log_s = tensorboard_writes(config, loaded.label_names, args.repeats)
+    logs = steps // config.train.logging_steps
+
     run_s = steps * step_s + evaluations * plain_eval_s
     costs = {"data map (every training batch)": steps * record_s,
              "projection (every validation evaluation)": evaluations * projection_s,
-             "AdaLoRA ranks (every evaluation)": evaluations * ranks_s}
+             "AdaLoRA ranks (every evaluation)": evaluations * ranks_s,
+             f"TensorBoard ({logs} logging steps, {evaluations} evaluations)": logs * log_s
+             + evaluations * evaluation_log_s}
     print(f"one-click IMDB: {steps} steps of {config.train.train_batch_size} x {config.train.max_length} tokens, "
           f"{evaluations} evaluations of {len(tokenized['validation'])} examples")
     print(f"  training step {1000 * step_s:.0f} ms, data-map record {1000 * record_s:.2f} ms "
           f"({100 * record_s / step_s:.2f}% of a step)")
     print(f"  evaluation {1000 * plain_eval_s:.0f} ms, projection capture and PCA {1000 * projection_s:.2f} ms")
     print(f"  AdaLoRA rank read {1000 * ranks_s:.2f} ms")
+    print(f"  TensorBoard: a logging step's write {1000 * log_s:.2f} ms, an evaluation's (metrics and per-label F1) "
+          f"{1000 * evaluation_log_s:.2f} ms")
     print(f"  the run's steps and evaluations: about {run_s:.0f} s")
     for name, seconds in costs.items():
         print(f"  {name:<42} +{1000 * seconds:.1f} ms ({100 * seconds / run_s:.3f}% of the run)")
