@@ -113,4 +113,5 @@ def test_the_terminal_says_a_cancelled_run_saved_no_model_even_when_it_reports_m
     reporter = TerminalReporter(stream=out, bar_stream=io.StringIO())
     reporter(ResultEvent(status="cancelled", metrics={"accuracy": 0.5}, wall_seconds=12, output_dir="/tmp/run"))
     reporter(ResultEvent(status="completed", metrics={}, wall_seconds=30, output_dir="/tmp/run"))
-    assert out.getvalue().splitlines() == ["stopped after 12 s; no model saved", "done in 30 s; model saved in /tmp/run"]
+    assert out.getvalue().splitlines() == ["stopped after 12 s; no model saved",
+                                           "done in 30 s; model saved in /tmp/run"]
