@@ -8,11 +8,10 @@ import streamlit as st
 
 from lab.hub import is_offline
 from lab.training.metrics import primary_metric_name
-from lab.views.formatting import format_duration
 from lab.runs.one_click import cuda_present, one_click_runs
 from ui.common import (LIVE_PAGE, NEW_RUN_PAGE, RUNS_PAGE, get_store, launch, method_name, open_run, page_setup,
                        status_badge, user_errors)
-from ui.i18n import t
+from ui.i18n import duration, t
 
 page_setup("pages.home")
 st.title(t("app.name"))
@@ -47,7 +46,7 @@ with user_errors():
         if metric in run.metrics:
             details.append(t("home.test_metric", metric=metric, value=f"{run.metrics[metric]:.3f}"))
         if run.started_at:
-            details.append(format_duration(end - run.started_at))
+            details.append(duration(end - run.started_at))
         with st.container(border=True, gap=None):
             st.page_link(LIVE_PAGE, label=f"**{run.name}**", query_params={"run": run.id}, icon=":material/monitoring:")
             st.caption(" · ".join(details) + f" · {run.id}")
