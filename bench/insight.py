@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from lab.data.splits import load_splits
     from lab.events import discard
     from lab.runs.one_click import one_click_runs
-    from lab.training.insight import ProjectionCallback, TrainingDynamics, adalora_ranks, head_module
+    from lab.training.insight import ProjectionCallback, adalora_ranks, head_module, training_dynamics
     from lab.training.modeling import adapt, load_model, load_tokenizer
     from lab.training.trainer import total_optimizer_steps
 
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
 
     model.train()
     logits = model(**batch).logits
-    dynamics = TrainingDynamics(loaded.splits["train"]["text"], loaded.splits["train"]["label"], loaded.label_names)
+    dynamics = training_dynamics(config.task, loaded)  # the run's own recorder
     indices = torch.arange(len(labels))
     validation = [collate([tokenized["validation"][i] for i in range(start, min(start + 64, len(tokenized["validation"])))])
                   for start in range(0, len(tokenized["validation"]), 64)]
