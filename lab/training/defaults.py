@@ -45,10 +45,9 @@ ONE_CLICK_RESULTS: dict[str, dict] = {
         "ia3": (0.445, 0.012), "prompt": (0.345, 0.010), "prefix": (0.410, 0.027), "loha": (0.439, 0.014),
         "lokr": (0.438, 0.004)}},
     "classification": {"dataset": "IMDB", "metric": "accuracy", "seeds": (42, 7, 1234), "results": {
-        "full": (0.832, 0.006), "head": (0.752, 0.024), "lora": (0.817, 0.006), "adalora": (0.803, 0.008),
-        "ia3": (0.832, 0.005), "prompt": (0.728, 0.002), "prefix": (0.810, 0.020), "loha": (0.823, 0.012),
-        "lokr": (0.807, 0.020)}},
-}
+        "full": (0.833, 0.013), "head": (0.758, 0.012), "lora": (0.853, 0.008), "adalora": (0.810, 0.004),
+        "ia3": (0.855, 0.000), "prompt": (0.765, 0.025), "prefix": (0.843, 0.016), "loha": (0.835, 0.019),
+        "lokr": (0.833, 0.026)}},}
 
 
 def learning_rate_for(config: RunConfig) -> float:
