@@ -69,16 +69,15 @@ def show(name: str) -> None:
         st.dataframe(shown, hide_index=True, width="stretch", column_config=columns)
     completed = frame["state"].eq("complete").sum() if not frame.empty else 0
     if completed >= 1:
-        try:
-            figures = charts.sweep_figures(study, setup.metric, with_importances=completed >= 2)
-        except (RuntimeError, ValueError):  # Optuna needs trials that differ in their parameters
-            figures = charts.sweep_figures(study, setup.metric, with_importances=False)
-            st.caption(t("sweeps.no_importance"))
+        history, parallel = charts.sweep_figures(study, setup.metric)
         left, right = st.columns(2)
-        left.plotly_chart(figures[0], width="stretch", key="sweep-history")
-        right.plotly_chart(figures[1], width="stretch", key="sweep-parallel")
-        if len(figures) > 2:
-            st.plotly_chart(figures[2], width="stretch", key="sweep-importance")
+        left.plotly_chart(history, width="stretch", key="sweep-history")
+        right.plotly_chart(parallel, width="stretch", key="sweep-parallel")
+    if completed >= 2:
+        try:
+            st.plotly_chart(charts.sweep_importances(study, setup.metric), width="stretch", key="sweep-importance")
+        except (RuntimeError, ValueError):  # Optuna needs trials that differ in their parameters
+            st.caption(t("sweeps.no_importance"))
     st.caption(t("sweeps.cli", group=group_of(name), name=name))
 
 

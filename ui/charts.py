@@ -255,9 +255,9 @@ def _part_name(part: str) -> str:
     return t(f"chart.part.{part.replace(' ', '_')}")
 
 
-def sweep_figures(study, metric: str, with_importances: bool) -> list[go.Figure]:
-    """Optuna's own figures of a sweep (history, parallel coordinates, and the parameters' importances
-    when asked), their titles and axes in the page's language, the target named by its metric."""
+def sweep_figures(study, metric: str) -> tuple[go.Figure, go.Figure]:
+    """Optuna's own history and parallel-coordinates figures of a sweep, their titles and axes in the
+    page's language, the target named by its metric."""
     import optuna.visualization as optuna_figures
 
     name = t("chart.validation_metric", metric=metric)
@@ -265,11 +265,18 @@ def sweep_figures(study, metric: str, with_importances: bool) -> list[go.Figure]
     names = {"Best Value": t("chart.best_so_far"), "Infeasible Trial": t("chart.infeasible_trial")}
     for trace in history.data:
         trace.name = names.get(trace.name, trace.name)
-    figures = [_layout(history, t("chart.sweep_history"), t("chart.trial"), name),
-               _layout(optuna_figures.plot_parallel_coordinate(study, target_name=name), t("chart.sweep_parallel"))]
-    if with_importances:  # raises where the completed trials' parameters do not differ
-        importances = optuna_figures.plot_param_importances(study, target_name=name)
-        figures.append(_layout(importances, t("chart.sweep_importance"), t("chart.importance"), t("chart.parameter")))
+    figures = (_layout(history, t("chart.sweep_history"), t("chart.trial"), name),
+               _layout(optuna_figures.plot_parallel_coordinate(study, target_name=name), t("chart.sweep_parallel")))
     for figure in figures:
         figure.update_layout(hovermode="closest")
     return figures
+
+
+def sweep_importances(study, metric: str) -> go.Figure:
+    """Optuna's parameter importances (fANOVA); raises where the completed trials' parameters do not differ."""
+    import optuna.visualization as optuna_figures
+
+    figure = optuna_figures.plot_param_importances(study, target_name=t("chart.validation_metric", metric=metric))
+    figure = _layout(figure, t("chart.sweep_importance"), t("chart.importance"), t("chart.parameter"))
+    figure.update_layout(hovermode="closest")
+    return figure
