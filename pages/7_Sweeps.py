@@ -73,7 +73,7 @@ def show(name: str) -> None:
         left, right = st.columns(2)
         left.plotly_chart(history, width="stretch", key="sweep-history")
         right.plotly_chart(parallel, width="stretch", key="sweep-parallel")
-    if completed >= 2:
+    if completed >= 2 and len(setup.params) >= 1:
         try:
             st.plotly_chart(charts.sweep_importances(study, setup.metric), width="stretch", key="sweep-importance")
         except (RuntimeError, ValueError):  # Optuna needs trials that differ in their parameters

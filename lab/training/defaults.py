@@ -47,7 +47,8 @@ ONE_CLICK_RESULTS: dict[str, dict] = {
     "classification": {"dataset": "IMDB", "metric": "accuracy", "seeds": (42, 7, 1234), "results": {
         "full": (0.833, 0.013), "head": (0.758, 0.012), "lora": (0.853, 0.008), "adalora": (0.810, 0.004),
         "ia3": (0.855, 0.000), "prompt": (0.765, 0.025), "prefix": (0.843, 0.016), "loha": (0.835, 0.019),
-        "lokr": (0.833, 0.026)}},}
+        "lokr": (0.833, 0.026)}},
+}
 
 
 def learning_rate_for(config: RunConfig) -> float:

@@ -173,8 +173,9 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
             write_model_card(output_dir / "model", config, loaded, result, f"{device} ({precision})")
         finish_trackers(trackers, output_dir, result.status)
         emit(ResultEvent(status=result.status, metrics=result.metrics, per_label=result.per_label,
-                         trainable_params=params.trainable, total_params=params.total, wall_seconds=result.wall_seconds,
-                         peak_memory_mb=result.peak_memory_mb, output_dir=str(output_dir)))
+                         trainable_params=params.trainable, total_params=params.total,
+                         wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
+                         output_dir=str(output_dir)))
     return result
 
 
