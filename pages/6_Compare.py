@@ -86,14 +86,15 @@ def comparison(group: str, polling: bool) -> None:
         "train seconds": st.column_config.TextColumn(t("history.wall_time")),
         "peak memory MB": st.column_config.NumberColumn(t("history.peak_memory"), format="%.0f MB"),
     })
+    named = {method_name(run.peft_method): views[run.id] for run in records}
+    colours = charts.series_colours(list(named))  # one colour per method on every chart below
     left, right = st.columns(2)
-    left.plotly_chart(charts.method_tradeoff(shown, metric), width="stretch", key="compare-tradeoff")
+    left.plotly_chart(charts.method_tradeoff(shown, metric, colours), width="stretch", key="compare-tradeoff")
     labels = per_label_f1(records)
     if not labels.empty:
-        right.plotly_chart(charts.per_label_by_method(labels.rename(columns=method_name)), width="stretch",
+        right.plotly_chart(charts.per_label_by_method(labels.rename(columns=method_name), colours), width="stretch",
                            key="compare-labels")
-    named = {method_name(run.peft_method): views[run.id] for run in records}
-    loss, scores = charts.compare_curves(named, 0.6, metric)
+    loss, scores = charts.compare_curves(named, 0.6, metric, colours)
     left, right = st.columns(2)
     left.plotly_chart(scores, width="stretch", key="compare-validation")
     right.plotly_chart(loss, width="stretch", key="compare-loss")

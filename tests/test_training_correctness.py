@@ -169,6 +169,13 @@ def test_typed_text_splits_punctuation_like_conll_data():
         "firm", "!"]
 
 
+def test_typed_text_keeps_links_mentions_and_hashtags_whole_like_tweet_data():
+    from lab.data.preprocessing import split_words
+
+    assert split_words("@paulwalk loves #photography: http://twitpic.com/2pdvtr.") == [
+        "@paulwalk", "loves", "#photography", ":", "http://twitpic.com/2pdvtr", "."]
+
+
 def test_predict_keeps_one_tag_per_whitespace_word_unless_asked_to_split(tiny_model_dir, ner_conll, tmp_path):
     train(config_for("ner", tiny_model_dir, ner_conll, max_steps=2), tmp_path)
     predictor = Predictor(tmp_path)

@@ -262,3 +262,26 @@ def test_chart_colours_read_on_their_theme(theme, text):
     for name in ("raw", "line", "validation", "bar"):
         assert _contrast(_luminance(colours[name], colours["background"]), page) >= 3, name
     assert _contrast(_luminance(colours["table_bar"]), _luminance(text)) >= 4.5
+
+
+def test_a_method_keeps_its_colour_on_every_chart_of_a_comparison():
+    """The Compare page's trade-off points, per-label bars and curves: one colour per method, a legend
+    entry each (the names no longer crowd beside the points), and a method without a test result drawn
+    nowhere on the trade-off chart but in its own colour on the curves."""
+    from ui.charts import compare_curves, method_tradeoff, per_label_by_method, series_colours
+
+    colours = series_colours(["full", "lora", "ia3"])
+    assert len(set(colours.values())) == 3
+    rows = pd.DataFrame({"method": ["full", "lora", "ia3"], "test": [0.83, 0.85, None],
+                         "trainable share": [1.0, 0.0033, 0.0007]})
+    tradeoff = method_tradeoff(rows, "accuracy", colours)
+    assert [(trace.name, trace.marker.color, trace.x[0], trace.y[0]) for trace in tradeoff.data] == [
+        ("full", colours["full"], 100.0, 0.83), ("lora", colours["lora"], pytest.approx(0.33), 0.85)]
+    bars = per_label_by_method(pd.DataFrame({"lora": [0.8, 0.9], "ia3": [0.7, 0.6]}, index=["neg", "pos"]), colours)
+    assert [(trace.name, trace.marker.color) for trace in bars.data] == [("lora", colours["lora"]),
+                                                                         ("ia3", colours["ia3"])]
+    views = {name: run_view([StepEvent(step=1, loss=0.7), EvalEvent(step=1, metrics={"accuracy": 0.5})])
+             for name in ("ia3", "full")}
+    loss, scores = compare_curves(views, 0.0, "accuracy", colours)
+    assert [(trace.name, trace.line.color) for trace in loss.data + scores.data] == [
+        ("ia3", colours["ia3"]), ("full", colours["full"])] * 2

@@ -36,6 +36,16 @@ LABEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 REGION_COLOURS = {"easy": "#2ca02c", "ambiguous": "#ff7f0e", "hard": "#d62728"}
 
 
+def series_colours(names: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per series, so one method keeps its colour across the Compare page's charts."""
+    return {name: LABEL_COLOURS[index % len(LABEL_COLOURS)] for index, name in enumerate(names)}
+
+
+def _legend_height(series: int) -> int:
+    # Room for a legend of one line per series on a phone; plotly clips a taller one behind a scrollbar.
+    return HEIGHT + 18 * max(0, series - 3)
+
+
 def palette() -> dict[str, str]:
     """The colours for the theme the browser shows (Streamlit's menu switches it between light and dark)."""
     theme = getattr(st.context.theme, "type", None)
@@ -137,51 +147,55 @@ def token_length_histogram(lengths: Sequence[int], max_length: int, model: str) 
     return figure
 
 
-def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional[str]) -> tuple[go.Figure, go.Figure]:
+def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional[str],
+                   colours: Optional[dict[str, str]] = None) -> tuple[go.Figure, go.Figure]:
     """Training loss (smoothed) and the validation metric of several runs on shared axes."""
+    colours = colours or series_colours(list(views))
     loss, scores = go.Figure(), go.Figure()
     for name, view in views.items():
+        line = dict(color=colours.get(name))
         if not view.steps.empty:
             loss.add_scatter(x=thinned(view.steps["step"].tolist()),
-                             y=thinned(smooth(view.steps["loss"].tolist(), smoothing)), mode="lines", name=name)
+                             y=thinned(smooth(view.steps["loss"].tolist(), smoothing)), mode="lines", name=name,
+                             line=line)
         if metric and metric in view.evaluations:
             scores.add_scatter(x=view.evaluations["step"].tolist(), y=view.evaluations[metric].tolist(),
-                               mode="lines+markers", name=name)
+                               mode="lines+markers", name=name, line=line, marker=line)
     scores.update_yaxes(range=[0, 1.02])
-    # Room for a legend of one line per run on a phone; plotly clips a taller one behind a scrollbar.
-    height = HEIGHT + 18 * max(0, len(views) - 3)
+    height = _legend_height(len(views))
     return (_layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss"), height=height),
             _layout(scores, t("chart.validation_metric", metric=metric or t("chart.metric")), t("chart.step"),
                     metric or "", height=height))
 
 
-_LABEL_PLACES = ("top center", "bottom center", "middle right", "middle left")
-
-
-def method_tradeoff(rows: pd.DataFrame, metric: str) -> go.Figure:
-    """Held-out metric against the share of parameters trained (log scale), one labelled point per method:
-    what each method buys with what it trains. Rows come from lab.views.compare_view.comparison_rows."""
+def method_tradeoff(rows: pd.DataFrame, metric: str, colours: Optional[dict[str, str]] = None) -> go.Figure:
+    """Held-out metric against the share of parameters trained (log scale), one point per method: what
+    each method buys with what it trains. Rows come from lab.views.compare_view.comparison_rows."""
     done = rows.dropna(subset=["test", "trainable share"])
-    figure = go.Figure(go.Scatter(
-        x=(100 * done["trainable share"]).tolist(), y=done["test"].tolist(), text=done["method"].tolist(),
-        # The adapters crowd around 0.1-0.5%: their names take turns above, below and beside the points.
-        mode="markers+text", textposition=[_LABEL_PLACES[i % len(_LABEL_PLACES)] for i in range(len(done))],
-        textfont=dict(size=11), marker=dict(size=11, color=palette()["bar"]),
-        hovertemplate="%{text}: %{y:.3f}, %{x:.3g}%<extra></extra>"))
+    colours = colours or series_colours(done["method"].tolist())
+    figure = go.Figure()
+    # A colour and a legend entry per method: the adapters crowd around 0.1-0.5%, where names written
+    # beside the points overlap.
+    points = zip(done["method"].tolist(), done["trainable share"].tolist(), done["test"].tolist())
+    for method, share, score in points:
+        figure.add_scatter(x=[100 * share], y=[score], name=method, mode="markers",
+                           marker=dict(size=12, color=colours.get(method)),
+                           hovertemplate=f"{method}: %{{y:.3f}}, %{{x:.3g}}%<extra></extra>")
     figure.update_xaxes(type="log")
     figure.update_yaxes(range=[0, 1.05])
     figure = _layout(figure, t("chart.method_tradeoff", metric=metric), t("chart.trainable_share"),
-                     t("chart.test_metric", metric=metric))
+                     t("chart.test_metric", metric=metric), height=_legend_height(len(done)))
     figure.update_layout(hovermode="closest")
     return figure
 
 
-def per_label_by_method(table: pd.DataFrame) -> go.Figure:
+def per_label_by_method(table: pd.DataFrame, colours: Optional[dict[str, str]] = None) -> go.Figure:
     """Test F1 of each label (x) for each method (one bar colour each); `table` is labels x methods."""
+    colours = colours or series_colours([str(method) for method in table.columns])
     figure = go.Figure()
     labels = [str(label) for label in table.index]
     for method in table.columns:
-        figure.add_bar(x=labels, y=table[method].tolist(), name=str(method))
+        figure.add_bar(x=labels, y=table[method].tolist(), name=str(method), marker_color=colours.get(str(method)))
     figure.update_yaxes(range=[0, 1.02])
     figure = _layout(figure, t("chart.per_label_by_method"), "", "F1", height=HEIGHT + 120)  # room for the legend
     figure.update_layout(barmode="group", hovermode="closest")

@@ -83,8 +83,10 @@ def words_cut(word_ids: Sequence[Optional[int]], num_words: int) -> int:
 
 
 # Words as CoNLL-style data has them: punctuation apart ("Paris," is "Paris" and ","), but
-# abbreviations ("U.S."), numbers ("3.5", "1,000") and inner hyphens or apostrophes kept whole.
-_WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\d+(?:[.,:]\d+)*|\w+(?:[-'’]\w+)*|[^\w\s]")
+# abbreviations ("U.S."), numbers ("3.5", "1,000") and inner hyphens or apostrophes kept whole; and as
+# tweet data (WNUT) has them: a link (less its trailing punctuation), an @mention or a #hashtag is one word.
+_WORD = re.compile(r"(?:https?://|www\.)\S*[^\s.,!?;:)\]'\"]|(?<!\w)[@#]\w+"
+                   r"|(?:[^\W\d_]\.){2,}|\d+(?:[.,:]\d+)*|\w+(?:[-'’]\w+)*|[^\w\s]")
 
 
 def split_words(text: str) -> list[str]:
