@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from lab.cli.flags import config_from_args
@@ -39,6 +40,7 @@ def command_compare(args: argparse.Namespace) -> int:
     from lab.runs.worker import run_in_foreground
     from lab.training.metrics import primary_metric_name
 
+    started = time.monotonic()
     methods = parse_methods(args.methods)
     task = args.task or (RunConfig.load(args.config).task if args.config else "classification")
     base = config_from_args(args, budget=comparison_base(task))
@@ -54,6 +56,7 @@ def command_compare(args: argparse.Namespace) -> int:
         print(f"  {run.status}: {score}", flush=True)
         outcome = outcome or code
     print(f"\n{group}\n{format_comparison(store.list_runs(group=group))}")
+    print(f"{len(configs)} runs in {time.monotonic() - started:.0f} s (the whole comparison)")
     return outcome
 
 
