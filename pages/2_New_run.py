@@ -19,6 +19,7 @@ from lab.data.builtin import BUILTINS
 from lab.errors import LabError, ModelError
 from lab.hub import is_offline
 from lab.views.data_view import SUGGESTED_MODELS, for_the_page, label_count, parameter_count, save_upload
+from lab.views.formatting import format_share
 from ui import charts
 from ui.common import (get_runner, get_store, launch, method_name, open_run, page_setup, task_name, user_errors,
                        wait_for_training_stack)
@@ -187,7 +188,7 @@ def parameter_summary(config: RunConfig) -> str:
                    icon=":material/warning:")
         return ""
     left, right = st.columns([1, 3], vertical_alignment="center")
-    left.metric(t("form.trainable"), f"{trainable:,}", t("form.share_of", share=f"{100 * trainable / total:.2f}%",
+    left.metric(t("form.trainable"), f"{trainable:,}", t("form.share_of", share=format_share(trainable, total),
                                                             total=f"{total:,}"),
                 delta_color="off", delta_arrow="off")
     right.plotly_chart(charts.parameters_by_part(parts), width="stretch", key="parameters-by-part")

@@ -13,6 +13,7 @@ from lab.runs.records import RunRecord
 from lab.training.metrics import primary_metric_name
 from lab.errors import LabError
 from lab.views.data_map import REGIONS, hardest, load_data_map
+from lab.views.formatting import format_share
 from lab.views.run_view import RunView, RunViewFolder, per_label_frame, rank_table
 from ui import charts
 from ui.common import (PLAYGROUND_PAGE, get_runner, get_store, method_name, page_setup, status_badge, status_name,
@@ -176,10 +177,10 @@ def results(view: RunView) -> None:
     label_table(view.test_eval.per_label)
     if view.result is not None:
         result = view.result
-        share = 100 * result.trainable_params / result.total_params if result.total_params else 0
         memory = t("live.peak_memory", mb=f"{result.peak_memory_mb:,.0f}") if result.peak_memory_mb else ""
+        share = format_share(result.trainable_params, result.total_params)
         st.caption(t("live.trainable_of", trainable=f"{result.trainable_params:,}", total=f"{result.total_params:,}",
-                     share=f"{share:.2f}%") + f" · {duration(result.wall_seconds)}{memory}")
+                     share=share) + f" · {duration(result.wall_seconds)}{memory}")
 
 
 def inside(run: RunRecord, view: RunView, live: bool) -> None:

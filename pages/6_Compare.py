@@ -8,9 +8,10 @@ import streamlit as st
 from lab.config import PEFT_METHODS, TASKS
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError
-from lab.runs.compare import GROUP_PREFIX, comparison_base, group_name, method_configs
+from lab.runs.compare import GROUP_PREFIX, by_method, comparison_base, group_name, method_configs
 from lab.training.metrics import primary_metric_name
 from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
+from lab.views.formatting import format_share
 from lab.views.run_view import run_view
 from ui import charts
 from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
@@ -74,22 +75,24 @@ def comparison(group: str, polling: bool) -> None:
                 text=t("compare.progress", done=finished_count(records), total=len(records)))
     views = {run.id: run_view(event for _, event in store.events_since(run.id)) for run in records}
     rows = comparison_rows(records, views)
-    shown = rows.assign(method=rows["method"].map(method_name), status=rows["status"].map(status_name),
-                        **{"train seconds": rows["train seconds"].map(duration)})
+    rows = rows.assign(method=rows["method"].map(method_name))
+    shown = rows.assign(status=rows["status"].map(status_name), **{
+        "train seconds": rows["train seconds"].map(duration),
+        "trainable share": rows["trainable share"].map(format_share)})
     st.dataframe(shown.drop(columns=["run"]), hide_index=True, width="stretch", column_config={
         "method": st.column_config.TextColumn(t("history.method")),
         "status": st.column_config.TextColumn(t("history.status")),
         "test": st.column_config.NumberColumn(t("history.test", metric=metric), format="%.3f"),
         "best validation": st.column_config.NumberColumn(t("history.best_validation", metric=metric), format="%.3f"),
         "trainable": st.column_config.NumberColumn(t("history.trainable_parameters"), format="localized"),
-        "trainable share": st.column_config.NumberColumn(t("history.trainable_share"), format="percent"),
+        "trainable share": st.column_config.TextColumn(t("history.trainable_share")),
         "train seconds": st.column_config.TextColumn(t("history.wall_time")),
         "peak memory MB": st.column_config.NumberColumn(t("history.peak_memory"), format="%.0f MB"),
     })
-    named = {method_name(run.peft_method): views[run.id] for run in records}
+    named = {method_name(run.peft_method): views[run.id] for run in by_method(records)}  # the table's order
     colours = charts.series_colours(list(named))  # one colour per method on every chart below
     left, right = st.columns(2)
-    left.plotly_chart(charts.method_tradeoff(shown, metric, colours), width="stretch", key="compare-tradeoff")
+    left.plotly_chart(charts.method_tradeoff(rows, metric, colours), width="stretch", key="compare-tradeoff")
     labels = per_label_f1(records)
     if not labels.empty:
         right.plotly_chart(charts.per_label_by_method(labels.rename(columns=method_name), colours), width="stretch",

@@ -13,7 +13,7 @@ from lab.config import RunConfig, default_config
 from lab.errors import DataError
 from lab.events import EvalEvent, LogEvent, ResultEvent, StatusEvent, StepEvent
 from lab.views.data_view import save_upload, truncated_share
-from lab.views.formatting import format_duration, smooth
+from lab.views.formatting import format_duration, format_share, smooth
 from lab.runs.one_click import one_click_runs
 from lab.views.playground import entities_html, entity_spans
 from lab.views.run_view import run_view
@@ -168,6 +168,10 @@ def test_small_formatters():
     assert format_duration(None) == "–"
     assert format_duration(143, ("小时", "分", "秒")) == "2 分 23 秒"  # the app passes its language's units
     assert truncated_share([10, 129, 200, 128], 128) == 0.5 and truncated_share([], 128) == 0.0
+    # Head-only trains 770 of MiniLM's 22.7 M parameters: a share that must not read as 0%.
+    assert [format_share(770, 22_713_986), format_share(74_498, 22_713_986), format_share(1.0)] == [
+        "0.00339%", "0.328%", "100%"]
+    assert format_share(None, 10) == format_share(float("nan")) == "–"
 
 
 def test_entities_html_highlights_by_type_and_escapes_text():

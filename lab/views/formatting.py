@@ -24,6 +24,15 @@ def format_duration(seconds: Optional[float], units: Sequence[str] = DURATION_UN
     return f"{secs} {second}"
 
 
+def format_share(part: Optional[float], whole: Optional[float] = 1) -> str:
+    """part / whole as '100%', '0.328%', '0.00339%': three significant digits, so head-only's few
+    thousandths of a percent do not read as 0%."""
+    percent = 100 * part / whole if part and whole else math.nan
+    if math.isnan(percent):  # pandas writes a missing share as NaN
+        return "–"
+    return f"{percent:.{max(0, 2 - math.floor(math.log10(percent)))}f}%"
+
+
 def format_count(count: Optional[int]) -> str:
     if not count:
         return "–"

@@ -11,7 +11,7 @@ import pandas as pd
 
 from lab.errors import LabError
 from lab.training.metrics import primary_metric_name
-from lab.views.formatting import DURATION_UNITS, format_count, format_duration
+from lab.views.formatting import DURATION_UNITS, format_count, format_duration, format_share
 from lab.views.run_view import RunView
 
 
@@ -47,7 +47,7 @@ def comparison_frame(records: Sequence[Any], views: dict[str, RunView],
                   "method": run.peft_method,
                   "trainable parameters": f"{trainable:,}" if trainable else "–",
                   "total parameters": f"{total:,}" if total else "–",
-                  "trainable share": f"{100 * trainable / total:.2f}%" if trainable and total else "–",
+                  "trainable share": format_share(trainable, total),
                   "wall time": format_duration(summary.get("wall_seconds"), duration_units),
                   "peak memory": f"{summary['peak_memory_mb']:.0f} MB" if summary.get("peak_memory_mb") else "–",
                   f"best validation {primary_metric_name(run.task)}": best or "–"}
