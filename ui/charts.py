@@ -37,7 +37,8 @@ REGION_COLOURS = {"easy": "#2ca02c", "ambiguous": "#ff7f0e", "hard": "#d62728"}
 
 
 def series_colours(names: Sequence[str]) -> dict[str, str]:
-    """A distinct colour per series, so one method keeps its colour across the Compare page's charts."""
+    """A distinct colour per series (a label, a method), so one method keeps its colour across the Compare
+    page's charts."""
     return {name: LABEL_COLOURS[index % len(LABEL_COLOURS)] for index, name in enumerate(names)}
 
 
@@ -220,10 +221,10 @@ def projection(points: Sequence[Sequence[float]], labels: Sequence[str], step: i
     """The validation examples' sentence vectors in 2-D (PCA), one colour per gold label; fixed `ranges`
     keep the frames of a run on the same axes."""
     figure = go.Figure()
-    for number, label in enumerate(sorted(set(labels))):
+    for label, colour in series_colours(sorted(set(labels))).items():
         chosen = [point for point, gold in zip(points, labels) if gold == label]
         figure.add_scatter(x=[p[0] for p in chosen], y=[p[1] for p in chosen], mode="markers", name=label,
-                           marker=dict(size=6, opacity=0.8, color=LABEL_COLOURS[number % len(LABEL_COLOURS)]))
+                           marker=dict(size=6, opacity=0.8, color=colour))
     if ranges:
         figure.update_xaxes(range=ranges[0])
         figure.update_yaxes(range=ranges[1])
