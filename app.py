@@ -6,11 +6,21 @@ import time
 
 import streamlit as st
 
+from lab.groups.one_click import cuda_present, one_click_runs
 from lab.hub import is_offline
 from lab.training.metrics import primary_metric_name
-from lab.runs.one_click import cuda_present, one_click_runs
-from ui.common import (LIVE_PAGE, NEW_RUN_PAGE, RUNS_PAGE, get_store, launch, method_name, open_run, page_setup,
-                       status_badge, user_errors)
+from ui.common import (
+    LIVE_PAGE,
+    NEW_RUN_PAGE,
+    RUNS_PAGE,
+    get_store,
+    launch,
+    method_name,
+    open_run,
+    page_setup,
+    status_badge,
+    user_errors,
+)
 from ui.i18n import duration, t
 
 page_setup("pages.home")

@@ -64,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from bench.run import run_benchmark
     from bench.workloads import WORKLOADS, Settings
     from lab.errors import LabError
-    from lab.training.modeling import pick_device
+    from lab.model.device import pick_device
 
     warmup, steps, repeats = QUICK if args.quick else FULL
     names = [name.strip() for name in args.workloads.split(",") if name.strip()]

@@ -5,7 +5,7 @@
 - `trainer`: a bare `transformers.Trainer` with its default arguments and dynamic padding (the
   default collator; Hugging Face's token-classification collator for NER). Set only what the run
   needs: batch size, steps, learning rate, seed, device, no checkpoints, no progress bar.
-- `lab` (the CLI path): `lab.runs.worker.run_in_foreground`, the lab's engine with its defaults, events
+- `lab` (the CLI path): `lab.launch.worker.run_in_foreground`, the lab's engine with its defaults, events
   written to a run store.
 - `app`: the same run submitted to a `JobRunner` (training in its background thread, as the app
   does) while this thread reads the run's events once a second and builds the live view, as the
@@ -59,7 +59,8 @@ def train_textbook(prepared: PreparedWorkload, settings: Settings, workdir: Path
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, get_scheduler, set_seed
 
     from lab.data.preprocessing import MODEL_INPUTS
-    from lab.training.modeling import apply_peft, load_model
+    from lab.model.adapting import apply_peft
+    from lab.model.loading import load_model
 
     config, device = prepared.config, settings.device
     set_seed(settings.seed)
@@ -93,7 +94,8 @@ def train_textbook(prepared: PreparedWorkload, settings: Settings, workdir: Path
 def train_bare_trainer(prepared: PreparedWorkload, settings: Settings, workdir: Path) -> None:
     from transformers import DataCollatorForTokenClassification, PrinterCallback, Trainer, TrainingArguments, set_seed
 
-    from lab.training.modeling import apply_peft, load_model
+    from lab.model.adapting import apply_peft
+    from lab.model.loading import load_model
 
     config = prepared.config
     set_seed(settings.seed)
@@ -111,8 +113,8 @@ def train_bare_trainer(prepared: PreparedWorkload, settings: Settings, workdir: 
 
 # ---- the lab: CLI path and app path ---------------------------------------------------------------
 def train_lab_cli(prepared: PreparedWorkload, settings: Settings, workdir: Path) -> None:
+    from lab.launch.worker import run_in_foreground
     from lab.runs.store import RunStore
-    from lab.runs.worker import run_in_foreground
 
     store = RunStore(workdir / "runs")
     _, code = run_in_foreground(prepared.config, store=store)
@@ -121,7 +123,7 @@ def train_lab_cli(prepared: PreparedWorkload, settings: Settings, workdir: Path)
 
 
 def train_lab_app(prepared: PreparedWorkload, settings: Settings, workdir: Path) -> None:
-    from lab.runs.runner import JobRunner
+    from lab.launch.runner import JobRunner
     from lab.runs.store import RunStore
     from lab.views.run_view import run_view
 

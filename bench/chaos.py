@@ -209,7 +209,7 @@ SERVER = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from lab.config import RunConfig
-from lab.runs.runner import JobRunner
+from lab.launch.runner import JobRunner
 from lab.runs.store import RunStore
 from bench.chaos import chaos_config
 runner = JobRunner(RunStore(sys.argv[1]), gpu_ids=[], poll_seconds=0.05)
@@ -269,8 +269,8 @@ def disk_full_in_sqlite(work: Path) -> tuple[str, str, bool]:
     import threading
 
     from lab.config import RunConfig
-    from lab.runs.execute import execute_run
-    from lab.runs.scripted import scripted_train
+    from lab.launch.execute import execute_run
+    from lab.launch.scripted import scripted_train
     from lab.runs.store import RunStore
 
     store = RunStore(work / "sqlite-full")
@@ -292,7 +292,7 @@ def disk_full_in_sqlite(work: Path) -> tuple[str, str, bool]:
 def resolve_model(name: str, work: Path) -> str:
     if name != "tiny":
         return name
-    from lab.training.testing import build_tiny_model, fixture_texts
+    from lab.model.testing import build_tiny_model, fixture_texts
 
     return build_tiny_model(work / "tiny-bert", fixture_texts(REPO / "tests" / "fixtures"))
 

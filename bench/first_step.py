@@ -27,8 +27,8 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     from lab.events import ProgressEvent, StatusEvent
+    from lab.groups.one_click import one_click_runs
     from lab.training.engine import train
-    from lab.runs.one_click import one_click_runs
     imported = time.perf_counter() - started
 
     card = next(c for c in one_click_runs(offline=True) if c.key == args.card)

@@ -73,9 +73,12 @@ def main(argv=None) -> int:
     from lab.data.preprocessing import make_collator, tokenize_splits
     from lab.data.splits import load_splits
     from lab.events import discard
-    from lab.runs.one_click import one_click_runs
-    from lab.training.insight import ProjectionCallback, adalora_ranks, head_module, training_dynamics
-    from lab.training.modeling import adapt, load_model, load_tokenizer
+    from lab.groups.one_click import one_click_runs
+    from lab.insight.dynamics import training_dynamics
+    from lab.insight.projection import ProjectionCallback, head_module
+    from lab.insight.ranks import adalora_ranks
+    from lab.model.adapting import adapt
+    from lab.model.loading import load_model, load_tokenizer
     from lab.training.trainer import total_optimizer_steps
 
     config = next(card.config for card in one_click_runs(offline=True) if card.key == "imdb")

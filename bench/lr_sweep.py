@@ -1,4 +1,4 @@
-"""`python -m bench.lr_sweep`: the learning-rate sweep behind `lab.training.defaults.DEFAULT_LEARNING_RATES`.
+"""`python -m bench.lr_sweep`: the learning-rate sweep behind `lab.model.defaults.DEFAULT_LEARNING_RATES`.
 
 Trains one small run per (method, rate) with the lab's engine on an offline dataset and prints the
 held-out metric of each, so the README's "Default learning rates" table can be reproduced (or
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def sweep_grid(task: str, methods: Sequence[str], overrides: Sequence[str]) -> list[tuple[str, float]]:
     """(method, rate) pairs: each method's default x DEFAULT_MULTIPLES unless `METHOD=LR,...` replaces it."""
     from lab.config import PEFT_METHODS
-    from lab.training.defaults import DEFAULT_LEARNING_RATES
+    from lab.model.defaults import DEFAULT_LEARNING_RATES
 
     given: dict[str, list[float]] = {}
     for override in overrides:

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def base_config(task: str, preset: str, dataset: Optional[str], model: str, settings: Sequence[str]):
     """The config every run of the table starts from (method and seed are set per run)."""
     from lab.config import default_config
-    from lab.runs.one_click import one_click_runs
+    from lab.groups.one_click import one_click_runs
 
     if preset == "one-click":
         card = next(c for c in one_click_runs(offline=True) if c.config.task == task)

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from lab.errors import one_line
-from lab.runs import scripted
-from lab.runs.scripted import scripted_train
+from lab.launch import scripted
+from lab.launch.scripted import scripted_train
 
 REPO = Path(__file__).resolve().parents[1]
 POLLERS = 20
@@ -94,7 +94,7 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 # ---- fault scenarios ----------------------------------------------------------------------------------
 def scenario_oom_job(work: Path, kind: str) -> Row:
     from lab.config import RunConfig
-    from lab.runs.runner import JobRunner
+    from lab.launch.runner import JobRunner
     from lab.runs.store import RunStore
 
     store = RunStore(work / f"oom-{kind}")
@@ -123,7 +123,7 @@ def scenario_oom_engine(work: Path, model: str, train_file: Path) -> Row:
     from transformers import Trainer
 
     import lab.training.engine
-    from lab.runs.runner import JobRunner
+    from lab.launch.runner import JobRunner
     from lab.runs.store import RunStore
 
     models: list[weakref.ref] = []
@@ -172,7 +172,7 @@ def _digest(store, run_id: str) -> tuple[Any, ...]:
 def scenario_disk_full(work: Path, model: str, train_file: Path) -> Row:
     import lab.training.engine
     from lab.config import RunConfig
-    from lab.runs.execute import execute_run
+    from lab.launch.execute import execute_run
     from lab.runs.store import RunStore
 
     store = RunStore(work / "disk-full")
@@ -203,9 +203,9 @@ def scenario_disk_full(work: Path, model: str, train_file: Path) -> Row:
 SERVER = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from lab.runs.scripted import scripted_train
+from lab.launch.scripted import scripted_train
 from lab.config import RunConfig
-from lab.runs.runner import JobRunner
+from lab.launch.runner import JobRunner
 from lab.runs.store import RunStore
 runner = JobRunner(RunStore(sys.argv[1]), train_fn=scripted_train, gpu_ids=[], poll_seconds=0.05)
 print(runner.submit(RunConfig(name="steps=40,sleep=0.05,ckpt=4")), flush=True)
@@ -214,8 +214,8 @@ time.sleep(600)
 
 
 def scenario_killed_server(work: Path) -> Row:
+    from lab.launch.runner import JobRunner
     from lab.runs.resume import last_checkpoint
-    from lab.runs.runner import JobRunner
     from lab.runs.store import RunStore
 
     runs_dir = work / "killed-server"
@@ -249,7 +249,7 @@ def scenario_killed_server(work: Path) -> Row:
 
 def scenario_two_readers(work: Path) -> Row:
     from lab.config import RunConfig
-    from lab.runs.runner import JobRunner
+    from lab.launch.runner import JobRunner
     from lab.runs.store import RunStore
 
     store = RunStore(work / "two-readers")
@@ -316,7 +316,7 @@ def steps_per_second(store, run_id: str) -> float:
 
 
 def training_arm(work: Path, name: str, config, pollers: int) -> tuple[float, PollStats]:
-    from lab.runs.runner import JobRunner
+    from lab.launch.runner import JobRunner
     from lab.runs.store import RunStore
 
     store = RunStore(work / "load" / name)
@@ -428,7 +428,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from datasets import disable_progress_bars
 
         import lab  # noqa: F401 - decides offline mode before transformers loads
-        from lab.training.testing import build_tiny_model
+        from lab.model.testing import build_tiny_model
 
         disable_progress_bars()  # tokenising bars of every scenario would bury the table
 

@@ -102,7 +102,7 @@ class PreparedWorkload:
 def prepare(workload: Workload, settings: Settings, model_path: str) -> PreparedWorkload:
     from lab.data.preprocessing import tokenize_splits
     from lab.data.splits import load_splits
-    from lab.training.modeling import load_tokenizer
+    from lab.model.loading import load_tokenizer
 
     config = lab_config(workload, settings, model_path)
     tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
@@ -122,7 +122,7 @@ def resolve_model(name: str, workdir: Path) -> str:
         return name
     from transformers import BertConfig, BertModel
 
-    from lab.training.modeling import load_tokenizer
+    from lab.model.loading import load_tokenizer
 
     folder = workdir / BERT_BASE_RANDOM
     tokenizer = load_tokenizer(ModelConfig())

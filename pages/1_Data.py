@@ -13,8 +13,7 @@ import yaml
 from lab.config import DEFAULT_MODEL, TASKS, DataConfig
 from lab.data.builtin import BUILTINS
 from lab.hub import is_offline
-from lab.views.data_view import (DataOverview, data_overview, save_upload, token_lengths,
-                                 truncated_share)
+from lab.views.data_view import DataOverview, data_overview, save_upload, token_lengths, truncated_share
 from ui import charts
 from ui.common import NEW_RUN_PAGE, get_store, page_setup, task_name, user_errors, wait_for_training_stack
 from ui.i18n import field_help, message, t
@@ -39,7 +38,7 @@ def load_overview(data_yaml: str, task: str) -> DataOverview:
 def load_tokenizer(model: str):
     wait_for_training_stack()
     from lab.config import ModelConfig
-    from lab.training.modeling import load_tokenizer as load
+    from lab.model.loading import load_tokenizer as load
 
     return load(ModelConfig(name_or_path=model))
 

@@ -11,18 +11,45 @@ from dataclasses import replace
 import streamlit as st
 
 from lab.cli.flags import cli_command
-from lab.config import (DATA_SOURCES, DEFAULT_MODEL, LORA_FAMILY, OPTIMIZERS, PEFT_METHODS,
-                        POOLINGS, PRECISIONS, RUN_EXECUTORS, SCHEDULERS, TAG_SCHEMES, TARGETED_METHODS, TASKS,
-                        TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, DataConfig, ModelConfig, PeftSettings,
-                        RunConfig, TrainConfig, default_config)
+from lab.config import (
+    DATA_SOURCES,
+    DEFAULT_MODEL,
+    LORA_FAMILY,
+    OPTIMIZERS,
+    PEFT_METHODS,
+    POOLINGS,
+    PRECISIONS,
+    RUN_EXECUTORS,
+    SCHEDULERS,
+    TAG_SCHEMES,
+    TARGETED_METHODS,
+    TASKS,
+    TRUST_REMOTE_CODE_WARNING,
+    VIRTUAL_TOKEN_METHODS,
+    DataConfig,
+    ModelConfig,
+    PeftSettings,
+    RunConfig,
+    TrainConfig,
+    default_config,
+)
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError, ModelError
 from lab.hub import is_offline
 from lab.views.data_view import SUGGESTED_MODELS, for_the_page, label_count, parameter_count, save_upload
 from lab.views.formatting import format_share
 from ui import charts
-from ui.common import (get_runner, get_store, launch, method_name, open_run, page_setup, task_name, user_errors,
-                       wait_for_training_stack)
+from ui.common import (
+    get_runner,
+    get_store,
+    launch,
+    method_name,
+    open_run,
+    page_setup,
+    task_name,
+    user_errors,
+    wait_for_training_stack,
+)
 from ui.i18n import field_help, message, t
 from ui.widgets import COLUMN_FIELDS, column_mapping
 
@@ -151,7 +178,7 @@ def peft_section(task: str) -> PeftSettings:
         peft.target_modules = [name.strip() for name in targets.split(",") if name.strip()]
     with st.container(border=True):  # what the method trains, what it freezes, its idea in one formula
         st.markdown(t(f"method.{method}.what"))
-        from lab.training.defaults import ONE_CLICK_RESULTS
+        from lab.model.defaults import ONE_CLICK_RESULTS
 
         measured = ONE_CLICK_RESULTS[task]
         mean, spread = measured["results"][method]
@@ -196,7 +223,7 @@ def parameter_summary(config: RunConfig) -> str:
 
 
 def training_section(task: str, peft: PeftSettings) -> TrainConfig:
-    from lab.training.defaults import DEFAULT_LEARNING_RATES
+    from lab.model.defaults import DEFAULT_LEARNING_RATES
 
     was = base.train
     train = TrainConfig(**{**was.__dict__})
@@ -215,7 +242,7 @@ def training_section(task: str, peft: PeftSettings) -> TrainConfig:
 
 
 def advanced_section(config: RunConfig) -> None:
-    from lab.training.defaults import head_learning_rate_for
+    from lab.model.defaults import head_learning_rate_for
 
     was, train, data = base.train, config.train, config.data
     with st.expander(t("form.advanced")):
@@ -272,8 +299,8 @@ def advanced_section(config: RunConfig) -> None:
 
 
 def show_script(config: RunConfig) -> None:
-    """The standalone script of this config (lab.training.standalone), shown and downloadable."""
-    from lab.training.standalone import standalone_script
+    """The standalone script of this config (lab.publish.standalone), shown and downloadable."""
+    from lab.publish.standalone import standalone_script
 
     try:
         script = standalone_script(config)
@@ -333,7 +360,7 @@ def estimate_section(config: RunConfig) -> None:
 
 def where_section(config: RunConfig) -> None:
     """A choice of this machine or the Ray cluster, once a cluster is named (RAY_ADDRESS, or a loaded config)."""
-    from lab.runs.ray_executor import ADDRESS_ENV
+    from lab.launch.ray_executor import ADDRESS_ENV
 
     address = base.train.ray_address or os.environ.get(ADDRESS_ENV, "")
     if not address:

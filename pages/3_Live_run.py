@@ -9,15 +9,24 @@ import time
 
 import streamlit as st
 
+from lab.errors import LabError
 from lab.runs.records import RunRecord
 from lab.training.metrics import primary_metric_name
-from lab.errors import LabError
 from lab.views.data_map import REGIONS, hardest, load_data_map
 from lab.views.formatting import format_share
 from lab.views.run_view import RunView, RunViewFolder, per_label_frame, rank_table
 from ui import charts
-from ui.common import (PLAYGROUND_PAGE, get_runner, get_store, method_name, page_setup, status_badge, status_name,
-                       task_name, user_errors)
+from ui.common import (
+    PLAYGROUND_PAGE,
+    get_runner,
+    get_store,
+    method_name,
+    page_setup,
+    status_badge,
+    status_name,
+    task_name,
+    user_errors,
+)
 from ui.i18n import duration, message, t
 
 REFRESH_SECONDS = 1.0
@@ -232,7 +241,7 @@ def _padded(values: list[float]) -> list[float]:
 
 
 def script(run_id: str) -> None:
-    from lab.training.standalone import standalone_script
+    from lab.publish.standalone import standalone_script
 
     code = standalone_script(store.load_config(run_id))
     st.caption(t("form.script_caption"))

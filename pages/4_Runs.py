@@ -12,8 +12,16 @@ from lab.training.metrics import primary_metric_name
 from lab.views.history import comparison_frame, runs_frame, zip_folder
 from lab.views.run_view import run_view
 from ui import charts
-from ui.common import (get_store, method_name, open_run, page_setup, status_name, task_name, user_errors,
-                       wait_for_training_stack)
+from ui.common import (
+    get_store,
+    method_name,
+    open_run,
+    page_setup,
+    status_name,
+    task_name,
+    user_errors,
+    wait_for_training_stack,
+)
 from ui.i18n import duration_units, t
 
 page_setup("pages.runs")
@@ -87,7 +95,7 @@ def export_onnx_button(row, run_id: str, model_dir, output) -> None:
     folder = output / "onnx"
     if row.button(t("history.export_onnx"), icon=":material/output:", help=t("history.export_onnx_help")):
         wait_for_training_stack()
-        from lab.training.export import export_onnx, test_texts
+        from lab.publish.export import export_onnx, test_texts
 
         with user_errors(), st.spinner(t("history.exporting")):
             result = export_onnx(model_dir, folder, test_texts(store.load_config(run_id)))
@@ -105,7 +113,7 @@ def push_to_hub(model_dir) -> None:
     repo_id = st.text_input(t("history.repo_id"), placeholder="my-name/imdb-lora")
     private = st.checkbox(t("history.private"), value=True)
     if st.button(t("history.push_now"), type="primary", disabled=not repo_id.strip(), key="push-confirm"):
-        from lab.training.push import push_folder
+        from lab.publish.push import push_folder
 
         with user_errors(), st.spinner(t("history.pushing")):
             url = push_folder(model_dir, repo_id.strip(), private=private)

@@ -2,7 +2,7 @@
 test examples it gets wrong.
 
 Classification shows the label probabilities; NER shows the text with entities highlighted by type.
-"Why?" shades each word by its integrated-gradients attribution (lab.training.explain).
+"Why?" shades each word by its integrated-gradients attribution (lab.inference.explain).
 """
 import streamlit as st
 
@@ -20,7 +20,7 @@ store = get_store()
 @st.cache_resource(show_spinner=False, max_entries=2)
 def load_predictor(model_dir: str):
     wait_for_training_stack()
-    from lab.training.predict import Predictor
+    from lab.inference.predict import Predictor
 
     return Predictor(model_dir)
 
@@ -40,7 +40,7 @@ def example(run_id: str) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def explanation(model_dir: str, text: str, word: int | None):
-    from lab.training.explain import explain
+    from lab.inference.explain import explain
 
     return explain(load_predictor(model_dir), text, word)
 

@@ -1,14 +1,14 @@
 """Compare methods: one run per PEFT method on the same data, model and budget, side by side as they finish.
 
 The runs queue through the job runner like any other and form a group in the run store
-(lab.runs.compare), so the comparison survives a reload and its runs show on the Runs page too.
+(lab.groups.compare), so the comparison survives a reload and its runs show on the Runs page too.
 """
 import streamlit as st
 
 from lab.config import PEFT_METHODS, TASKS
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError
-from lab.runs.compare import GROUP_PREFIX, by_method, comparison_base, group_name, method_configs
+from lab.groups.compare import GROUP_PREFIX, by_method, comparison_base, group_name, method_configs
 from lab.training.metrics import primary_metric_name
 from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
 from lab.views.formatting import format_share

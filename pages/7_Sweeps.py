@@ -1,12 +1,20 @@
 """Sweeps: an Optuna search started from the New run form's values, with ranges on chosen fields; the trials
-table, the best trial and Optuna's own figures. Every trial is a run (lab.runs.sweep), queued through the
+table, the best trial and Optuna's own figures. Every trial is a run (lab.groups.sweep), queued through the
 job runner, so it shows on the Live run and Runs pages too.
 """
 import streamlit as st
 
 from lab.config import RunConfig, default_config
-from lab.runs.sweep import (PRUNERS, SweepSetup, best_trial, group_of, load_study, parse_params, start_in_background,
-                            sweep_names)
+from lab.groups.sweep import (
+    PRUNERS,
+    SweepSetup,
+    best_trial,
+    group_of,
+    load_study,
+    parse_params,
+    start_in_background,
+    sweep_names,
+)
 from lab.training.metrics import primary_metric_name
 from lab.views.sweep_view import trials_frame
 from ui import charts

@@ -43,7 +43,7 @@ def ner_jsonl() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """A tiny random BERT (hidden 32, 2 layers, WordPiece vocab of 300) built once per session."""
-    from lab.training.testing import build_tiny_model, fixture_texts
+    from lab.model.testing import build_tiny_model, fixture_texts
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"), fixture_texts(FIXTURES))
 

@@ -53,7 +53,7 @@ def tiny_config(name: str, task: str, train_file: Path, model: str) -> RunConfig
 
 def train_in_store(store: RunStore, config: RunConfig) -> str:
     """A finished run, trained synchronously the way the app's job runner trains one."""
-    from lab.runs.execute import execute_run
+    from lab.launch.execute import execute_run
     from lab.training.engine import train
 
     run = store.create_run(config)
@@ -394,7 +394,7 @@ def test_runs_page_compares_runs_side_by_side(store, classification_run, ner_run
 def test_a_cli_run_with_its_own_output_folder_downloads_and_plays_in_the_app(store, sentiment_csv, tiny_model_dir,
                                                                              tmp_path):
     """`python -m lab train ... --output DIR` keeps its model in DIR: the app finds it there."""
-    from lab.runs.worker import run_in_foreground
+    from lab.launch.worker import run_in_foreground
 
     config = tiny_config("cli-output", "classification", sentiment_csv, tiny_model_dir)
     run_id, code = run_in_foreground(config, output_dir=tmp_path / "elsewhere", store=store)
@@ -510,7 +510,7 @@ def test_compare_page_queues_one_run_per_method_and_lines_them_up(store, tiny_mo
 
 # ---- Sweeps ----------------------------------------------------------------------------------------
 def test_sweeps_page_starts_a_sweep_from_the_form_and_shows_its_trials(store, ner_conll, tiny_model_dir):
-    from lab.runs.sweep import load_study
+    from lab.groups.sweep import load_study
 
     config = tiny_config("sweep-base", "ner", ner_conll, tiny_model_dir)
     config.train.max_steps, config.train.eval_steps, config.train.train_batch_size = 24, 6, 8

@@ -24,8 +24,8 @@ import pytest
 
 from lab.config import DataConfig, RunConfig
 from lab.errors import ConfigError, DataError, ModelError
-from lab.runs.execute import execute_run
-from lab.runs.scripted import scripted_train
+from lab.launch.execute import execute_run
+from lab.launch.scripted import scripted_train
 from lab.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,7 +266,7 @@ def test_bad_model_through_library_and_cli(model, hub_answers, error, tmp_path, 
     else:
         # HF_HUB_OFFLINE=1 keeps transformers from the network either way; this decides what the lab
         # believes: a hub that answers (so the id must be wrong) or one that does not.
-        monkeypatch.setattr("lab.training.modeling.is_offline", lambda: not hub_answers)
+        monkeypatch.setattr("lab.model.loading.is_offline", lambda: not hub_answers)
     config = RunConfig.from_dict({"data": {"dataset": "", "train_file": str(sentiment_csv)},
                                   "model": {"name_or_path": model}, "train": {"max_steps": 1, "device": "cpu"}})
     with pytest.raises(ModelError, match=error):
@@ -295,9 +295,9 @@ def build_tiny_gpt2(path: Path, texts: list[str]) -> str:
 def test_decoder_only_model_trains_and_predicts(task, method, tmp_path, fixtures_dir, sentiment_csv, ner_conll, intact):
     """transformers has GPT2ForTokenClassification / ForSequenceClassification, so a decoder-only LM is
     supported: GPT-2 has no padding token, and the lab pads with its end-of-text token."""
+    from lab.inference.predict import Predictor
+    from lab.model.testing import fixture_texts
     from lab.training.engine import train
-    from lab.training.predict import Predictor
-    from lab.training.testing import fixture_texts
 
     model = build_tiny_gpt2(tmp_path / "gpt2", fixture_texts(fixtures_dir))
     config = RunConfig.from_dict({

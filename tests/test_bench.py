@@ -80,7 +80,9 @@ def ner_config(model_dir, data_file, **train):
 
 def test_estimate_counts_the_run_and_the_model(tiny_model_dir, ner_conll):
     from lab.data.splits import load_splits
-    from lab.training.modeling import apply_peft, count_parameters, load_model
+    from lab.model.adapting import apply_peft
+    from lab.model.loading import load_model
+    from lab.model.parameters import count_parameters
 
     config = ner_config(tiny_model_dir, ner_conll)
     result = estimate(config)
@@ -137,7 +139,7 @@ def test_estimate_describe_names_time_and_memory():
 
 def test_lr_sweep_grid_tries_each_default_and_its_neighbours_unless_told():
     from bench.lr_sweep import sweep_grid
-    from lab.training.defaults import DEFAULT_LEARNING_RATES
+    from lab.model.defaults import DEFAULT_LEARNING_RATES
 
     default = DEFAULT_LEARNING_RATES["ner"]["lora"]
     grid = sweep_grid("ner", ["lora", "full"], ["full=1e-4,3e-4"])

@@ -85,7 +85,7 @@ def test_every_field_has_help():
 
 
 def test_the_head_trains_at_the_head_only_rate_unless_told_otherwise():
-    from lab.training.defaults import DEFAULT_HEAD_LEARNING_RATES, DEFAULT_LEARNING_RATES, head_learning_rate_for
+    from lab.model.defaults import DEFAULT_HEAD_LEARNING_RATES, DEFAULT_LEARNING_RATES, head_learning_rate_for
 
     for task in ("classification", "ner"):
         head_rate = DEFAULT_HEAD_LEARNING_RATES[task]

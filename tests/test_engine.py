@@ -8,8 +8,8 @@ import torch
 
 from lab.config import PEFT_METHODS, DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
 from lab.events import EvalEvent, ResultEvent, StepEvent
+from lab.inference.predict import Predictor
 from lab.training.engine import train
-from lab.training.predict import Predictor
 
 METHODS = list(PEFT_METHODS)
 # Rates for the tiny random BERT, for the tests where what it learns is not the point (cancel, resume,
@@ -218,7 +218,8 @@ def test_same_seed_same_numbers(tiny_model_dir, sentiment_csv, tmp_path):
 
 @pytest.mark.parametrize("task", ["classification", "ner"])
 def test_all_linear_adapts_every_encoder_layer_and_keeps_the_head_trained(task, tiny_model_dir):
-    from lab.training.modeling import apply_peft, load_model
+    from lab.model.adapting import apply_peft
+    from lab.model.loading import load_model
 
     labels = ["O", "B-PER", "I-PER"] if task == "ner" else ["neg", "pos"]
     model = apply_peft(load_model(ModelConfig(name_or_path=tiny_model_dir), task, labels),
@@ -236,7 +237,8 @@ def test_prefix_tuning_is_refused_with_one_line_where_the_encoder_takes_no_past_
     import transformers
 
     from lab.errors import ModelError
-    from lab.training.modeling import apply_peft, load_model
+    from lab.model.adapting import apply_peft
+    from lab.model.loading import load_model
 
     def forward_of_a_newer_bert(self, input_ids=None, attention_mask=None, cache=None, **kwargs):
         raise AssertionError("never called: the method is refused before training")

@@ -2,13 +2,12 @@
 import json
 
 import pytest
-
 from conftest import KEYWORD, write_keyword_csv
-from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
-from lab.training.engine import train
-from lab.training.explain import explain
-from lab.training.predict import Predictor
 
+from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
+from lab.inference.explain import explain
+from lab.inference.predict import Predictor
+from lab.training.engine import train
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lab.config import RunConfig
+from lab.launch.worker import run_in_foreground
 from lab.runs.store import RunStore
-from lab.runs.worker import run_in_foreground
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_export_runs_in_onnxruntime_like_torch_for_any_batch_and_length(task, me
                                                                        ner_conll, tmp_path):
     import onnxruntime
 
-    from lab.training.predict import Predictor
+    from lab.inference.predict import Predictor
 
     store = RunStore(tmp_path / "runs")
     run_id = finished_run(store, task, sentiment_csv if task == "classification" else ner_conll, tiny_model_dir, method)

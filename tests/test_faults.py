@@ -20,9 +20,9 @@ import pytest
 from bench.reliability import scenario_disk_full, scenario_oom_engine, scenario_oom_job
 from lab.config import RunConfig
 from lab.events import EvalEvent, StepEvent
-from lab.runs import scripted
+from lab.launch import scripted
+from lab.launch.scripted import scripted_train
 from lab.runs.resume import last_checkpoint
-from lab.runs.scripted import scripted_train
 from lab.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,9 +71,9 @@ def test_disk_full_while_saving_fails_cleanly_and_earlier_runs_are_intact(tmp_pa
 SERVER = f"""
 import sys, time
 sys.path[:0] = [{str(REPO)!r}, {str(TESTS)!r}]
-from lab.runs.scripted import scripted_train
+from lab.launch.scripted import scripted_train
 from lab.config import RunConfig
-from lab.runs.runner import JobRunner
+from lab.launch.runner import JobRunner
 from lab.runs.store import RunStore
 runner = JobRunner(RunStore(sys.argv[1]), train_fn=scripted_train, gpu_ids=[], poll_seconds=0.05)
 print(runner.submit(RunConfig(name="steps=40,sleep=0.05,ckpt=4")), flush=True)
@@ -96,7 +96,7 @@ def test_killed_app_server_shows_the_run_interrupted_and_resumes_it_from_its_che
     checkpoint = last_checkpoint(checkpoints)
 
     monkeypatch.setenv("LAB_RUNS_DIR", str(store.runs_dir))
-    monkeypatch.setattr("lab.runs.runner.default_train_fn", lambda: scripted_train)  # the app's runner trains with it
+    monkeypatch.setattr("lab.launch.runner.default_train_fn", lambda: scripted_train)  # the app's runner trains with it
     at = live_page(run_id)
     assert store.get_run(run_id).status == "interrupted"
     assert any(f"pid {server.pid}" in w.value and "resume" in w.value for w in at.warning), [w.value for w in at.warning]

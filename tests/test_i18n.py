@@ -63,8 +63,8 @@ def library_messages(tmp_path: Path, sentiment_csv: Path) -> dict[str, str]:
     from lab.config import ModelConfig as Model
     from lab.data.splits import load_splits
     from lab.errors import LabError
-    from lab.runs.execute import describe_failure
-    from lab.training.modeling import load_model
+    from lab.launch.execute import describe_failure
+    from lab.model.loading import load_model
 
     def raised(call) -> str:
         with pytest.raises(LabError) as caught:

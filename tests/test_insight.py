@@ -3,8 +3,8 @@ move apart, AdaLoRA's ranks are recorded at each evaluation; all from the run's 
 
 import numpy as np
 import pytest
-
 from conftest import write_keyword_csv
+
 from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
 from lab.events import ProjectionEvent, RankEvent
 from lab.training.engine import train

@@ -1,6 +1,6 @@
 """The job runner: queueing, cancel, failure, resume, worker processes, and runs that survive a kill.
 
-Most tests inject `lab.runs.scripted.scripted_train` (behaviour chosen by the run name); the tests at the
+Most tests inject `lab.launch.scripted.scripted_train` (behaviour chosen by the run name); the tests at the
 end drive the real engine on the tiny model and skip while it is missing."""
 from __future__ import annotations
 
@@ -17,17 +17,17 @@ import pytest
 from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import LogEvent, ResultEvent, StatusEvent, StepEvent
-from lab.runs import scripted
+from lab.launch import scripted
+from lab.launch.runner import JobRunner
+from lab.launch.scripted import scripted_train
+from lab.launch.worker import run_stored_job, worker_command
 from lab.runs.resume import last_checkpoint, prepare_resume
-from lab.runs.runner import JobRunner
-from lab.runs.scripted import scripted_train
 from lab.runs.store import RunStore
-from lab.runs.worker import run_stored_job, worker_command
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 WORKER = (f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(TESTS)!r}]; "
-          "from lab.runs.scripted import worker_main; sys.exit(worker_main(sys.argv[1]))")
+          "from lab.launch.scripted import worker_main; sys.exit(worker_main(sys.argv[1]))")
 
 
 def fake_worker_command(run_id: str, num_devices: int) -> list[str]:
@@ -129,7 +129,7 @@ def test_cancel_asked_from_another_process_reaches_the_runner(runner: JobRunner,
     run_id = runner.submit(config("steps=100000,sleep=0.02"))
     wait_for(lambda: first_step_seen(store, run_id))
     cli = subprocess.run([sys.executable, "-c", "import sys; from lab.runs.store import RunStore; "
-                          "from lab.runs.worker import cancel_run; cancel_run(RunStore(sys.argv[1]), sys.argv[2])",
+                          "from lab.launch.worker import cancel_run; cancel_run(RunStore(sys.argv[1]), sys.argv[2])",
                           str(store.runs_dir), run_id], cwd=REPO, check=True)
     assert cli.returncode == 0
     assert runner.wait(run_id, timeout=10) == "cancelled"

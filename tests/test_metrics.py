@@ -10,9 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.errors import ConfigError
-from lab.training.metrics import (classification_metrics, classification_report, confusion_matrix, entity_metrics,
-                                  entity_report, format_report, primary_metric_name, report_to_records,
-                                  token_confusion_matrix)
+from lab.training.metrics import (
+    classification_metrics,
+    classification_report,
+    confusion_matrix,
+    entity_metrics,
+    entity_report,
+    format_report,
+    primary_metric_name,
+    report_to_records,
+    token_confusion_matrix,
+)
 
 approx = pytest.approx
 

@@ -6,8 +6,14 @@ import torch
 from transformers import AutoTokenizer
 
 from lab.config import DataConfig
-from lab.data.preprocessing import (IGNORE_INDEX, align_labels_with_word_ids, label_alignment_view, make_collator,
-                                    tokenize_splits, word_predictions)
+from lab.data.preprocessing import (
+    IGNORE_INDEX,
+    align_labels_with_word_ids,
+    label_alignment_view,
+    make_collator,
+    tokenize_splits,
+    word_predictions,
+)
 from lab.data.splits import load_splits
 
 # Words that split into several pieces, lose accents, vanish, or are punctuation. "\u200b" (a

@@ -9,9 +9,9 @@ import pytest
 
 from lab.config import RunConfig
 from lab.errors import LabError
+from lab.launch.worker import run_in_foreground
+from lab.publish.push import check_push_folder, push_folder
 from lab.runs.store import RunStore
-from lab.runs.worker import run_in_foreground
-from lab.training.push import check_push_folder, push_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_" + "TestTokenNeverShown1234"
@@ -45,7 +45,7 @@ def pushed_run(tiny_model_dir, sentiment_csv, tmp_path_factory):
 
 
 def test_the_folder_that_would_be_uploaded_is_complete_and_loads(pushed_run):
-    from lab.training.predict import Predictor
+    from lab.inference.predict import Predictor
 
     _, store, run_id = pushed_run
     model_dir = store.output_dir(store.get_run(run_id)) / "model"

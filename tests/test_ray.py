@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import write_keyword_csv
+
 from lab.config import RunConfig
 from lab.events import EvalEvent, LogEvent, StepEvent
-from lab.runs.ray_executor import JOB_FILE, connect
-from lab.runs.runner import JobRunner
+from lab.launch.ray_executor import JOB_FILE, connect
+from lab.launch.runner import JobRunner
 from lab.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_a_ray_run_streams_its_events_live_and_its_model_predicts(runner, store,
     assert connect(ray_address).get_job_info(job["job_id"]).metadata["lab_run_id"] == run_id
     assert "Training run" in (store.run_dir(run_id) / "worker.log").read_text()  # the job's own log, kept
 
-    from lab.training.predict import Predictor
+    from lab.inference.predict import Predictor
 
     predictor = Predictor(store.output_dir(run))  # what the Playground loads
     texts = ["the film was wonderful every night", "the film was long every night"]
@@ -212,7 +212,7 @@ class _JobThatWillNotStop:
 
 def test_a_resume_refuses_to_start_beside_an_earlier_job_that_will_not_stop(tmp_path, monkeypatch):
     from lab.errors import LabError
-    from lab.runs import ray_executor
+    from lab.launch import ray_executor
 
     monkeypatch.setattr(ray_executor, "PREVIOUS_JOB_STOP_SECONDS", 1)
     (tmp_path / JOB_FILE).write_text(json.dumps({"address": "http://x:8265", "job_id": "raysubmit_old"}))

@@ -19,10 +19,10 @@ import pytest
 from lab.config import RunConfig, default_config, example_yaml
 from lab.errors import DataError, LabError
 from lab.events import LogEvent
+from lab.groups.one_click import one_click_runs
 from lab.runs.records import clean_name
 from lab.runs.store import RunStore
 from lab.views.data_view import UPLOADS_FOLDER, save_upload
-from lab.runs.one_click import one_click_runs
 
 REPO = Path(__file__).resolve().parents[1]
 APP_SOURCES = sorted([REPO / "app.py", *(REPO / "lab").rglob("*.py"), *(REPO / "pages").glob("*.py"),
@@ -188,7 +188,7 @@ def test_a_run_reads_its_files_and_writes_only_inside_its_run_folder(tiny_model_
     file is inside the run's folder (or the dataset cache under HF_HOME)."""
     import shutil
 
-    from lab.runs.execute import execute_run
+    from lab.launch.execute import execute_run
     from lab.training.engine import train
 
     data = tmp_path / "data"

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from lab.config import RunConfig
+from lab.publish.standalone import standalone_script
 from lab.training.engine import train
-from lab.training.standalone import standalone_script
 
 
 def config_for(task, data_file, model_dir, method):
@@ -42,9 +42,11 @@ def test_the_generated_script_runs_without_the_lab_and_matches_its_run(task, met
 
 @pytest.mark.parametrize("method", ["full", "head", "lora", "adalora", "ia3", "prompt", "prefix", "loha", "lokr"])
 def test_the_scripts_model_trains_the_same_parameters_as_the_labs(method, tiny_model_dir, sentiment_csv):
-    """The script's model code is a copy of lab.training.modeling (it must run without the lab): for every
+    """The script's model code is a copy of lab.model (it must run without the lab): for every
     method, it wraps the model the lab's way, with the same trainable parameter count."""
-    from lab.training.modeling import adapt, count_parameters, load_model
+    from lab.model.adapting import adapt
+    from lab.model.loading import load_model
+    from lab.model.parameters import count_parameters
 
     config = config_for("classification", sentiment_csv, tiny_model_dir, method)
     namespace: dict = {"__name__": "standalone"}  # not "__main__": define, do not train

@@ -298,8 +298,8 @@ def test_a_run_whose_last_events_cannot_be_written_still_ends_with_the_stores_er
     stay `running` while its owner lives; it fails and says the store could not be written."""
     import sqlite3
 
-    from lab.runs.execute import execute_run
-    from lab.runs.scripted import scripted_train
+    from lab.launch.execute import execute_run
+    from lab.launch.scripted import scripted_train
 
     def refuse(self, run_id, events):
         raise sqlite3.OperationalError("database or disk is full")
@@ -314,8 +314,8 @@ def test_a_run_whose_last_events_cannot_be_written_still_ends_with_the_stores_er
 
 def test_a_yaml_config_with_a_train_file_flag_records_the_file_as_the_dataset(store: RunStore, tmp_path: Path,
                                                                                sentiment_csv: Path) -> None:
-    from lab.cli.main import build_parser
     from lab.cli.flags import config_from_args
+    from lab.cli.main import build_parser
 
     yaml_path = tmp_path / "imdb.yaml"
     RunConfig().save(yaml_path)  # dataset: imdb

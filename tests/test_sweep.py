@@ -12,7 +12,7 @@ import pytest
 
 from lab.config import RunConfig
 from lab.errors import ConfigError
-from lab.runs.sweep import Param, parse_param
+from lab.groups.sweep import Param, parse_param
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import torch
 
 from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
 from lab.events import LogEvent, StepEvent
+from lab.inference.predict import Predictor
 from lab.training.engine import train
-from lab.training.predict import Predictor
 
 
 class Recorder(list):
@@ -55,7 +55,9 @@ def test_one_batch_of_16_and_two_accumulated_batches_of_8_give_the_same_losses_a
 
 # ---- 2. the pooler ------------------------------------------------------------------------------------
 def test_pooling_choices_train_and_count_the_pooler_as_they_say(tiny_model_dir):
-    from lab.training.modeling import adapt, count_parameters, load_model
+    from lab.model.adapting import adapt
+    from lab.model.loading import load_model
+    from lab.model.parameters import count_parameters
 
     def build(method, pooling):
         config = config_for("classification", tiny_model_dir, "x.csv", method, pooling)
@@ -102,7 +104,8 @@ def test_the_head_learning_rate_moves_the_head_and_only_the_head(method, tiny_mo
 def test_mean_pooling_is_the_mean_of_the_unpadded_token_vectors(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from lab.training.modeling import load_model, use_pooling
+    from lab.model.loading import load_model
+    from lab.model.pooling import use_pooling
 
     model = use_pooling(load_model(ModelConfig(name_or_path=tiny_model_dir), "classification", ["neg", "pos"]),
                         "mean").eval()
@@ -216,7 +219,7 @@ def test_byte_level_bpe_tokenizers_get_a_prefix_space_for_pre_split_words(tmp_pa
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizerFast
 
-    from lab.training.modeling import load_tokenizer
+    from lab.model.loading import load_tokenizer
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(["maria met tom in paris"] * 20, vocab_size=300,

@@ -12,9 +12,9 @@ from lab.cli.flags import cli_command
 from lab.config import RunConfig, default_config
 from lab.errors import DataError
 from lab.events import EvalEvent, LogEvent, ResultEvent, StatusEvent, StepEvent
+from lab.groups.one_click import one_click_runs
 from lab.views.data_view import save_upload, truncated_share
 from lab.views.formatting import format_duration, format_share, smooth
-from lab.runs.one_click import one_click_runs
 from lab.views.playground import entities_html, entity_spans
 from lab.views.run_view import run_view
 
@@ -97,7 +97,7 @@ def test_with_the_hub_and_a_gpu_the_one_click_cards_train_the_published_recipes(
     monkeypatch.setattr(datasets, "load_dataset", lambda repo, revision=None: asked.append(repo) or
                         DatasetDict(train=split, validation=split, test=split))
     monkeypatch.setattr("lab.data.builtin.is_offline", lambda: False)
-    monkeypatch.setattr("lab.training.modeling.resolve_model_path",
+    monkeypatch.setattr("lab.model.loading.resolve_model_path",
                         lambda name: asked.append(name) or tiny_model_dir)
     config = ner.config.with_overrides(["train.max_steps=2", "train.eval_steps=0", "train.device=cpu"])
     result = train(config, tmp_path / "ner")

@@ -38,7 +38,7 @@ def _store(runs_dir: str) -> RunStore:
 
 @st.cache_resource(show_spinner=False)
 def _runner(runs_dir: str):
-    from lab.runs.runner import JobRunner  # imports torch lazily, on the first page that needs the runner
+    from lab.launch.runner import JobRunner  # imports torch lazily, on the first page that needs the runner
 
     return JobRunner(_store(runs_dir))
 

@@ -6,9 +6,9 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from lab.cli.flags import add_config_flags
 from lab.cli.runs import add_run_commands
 from lab.cli.sweep import add_sweep_command
-from lab.cli.flags import add_config_flags
 from lab.cli.train import command_compare, command_config, command_predict, command_train
 from lab.config import PEFT_METHODS, TASKS
 from lab.errors import LabError

@@ -14,13 +14,22 @@ import time
 from typing import Any, Optional
 
 from lab.errors import LabError
-from lab.events import (EvalEvent, Event, LogEvent, ProgressEvent, ProjectionEvent, RankEvent, ResultEvent,
-                        StatusEvent, StepEvent)
-from lab.runs.execute import EXIT_CODES
+from lab.events import (
+    EvalEvent,
+    Event,
+    LogEvent,
+    ProgressEvent,
+    ProjectionEvent,
+    RankEvent,
+    ResultEvent,
+    StatusEvent,
+    StepEvent,
+)
+from lab.launch.execute import EXIT_CODES
+from lab.launch.worker import cancel_run, continue_in_foreground
 from lab.runs.records import RunRecord
 from lab.runs.resume import prepare_resume
 from lab.runs.store import RunStore
-from lab.runs.worker import cancel_run, continue_in_foreground
 
 PER_LABEL_KEYS = ("label", "precision", "recall", "f1", "support")
 
@@ -92,7 +101,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lab.training.export import export_onnx, test_texts
+    from lab.publish.export import export_onnx, test_texts
 
     store = open_store(args)
     run, model_dir = completed_model_dir(store, args.run)
@@ -112,7 +121,7 @@ def completed_model_dir(store: RunStore, ref: str):
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from lab.training.push import push_folder
+    from lab.publish.push import push_folder
 
     _, model_dir = completed_model_dir(open_store(args), args.run)
     url = push_folder(model_dir, args.repo_id, private=args.private)

@@ -1,4 +1,4 @@
-"""`python -m lab sweep`: an Optuna search over config fields, each trial a run in the store (lab.runs.sweep)."""
+"""`python -m lab sweep`: an Optuna search over config fields, each trial a run in the store (lab.groups.sweep)."""
 from __future__ import annotations
 
 import argparse
@@ -36,9 +36,9 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
 
 def command_sweep(args: argparse.Namespace) -> int:
     from lab.cli.train import TerminalReporter
+    from lab.groups.sweep import SweepSetup, best_trial, create_study, load_study, parse_params, run_sweep
+    from lab.launch.worker import continue_in_foreground
     from lab.runs.store import RunStore
-    from lab.runs.sweep import SweepSetup, best_trial, create_study, load_study, parse_params, run_sweep
-    from lab.runs.worker import continue_in_foreground
     from lab.training.metrics import primary_metric_name
 
     store = RunStore()

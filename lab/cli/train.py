@@ -15,13 +15,13 @@ from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, S
 
 def command_train(args: argparse.Namespace) -> int:
     if args.run_id:
+        from lab.launch.worker import run_stored_job
         from lab.runs.store import RunStore
-        from lab.runs.worker import run_stored_job
 
         return run_stored_job(args.run_id, RunStore())
     config = config_from_args(args)
+    from lab.launch.worker import run_in_foreground
     from lab.runs.store import RunStore
-    from lab.runs.worker import run_in_foreground
 
     store = RunStore()
     run_id, code = run_in_foreground(config, output_dir=args.output, sink=TerminalReporter(), store=store)
@@ -35,9 +35,9 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from lab.runs.compare import comparison_base, group_name, method_configs, parse_methods
+    from lab.groups.compare import comparison_base, group_name, method_configs, parse_methods
+    from lab.launch.worker import run_in_foreground
     from lab.runs.store import RunStore
-    from lab.runs.worker import run_in_foreground
     from lab.training.metrics import primary_metric_name
 
     started = time.monotonic()
@@ -62,7 +62,7 @@ def command_compare(args: argparse.Namespace) -> int:
 
 def format_comparison(records) -> str:
     """A comparison group (lab.runs.records.RunRecord rows) as a table, one method per line."""
-    from lab.runs.compare import by_method
+    from lab.groups.compare import by_method
     from lab.training.metrics import primary_metric_name
 
     if not records:
@@ -85,7 +85,7 @@ def format_comparison(records) -> str:
 
 def command_config(args: argparse.Namespace) -> int:
     if args.script:
-        from lab.training.standalone import standalone_script
+        from lab.publish.standalone import standalone_script
 
         sys.stdout.write(standalone_script(RunConfig.load(args.script)))
         return 0
@@ -94,7 +94,7 @@ def command_config(args: argparse.Namespace) -> int:
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    from lab.training.predict import Predictor
+    from lab.inference.predict import Predictor
 
     if args.file:
         path = Path(args.file)
@@ -114,7 +114,7 @@ def command_predict(args: argparse.Namespace) -> int:
     predictions = predictor.predict(texts, split_punctuation=args.split_punctuation)
     explanations = [None] * len(texts)
     if args.explain:
-        from lab.training.explain import explain
+        from lab.inference.explain import explain
 
         explanations = [explain(predictor, text) for text in texts]
     if args.json:

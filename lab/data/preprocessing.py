@@ -138,7 +138,7 @@ def tokenize_splits(splits: DatasetDict, tokenizer: Any, task: str, max_length: 
     return DatasetDict(tokenized)
 
 
-# A training row's number in its split, carried through the batch for the data map (lab.training.insight).
+# A training row's number in its split, carried through the batch for the data map (lab.insight).
 EXAMPLE_INDEX = "example_index"
 
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from lab.errors import LabError
 
 ACTIVE_STATUSES = ("queued", "running")
-# pruned: a sweep's trial its pruner stopped early (lab.runs.sweep).
+# pruned: a sweep's trial its pruner stopped early (lab.groups.sweep).
 FINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted", "pruned")
 
 # Ids are made by `new_run_id`; references typed by users must look like one before any path use.

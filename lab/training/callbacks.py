@@ -10,7 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from lab.events import EvalEvent, EventSink, ProgressEvent, RankEvent, StatusEvent, StepEvent, discard
-from lab.training.insight import adalora_ranks
+from lab.insight.ranks import adalora_ranks
 from lab.training.memory import RunMemory
 from lab.training.scoring import EvaluationScorer
 

@@ -28,20 +28,29 @@ from lab.data.preprocessing import EXAMPLE_INDEX, effective_max_length, make_col
 from lab.data.splits import LoadedData, load_splits
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
 from lab.events import EventSink, LogEvent, ResultEvent, StatusEvent, discard
+from lab.insight.dynamics import training_dynamics
+from lab.insight.projection import ProjectionCallback, head_module
+from lab.model.adapting import adapt, restore_adalora_ranks
+from lab.model.defaults import head_learning_rate_for, learning_rate_for
+from lab.model.device import pick_device, pick_precision
+from lab.model.loading import load_model, load_tokenizer
+from lab.model.parameters import count_parameters
 from lab.training.callbacks import AdaLoraAllocationCallback, EventCallback
-from lab.training.defaults import head_learning_rate_for, learning_rate_for
 from lab.training.estimate import estimate
-from lab.training.insight import ProjectionCallback, head_module, training_dynamics
-from lab.training.modeling import (adapt, count_parameters, load_model, load_tokenizer, pick_device, pick_precision,
-                                   restore_adalora_ranks)
 from lab.training.memory import RunMemory
 from lab.training.model_card import write_model_card
+from lab.training.result import RunResult
 from lab.training.saving import save_model, write_report
 from lab.training.scoring import EvaluationScorer, WordReference
-from lab.training.result import RunResult
 from lab.training.trackers import finish_trackers, tracker_callbacks
-from lab.training.trainer import (LabTrainer, argmax_logits, evaluation_order, total_optimizer_steps,
-                                  training_arguments, virtual_token_offset)
+from lab.training.trainer import (
+    LabTrainer,
+    argmax_logits,
+    evaluation_order,
+    total_optimizer_steps,
+    training_arguments,
+    virtual_token_offset,
+)
 
 
 def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,

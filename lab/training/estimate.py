@@ -112,7 +112,8 @@ def estimate(config: RunConfig, loaded: Optional["LoadedData"] = None,
     """Estimate time and memory of `config` without training; pass the splits if they are loaded
     already. Raises the LabError training would raise for a missing file or model."""
     from lab.data.splits import load_splits
-    from lab.training.modeling import load_tokenizer, pick_device, pick_precision
+    from lab.model.device import pick_device, pick_precision
+    from lab.model.loading import load_tokenizer
 
     config.validate()
     t = config.train
@@ -190,7 +191,9 @@ def model_shape(config: RunConfig, num_labels: int) -> dict[str, int]:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from lab.errors import ModelError
-    from lab.training.modeling import adapt, count_parameters, resolve_model_path
+    from lab.model.adapting import adapt
+    from lab.model.loading import resolve_model_path
+    from lab.model.parameters import count_parameters
 
     path = resolve_model_path(config.model.name_or_path)
     auto_class = AutoModelForTokenClassification if config.task == "ner" else AutoModelForSequenceClassification

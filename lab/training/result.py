@@ -1,6 +1,6 @@
 """What one training run returns to its caller: the engine's result, and the scripted engine's.
 
-Its own module, free of torch, so the scripted stand-in (`lab.runs.scripted`) returns the same type
+Its own module, free of torch, so the scripted stand-in (`lab.launch.scripted`) returns the same type
 without importing the engine.
 """
 from __future__ import annotations

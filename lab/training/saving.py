@@ -8,7 +8,7 @@ from typing import Any
 
 from lab.config import LORA_FAMILY, RunConfig
 from lab.data.splits import LoadedData
-from lab.training.predict import MODEL_INFO_FILE
+from lab.model.loading import MODEL_INFO_FILE
 from lab.training.trainer import virtual_token_offset
 
 REPORT_FILE = "report.json"

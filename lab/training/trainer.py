@@ -19,8 +19,8 @@ from transformers import Trainer
 
 from lab.config import RunConfig
 from lab.data.preprocessing import IGNORE_INDEX
+from lab.insight.dynamics import TrainingDynamics
 from lab.training import metrics as lab_metrics
-from lab.training.insight import TrainingDynamics
 
 
 class LabTrainer(Trainer):

@@ -1,12 +1,12 @@
 """A comparison group as tables: one row per method, and the per-label F1 of each side by side. The runs
-are lab.runs.records.RunRecord rows of one group (see lab.runs.compare)."""
+are lab.runs.records.RunRecord rows of one group (see lab.groups.compare)."""
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from lab.runs.compare import by_method
+from lab.groups.compare import by_method
 from lab.training.metrics import is_average_row, primary_metric_name
 from lab.views.run_view import RunView
 

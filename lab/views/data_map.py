@@ -1,7 +1,7 @@
 """The data map of a run (Swayamdipta et al., 2020, "Dataset Cartography"): for every training example,
 the mean and the spread over epochs of the model's probability of its gold label (for a NER sentence, of
 its least believed word's gold tag), read from what the training passes computed
-(lab.training.insight.TrainingDynamics).
+(lab.insight.dynamics.TrainingDynamics).
 
 Easy examples sit high with little spread; ambiguous ones swing between epochs; hard ones stay low,
 and those are often mislabelled. Spread needs two epochs or more.
@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from lab.training.insight import DYNAMICS_FILE
+from lab.insight.dynamics import DYNAMICS_FILE
 
 # Where the regions part: spread (std of the probability over epochs) and mean probability.
 AMBIGUOUS_SPREAD = 0.2

@@ -139,8 +139,10 @@ def label_count(data_cfg: DataConfig, task: str) -> int:
 
 def parameter_count(config: RunConfig, num_labels: int) -> tuple[int, int, list[dict[str, Any]]]:
     """(trainable, total, per part) parameters of the model as this config would train it; the parts
-    are lab.training.modeling.parameters_by_part's rows."""
-    from lab.training.modeling import adapt, count_parameters, load_model, parameters_by_part
+    are lab.model.parameters.parameters_by_part's rows."""
+    from lab.model.adapting import adapt
+    from lab.model.loading import load_model
+    from lab.model.parameters import count_parameters, parameters_by_part
 
     model = load_model(config.model, config.task, [f"label_{i}" for i in range(max(2, num_labels))])
     # AdaLoRA needs a step count for its schedule; any positive number gives the same parameter count.

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-
 DURATION_UNITS = ("h", "min", "s")
 
 

@@ -9,8 +9,17 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from lab.events import (EvalEvent, Event, LogEvent, ProgressEvent, ProjectionEvent, RankEvent, ResultEvent,
-                        StatusEvent, StepEvent)
+from lab.events import (
+    EvalEvent,
+    Event,
+    LogEvent,
+    ProgressEvent,
+    ProjectionEvent,
+    RankEvent,
+    ResultEvent,
+    StatusEvent,
+    StepEvent,
+)
 from lab.training.metrics import is_average_row
 
 

@@ -1,8 +1,8 @@
 """The Ray executor: a run trained by a job on a Ray cluster, followed live from the lab's host.
 
-`RayJob` is a train function (see lab.runs.execute) like the engine's, so the job runner and the CLI
+`RayJob` is a train function (see lab.launch.execute) like the engine's, so the job runner and the CLI
 drive a cluster run as they drive a local one: `execute_run` claims it, records its events and settles
-how it ended. It submits `python -m lab.runs.ray_worker` through Ray's job-submission API (the lab's
+how it ended. It submits `python -m lab.launch.ray_worker` through Ray's job-submission API (the lab's
 code as the job's working directory, the config in its environment, GPUs from `train.num_devices`),
 tails the job's log for the events the worker prints, stops the job when the run is cancelled, and
 turns the job's end into the run's: the worker's result or failure, or `interrupted` when the job died
@@ -27,9 +27,9 @@ from typing import Any, Optional
 from lab.config import RunConfig
 from lab.errors import LabError, one_line
 from lab.events import EventSink, LogEvent, event_from_dict
-from lab.runs.execute import RunEndedElsewhere
-from lab.runs.ray_worker import CONFIG_ENV, EVENT_TAG, FAILURE_TAG, RESULT_TAG, RUN_ID_ENV, parse_line
-from lab.runs.worker import last_log_line, launcher
+from lab.launch.execute import RunEndedElsewhere
+from lab.launch.ray_worker import CONFIG_ENV, EVENT_TAG, FAILURE_TAG, RESULT_TAG, RUN_ID_ENV, parse_line
+from lab.launch.worker import last_log_line, launcher
 from lab.training.result import RunResult
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def connect(address: str):
 def entrypoint(config: RunConfig, output_dir: Path, checkpoint: Optional[str]) -> str:
     """The job's command: the Ray worker, through torchrun for several devices."""
     # Absolute paths: the job runs in Ray's copy of the lab's folder, not where the lab runs.
-    module = ["-m", "lab.runs.ray_worker", str(output_dir)] + ([str(Path(checkpoint).resolve())] if checkpoint else [])
+    module = ["-m", "lab.launch.ray_worker", str(output_dir)] + ([str(Path(checkpoint).resolve())] if checkpoint else [])
     # `python` as the node's environment finds it: this machine's interpreter path may not exist there.
     return shlex.join(launcher("python", config.train.num_devices) + module)
 
@@ -82,7 +82,7 @@ def gpus_wanted(config: RunConfig) -> int:
 
 
 class RayJob:
-    """Train run `run_id` as a Ray job: callable like the engine's `train` (see lab.runs.execute)."""
+    """Train run `run_id` as a Ray job: callable like the engine's `train` (see lab.launch.execute)."""
 
     def __init__(self, run_id: str, log_path: Path, poll_seconds: float = 1.0) -> None:
         self.run_id, self.log_path, self.poll_seconds = run_id, log_path, poll_seconds

@@ -19,7 +19,8 @@ import torch
 
 from lab.config import LORA_FAMILY, VIRTUAL_TOKEN_METHODS
 from lab.errors import LabError
-from lab.training.predict import MODEL_INFO_FILE, Predictor, find_model_dir
+from lab.inference.predict import Predictor, find_model_dir
+from lab.model.loading import MODEL_INFO_FILE
 
 ONNX_FILE = "model.onnx"
 LABELS_FILE = "labels.json"

@@ -2,9 +2,9 @@
 
 The run store stays on the lab's host, its one writer, so the job never opens it: the run's events, and
 at the end its result or its failure, go out as tagged JSON lines in the job's log, which the host
-tails (lab.runs.ray_executor). Everything else the job prints is its log. The job runs
+tails (lab.launch.ray_executor). Everything else the job prints is its log. The job runs
 
-    python -m lab.runs.ray_worker OUTPUT_DIR [CHECKPOINT]
+    python -m lab.launch.ray_worker OUTPUT_DIR [CHECKPOINT]
 
 (through torchrun for several devices) with the run's config in `LAB_RUN_CONFIG` and its id in
 `LAB_RUN_ID`, both carried by the job's runtime environment. Ray's `stop_job` sends SIGTERM: the run
@@ -67,7 +67,7 @@ def parse_line(line: str) -> Optional[tuple[str, dict[str, Any]]]:
 def main(argv: list[str]) -> int:
     from lab.config import RunConfig
     from lab.events import discard
-    from lab.runs.execute import EXIT_CODES, default_train_fn, describe_failure
+    from lab.launch.execute import EXIT_CODES, default_train_fn, describe_failure
 
     output_dir, checkpoint = argv[0], (argv[1] if len(argv) > 1 else None)
     run_id = os.environ.get(RUN_ID_ENV, "?")

@@ -11,9 +11,8 @@ import torch
 from lab.config import NO_ADAPTER_METHODS, ModelConfig
 from lab.data.preprocessing import split_words, word_predictions, word_tags
 from lab.errors import LabError, ModelError
-from lab.training.modeling import load_model, resolve_model_path, use_pooling
-
-MODEL_INFO_FILE = "lab_model.json"
+from lab.model.loading import MODEL_INFO_FILE, load_model, resolve_model_path
+from lab.model.pooling import use_pooling
 
 
 @dataclass

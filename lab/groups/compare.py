@@ -1,6 +1,6 @@
 """Compare methods: one run per PEFT method on the same data, model, budget and seeds, as a group in the store.
 
-Each method trains at its own default learning rate, head rate and pooling (lab.training.defaults):
+Each method trains at its own default learning rate, head rate and pooling (lab.model.defaults):
 the comparison answers "which method, at the lab's defaults?", not "which method, at one rate?". The
 data split is the same for every run (data.split_seed), so their test metrics are scored on the same
 examples. The app queues the runs through the job runner; `python -m lab compare` trains them one
@@ -35,7 +35,7 @@ def parse_methods(text: str | Sequence[str]) -> list[str]:
 def comparison_base(task: str) -> RunConfig:
     """The budget a comparison starts from: the Home page's one-click run for the task (its offline form:
     WNUT-16 for NER), so nine runs take minutes each on a laptop CPU."""
-    from lab.runs.one_click import one_click_runs
+    from lab.groups.one_click import one_click_runs
 
     return next((card.config for card in one_click_runs(offline=True) if card.config.task == task),
                 default_config(task))

@@ -13,7 +13,7 @@ import textwrap
 
 from lab.config import DEFAULT_MODEL, RunConfig
 from lab.data.builtin import BUILTINS
-from lab.training.defaults import DEFAULT_POOLING, head_learning_rate_for, learning_rate_for
+from lab.model.defaults import DEFAULT_POOLING, head_learning_rate_for, learning_rate_for
 
 
 def standalone_script(config: RunConfig) -> str:

@@ -17,8 +17,16 @@ from typing import Callable, Optional
 from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import EventSink, LogEvent, discard
-from lab.runs.execute import EXIT_CODES, TrainFn, Terminated, default_train_fn, describe_failure, execute_run, \
-    on_sigterm, release_memory
+from lab.launch.execute import (
+    EXIT_CODES,
+    Terminated,
+    TrainFn,
+    default_train_fn,
+    describe_failure,
+    execute_run,
+    on_sigterm,
+    release_memory,
+)
 from lab.runs.owner import HEARTBEAT_SECONDS
 from lab.runs.records import RunRecord
 from lab.runs.store import RunStore
@@ -170,7 +178,7 @@ def continue_in_foreground(store: RunStore, run_id: str, sink: Optional[EventSin
     (`train.executor: ray`), following its events into `sink`. Returns the exit code."""
     config = store.load_config(run_id)
     if config.train.executor == "ray" and train_fn is None:
-        from lab.runs.ray_executor import RayJob  # imports worker: lazily
+        from lab.launch.ray_executor import RayJob  # imports worker: lazily
 
         return run_stored_job(run_id, store, RayJob(run_id, store.run_dir(run_id) / "worker.log"), sink)
     num_devices = config.train.num_devices

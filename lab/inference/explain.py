@@ -21,7 +21,7 @@ from lab.data.preprocessing import word_predictions
 from lab.errors import LabError
 
 if TYPE_CHECKING:
-    from lab.training.predict import Predictor
+    from lab.inference.predict import Predictor
 
 DEFAULT_STEPS = 32  # points on the integration path: the sum is within a few % of the probability gained
 

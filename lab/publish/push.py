@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lab.errors import LabError
+from lab.model.loading import MODEL_INFO_FILE
 from lab.training.model_card import CARD_FILE
-from lab.training.predict import MODEL_INFO_FILE
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -9,7 +9,7 @@ Three executors run the same job:
   the store that the worker polls; if the worker has not stopped after a grace period it gets
   SIGTERM, then SIGKILL of its whole process group.
 - `ray`: a job on a Ray cluster (config `train.executor: ray`), followed from a thread of this process
-  (lab.runs.ray_executor). It takes no local device; the cluster schedules it. Cancel stops the job.
+  (lab.launch.ray_executor). It takes no local device; the cluster schedules it. Cancel stops the job.
 """
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ from typing import IO, Optional
 
 from lab.config import RunConfig
 from lab.errors import LabError
-from lab.runs.execute import TrainFn, default_train_fn, execute_run
-from lab.runs.ray_executor import RayJob
-from lab.runs.resume import prepare_resume
+from lab.launch.execute import TrainFn, default_train_fn, execute_run
+from lab.launch.ray_executor import RayJob
+from lab.launch.worker import WorkerCommand, cancel_run, settle_after_exit, worker_command, worker_env
 from lab.runs.owner import HEARTBEAT_SECONDS
+from lab.runs.resume import prepare_resume
 from lab.runs.store import RunStore
-from lab.runs.worker import WorkerCommand, cancel_run, settle_after_exit, worker_command, worker_env
 from lab.training.openmp import release_openmp_team
 
 log = logging.getLogger(__name__)

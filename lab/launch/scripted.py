@@ -85,8 +85,8 @@ def scripted_train(config: RunConfig, output_dir: str | Path, sink, should_stop:
 
 def worker_main(run_id: str) -> int:
     """What a scripted `python -m lab train --run-id ID` runs."""
+    from lab.launch.worker import run_stored_job
     from lab.runs.store import RunStore
-    from lab.runs.worker import run_stored_job
 
     return run_stored_job(run_id, RunStore(), train_fn=scripted_train)
 
