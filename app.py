@@ -2,6 +2,7 @@
 
 Start with `streamlit run app.py`. Pages come from the `pages/` folder; this file is the first page.
 """
+
 import time
 
 import streamlit as st
@@ -38,8 +39,12 @@ for column, card in zip(st.columns(2), one_click_runs(offline, gpu=cuda_present(
             st.caption(t(f"one_click.{card.key}.offline"))
         elif offline:
             st.caption(t("one_click.offline_data"))
-        if st.button(t("home.start", title=t(words + ".title")), key=f"one-click-{card.key}", type="primary",
-                     icon=":material/play_arrow:"):
+        if st.button(
+            t("home.start", title=t(words + ".title")),
+            key=f"one-click-{card.key}",
+            type="primary",
+            icon=":material/play_arrow:",
+        ):
             with user_errors():
                 open_run(launch(card.config))
 st.page_link(NEW_RUN_PAGE, label=t("home.own_run"), icon=":material/tune:")

@@ -13,12 +13,14 @@
 
 Each arm runs inside a `StepMeter` and a `PeakMemory`, which measure all of them the same way.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -42,8 +44,10 @@ def run_arm(arm: str, prepared: PreparedWorkload, settings: Settings, workdir: P
     train_fn = ARMS[arm]
     saved_tf32 = _tf32_flags()
     started = time.perf_counter()
-    with PeakMemory(settings.device) as memory, \
-            StepMeter(settings.warmup_steps, settings.total_steps, settings.device) as meter:
+    with (
+        PeakMemory(settings.device) as memory,
+        StepMeter(settings.warmup_steps, settings.total_steps, settings.device) as meter,
+    ):
         train_fn(prepared, settings, workdir)
     wall = time.perf_counter() - started
     _restore_tf32(saved_tf32)  # the lab turns TF32 on for the process; the next arm must not inherit it
@@ -68,11 +72,19 @@ def train_textbook(prepared: PreparedWorkload, settings: Settings, workdir: Path
     model = apply_peft(model, config.peft, config.task, settings.total_steps).to(device)
     # What tutorials do: pad everything to max_length.
     pad = dict(padding="max_length", max_length=config.train.max_length)
-    collator = (DataCollatorForTokenClassification(prepared.tokenizer, **pad) if config.task == "ner"
-                else DataCollatorWithPadding(prepared.tokenizer, **pad))
+    collator = (
+        DataCollatorForTokenClassification(prepared.tokenizer, **pad)
+        if config.task == "ner"
+        else DataCollatorWithPadding(prepared.tokenizer, **pad)
+    )
     columns = [name for name in MODEL_INPUTS if name in prepared.train.column_names]
-    loader = DataLoader(prepared.train.select_columns(columns), batch_size=config.train.train_batch_size,
-                        shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(settings.seed))
+    loader = DataLoader(
+        prepared.train.select_columns(columns),
+        batch_size=config.train.train_batch_size,
+        shuffle=True,
+        collate_fn=collator,
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0, num_training_steps=settings.total_steps)
     model.train()
@@ -101,12 +113,25 @@ def train_bare_trainer(prepared: PreparedWorkload, settings: Settings, workdir: 
     set_seed(settings.seed)
     model = load_model(config.model, config.task, prepared.label_names, pad_token_id=prepared.tokenizer.pad_token_id)
     model = apply_peft(model, config.peft, config.task, settings.total_steps)
-    args = TrainingArguments(output_dir=str(workdir / "bare-trainer"), per_device_train_batch_size=config.train.train_batch_size,
-                             max_steps=settings.total_steps, learning_rate=LEARNING_RATE, seed=settings.seed,
-                             use_cpu=settings.device == "cpu", save_strategy="no", report_to="none", disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(workdir / "bare-trainer"),
+        per_device_train_batch_size=config.train.train_batch_size,
+        max_steps=settings.total_steps,
+        learning_rate=LEARNING_RATE,
+        seed=settings.seed,
+        use_cpu=settings.device == "cpu",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
     collator = DataCollatorForTokenClassification(prepared.tokenizer) if config.task == "ner" else None
-    trainer = Trainer(model=model, args=args, train_dataset=prepared.train, processing_class=prepared.tokenizer,
-                      data_collator=collator)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=prepared.train,
+        processing_class=prepared.tokenizer,
+        data_collator=collator,
+    )
     trainer.remove_callback(PrinterCallback)  # it would print the final metrics into our table
     trainer.train()
 

@@ -23,6 +23,7 @@ size-limited mount needs root mount rights this machine's CI may not have).
     python -m bench.chaos                  # 2 kills per phase, the offline MiniLM
     python -m bench.chaos --kills 1 --model tiny
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("loading", "tokenising", "training", "evaluation", "checkpoint", "test evaluation", "final save")
@@ -62,37 +64,70 @@ class Outcome:
             return self.integrity == "ok" and self.others_intact
         # Killed after its result event but before its final status was written, a run has not recorded its
         # end: it is rightly interrupted, and must resume like any other.
-        return (self.integrity == "ok" and self.status_after_kill == "interrupted" and self.resumed == "completed"
-                and self.metric_difference is not None and self.metric_difference <= tolerance
-                and self.weight_difference is not None and self.weight_difference <= WEIGHT_TOLERANCE
-                and self.others_intact)
+        return (
+            self.integrity == "ok"
+            and self.status_after_kill == "interrupted"
+            and self.resumed == "completed"
+            and self.metric_difference is not None
+            and self.metric_difference <= tolerance
+            and self.weight_difference is not None
+            and self.weight_difference <= WEIGHT_TOLERANCE
+            and self.others_intact
+        )
 
 
 def chaos_config(model: str, seed: int = 0):
     from lab.config import RunConfig
 
-    return RunConfig.from_dict({
-        "task": "classification", "name": "chaos", "data": {"dataset": "", "train_file": str(FIXTURE)},
-        "model": {"name_or_path": model}, "peft": {"method": "lora"},
-        "train": {"max_steps": 24, "eval_steps": 8, "logging_steps": 1, "train_batch_size": 8, "max_length": 48,
-                  "learning_rate": 2e-3, "seed": seed, "device": "cpu", "save_total_limit": 3}})
+    return RunConfig.from_dict(
+        {
+            "task": "classification",
+            "name": "chaos",
+            "data": {"dataset": "", "train_file": str(FIXTURE)},
+            "model": {"name_or_path": model},
+            "peft": {"method": "lora"},
+            "train": {
+                "max_steps": 24,
+                "eval_steps": 8,
+                "logging_steps": 1,
+                "train_batch_size": 8,
+                "max_length": 48,
+                "learning_rate": 2e-3,
+                "seed": seed,
+                "device": "cpu",
+                "save_total_limit": 3,
+            },
+        }
+    )
 
 
 def _env(runs_dir: Path) -> dict[str, str]:
-    return dict(os.environ, LAB_RUNS_DIR=str(runs_dir), PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
-                HF_DATASETS_OFFLINE="1")
+    return dict(
+        os.environ, LAB_RUNS_DIR=str(runs_dir), PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"
+    )
 
 
 def start_worker(runs_dir: Path, run_id: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lab", "train", "--run-id", run_id], cwd=REPO, env=_env(runs_dir),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lab", "train", "--run-id", run_id],
+        cwd=REPO,
+        env=_env(runs_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 # Each phase starts at a milestone the engine writes to the store at once (a status, evaluation or
 # result event); a kill is aimed at a random moment of the phase's length after its milestone.
-MILESTONES = {"loading": "loading data and model", "tokenising": "tokenising", "training": "training",
-              "evaluation": "evaluating at step", "checkpoint": "validation evaluation",
-              "test evaluation": "evaluating on the test split", "final save": "saving the model"}
+MILESTONES = {
+    "loading": "loading data and model",
+    "tokenising": "tokenising",
+    "training": "training",
+    "evaluation": "evaluating at step",
+    "checkpoint": "validation evaluation",
+    "test evaluation": "evaluating on the test split",
+    "final save": "saving the model",
+}
 
 
 def milestone(event: Any) -> str:
@@ -131,8 +166,11 @@ def landed_phase(events: list[Any]) -> str:
 
 
 def folder_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def adapter_weights(output_dir: Path) -> dict[str, Any]:
@@ -148,8 +186,9 @@ def weight_difference(ours: dict[str, Any], reference: dict[str, Any]) -> Option
     return max(float((ours[k] - reference[k]).abs().max()) for k in ours)
 
 
-def kill_once(work: Path, model: str, phase: str, length: float, reference: dict[str, Any],
-              rng: random.Random) -> Outcome:
+def kill_once(
+    work: Path, model: str, phase: str, length: float, reference: dict[str, Any], rng: random.Random
+) -> Outcome:
     """`reference`: the uninterrupted run's test metrics (`metrics`) and saved weights (`weights`)."""
     from lab.runs.store import RunStore
 
@@ -176,16 +215,27 @@ def kill_once(work: Path, model: str, phase: str, length: float, reference: dict
     integrity = reopened.integrity_check()
     run = reopened.get_run(run_id)
     landed = landed_phase([e for _, e in reopened.events_since(run_id)])
-    resumed = subprocess.run([sys.executable, "-m", "lab", "resume", run_id], cwd=REPO, env=_env(runs_dir),
-                             capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "lab", "resume", run_id],
+        cwd=REPO,
+        env=_env(runs_dir),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     after = RunStore(runs_dir)
     final = after.get_run(run_id)
     metrics = reference["metrics"]
     difference = max(abs(final.metrics[k] - metrics[k]) for k in metrics) if final.metrics else None
     weights = weight_difference(adapter_weights(after.output_dir(final)), reference["weights"])
     intact = (after.get_run(bystander.id).to_dict(), folder_digest(after.run_dir(bystander.id))) == before
-    resumed_from = ("checkpoint" if " from checkpoint-" in resumed.stderr else
-                    "step 0" if "starting it over" in resumed.stderr else "?")
+    resumed_from = (
+        "checkpoint"
+        if " from checkpoint-" in resumed.stderr
+        else "step 0"
+        if "starting it over" in resumed.stderr
+        else "?"
+    )
     return Outcome(phase, landed, run.status, integrity, final.status, difference, weights, intact, resumed_from)
 
 
@@ -224,8 +274,13 @@ def signal_to_server(work: Path, model: str, sig: signal.Signals) -> tuple[str, 
     from lab.runs.store import RunStore
 
     runs_dir = work / f"server-{sig.name}"
-    server = subprocess.Popen([sys.executable, "-c", SERVER.format(repo=str(REPO)), str(runs_dir), model, "600"],
-                              cwd=REPO, env=_env(runs_dir), stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(repo=str(REPO)), str(runs_dir), model, "600"],
+        cwd=REPO,
+        env=_env(runs_dir),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     run_id = server.stdout.readline().strip()
     store = RunStore(runs_dir)
     deadline = time.time() + 300
@@ -239,8 +294,9 @@ def signal_to_server(work: Path, model: str, sig: signal.Signals) -> tuple[str, 
         server.wait()
     reopened = RunStore(runs_dir)
     status = reopened.get_run(run_id).status
-    subprocess.run([sys.executable, "-m", "lab", "resume", run_id], cwd=REPO, env=_env(runs_dir),
-                   capture_output=True, timeout=1800)
+    subprocess.run(
+        [sys.executable, "-m", "lab", "resume", run_id], cwd=REPO, env=_env(runs_dir), capture_output=True, timeout=1800
+    )
     final = RunStore(runs_dir)
     return status, final.get_run(run_id).status, final.integrity_check() == "ok"
 
@@ -250,8 +306,16 @@ def two_servers(work: Path, model: str) -> tuple[list[str], bool]:
 
     runs_dir = work / "two-servers"
     script = SERVER.format(repo=str(REPO)).replace('["train.max_steps=400"]', '["train.max_steps=16"]')
-    servers = [subprocess.Popen([sys.executable, "-c", script, str(runs_dir), model, "120"], cwd=REPO,
-                                env=_env(runs_dir), stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(runs_dir), model, "120"],
+            cwd=REPO,
+            env=_env(runs_dir),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     run_ids = [server.stdout.readline().strip() for server in servers]
     store = RunStore(runs_dir)
     deadline = time.time() + 600
@@ -300,7 +364,9 @@ def resolve_model(name: str, work: Path) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=2, help="Kills per phase (default 2).")
-    parser.add_argument("--model", default="minilm", help="minilm (default), tiny (a random 2-layer BERT), or a folder.")
+    parser.add_argument(
+        "--model", default="minilm", help="minilm (default), tiny (a random 2-layer BERT), or a folder."
+    )
     parser.add_argument("--phases", default=",".join(PHASES), help="Comma-separated phases.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the kill times.")
     parser.add_argument("--tolerance", type=float, default=0.02, help="Allowed test-metric difference after resume.")
@@ -316,8 +382,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         metrics = {k: round(v, 4) for k, v in reference["metrics"].items()}
         print(f"reference run: {seconds:.1f} s, test metrics {json.dumps(metrics)}")
         print("phase lengths (s): " + ", ".join(f"{p} {phases.get(p, 0):.2f}" for p in PHASES))
-        print(f"\n{'aimed at':<17}{'landed in':<17}{'after kill':<13}{'integrity':<11}{'resumed':<11}"
-              f"{'from':<12}{'metric diff':>12}{'weight diff':>12}  others  holds")
+        print(
+            f"\n{'aimed at':<17}{'landed in':<17}{'after kill':<13}{'integrity':<11}{'resumed':<11}"
+            f"{'from':<12}{'metric diff':>12}{'weight diff':>12}  others  holds"
+        )
         held = total = 0
         for phase in [p.strip() for p in args.phases.split(",") if p.strip()]:
             for _ in range(args.kills):
@@ -326,9 +394,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 held, total = held + ok, total + 1
                 difference = "-" if outcome.metric_difference is None else f"{outcome.metric_difference:.4f}"
                 weights = "-" if outcome.weight_difference is None else f"{outcome.weight_difference:.1e}"
-                print(f"{outcome.aimed:<17}{outcome.landed:<17}{outcome.status_after_kill:<13}{outcome.integrity:<11}"
-                      f"{outcome.resumed:<11}{outcome.resumed_from:<12}{difference:>12}{weights:>12}  "
-                      f"{'yes' if outcome.others_intact else 'NO':<7} {'yes' if ok else 'NO'}", flush=True)
+                print(
+                    f"{outcome.aimed:<17}{outcome.landed:<17}{outcome.status_after_kill:<13}{outcome.integrity:<11}"
+                    f"{outcome.resumed:<11}{outcome.resumed_from:<12}{difference:>12}{weights:>12}  "
+                    f"{'yes' if outcome.others_intact else 'NO':<7} {'yes' if ok else 'NO'}",
+                    flush=True,
+                )
                 rows.append({**outcome.__dict__, "holds": ok})
         print(f"\nkills: {held} of {total} held every invariant")
         if not args.no_servers:
@@ -339,8 +410,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             statuses, ok = two_servers(work, model)
             print(f"two servers on one runs folder: runs {', '.join(statuses)}; store ok {ok}")
             status, message, ok = disk_full_in_sqlite(work)
-            print(f"disk full while SQLite writes (injected OperationalError): run {status} "
-                  f"(\"{message}\"); store ok {ok}")
+            print(
+                f"disk full while SQLite writes (injected OperationalError): run {status} "
+                f"(\"{message}\"); store ok {ok}"
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0 if held == total else 1

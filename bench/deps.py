@@ -10,6 +10,7 @@ releases whose BERT no longer takes `past_key_values`).
     python -m bench.deps                    # newest of everything, full suite (about 10 min on 2 cores)
     python -m bench.deps --tests tests/test_engine.py --keep /tmp/latest-venv
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,12 @@ def direct_requirements(path: Path = REQUIREMENTS) -> dict[str, str]:
 
 
 def installed_versions(python: Path) -> dict[str, str]:
-    listing = subprocess.run([str(python), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {_normalise(row["name"]): row["version"] for row in json.loads(listing)}
 
 
@@ -71,12 +76,27 @@ def main(argv: list[str] | None = None) -> int:
     pins = direct_requirements()
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lab-latest-"))
     started = time.monotonic()
-    print(f"building a virtual environment in {folder} with the newest releases of {len(pins)} packages "
-          f"(kept at their pin: {', '.join(KEEP_PINNED)})", flush=True)
+    print(
+        f"building a virtual environment in {folder} with the newest releases of {len(pins)} packages "
+        f"(kept at their pin: {', '.join(KEEP_PINNED)})",
+        flush=True,
+    )
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     python = folder / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              "--upgrade", *newest_specs(pins)], capture_output=True, text=True)
+    install = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--upgrade",
+            *newest_specs(pins),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if install.returncode != 0:
         print("the newest releases do not install together:\n" + install.stderr[-3000:])
         return 1
@@ -94,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nrunning python -m pytest {args.tests} -q there ...", flush=True)
     tests_started = time.monotonic()
-    result = subprocess.run([str(python), "-m", "pytest", args.tests, "-q", "-p", "no:cacheprovider"],
-                            cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(python), "-m", "pytest", args.tests, "-q", "-p", "no:cacheprovider"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     output = result.stdout + result.stderr
     broken = failed_tests(output)
     print(f"tests: {summary_line(output)} ({time.monotonic() - tests_started:.0f} s)")

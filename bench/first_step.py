@@ -9,6 +9,7 @@ first step (it ends `cancelled`; nothing is saved).
     python -m bench.first_step --card imdb
     python -m bench.first_step --card conll --set data.train_subset=400
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     from lab.events import ProgressEvent, StatusEvent
     from lab.groups.one_click import one_click_runs
     from lab.training.engine import train
+
     imported = time.perf_counter() - started
 
     card = next(c for c in one_click_runs(offline=True) if c.key == args.card)

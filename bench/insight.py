@@ -11,6 +11,7 @@ card's whole run (its optimizer steps and evaluations) each one adds.
     python -m bench.insight
     python -m bench.insight --repeats 10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,13 +50,18 @@ def tensorboard_writes(config, label_names, repeats: int) -> tuple[float, float]
 
         def log_step() -> None:
             state.global_step += 1
-            callback.on_log(args, state, None,
-                            logs={"loss": 0.5, "learning_rate": 1e-3, "grad_norm": 1.2, "epoch": 0.5})
+            callback.on_log(
+                args, state, None, logs={"loss": 0.5, "learning_rate": 1e-3, "grad_norm": 1.2, "epoch": 0.5}
+            )
 
         def log_evaluation() -> None:
             state.global_step += 1
-            callback.on_log(args, state, None, logs={"eval_loss": 0.4, "eval_accuracy": 0.8, "eval_macro_f1": 0.8,
-                                                     "eval_runtime": 3.0, "epoch": 0.5})
+            callback.on_log(
+                args,
+                state,
+                None,
+                logs={"eval_loss": 0.4, "eval_accuracy": 0.8, "eval_macro_f1": 0.8, "eval_runtime": 3.0, "epoch": 0.5},
+            )
             callback.on_evaluate(args, state, None)
 
         costs = timed(log_step, 20 * repeats), timed(log_evaluation, 20 * repeats)
@@ -104,8 +110,10 @@ def main(argv=None) -> int:
     logits = model(**batch).logits
     dynamics = training_dynamics(config.task, loaded)  # the run's own recorder
     indices = torch.arange(len(labels))
-    validation = [collate([tokenized["validation"][i] for i in range(start, min(start + 64, len(tokenized["validation"])))])
-                  for start in range(0, len(tokenized["validation"]), 64)]
+    validation = [
+        collate([tokenized["validation"][i] for i in range(start, min(start + 64, len(tokenized["validation"])))])
+        for start in range(0, len(tokenized["validation"]), 64)
+    ]
 
     @torch.no_grad()
     def evaluate() -> None:
@@ -138,19 +146,26 @@ def main(argv=None) -> int:
     logs = steps // config.train.logging_steps
 
     run_s = steps * step_s + evaluations * plain_eval_s
-    costs = {"data map (every training batch)": steps * record_s,
-             "projection (every validation evaluation)": evaluations * projection_s,
-             "AdaLoRA ranks (every evaluation)": evaluations * ranks_s,
-             f"TensorBoard ({logs} logging steps, {evaluations} evaluations)": logs * log_s
-             + evaluations * evaluation_log_s}
-    print(f"one-click IMDB: {steps} steps of {config.train.train_batch_size} x {config.train.max_length} tokens, "
-          f"{evaluations} evaluations of {len(tokenized['validation'])} examples")
-    print(f"  training step {1000 * step_s:.0f} ms, data-map record {1000 * record_s:.2f} ms "
-          f"({100 * record_s / step_s:.2f}% of a step)")
+    costs = {
+        "data map (every training batch)": steps * record_s,
+        "projection (every validation evaluation)": evaluations * projection_s,
+        "AdaLoRA ranks (every evaluation)": evaluations * ranks_s,
+        f"TensorBoard ({logs} logging steps, {evaluations} evaluations)": logs * log_s + evaluations * evaluation_log_s,
+    }
+    print(
+        f"one-click IMDB: {steps} steps of {config.train.train_batch_size} x {config.train.max_length} tokens, "
+        f"{evaluations} evaluations of {len(tokenized['validation'])} examples"
+    )
+    print(
+        f"  training step {1000 * step_s:.0f} ms, data-map record {1000 * record_s:.2f} ms "
+        f"({100 * record_s / step_s:.2f}% of a step)"
+    )
     print(f"  evaluation {1000 * plain_eval_s:.0f} ms, projection capture and PCA {1000 * projection_s:.2f} ms")
     print(f"  AdaLoRA rank read {1000 * ranks_s:.2f} ms")
-    print(f"  TensorBoard: a logging step's write {1000 * log_s:.2f} ms, an evaluation's (metrics and per-label F1) "
-          f"{1000 * evaluation_log_s:.2f} ms")
+    print(
+        f"  TensorBoard: a logging step's write {1000 * log_s:.2f} ms, an evaluation's (metrics and per-label F1) "
+        f"{1000 * evaluation_log_s:.2f} ms"
+    )
     print(f"  the run's steps and evaluations: about {run_s:.0f} s")
     for name, seconds in costs.items():
         print(f"  {name:<42} +{1000 * seconds:.1f} ms ({100 * seconds / run_s:.3f}% of the run)")

@@ -8,6 +8,7 @@ and three times that; `--rates lora=2e-3,6e-3` replaces a method's list.
     python -m bench.lr_sweep --task classification --dataset imdb --train-subset 1000 --epochs 1
     python -m bench.lr_sweep --task ner --dataset wnut16 --methods lora --rates lora=6e-3,2e-2 --epochs 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,9 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 # Each rate is also tried at these multiples of the method's default.
 DEFAULT_MULTIPLES = (1 / 3, 1.0, 3.0)
@@ -30,8 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", help="Default: imdb for classification, wnut16 for ner.")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--methods", default=",".join(PEFT_METHODS), help="Comma-separated PEFT methods.")
-    parser.add_argument("--rates", action="append", default=[], metavar="METHOD=LR,LR",
-                        help="Rates for one method instead of its default x 1/3, 1, 3 (repeatable).")
+    parser.add_argument(
+        "--rates",
+        action="append",
+        default=[],
+        metavar="METHOD=LR,LR",
+        help="Rates for one method instead of its default x 1/3, 1, 3 (repeatable).",
+    )
     parser.add_argument("--train-subset", type=int, default=0, help="Training examples (0: all).")
     parser.add_argument("--eval-subset", type=int, default=300, help="Validation and test examples.")
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -51,8 +58,9 @@ def sweep_grid(task: str, methods: Sequence[str], overrides: Sequence[str]) -> l
     for override in overrides:
         method, _, rates = override.partition("=")
         if method not in PEFT_METHODS or not rates:
-            raise SystemExit(f"--rates takes METHOD=LR[,LR...] with a method from {', '.join(PEFT_METHODS)}; "
-                             f"got {override!r}.")
+            raise SystemExit(
+                f"--rates takes METHOD=LR[,LR...] with a method from {', '.join(PEFT_METHODS)}; got {override!r}."
+            )
         try:
             given[method] = [float(rate) for rate in rates.split(",")]
         except ValueError:
@@ -73,20 +81,39 @@ def run_one(args: argparse.Namespace, method: str, rate: float) -> dict[str, Any
     from lab.training.metrics import primary_metric_name
 
     config = RunConfig(
-        task=args.task, name=f"sweep-{method}-{rate:g}",
-        data=DataConfig(dataset=args.dataset or ("imdb" if args.task == "classification" else "wnut16"),
-                        train_subset=args.train_subset, eval_subset=args.eval_subset),
-        model=ModelConfig(name_or_path=args.model), peft=PeftSettings(method=method),
-        train=TrainConfig(learning_rate=rate, epochs=args.epochs, train_batch_size=args.batch_size,
-                          max_length=args.max_length, seed=args.seed, save_total_limit=1))
+        task=args.task,
+        name=f"sweep-{method}-{rate:g}",
+        data=DataConfig(
+            dataset=args.dataset or ("imdb" if args.task == "classification" else "wnut16"),
+            train_subset=args.train_subset,
+            eval_subset=args.eval_subset,
+        ),
+        model=ModelConfig(name_or_path=args.model),
+        peft=PeftSettings(method=method),
+        train=TrainConfig(
+            learning_rate=rate,
+            epochs=args.epochs,
+            train_batch_size=args.batch_size,
+            max_length=args.max_length,
+            seed=args.seed,
+            save_total_limit=1,
+        ),
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lab-sweep-") as output:
         result = train(config, output)
     headline = primary_metric_name(args.task)
-    return {"task": args.task, "dataset": config.data.dataset, "method": method, "learning_rate": rate,
-            "metric": headline, "test": result.metrics.get(headline), "steps": result.completed_steps,
-            "seconds": round(time.perf_counter() - started, 1),
-            **{f"test_{name}": value for name, value in result.metrics.items()}}
+    return {
+        "task": args.task,
+        "dataset": config.data.dataset,
+        "method": method,
+        "learning_rate": rate,
+        "metric": headline,
+        "test": result.metrics.get(headline),
+        "steps": result.completed_steps,
+        "seconds": round(time.perf_counter() - started, 1),
+        **{f"test_{name}": value for name, value in result.metrics.items()},
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -104,8 +131,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except LabError as exc:
             print(f"{method:<9} {rate:>8.2g}  failed: {exc}", flush=True)
             continue
-        print(f"{method:<9} {rate:>8.2g} {record['metric']:>5} {record['test']:.3f} {record['steps']:>6} "
-              f"{record['seconds']:>8.0f}", flush=True)
+        print(
+            f"{method:<9} {rate:>8.2g} {record['metric']:>5} {record['test']:.3f} {record['steps']:>6} "
+            f"{record['seconds']:>8.0f}",
+            flush=True,
+        )
         if args.json:
             with args.json.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(record) + "\n")

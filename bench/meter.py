@@ -15,6 +15,7 @@ holds `timed_steps` whole iterations (data, forward, backward, optimizer, callba
 On a GPU the clock is read after a `synchronize` at those two steps only, and token counts stay on
 the device until the end: the meter adds no per-step host sync.
 """
+
 from __future__ import annotations
 
 import gc
@@ -99,7 +100,7 @@ class StepMeter:
         self._finder: Any = None
 
     # -- hooks --
-    def __enter__(self) -> "StepMeter":
+    def __enter__(self) -> StepMeter:
         self._finder = torch_module.register_module_forward_pre_hook(self._find_model)
         self._handles.append(torch_optimizer.register_optimizer_step_post_hook(self._on_optimizer_step))
         return self
@@ -155,16 +156,25 @@ class StepMeter:
     # -- result --
     def measurement(self) -> Measurement:
         if self._window_end is None or self._window_start is None:
-            raise RuntimeError(f"The arm made {len(self.steps)} optimizer steps; the benchmark needs "
-                               f"{self.total_steps}. Is the training set big enough?")
-        timed = self.steps[self.warmup_steps:self.total_steps]
+            raise RuntimeError(
+                f"The arm made {len(self.steps)} optimizer steps; the benchmark needs "
+                f"{self.total_steps}. Is the training set big enough?"
+            )
+        timed = self.steps[self.warmup_steps : self.total_steps]
         real = sum(int(step.real_tokens) for step in timed)
         examples = sum(step.examples for step in timed)
         (wall_start, cpu_start), (wall_end, cpu_end) = self._window_start, self._window_end
-        return Measurement(timed_steps=len(timed), seconds=wall_end - wall_start, cpu_seconds=cpu_end - cpu_start,
-                           threads=torch.get_num_threads(),
-                           examples=examples, real_tokens=real, positions=sum(step.positions for step in timed),
-                           mean_real_length=real / max(1, examples), **_shape_of(self.model))
+        return Measurement(
+            timed_steps=len(timed),
+            seconds=wall_end - wall_start,
+            cpu_seconds=cpu_end - cpu_start,
+            threads=torch.get_num_threads(),
+            examples=examples,
+            real_tokens=real,
+            positions=sum(step.positions for step in timed),
+            mean_real_length=real / max(1, examples),
+            **_shape_of(self.model),
+        )
 
 
 def _shape_of(model: Optional[nn.Module]) -> dict[str, int]:
@@ -174,13 +184,16 @@ def _shape_of(model: Optional[nn.Module]) -> dict[str, int]:
     embedding_params = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     non_embedding = sum(p.numel() for p in model.parameters() if id(p) not in embedding_params)
     config = getattr(model, "config", None)
-    return {"non_embedding_params": non_embedding,
-            "num_layers": int(getattr(config, "num_hidden_layers", 0) or 0),
-            "hidden_size": int(getattr(config, "hidden_size", 0) or 0)}
+    return {
+        "non_embedding_params": non_embedding,
+        "num_layers": int(getattr(config, "num_hidden_layers", 0) or 0),
+        "hidden_size": int(getattr(config, "hidden_size", 0) or 0),
+    }
 
 
-def training_flops_per_token(non_embedding_params: int, num_layers: int, hidden_size: int,
-                             sequence_length: float) -> float:
+def training_flops_per_token(
+    non_embedding_params: int, num_layers: int, hidden_size: int, sequence_length: float
+) -> float:
     """Forward + backward FLOPs per token of full fine-tuning: 6 N for the weights plus attention
     scores and values, 12 x layers x hidden x sequence length (as in the GPT-3 / PaLM appendices).
     BERT-base at 128 tokens: 6 x 85 M + 12 x 12 x 768 x 128 = 524 MFLOP."""
@@ -200,7 +213,7 @@ class PeakMemory:
         self.device = device
         self.peak_mb: Optional[float] = None
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         release_memory(self.device)
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()

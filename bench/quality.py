@@ -15,6 +15,7 @@ Presets: `quick` (CI-sized, minutes), `one-click` (the Home cards' budgets), `fu
 2-core CPU), `gpu` (the full sets with bert-base-sized batches, for a lent GPU). `--set` changes any
 field of every run after the preset.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SEEDS = (42, 7, 1234)
@@ -39,22 +41,60 @@ ANCHORS = {
 # Each preset's budget per task, as `section.field=value` settings over the task's default config.
 PRESETS: dict[str, dict[str, list[str]]] = {
     "quick": {
-        "classification": ["data.dataset=imdb", "data.train_subset=240", "data.eval_subset=100", "train.epochs=1",
-                           "train.max_length=64", "train.eval_steps=0"],
-        "ner": ["data.dataset=wnut16", "data.train_subset=320", "data.eval_subset=100", "train.epochs=1",
-                "train.max_length=48", "train.eval_steps=0"],
+        "classification": [
+            "data.dataset=imdb",
+            "data.train_subset=240",
+            "data.eval_subset=100",
+            "train.epochs=1",
+            "train.max_length=64",
+            "train.eval_steps=0",
+        ],
+        "ner": [
+            "data.dataset=wnut16",
+            "data.train_subset=320",
+            "data.eval_subset=100",
+            "train.epochs=1",
+            "train.max_length=48",
+            "train.eval_steps=0",
+        ],
     },
     "full": {
-        "classification": ["data.dataset=imdb", "data.train_subset=0", "data.eval_subset=0", "train.epochs=1",
-                           "train.max_length=256", "train.eval_steps=0"],
-        "ner": ["data.dataset=wnut16", "data.train_subset=0", "data.eval_subset=0", "train.epochs=4",
-                "train.max_length=128", "train.eval_steps=0"],
+        "classification": [
+            "data.dataset=imdb",
+            "data.train_subset=0",
+            "data.eval_subset=0",
+            "train.epochs=1",
+            "train.max_length=256",
+            "train.eval_steps=0",
+        ],
+        "ner": [
+            "data.dataset=wnut16",
+            "data.train_subset=0",
+            "data.eval_subset=0",
+            "train.epochs=4",
+            "train.max_length=128",
+            "train.eval_steps=0",
+        ],
     },
     "gpu": {
-        "classification": ["data.dataset=imdb", "data.train_subset=0", "data.eval_subset=0", "train.epochs=2",
-                           "train.max_length=256", "train.train_batch_size=32", "train.eval_steps=0"],
-        "ner": ["data.dataset=wnut16", "data.train_subset=0", "data.eval_subset=0", "train.epochs=5",
-                "train.max_length=128", "train.train_batch_size=32", "train.eval_steps=0"],
+        "classification": [
+            "data.dataset=imdb",
+            "data.train_subset=0",
+            "data.eval_subset=0",
+            "train.epochs=2",
+            "train.max_length=256",
+            "train.train_batch_size=32",
+            "train.eval_steps=0",
+        ],
+        "ner": [
+            "data.dataset=wnut16",
+            "data.train_subset=0",
+            "data.eval_subset=0",
+            "train.epochs=5",
+            "train.max_length=128",
+            "train.train_batch_size=32",
+            "train.eval_steps=0",
+        ],
     },
 }
 PRESET_NAMES = ("quick", "one-click", "full", "gpu")
@@ -64,13 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("classification", "ner"), default="classification")
     parser.add_argument("--preset", choices=PRESET_NAMES, default="quick")
-    parser.add_argument("--dataset", help="A built-in dataset (imdb, rotten_tomatoes, wnut16, conll2003) or a "
-                                          "training file; default: the preset's (imdb, or wnut16 for ner).")
+    parser.add_argument(
+        "--dataset",
+        help="A built-in dataset (imdb, rotten_tomatoes, wnut16, conll2003) or a "
+        "training file; default: the preset's (imdb, or wnut16 for ner).",
+    )
     parser.add_argument("--model", default="minilm", help="Hub id or local folder (default: the offline MiniLM).")
     parser.add_argument("--methods", default="all", help="Comma-separated PEFT methods, or all.")
     parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="Comma-separated seeds.")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="Any config field for every run, after the preset (repeatable).")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Any config field for every run, after the preset (repeatable).",
+    )
     parser.add_argument("--json", type=Path, help="Write the table as JSON (results[method].metric_mean, ...).")
     return parser
 
@@ -99,18 +147,30 @@ def run_one(config, workdir: Path) -> dict[str, Any]:
     config.save(config_path)
     env = dict(os.environ, LAB_RUNS_DIR=str(workdir / "runs"), PYTHONPATH=str(REPO))
     started = time.perf_counter()
-    process = subprocess.run([sys.executable, "-m", "lab", "train", str(config_path), "--output", str(workdir / "out")],
-                             cwd=REPO, env=env, capture_output=True, text=True)
+    process = subprocess.run(
+        [sys.executable, "-m", "lab", "train", str(config_path), "--output", str(workdir / "out")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - started
     report_path = workdir / "out" / "report.json"
     if process.returncode != 0 or not report_path.is_file():
         error = (process.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": error, "wall_s": wall}
     report = json.loads(report_path.read_text())
-    return {"metrics": report["test_metrics"], "trainable_params": report["trainable_params"],
-            "total_params": report["total_params"], "peak_memory_mb": report["peak_memory_mb"],
-            "train_s": report["wall_seconds"], "wall_s": wall, "split_sizes": report["split_sizes"],
-            "steps": report["completed_steps"], "per_label": report["per_label"]}
+    return {
+        "metrics": report["test_metrics"],
+        "trainable_params": report["trainable_params"],
+        "total_params": report["total_params"],
+        "peak_memory_mb": report["peak_memory_mb"],
+        "train_s": report["wall_seconds"],
+        "wall_s": wall,
+        "split_sizes": report["split_sizes"],
+        "steps": report["completed_steps"],
+        "per_label": report["per_label"],
+    }
 
 
 def on_plateau(task: str, run: dict[str, Any]) -> bool:
@@ -118,7 +178,9 @@ def on_plateau(task: str, run: dict[str, Any]) -> bool:
     metrics = run["metrics"]
     if task == "ner":
         return metrics.get("f1", 0.0) == 0.0
-    recalls = [row["recall"] for row in run["per_label"] if not row["label"].endswith("avg") and row["label"] != "accuracy"]
+    recalls = [
+        row["recall"] for row in run["per_label"] if not row["label"].endswith("avg") and row["label"] != "accuracy"
+    ]
     return max(recalls, default=0) >= 0.98 and min(recalls, default=0) <= 0.02
 
 
@@ -129,7 +191,9 @@ def summarise(task: str, method: str, runs: list[dict[str, Any]]) -> dict[str, A
     done = [run for run in runs if "metrics" in run]
     values = [run["metrics"][metric] for run in done]
     return {
-        "metric": metric, "seeds": values, "errors": [run["error"] for run in runs if "error" in run],
+        "metric": metric,
+        "seeds": values,
+        "errors": [run["error"] for run in runs if "error" in run],
         "metric_mean": statistics.mean(values) if values else None,
         "metric_std": statistics.pstdev(values) if len(values) > 1 else 0.0 if values else None,
         "trainable_params": done[0]["trainable_params"] if done else None,
@@ -144,19 +208,23 @@ def summarise(task: str, method: str, runs: list[dict[str, Any]]) -> dict[str, A
 
 def format_table(task: str, dataset: str, results: dict[str, dict[str, Any]], sizes: dict[str, int]) -> str:
     metric = "accuracy" if task == "classification" else "entity F1"
-    lines = [f"{task} on {dataset} (train {sizes.get('train', '?'):,}, test {sizes.get('test', '?'):,}): "
-             f"test {metric}, mean ± spread over seeds",
-             f"  {'method':<9}{metric:>18}  {'per seed':<24}{'trainable':>12}{'share':>9}{'wall s':>8}"
-             f"{'peak MB':>9}  plateau"]
+    lines = [
+        f"{task} on {dataset} (train {sizes.get('train', '?'):,}, test {sizes.get('test', '?'):,}): "
+        f"test {metric}, mean ± spread over seeds",
+        f"  {'method':<9}{metric:>18}  {'per seed':<24}{'trainable':>12}{'share':>9}{'wall s':>8}"
+        f"{'peak MB':>9}  plateau",
+    ]
     for method, row in results.items():
         if row["metric_mean"] is None:
             lines.append(f"  {method:<9}  failed: {row['errors'][0] if row['errors'] else '?'}")
             continue
         seeds = " ".join(f"{v:.3f}" for v in row["seeds"])
         plateau = f"{row['plateau_runs']} of {len(row['seeds'])}" if row["plateau_runs"] else "none"
-        lines.append(f"  {method:<9}{row['metric_mean']:>11.3f} ± {row['metric_std']:.3f}  {seeds:<24}"
-                     f"{row['trainable_params']:>12,}{100 * row['trainable_share']:>8.2f}%{row['wall_s']:>8.0f}"
-                     f"{row['peak_memory_mb']:>9.0f}  {plateau}")
+        lines.append(
+            f"  {method:<9}{row['metric_mean']:>11.3f} ± {row['metric_std']:.3f}  {seeds:<24}"
+            f"{row['trainable_params']:>12,}{100 * row['trainable_share']:>8.2f}%{row['wall_s']:>8.0f}"
+            f"{row['peak_memory_mb']:>9.0f}  {plateau}"
+        )
     if dataset in ANCHORS:
         lines.append(f"  anchor   {ANCHORS[dataset]}")
     return "\n".join(lines)
@@ -178,8 +246,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except LabError as exc:
         raise SystemExit(f"error: {exc}") from None
     dataset = config.data.dataset or Path(config.data.train_file).name
-    print(f"bench.quality: {args.task}, preset {args.preset}, model {args.model}, {len(methods)} methods x "
-          f"{len(seeds)} seeds ({', '.join(map(str, seeds))})", flush=True)
+    print(
+        f"bench.quality: {args.task}, preset {args.preset}, model {args.model}, {len(methods)} methods x "
+        f"{len(seeds)} seeds ({', '.join(map(str, seeds))})",
+        flush=True,
+    )
     results: dict[str, dict[str, Any]] = {}
     sizes: dict[str, int] = {}
     started = time.perf_counter()
@@ -187,22 +258,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for method in methods:
             runs = []
             for seed in seeds:
-                run_config = config.with_overrides([f"peft.method={method}", f"train.seed={seed}",
-                                                    f"name=quality-{method}-{seed}"])
+                run_config = config.with_overrides(
+                    [f"peft.method={method}", f"train.seed={seed}", f"name=quality-{method}-{seed}"]
+                )
                 run = run_one(run_config, Path(scratch) / f"{method}-{seed}")
                 sizes = run.get("split_sizes", sizes)
                 metric = run.get("metrics", {}).get(primary_metric_name(args.task))
-                print(f"  {method} seed {seed}: " + (f"{metric:.3f}" if metric is not None else run["error"])
-                      + f" ({run['wall_s']:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"  {method} seed {seed}: "
+                    + (f"{metric:.3f}" if metric is not None else run["error"])
+                    + f" ({run['wall_s']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 runs.append(run)
             results[method] = summarise(args.task, method, runs)
     print(format_table(args.task, dataset, results, sizes))
     print(f"total wall time {time.perf_counter() - started:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"task": args.task, "preset": args.preset, "model": args.model,
-                                         "dataset": dataset, "seeds": seeds, "settings": args.set,
-                                         "split_sizes": sizes, "anchor": ANCHORS.get(dataset),
-                                         "config": config.to_dict(), "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "task": args.task,
+                    "preset": args.preset,
+                    "model": args.model,
+                    "dataset": dataset,
+                    "seeds": seeds,
+                    "settings": args.set,
+                    "split_sizes": sizes,
+                    "anchor": ANCHORS.get(dataset),
+                    "config": config.to_dict(),
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

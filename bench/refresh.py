@@ -12,6 +12,7 @@ refresh, p50 / p95 over repeats:
     python -m bench.refresh                 # 100,000 steps, 500 evaluations
     python -m bench.refresh --steps 20000 --evaluations 100 --repeats 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,8 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 TARGET_MS = 50.0  # later refreshes, p95, independent of the run's length
 
@@ -31,15 +33,25 @@ def write_synthetic_run(store, steps: int, evaluations: int, labels: int = 10) -
     run_id = store.create_run(RunConfig(name="synthetic-long-run")).id
     every = max(1, steps // max(1, evaluations))
     batch = []
-    per_label = [{"label": f"type-{i}", "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10}
-                 for i in range(labels)] + [{"label": "micro avg", "precision": 0.5, "recall": 0.5, "f1": 0.5,
-                                             "support": 100}]
+    per_label = [
+        {"label": f"type-{i}", "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 10} for i in range(labels)
+    ] + [{"label": "micro avg", "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 100}]
     for step in range(1, steps + 1):
-        batch.append(StepEvent(step=step, max_steps=steps, loss=1.0 / step, learning_rate=1e-4, tokens_per_second=1e4,
-                               elapsed_seconds=step * 0.1, eta_seconds=(steps - step) * 0.1))
+        batch.append(
+            StepEvent(
+                step=step,
+                max_steps=steps,
+                loss=1.0 / step,
+                learning_rate=1e-4,
+                tokens_per_second=1e4,
+                elapsed_seconds=step * 0.1,
+                eta_seconds=(steps - step) * 0.1,
+            )
+        )
         if step % every == 0:
-            batch.append(EvalEvent(split="validation", step=step, metrics={"f1": 0.5, "precision": 0.5},
-                                   per_label=per_label))
+            batch.append(
+                EvalEvent(split="validation", step=step, metrics={"f1": 0.5, "precision": 0.5}, per_label=per_label)
+            )
         if len(batch) >= 5000:
             store.append_events(run_id, batch)
             batch = []
@@ -79,8 +91,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         started = time.perf_counter()
         run_id = write_synthetic_run(store, args.steps, args.evaluations)
         total = store.last_seq(run_id)
-        print(f"synthetic run: {args.steps:,} step events, {args.evaluations} evaluations, {total:,} events "
-              f"(written in {time.perf_counter() - started:.1f} s)")
+        print(
+            f"synthetic run: {args.steps:,} step events, {args.evaluations} evaluations, {total:,} events "
+            f"(written in {time.perf_counter() - started:.1f} s)"
+        )
 
         def whole_log():
             store.get_run(run_id)
@@ -96,16 +110,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         def later_refresh():
             next_step[0] += 5
-            store.append_events(run_id, [StepEvent(step=s, max_steps=10**9, loss=0.1)
-                                         for s in range(next_step[0] - 4, next_step[0] + 1)])
+            store.append_events(
+                run_id,
+                [StepEvent(step=s, max_steps=10**9, loss=0.1) for s in range(next_step[0] - 4, next_step[0] + 1)],
+            )
             started = time.perf_counter()
             store.get_run(run_id)
             session.add(store.events_since(run_id, session.seq)).view()
             return time.perf_counter() - started  # the append is the training process's cost, not the page's
 
-        rows = [("whole log (before)", timed(whole_log, max(3, args.repeats // 5))),
-                ("first view", timed(first_view, max(3, args.repeats // 5))),
-                ("later refresh", [later_refresh() for _ in range(args.repeats)])]
+        rows = [
+            ("whole log (before)", timed(whole_log, max(3, args.repeats // 5))),
+            ("first view", timed(first_view, max(3, args.repeats // 5))),
+            ("later refresh", [later_refresh() for _ in range(args.repeats)]),
+        ]
     print(f"{'refresh':<22}{'p50 ms':>10}{'p95 ms':>10}")
     for name, seconds in rows:
         p50, p95 = percentiles(seconds)

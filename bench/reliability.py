@@ -12,6 +12,7 @@ Training speed is measured with and without the pollers (alternating, medians).
 Everything runs offline in a temporary folder: a synthetic sentiment file, a tiny BERT for the
 fault scenarios, and for the load test the offline MiniLM (or the tiny BERT with --quick).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,10 @@ import textwrap
 import threading
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 from lab.errors import one_line
 from lab.launch import scripted
@@ -64,22 +66,44 @@ def write_sentiment_csv(path: Path, rows: int = 400, seed: int = 0) -> Path:
     for index in range(rows):
         positive = index % 2 == 0
         word = rng.choice(POSITIVE if positive else NEGATIVE)
-        filler = " ".join(rng.choice(["the", "film", "plot", "cast", "was", "really", "quite", "and", "ending"])
-                          for _ in range(rng.randint(6, 30)))
+        filler = " ".join(
+            rng.choice(["the", "film", "plot", "cast", "was", "really", "quite", "and", "ending"])
+            for _ in range(rng.randint(6, 30))
+        )
         lines.append(f"\"{filler} {word} {filler}\",{'pos' if positive else 'neg'}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-def engine_config(model: str, train_file: Path, name: str, max_steps: int, max_length: int = 32,
-                  batch_size: int = 8, peft: str = "lora"):
+def engine_config(
+    model: str,
+    train_file: Path,
+    name: str,
+    max_steps: int,
+    max_length: int = 32,
+    batch_size: int = 8,
+    peft: str = "lora",
+):
     from lab.config import RunConfig
 
-    return RunConfig.from_dict({
-        "task": "classification", "name": name, "data": {"dataset": "", "train_file": str(train_file)},
-        "model": {"name_or_path": model}, "peft": {"method": peft},
-        "train": {"max_steps": max_steps, "logging_steps": 1, "train_batch_size": batch_size,
-                  "max_length": max_length, "device": "cpu", "learning_rate": 1e-3, "eval_steps": 10_000}})
+    return RunConfig.from_dict(
+        {
+            "task": "classification",
+            "name": name,
+            "data": {"dataset": "", "train_file": str(train_file)},
+            "model": {"name_or_path": model},
+            "peft": {"method": peft},
+            "train": {
+                "max_steps": max_steps,
+                "logging_steps": 1,
+                "train_batch_size": batch_size,
+                "max_length": max_length,
+                "device": "cpu",
+                "learning_rate": 1e-3,
+                "eval_steps": 10_000,
+            },
+        }
+    )
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
@@ -109,13 +133,20 @@ def scenario_oom_job(work: Path, kind: str) -> Row:
     gc.collect()
     run = store.get_run(greedy)
     freed = scripted.HELD[-1]() is None
-    advice = all(word in run.message for word in ("Out of memory", "train.train_batch_size", "train.max_length",
-                                                  "PEFT method")) and "\n" not in run.message
+    advice = (
+        all(
+            word in run.message
+            for word in ("Out of memory", "train.train_batch_size", "train.max_length", "PEFT method")
+        )
+        and "\n" not in run.message
+    )
     passed = run.status == "failed" and advice and freed and next_status == later == "completed"
-    return Row(f"Out of memory ({kind.upper()}), injected in a queued job",
-               "run failed, says what to lower; memory freed; next queued run starts; runner takes new runs",
-               f"{run.status}: \"{one_line(run.message, 70)}\"; freed {freed}; next {next_status}; "
-               f"new run {later}", passed)
+    return Row(
+        f"Out of memory ({kind.upper()}), injected in a queued job",
+        "run failed, says what to lower; memory freed; next queued run starts; runner takes new runs",
+        f"{run.status}: \"{one_line(run.message, 70)}\"; freed {freed}; next {next_status}; new run {later}",
+        passed,
+    )
 
 
 def scenario_oom_engine(work: Path, model: str, train_file: Path) -> Row:
@@ -155,17 +186,23 @@ def scenario_oom_engine(work: Path, model: str, train_file: Path) -> Row:
     run = store.get_run(first)
     freed = bool(models) and models[0]() is None
     passed = run.status == "failed" and run.message.startswith("Out of memory") and freed and next_status == "completed"
-    return Row("Out of memory in the engine's forward pass (tiny BERT)",
-               "run failed with what to lower; its model freed; next queued run trains to the end",
-               f"{run.status}: \"{one_line(run.message, 70)}\"; model freed {freed}; next {next_status}", passed)
+    return Row(
+        "Out of memory in the engine's forward pass (tiny BERT)",
+        "run failed with what to lower; its model freed; next queued run trains to the end",
+        f"{run.status}: \"{one_line(run.message, 70)}\"; model freed {freed}; next {next_status}",
+        passed,
+    )
 
 
 def _digest(store, run_id: str) -> tuple[Any, ...]:
     import hashlib
 
     folder = store.run_dir(run_id)
-    files = {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
     return store.get_run(run_id).to_dict(), [(s, e.to_dict()) for s, e in store.events_since(run_id)], files
 
 
@@ -195,9 +232,12 @@ def scenario_disk_full(work: Path, model: str, train_file: Path) -> Row:
     intact = _digest(reopened, earlier) == before and reopened.integrity_check() == "ok"
     message = store.get_run(run_id).message
     passed = status == "failed" and message.startswith("The disk is full") and intact
-    return Row("Disk full (ENOSPC) while saving the model",
-               "run failed cleanly with 'disk is full … resume'; earlier runs byte-identical; store ok",
-               f"{status}: \"{one_line(message, 70)}\"; earlier run intact {intact}", passed)
+    return Row(
+        "Disk full (ENOSPC) while saving the model",
+        "run failed cleanly with 'disk is full … resume'; earlier runs byte-identical; store ok",
+        f"{status}: \"{one_line(message, 70)}\"; earlier run intact {intact}",
+        passed,
+    )
 
 
 SERVER = """
@@ -219,8 +259,12 @@ def scenario_killed_server(work: Path) -> Row:
     from lab.runs.store import RunStore
 
     runs_dir = work / "killed-server"
-    server = subprocess.Popen([sys.executable, "-c", SERVER.format(repo=str(REPO)), str(runs_dir)],
-                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(repo=str(REPO)), str(runs_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         run_id = server.stdout.readline().strip()
         store = RunStore(runs_dir)
@@ -241,10 +285,13 @@ def scenario_killed_server(work: Path) -> Row:
     steps = [e.step for _, e in reopened.events_since(run_id) if e.kind == "step"]
     resumed_at = int(checkpoint.name.split("-")[1]) if checkpoint else -1
     passed = after_restart == "interrupted" and final == "completed" and resumed_at + 1 in steps and steps[-1] == 40
-    return Row("App server killed (SIGKILL) while a run trains in its thread",
-               "reopened: run 'interrupted'; Resume continues from its last checkpoint in the same record",
-               f"after restart: {after_restart}; resumed from {checkpoint.name if checkpoint else 'none'}; {final} "
-               f"at step {steps[-1] if steps else '-'}", passed)
+    return Row(
+        "App server killed (SIGKILL) while a run trains in its thread",
+        "reopened: run 'interrupted'; Resume continues from its last checkpoint in the same record",
+        f"after restart: {after_restart}; resumed from {checkpoint.name if checkpoint else 'none'}; {final} "
+        f"at step {steps[-1] if steps else '-'}",
+        passed,
+    )
 
 
 def scenario_two_readers(work: Path) -> Row:
@@ -267,10 +314,12 @@ def scenario_two_readers(work: Path) -> Row:
     finally:
         runner.shutdown(timeout=30)
     same = seen["first tab"] == seen["reloaded tab"] == list(range(1, store.last_seq(run_id) + 1))
-    return Row("A second tab and a reloaded tab on one live run",
-               "both see every event, in order, once; reading consumes nothing",
-               f"following tab {len(seen['first tab'])} events, reloaded tab {len(seen['reloaded tab'])}, "
-               f"identical {same}", same)
+    return Row(
+        "A second tab and a reloaded tab on one live run",
+        "both see every event, in order, once; reading consumes nothing",
+        f"following tab {len(seen['first tab'])} events, reloaded tab {len(seen['reloaded tab'])}, identical {same}",
+        same,
+    )
 
 
 # ---- load: twenty sessions polling one live run ---------------------------------------------------------
@@ -283,8 +332,9 @@ class PollStats:
     wall_seconds: float = 0.0  # how long the sessions polled
 
 
-def poll(store, run_id: str, stop: threading.Event, offset: float, budget: int, out: PollStats,
-         lock: threading.Lock) -> None:
+def poll(
+    store, run_id: str, stop: threading.Event, offset: float, budget: int, out: PollStats, lock: threading.Lock
+) -> None:
     """One session's Live page: every POLL_SECONDS look up the run, read its events, fold them."""
     from lab.views.run_view import run_view
 
@@ -326,8 +376,14 @@ def training_arm(work: Path, name: str, config, pollers: int) -> tuple[float, Po
         run_id = runner.submit(config)
         wait_until(lambda: store.get_run(run_id).status != "queued", 60)
         budget = 600  # at most ten minutes of polling per session: a bounded number of requests
-        threads = [threading.Thread(target=poll, args=(store, run_id, stop, i * POLL_SECONDS / max(1, pollers),
-                                                       budget, stats, lock), daemon=True) for i in range(pollers)]
+        threads = [
+            threading.Thread(
+                target=poll,
+                args=(store, run_id, stop, i * POLL_SECONDS / max(1, pollers), budget, stats, lock),
+                daemon=True,
+            )
+            for i in range(pollers)
+        ]
         polling_started = time.monotonic()
         for thread in threads:
             thread.start()
@@ -343,10 +399,10 @@ def training_arm(work: Path, name: str, config, pollers: int) -> tuple[float, Po
     return steps_per_second(store, run_id), stats
 
 
-def scenario_load(work: Path, model: str, train_file: Path, steps: int, repeats: int, max_length: int,
-                  batch_size: int) -> list[Row]:
-    config = engine_config(model, train_file, "load", steps, max_length=max_length, batch_size=batch_size,
-                           peft="full")
+def scenario_load(
+    work: Path, model: str, train_file: Path, steps: int, repeats: int, max_length: int, batch_size: int
+) -> list[Row]:
+    config = engine_config(model, train_file, "load", steps, max_length=max_length, batch_size=batch_size, peft="full")
     alone, polled, stats = [], [], PollStats([], [], 0)
     cpu_shares = []
     for repeat in range(repeats):
@@ -369,12 +425,15 @@ def scenario_load(work: Path, model: str, train_file: Path, steps: int, repeats:
     noise = (max(alone) - min(alone)) / alone_rate if len(alone) > 1 else float("nan")
     cpu_share = statistics.median(cpu_shares)
     return [
-        Row(f"{POLLERS} sessions polling a live run every {POLL_SECONDS:g} s (store level, loopback)",
+        Row(
+            f"{POLLERS} sessions polling a live run every {POLL_SECONDS:g} s (store level, loopback)",
             f"every refresh < {REFRESH_LIMIT_SECONDS:g} s and a fresh view at least every {REFRESH_LIMIT_SECONDS:g} s",
             f"{stats.requests} refreshes; duration median {statistics.median(refresh) * 1000:.0f} ms, "
             f"p95 {p95 * 1000:.0f} ms, max {refresh[-1] * 1000:.0f} ms; longest gap {worst_gap:.2f} s",
-            refresh[-1] < REFRESH_LIMIT_SECONDS and worst_gap < REFRESH_LIMIT_SECONDS),
-        Row(f"Training speed with {POLLERS} pollers ({Path(model).name if os.sep in model else model}, "
+            refresh[-1] < REFRESH_LIMIT_SECONDS and worst_gap < REFRESH_LIMIT_SECONDS,
+        ),
+        Row(
+            f"Training speed with {POLLERS} pollers ({Path(model).name if os.sep in model else model}, "
             f"batch {batch_size} x {max_length})",
             f"slowdown < {SLOWDOWN_TARGET:.0%} (and pollers' CPU share < {SLOWDOWN_TARGET:.0%}, the slowdown they "
             f"cause when training keeps every core busy)",
@@ -382,7 +441,8 @@ def scenario_load(work: Path, model: str, train_file: Path, steps: int, repeats:
             f"{', '.join(f'{r:.2f}' for r in alone)} / {', '.join(f'{r:.2f}' for r in polled)}): "
             f"slowdown {slowdown:+.1%} (spread of the runs alone {noise:.0%}); the pollers used {cpu_share:.1%} "
             f"of the machine's CPU",
-            slowdown < SLOWDOWN_TARGET and cpu_share < SLOWDOWN_TARGET),
+            slowdown < SLOWDOWN_TARGET and cpu_share < SLOWDOWN_TARGET,
+        ),
     ]
 
 
@@ -395,8 +455,11 @@ def format_table(rows: Sequence[Row]) -> str:
     def add(cells: Sequence[str]) -> None:
         wrapped = [textwrap.wrap(cell, width) or [""] for cell, width in zip(cells, widths)]
         for index in range(max(len(cell) for cell in wrapped)):
-            lines.append(" | ".join((cell[index] if index < len(cell) else "").ljust(width)
-                                    for cell, width in zip(wrapped, widths)).rstrip())
+            lines.append(
+                " | ".join(
+                    (cell[index] if index < len(cell) else "").ljust(width) for cell, width in zip(wrapped, widths)
+                ).rstrip()
+            )
 
     add(header)
     lines.append("-+-".join("-" * width for width in widths))
@@ -446,9 +509,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ]
         if not args.skip_load:
             model = tiny if args.quick else args.load_model
-            scenarios.append(("load", lambda: scenario_load(work, model, train_file, args.load_steps,
-                                                            1 if args.quick else args.repeats, args.max_length,
-                                                            args.batch_size)))
+            scenarios.append(
+                (
+                    "load",
+                    lambda: scenario_load(
+                        work,
+                        model,
+                        train_file,
+                        args.load_steps,
+                        1 if args.quick else args.repeats,
+                        args.max_length,
+                        args.batch_size,
+                    ),
+                )
+            )
         for title, run in scenarios:
             print(f"running: {title}", file=sys.stderr)
             started = time.monotonic()
@@ -460,9 +534,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"  {time.monotonic() - started:.1f} s", file=sys.stderr)
     print(format_table(rows))
     passed = sum(row.passed for row in rows)
-    print(f"\n{passed} of {len(rows)} rows pass. Load test: {POLLERS} threads in the training process, each "
-          f"doing the Live page's refresh (run lookup + all events + tables) every {POLL_SECONDS:g} s; "
-          f"{os.cpu_count()} CPU cores.")
+    print(
+        f"\n{passed} of {len(rows)} rows pass. Load test: {POLLERS} threads in the training process, each "
+        f"doing the Live page's refresh (run lookup + all events + tables) every {POLL_SECONDS:g} s; "
+        f"{os.cpu_count()} CPU cores."
+    )
     if args.json:
         args.json.write_text(json.dumps([row.__dict__ for row in rows], indent=2), encoding="utf-8")
     return 0 if passed == len(rows) else 1

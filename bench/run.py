@@ -1,11 +1,13 @@
 """Run the whole comparison: every workload, every arm, `repeats` times, in this one process."""
+
 from __future__ import annotations
 
 import os
 import platform
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -16,9 +18,12 @@ from bench.workloads import WORKLOADS, Settings, prepare, resolve_model, scratch
 ARM_ORDER = ("textbook", "trainer", "lab")
 
 
-def run_benchmark(settings: Settings, workload_names: Sequence[str] = ("ner", "imdb"),
-                  app_workload: Optional[str] = "ner",
-                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> dict[str, Any]:
+def run_benchmark(
+    settings: Settings,
+    workload_names: Sequence[str] = ("ner", "imdb"),
+    app_workload: Optional[str] = "ner",
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
     """Measure every arm of every workload; `app_workload` also runs the app path next to the CLI path.
 
     Arms of one workload take turns within each repeat (textbook, trainer, lab, app, then again), so
@@ -38,9 +43,11 @@ def run_benchmark(settings: Settings, workload_names: Sequence[str] = ("ner", "i
                 for arm in arms:
                     result = run_arm(arm, prepared, settings, workdir / f"{name}-{arm}-{repeat}")
                     measured[arm].append(result)
-                    log(f"{name} {arm} {repeat + 1}/{settings.repeats}: "
+                    log(
+                        f"{name} {arm} {repeat + 1}/{settings.repeats}: "
                         f"{result.measurement.real_tokens_per_second:,.0f} real tokens/s, "
-                        f"{result.measurement.seconds:.1f} s timed, {result.wall_seconds:.1f} s wall")
+                        f"{result.measurement.seconds:.1f} s timed, {result.wall_seconds:.1f} s wall"
+                    )
             results["workloads"][name] = workload_summary(workload, settings, measured)
             if "app" in measured:
                 detail = app_summary(workload, settings, measured)
@@ -62,13 +69,24 @@ def quiet_libraries() -> None:
 def describe_settings(settings: Settings) -> dict[str, Any]:
     import transformers
 
-    device_name = (torch.cuda.get_device_name() if settings.device == "cuda"
-                   else platform.processor() or platform.machine())
-    return {"model": settings.model, "device": settings.device, "device_name": device_name,
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "warmup_steps": settings.warmup_steps, "timed_steps": settings.timed_steps,
-            "repeats": settings.repeats, "seed": settings.seed, "peft": settings.peft,
-            "compile": settings.compile, "peak_tflops": settings.peak_tflops or None,
-            "app_refresh_seconds": APP_REFRESH_SECONDS, "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__}
+    device_name = (
+        torch.cuda.get_device_name() if settings.device == "cuda" else platform.processor() or platform.machine()
+    )
+    return {
+        "model": settings.model,
+        "device": settings.device,
+        "device_name": device_name,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "warmup_steps": settings.warmup_steps,
+        "timed_steps": settings.timed_steps,
+        "repeats": settings.repeats,
+        "seed": settings.seed,
+        "peft": settings.peft,
+        "compile": settings.compile,
+        "peak_tflops": settings.peak_tflops or None,
+        "app_refresh_seconds": APP_REFRESH_SECONDS,
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }

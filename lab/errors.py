@@ -18,18 +18,21 @@ class ModelError(LabError):
 
 
 # What to lower when a run runs out of memory; the engine and the job runner both say it.
-OUT_OF_MEMORY_ADVICE = ("lower train.train_batch_size or train.max_length, turn on train.gradient_checkpointing, "
-                        "or choose a PEFT method such as lora (peft.method)")
+OUT_OF_MEMORY_ADVICE = (
+    "lower train.train_batch_size or train.max_length, turn on train.gradient_checkpointing, "
+    "or choose a PEFT method such as lora (peft.method)"
+)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """torch.OutOfMemoryError (GPU), or the RuntimeError torch's CPU allocator raises; matched by name
     and message so that callers need not import torch."""
     return type(exc).__name__ == "OutOfMemoryError" or (
-        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )
 
 
 def one_line(text: object, limit: int = 300) -> str:
     """A message squeezed onto one line (the CLI prints errors as one line), cut at `limit` characters."""
     flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -3,12 +3,14 @@
 Every event turns into a plain dict (`to_dict`) and back (`event_from_dict`), so a store can
 keep them as JSON and any reader gets the same typed objects back.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -122,8 +124,8 @@ class ProjectionEvent(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (StatusEvent, LogEvent, StepEvent, ProgressEvent, EvalEvent, ResultEvent, RankEvent,
-                              ProjectionEvent)
+    cls.kind: cls
+    for cls in (StatusEvent, LogEvent, StepEvent, ProgressEvent, EvalEvent, ResultEvent, RankEvent, ProjectionEvent)
 }
 
 EventSink = Callable[[Event], None]

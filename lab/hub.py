@@ -4,6 +4,7 @@ Both libraries read `HF_HUB_OFFLINE` at import time. Without it, a hub name on a
 network retries for 20-45 s before failing; with it, the failure is immediate and we can say why.
 The answer goes into the environment either way, so worker processes inherit it instead of probing again.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ how long the texts are in sub-word tokens for the chosen model (and how many get
 for NER how one sentence's word tags land on sub-word tokens. The data is loaded exactly as a run
 would load it, so a file's mistakes show here, with their row or line.
 """
+
 import dataclasses
 
 import streamlit as st
@@ -44,14 +45,20 @@ def load_tokenizer(model: str):
 
 
 def choose_data(task: str) -> DataConfig | None:
-    kind = st.radio(t("data.source"), ["builtin", "upload"], format_func=lambda k: t(f"data.source_{k}"),
-                    horizontal=True)
+    kind = st.radio(
+        t("data.source"), ["builtin", "upload"], format_func=lambda k: t(f"data.source_{k}"), horizontal=True
+    )
     if kind == "builtin":
         names = [name for name, spec in BUILTINS.items() if spec.task == task]
         # Offline, open on a dataset that loads (CoNLL-2003 has no offline copy).
         loads = [name for name in names if BUILTINS[name].offline is not None] if is_offline() else names
-        dataset = st.selectbox(t("data.dataset"), names, index=names.index(loads[0]) if loads else 0,
-                               format_func=lambda n: BUILTINS[n].title, help=field_help("data", "dataset"))
+        dataset = st.selectbox(
+            t("data.dataset"),
+            names,
+            index=names.index(loads[0]) if loads else 0,
+            format_func=lambda n: BUILTINS[n].title,
+            help=field_help("data", "dataset"),
+        )
         return DataConfig(dataset=dataset)
     uploaded = st.file_uploader(t("data.training_file", hint=t(f"data.file_hint.{task}")), type=UPLOAD_TYPES)
     if uploaded is None:
@@ -78,8 +85,9 @@ def show_lengths(overview: DataOverview, task: str) -> None:
     st.subheader(t("data.labels_and_lengths"))
     left, right = st.columns([3, 1])
     model = left.text_input(t("data.tokenizer_model"), DEFAULT_MODEL, help=field_help("model", "name_or_path"))
-    max_length = right.number_input("max_length", 8, 8192, 64 if task == "ner" else 128, step=8,
-                                    help=field_help("train", "max_length"))
+    max_length = right.number_input(
+        "max_length", 8, 8192, 64 if task == "ner" else 128, step=8, help=field_help("train", "max_length")
+    )
     with st.spinner(t("data.loading_tokenizer")):
         tokenizer = load_tokenizer(model)
     lengths = token_lengths(tokenizer, overview.examples, task)
@@ -100,9 +108,18 @@ def show_alignment(overview: DataOverview, tokenizer, max_length: int) -> None:
     words, tags = overview.examples[number - 1], overview.example_tags[number - 1]
     rows = label_alignment_view(tokenizer, words, tags, max_length)
     st.caption(t("data.alignment_caption"))
-    st.dataframe([{t("data.column.token"): r["token"], t("data.column.word"): r["word"],
-                   t("data.column.label"): str(r["label"])} for r in rows],
-                 hide_index=True, height=min(420, 38 + 35 * len(rows)))
+    st.dataframe(
+        [
+            {
+                t("data.column.token"): r["token"],
+                t("data.column.word"): r["word"],
+                t("data.column.label"): str(r["label"]),
+            }
+            for r in rows
+        ],
+        hide_index=True,
+        height=min(420, 38 + 35 * len(rows)),
+    )
 
 
 with user_errors():

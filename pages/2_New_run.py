@@ -5,6 +5,7 @@ picked on the Data page). Widget keys carry a version number: loading a YAML bum
 widget is recreated with the loaded values. Launch hands the config to the process-wide job
 runner; a second launch while a run trains waits in its queue.
 """
+
 import os
 from dataclasses import replace
 
@@ -86,50 +87,79 @@ def on_task_change() -> None:
 
 def number(section: str, name: str, value, label: str = "", **options):
     """A number field for config field `section.name`, labelled `field.section.name` in the catalogue."""
-    return st.number_input(label or t(f"field.{section}.{name}"), value=value, key=key(f"{section}.{name}"),
-                           help=field_help(section, name), **options)
+    return st.number_input(
+        label or t(f"field.{section}.{name}"),
+        value=value,
+        key=key(f"{section}.{name}"),
+        help=field_help(section, name),
+        **options,
+    )
 
 
 def choice(section: str, name: str, options, value, **extra):
-    return st.selectbox(t(f"field.{section}.{name}"), options, index=list(options).index(value),
-                        key=key(f"{section}.{name}"), help=field_help(section, name), **extra)
+    return st.selectbox(
+        t(f"field.{section}.{name}"),
+        options,
+        index=list(options).index(value),
+        key=key(f"{section}.{name}"),
+        help=field_help(section, name),
+        **extra,
+    )
 
 
 def data_section(task: str) -> DataConfig:
     d = base.data
-    files = st.radio(t("data.source"), ["builtin", "files"], index=1 if d.train_file else 0,
-                     format_func=lambda kind: t(f"form.source_{kind}"), key=key("data-kind"), horizontal=True)
-    data = DataConfig(source=d.source, validation_share=d.validation_share, test_share=d.test_share,
-                      tag_scheme=d.tag_scheme)
+    files = st.radio(
+        t("data.source"),
+        ["builtin", "files"],
+        index=1 if d.train_file else 0,
+        format_func=lambda kind: t(f"form.source_{kind}"),
+        key=key("data-kind"),
+        horizontal=True,
+    )
+    data = DataConfig(
+        source=d.source, validation_share=d.validation_share, test_share=d.test_share, tag_scheme=d.tag_scheme
+    )
     if files == "builtin":
         names = [name for name, spec in BUILTINS.items() if spec.task == task]
-        data.dataset = choice("data", "dataset", names, d.dataset if d.dataset in names else names[0],
-                              format_func=lambda n: BUILTINS[n].title)
+        data.dataset = choice(
+            "data",
+            "dataset",
+            names,
+            d.dataset if d.dataset in names else names[0],
+            format_func=lambda n: BUILTINS[n].title,
+        )
     else:
         data.dataset = ""
-        uploaded = st.file_uploader(t("form.upload"), key=key("upload"),
-                                    type=["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"])
+        uploaded = st.file_uploader(
+            t("form.upload"), key=key("upload"), type=["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"]
+        )
         uploaded_path = str(save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir)) if uploaded else ""
         # The uploaded path is part of the key: a new upload makes a new field showing its path.
-        data.train_file = st.text_input(t("field.data.train_file"), uploaded_path or d.train_file,
-                                        key=key(f"data.train_file{uploaded_path}"),
-                                        help=field_help("data", "train_file"))
+        data.train_file = st.text_input(
+            t("field.data.train_file"),
+            uploaded_path or d.train_file,
+            key=key(f"data.train_file{uploaded_path}"),
+            help=field_help("data", "train_file"),
+        )
         left, right = st.columns(2)
-        data.validation_file = left.text_input(t("field.data.validation_file"), d.validation_file,
-                                               key=key("data.validation_file"),
-                                               help=field_help("data", "validation_file"))
-        data.test_file = right.text_input(t("field.data.test_file"), d.test_file, key=key("data.test_file"),
-                                          help=field_help("data", "test_file"))
+        data.validation_file = left.text_input(
+            t("field.data.validation_file"),
+            d.validation_file,
+            key=key("data.validation_file"),
+            help=field_help("data", "validation_file"),
+        )
+        data.test_file = right.text_input(
+            t("field.data.test_file"), d.test_file, key=key("data.test_file"), help=field_help("data", "test_file")
+        )
         for name in COLUMN_FIELDS[task]:
             setattr(data, name, getattr(d, name))
         column_mapping(task, data, key)
     left, right = st.columns(2)
     with left:
-        data.train_subset = number("data", "train_subset", d.train_subset, min_value=0,
-                                   step=100)
+        data.train_subset = number("data", "train_subset", d.train_subset, min_value=0, step=100)
     with right:
-        data.eval_subset = number("data", "eval_subset", d.eval_subset,
-                                  min_value=0, step=100)
+        data.eval_subset = number("data", "eval_subset", d.eval_subset, min_value=0, step=100)
     return data
 
 
@@ -137,24 +167,44 @@ def model_section() -> ModelConfig:
     m, offline = base.model, is_offline()
     options = [DEFAULT_MODEL, *SUGGESTED_MODELS, OTHER_MODEL]
     current = m.name_or_path if m.name_or_path in options else OTHER_MODEL
-    labels = {DEFAULT_MODEL: t("form.model_offline"), OTHER_MODEL: t("form.model_other"),
-              **{name: t("form.model_hub_offline" if offline else "form.model_hub", name=name)
-                 for name in SUGGESTED_MODELS}}
-    picked = st.selectbox(t("field.model.name_or_path"), options, index=options.index(current), format_func=labels.get,
-                          key=key("model.choice"), help=field_help("model", "name_or_path"))
+    labels = {
+        DEFAULT_MODEL: t("form.model_offline"),
+        OTHER_MODEL: t("form.model_other"),
+        **{name: t("form.model_hub_offline" if offline else "form.model_hub", name=name) for name in SUGGESTED_MODELS},
+    }
+    picked = st.selectbox(
+        t("field.model.name_or_path"),
+        options,
+        index=options.index(current),
+        format_func=labels.get,
+        key=key("model.choice"),
+        help=field_help("model", "name_or_path"),
+    )
     if picked == OTHER_MODEL:
-        picked = st.text_input(t("form.model_id"), m.name_or_path if current == OTHER_MODEL else "",
-                               key=key("model.name_or_path"), placeholder="bert-base-uncased or /path/to/model")
-    return ModelConfig(name_or_path=picked.strip(), trust_remote_code=m.trust_remote_code, dropout=m.dropout,
-                       pooling=m.pooling)
+        picked = st.text_input(
+            t("form.model_id"),
+            m.name_or_path if current == OTHER_MODEL else "",
+            key=key("model.name_or_path"),
+            placeholder="bert-base-uncased or /path/to/model",
+        )
+    return ModelConfig(
+        name_or_path=picked.strip(), trust_remote_code=m.trust_remote_code, dropout=m.dropout, pooling=m.pooling
+    )
 
 
 def peft_section(task: str) -> PeftSettings:
     p = base.peft
     method = choice("peft", "method", PEFT_METHODS, p.method, format_func=method_name)
-    peft = PeftSettings(method=method, r=p.r, alpha=p.alpha, lora_dropout=p.lora_dropout,
-                        target_modules=list(p.target_modules), adalora_init_r=p.adalora_init_r,
-                        num_virtual_tokens=p.num_virtual_tokens, merge_adapter=p.merge_adapter)
+    peft = PeftSettings(
+        method=method,
+        r=p.r,
+        alpha=p.alpha,
+        lora_dropout=p.lora_dropout,
+        target_modules=list(p.target_modules),
+        adalora_init_r=p.adalora_init_r,
+        num_virtual_tokens=p.num_virtual_tokens,
+        merge_adapter=p.merge_adapter,
+    )
     columns = st.columns(3)
     if method in LORA_FAMILY:
         with columns[0]:
@@ -162,19 +212,25 @@ def peft_section(task: str) -> PeftSettings:
         with columns[1]:
             peft.alpha = number("peft", "alpha", p.alpha, min_value=1)
         with columns[2]:
-            peft.lora_dropout = number("peft", "lora_dropout", p.lora_dropout, min_value=0.0,
-                                       max_value=0.99, step=0.05)
+            peft.lora_dropout = number("peft", "lora_dropout", p.lora_dropout, min_value=0.0, max_value=0.99, step=0.05)
         if method == "adalora":
             peft.adalora_init_r = number("peft", "adalora_init_r", p.adalora_init_r, min_value=1)
-        peft.merge_adapter = st.checkbox(t("field.peft.merge_adapter"), p.merge_adapter, key=key("peft.merge_adapter"),
-                                         help=field_help("peft", "merge_adapter"))
+        peft.merge_adapter = st.checkbox(
+            t("field.peft.merge_adapter"),
+            p.merge_adapter,
+            key=key("peft.merge_adapter"),
+            help=field_help("peft", "merge_adapter"),
+        )
     elif method in VIRTUAL_TOKEN_METHODS:
         with columns[0]:
-            peft.num_virtual_tokens = number("peft", "num_virtual_tokens", p.num_virtual_tokens,
-                                             min_value=1)
+            peft.num_virtual_tokens = number("peft", "num_virtual_tokens", p.num_virtual_tokens, min_value=1)
     if method in TARGETED_METHODS:
-        targets = st.text_input(t("field.peft.target_modules"), ", ".join(p.target_modules),
-                                key=key("peft.target_modules"), help=field_help("peft", "target_modules"))
+        targets = st.text_input(
+            t("field.peft.target_modules"),
+            ", ".join(p.target_modules),
+            key=key("peft.target_modules"),
+            help=field_help("peft", "target_modules"),
+        )
         peft.target_modules = [name.strip() for name in targets.split(",") if name.strip()]
     with st.container(border=True):  # what the method trains, what it freezes, its idea in one formula
         st.markdown(t(f"method.{method}.what"))
@@ -184,8 +240,13 @@ def peft_section(task: str) -> PeftSettings:
         mean, spread = measured["results"][method]
         full, _ = measured["results"]["full"]
         seeds = len(measured["seeds"])
-        words = dict(dataset=measured["dataset"], metric=measured["metric"], value=f"{mean:.3f}", seeds=seeds,
-                     spread=f" ± {spread:.3f}" if seeds > 1 else "")
+        words = dict(
+            dataset=measured["dataset"],
+            metric=measured["metric"],
+            value=f"{mean:.3f}",
+            seeds=seeds,
+            spread=f" ± {spread:.3f}" if seeds > 1 else "",
+        )
         if method == "full":
             st.caption(t("form.measured_full", **words))
         else:
@@ -211,13 +272,16 @@ def parameter_summary(config: RunConfig) -> str:
         st.warning(t("form.cannot_count_yet", reason=for_the_page(message(str(exc)))), icon=":material/warning:")
         return ""
     except Exception as exc:  # noqa: BLE001 - the count is advice; a library surprise must not block the form
-        st.warning(t("form.cannot_count", reason=f"{type(exc).__name__}: {exc}"),
-                   icon=":material/warning:")
+        st.warning(t("form.cannot_count", reason=f"{type(exc).__name__}: {exc}"), icon=":material/warning:")
         return ""
     left, right = st.columns([1, 3], vertical_alignment="center")
-    left.metric(t("form.trainable"), f"{trainable:,}", t("form.share_of", share=format_share(trainable, total),
-                                                            total=f"{total:,}"),
-                delta_color="off", delta_arrow="off")
+    left.metric(
+        t("form.trainable"),
+        f"{trainable:,}",
+        t("form.share_of", share=format_share(trainable, total), total=f"{total:,}"),
+        delta_color="off",
+        delta_arrow="off",
+    )
     right.plotly_chart(charts.parameters_by_part(parts), width="stretch", key="parameters-by-part")
     return ""
 
@@ -230,10 +294,15 @@ def training_section(task: str, peft: PeftSettings) -> TrainConfig:
     columns = st.columns(3)
     with columns[0]:
         default_lr = DEFAULT_LEARNING_RATES[task][peft.method]
-        train.learning_rate = number("train", "learning_rate", was.learning_rate, min_value=0.0,
-                                     step=1e-5, format="%g",
-                                     placeholder=t("form.default_rate_for", rate=f"{default_lr:g}",
-                                                   method=method_name(peft.method)))
+        train.learning_rate = number(
+            "train",
+            "learning_rate",
+            was.learning_rate,
+            min_value=0.0,
+            step=1e-5,
+            format="%g",
+            placeholder=t("form.default_rate_for", rate=f"{default_lr:g}", method=method_name(peft.method)),
+        )
     with columns[1]:
         train.train_batch_size = number("train", "train_batch_size", was.train_batch_size, min_value=1)
     with columns[2]:
@@ -249,53 +318,70 @@ def advanced_section(config: RunConfig) -> None:
         columns = st.columns(3)
         with columns[0]:
             train.lr_scheduler = choice("train", "lr_scheduler", SCHEDULERS, was.lr_scheduler)
-            train.warmup_ratio = number("train", "warmup_ratio", was.warmup_ratio, min_value=0.0,
-                                        max_value=0.99, step=0.01)
+            train.warmup_ratio = number(
+                "train", "warmup_ratio", was.warmup_ratio, min_value=0.0, max_value=0.99, step=0.01
+            )
             if config.peft.method != "head":  # head-only training's learning rate is the head's
                 unset = replace(config, train=replace(train, head_learning_rate=None))
                 default_head_rate = head_learning_rate_for(unset)
-                train.head_learning_rate = number("train", "head_learning_rate", was.head_learning_rate,
-                                                  min_value=0.0, step=1e-4, format="%g",
-                                                  placeholder=t("form.default_rate", rate=f"{default_head_rate:g}"))
-            train.weight_decay = number("train", "weight_decay", was.weight_decay, min_value=0.0,
-                                        step=0.01)
-            config.model.dropout = number("model", "dropout", base.model.dropout, min_value=0.0,
-                                          max_value=0.99, step=0.05, placeholder=t("form.models_own"))
+                train.head_learning_rate = number(
+                    "train",
+                    "head_learning_rate",
+                    was.head_learning_rate,
+                    min_value=0.0,
+                    step=1e-4,
+                    format="%g",
+                    placeholder=t("form.default_rate", rate=f"{default_head_rate:g}"),
+                )
+            train.weight_decay = number("train", "weight_decay", was.weight_decay, min_value=0.0, step=0.01)
+            config.model.dropout = number(
+                "model",
+                "dropout",
+                base.model.dropout,
+                min_value=0.0,
+                max_value=0.99,
+                step=0.05,
+                placeholder=t("form.models_own"),
+            )
             train.optimizer = choice("train", "optimizer", OPTIMIZERS, was.optimizer)
         with columns[1]:
-            train.gradient_accumulation_steps = number("train", "gradient_accumulation_steps",
-                                                       was.gradient_accumulation_steps,
-                                                       min_value=1)
-            train.max_length = number("train", "max_length", was.max_length, min_value=8,
-                                      max_value=8192, step=8)
+            train.gradient_accumulation_steps = number(
+                "train", "gradient_accumulation_steps", was.gradient_accumulation_steps, min_value=1
+            )
+            train.max_length = number("train", "max_length", was.max_length, min_value=8, max_value=8192, step=8)
             train.precision = choice("train", "precision", PRECISIONS, was.precision)
-            train.early_stopping_patience = number("train", "early_stopping_patience", was.early_stopping_patience,
-                                                   min_value=0)
+            train.early_stopping_patience = number(
+                "train", "early_stopping_patience", was.early_stopping_patience, min_value=0
+            )
             train.max_steps = number("train", "max_steps", was.max_steps, min_value=0)
         with columns[2]:
             train.seed = number("train", "seed", was.seed, min_value=0)
             data.split_seed = number("data", "split_seed", base.data.split_seed, min_value=0)
             train.eval_steps = number("train", "eval_steps", was.eval_steps, min_value=0)
-            train.logging_steps = number("train", "logging_steps", was.logging_steps,
-                                         min_value=1)
-            train.eval_batch_size = number("train", "eval_batch_size", was.eval_batch_size,
-                                           min_value=1)
+            train.logging_steps = number("train", "logging_steps", was.logging_steps, min_value=1)
+            train.eval_batch_size = number("train", "eval_batch_size", was.eval_batch_size, min_value=1)
             train.num_devices = number("train", "num_devices", was.num_devices, min_value=1)
             data.source = choice("data", "source", DATA_SOURCES, base.data.source)
             if config.task == "classification":
                 config.model.pooling = choice("model", "pooling", POOLINGS, base.model.pooling)
         if config.task == "ner" and data.train_file:
-            data.tag_scheme = choice("data", "tag_scheme", TAG_SCHEMES,
-                                     base.data.tag_scheme)
-        train.gradient_checkpointing = st.checkbox(t("field.train.gradient_checkpointing"), was.gradient_checkpointing,
-                                                   key=key("train.gradient_checkpointing"),
-                                                   help=field_help("train", "gradient_checkpointing"))
-        config.model.trust_remote_code = st.checkbox(t("field.model.trust_remote_code"), base.model.trust_remote_code,
-                                                     key=key("model.trust_remote_code"),
-                                                     help=field_help("model", "trust_remote_code"))
+            data.tag_scheme = choice("data", "tag_scheme", TAG_SCHEMES, base.data.tag_scheme)
+        train.gradient_checkpointing = st.checkbox(
+            t("field.train.gradient_checkpointing"),
+            was.gradient_checkpointing,
+            key=key("train.gradient_checkpointing"),
+            help=field_help("train", "gradient_checkpointing"),
+        )
+        config.model.trust_remote_code = st.checkbox(
+            t("field.model.trust_remote_code"),
+            base.model.trust_remote_code,
+            key=key("model.trust_remote_code"),
+            help=field_help("model", "trust_remote_code"),
+        )
         if config.model.trust_remote_code:
-            st.warning(message(TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path)),
-                       icon=":material/warning:")
+            st.warning(
+                message(TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path)), icon=":material/warning:"
+            )
 
 
 def show_script(config: RunConfig) -> None:
@@ -308,26 +394,37 @@ def show_script(config: RunConfig) -> None:
         st.caption(message(str(exc)))
         return
     st.caption(t("form.script_caption"))
-    st.download_button(t("form.download_script"), script, file_name="run.py", mime="text/x-python",
-                       icon=":material/download:", key="download-script")
+    st.download_button(
+        t("form.download_script"),
+        script,
+        file_name="run.py",
+        mime="text/x-python",
+        icon=":material/download:",
+        key="download-script",
+    )
     st.code(script, language="python", height=360)
 
 
 def config_files(config: RunConfig) -> None:
     st.subheader(t("form.as_file"))
-    yaml_tab, cli_tab, script_tab, load_tab = st.tabs(["YAML", t("form.command_line"), t("form.script"),
-                                                       t("form.load_yaml")])
+    yaml_tab, cli_tab, script_tab, load_tab = st.tabs(
+        ["YAML", t("form.command_line"), t("form.script"), t("form.load_yaml")]
+    )
     with yaml_tab:
         st.code(config.to_yaml(), language="yaml", height=360)
-        st.download_button(t("form.download_yaml"), config.to_yaml(), file_name="config.yaml",
-                           mime="application/x-yaml", icon=":material/download:")
+        st.download_button(
+            t("form.download_yaml"),
+            config.to_yaml(),
+            file_name="config.yaml",
+            mime="application/x-yaml",
+            icon=":material/download:",
+        )
     with cli_tab:
         st.code(cli_command(config), language="bash")
     with script_tab:
         show_script(config)
     with load_tab:
-        uploaded = st.file_uploader(t("form.yaml_upload"), type=["yaml", "yml"],
-                                    key="yaml-upload")
+        uploaded = st.file_uploader(t("form.yaml_upload"), type=["yaml", "yml"], key="yaml-upload")
         if uploaded is not None and state.get("yaml-loaded") != uploaded.file_id:
             state["yaml-loaded"] = uploaded.file_id
             with user_errors():
@@ -366,9 +463,15 @@ def where_section(config: RunConfig) -> None:
     if not address:
         return
     labels = {"local": t("form.where_local"), "ray": t("form.where_ray", address=address)}
-    config.train.executor = st.radio(t("field.train.executor"), RUN_EXECUTORS,
-                                     index=RUN_EXECUTORS.index(base.train.executor), format_func=labels.get,
-                                     key=key("train.executor"), horizontal=True, help=field_help("train", "executor"))
+    config.train.executor = st.radio(
+        t("field.train.executor"),
+        RUN_EXECUTORS,
+        index=RUN_EXECUTORS.index(base.train.executor),
+        format_func=labels.get,
+        key=key("train.executor"),
+        horizontal=True,
+        help=field_help("train", "executor"),
+    )
     config.train.ray_address = base.train.ray_address
 
 
@@ -377,8 +480,13 @@ def launch_section(config: RunConfig, model_problem: str) -> None:
     busy = runner.running() + runner.queued()
     if busy:
         st.info(t("form.busy", count=len(busy), runs=", ".join(busy)), icon=":material/hourglass_top:")
-    if st.button(t("form.launch"), type="primary", icon=":material/rocket_launch:", disabled=bool(model_problem),
-                 help=t("form.launch_blocked") if model_problem else None):
+    if st.button(
+        t("form.launch"),
+        type="primary",
+        icon=":material/rocket_launch:",
+        disabled=bool(model_problem),
+        help=t("form.launch_blocked") if model_problem else None,
+    ):
         with user_errors():
             config.validate()
             run_id = launch(config)
@@ -388,10 +496,18 @@ def launch_section(config: RunConfig, model_problem: str) -> None:
 
 with user_errors():
     left, right = st.columns([2, 1])
-    name = left.text_input(t("field.name"), base.name, key=key("name"), help=field_help("", "name"),
-                           placeholder=t("form.name_example"))
-    task = right.radio(t("form.task"), TASKS, index=TASKS.index(base.task), format_func=task_name,
-                       key=key("task"), on_change=on_task_change, horizontal=True)
+    name = left.text_input(
+        t("field.name"), base.name, key=key("name"), help=field_help("", "name"), placeholder=t("form.name_example")
+    )
+    task = right.radio(
+        t("form.task"),
+        TASKS,
+        index=TASKS.index(base.task),
+        format_func=task_name,
+        key=key("task"),
+        on_change=on_task_change,
+        horizontal=True,
+    )
     st.subheader(t("pages.data"))
     data = data_section(task)
     st.subheader(t("form.model_and_method"))

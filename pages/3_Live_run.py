@@ -5,6 +5,7 @@ one started from the CLI. While the run is queued or running, the panel below re
 REFRESH_SECONDS from the run store (`st.fragment(run_every=...)`); when the run ends, the page
 reruns once without the timer.
 """
+
 import time
 
 import streamlit as st
@@ -61,7 +62,9 @@ def choose_run() -> str | None:
 
 def controls(run: RunRecord, view: RunView) -> None:
     where = f" · {t('live.on_ray')}" if run.executor == "ray" else ""
-    st.caption(f"{task_name(run.task)} · {run.dataset} · {run.model} · {method_name(run.peft_method)}{where} · `{run.id}`")
+    st.caption(
+        f"{task_name(run.task)} · {run.dataset} · {run.model} · {method_name(run.peft_method)}{where} · `{run.id}`"
+    )
     row = st.container(horizontal=True)
     if run.is_active and row.button(t("live.cancel"), icon=":material/stop_circle:"):
         with user_errors():
@@ -77,8 +80,7 @@ def controls(run: RunRecord, view: RunView) -> None:
             get_runner().resume(run.id)
             st.rerun()
     if run.status == "completed":
-        row.page_link(PLAYGROUND_PAGE, label=t("live.try_it"), icon=":material/science:",
-                      query_params={"run": run.id})
+        row.page_link(PLAYGROUND_PAGE, label=t("live.try_it"), icon=":material/science:", query_params={"run": run.id})
 
 
 def status_message(run: RunRecord) -> None:
@@ -88,7 +90,7 @@ def status_message(run: RunRecord) -> None:
         if run.id in running:  # the runner took it; its thread has not marked it running yet
             st.info(t("live.starting"), icon=":material/hourglass_top:")
             return
-        ahead = running + (queued[:queued.index(run.id)] if run.id in queued else [])
+        ahead = running + (queued[: queued.index(run.id)] if run.id in queued else [])
         text = t("live.queued_behind", count=len(ahead), runs=", ".join(ahead)) if ahead else t("live.queued")
         st.info(text, icon=":material/hourglass_top:")
     elif run.status == "failed":
@@ -122,19 +124,30 @@ def progress(run: RunRecord, view: RunView) -> None:
     metric = primary_metric_name(run.task)
     scores = view.evaluations[metric].tolist() if metric in view.evaluations else []
     change = scores[-1] - scores[-2] if len(scores) > 1 else 0.0
-    row.metric(t("chart.validation_metric", metric=metric), f"{scores[-1]:.3f}" if scores else "–",
-               f"{change:+.3f}" if abs(change) >= 5e-4 else None, width=160)
+    row.metric(
+        t("chart.validation_metric", metric=metric),
+        f"{scores[-1]:.3f}" if scores else "–",
+        f"{change:+.3f}" if abs(change) >= 5e-4 else None,
+        width=160,
+    )
     # The figure the training process itself reports: right for a worker process or a CLI run too.
     memory = step.memory_mb if run.is_active else None
     unit = t("live.gpu_memory") if view.device.startswith("cuda") else t("live.in_use")
-    row.metric(t("live.device"), view.device or "–", f"{memory:,.0f} MB {unit}" if memory is not None else None,
-               delta_color="off", delta_arrow="off", width=160)
+    row.metric(
+        t("live.device"),
+        view.device or "–",
+        f"{memory:,.0f} MB {unit}" if memory is not None else None,
+        delta_color="off",
+        delta_arrow="off",
+        width=160,
+    )
 
 
 def label_table(per_label: list[dict]) -> None:
     frame = per_label_frame(per_label)
-    styled = (frame.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:,}"})
-              .bar(subset=["f1"], vmin=0, vmax=1, color=charts.palette()["table_bar"]))
+    styled = frame.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:,}"}).bar(
+        subset=["f1"], vmin=0, vmax=1, color=charts.palette()["table_bar"]
+    )
     st.table(styled.relabel_index([t(f"table.{name}") for name in frame.columns], axis="columns"))
 
 
@@ -143,13 +156,15 @@ def curves(view: RunView, smoothing: float) -> None:
     if view.steps.empty:
         left.caption(t("live.loss_soon"))
     else:
-        left.plotly_chart(charts.training_loss(view.steps, smoothing, view.evaluations), key="loss-chart",
-                          width="stretch")
+        left.plotly_chart(
+            charts.training_loss(view.steps, smoothing, view.evaluations), key="loss-chart", width="stretch"
+        )
     if view.evaluations.empty:
         right.caption(t("live.metrics_soon"))
     else:
-        right.plotly_chart(charts.validation_metrics(view.evaluations, view.metric_names), key="eval-chart",
-                           width="stretch")
+        right.plotly_chart(
+            charts.validation_metrics(view.evaluations, view.metric_names), key="eval-chart", width="stretch"
+        )
 
 
 def per_label(view: RunView, normalize: bool) -> None:
@@ -188,8 +203,15 @@ def results(view: RunView) -> None:
         result = view.result
         memory = t("live.peak_memory", mb=f"{result.peak_memory_mb:,.0f}") if result.peak_memory_mb else ""
         share = format_share(result.trainable_params, result.total_params)
-        st.caption(t("live.trainable_of", trainable=f"{result.trainable_params:,}", total=f"{result.total_params:,}",
-                     share=share) + f" · {duration(result.wall_seconds)}{memory}")
+        st.caption(
+            t(
+                "live.trainable_of",
+                trainable=f"{result.trainable_params:,}",
+                total=f"{result.total_params:,}",
+                share=share,
+            )
+            + f" · {duration(result.wall_seconds)}{memory}"
+        )
 
 
 def inside(run: RunRecord, view: RunView, live: bool) -> None:
@@ -208,30 +230,45 @@ def inside(run: RunRecord, view: RunView, live: bool) -> None:
         frames = {event.step: event for event in view.projections}
         steps = sorted(frames)
         step = steps[-1] if live or len(steps) == 1 else st.select_slider(t("live.projection_at"), steps, steps[-1])
-        ranges = tuple(_padded([point[axis] for event in view.projections for point in event.points])
-                       for axis in (0, 1))
+        ranges = tuple(
+            _padded([point[axis] for event in view.projections for point in event.points]) for axis in (0, 1)
+        )
         st.caption(t("live.projection_caption"))
-        st.plotly_chart(charts.projection(frames[step].points, frames[step].labels, step, ranges),
-                        key="projection-chart", width="stretch")
+        st.plotly_chart(
+            charts.projection(frames[step].points, frames[step].labels, step, ranges),
+            key="projection-chart",
+            width="stretch",
+        )
     if data is not None:
         st.markdown(f"**{t('live.data_map')}**")
         if data.attrs["epochs"] < 2:
             st.caption(t("live.data_map_one_epoch"))
             return
-        st.caption(t("live.data_map_caption" if run.task == "classification" else "live.data_map_caption_ner",
-                     epochs=data.attrs["epochs"], **{region: int((data["region"] == region).sum()) for region in REGIONS}))
+        st.caption(
+            t(
+                "live.data_map_caption" if run.task == "classification" else "live.data_map_caption_ner",
+                epochs=data.attrs["epochs"],
+                **{region: int((data["region"] == region).sum()) for region in REGIONS},
+            )
+        )
         left, right = st.columns(2)
         left.plotly_chart(charts.data_map(data), key="data-map-chart", width="stretch")
         # The figures first: a tweet or a review is wider than the column and would push them out of view.
-        right.dataframe(hardest(data).assign(region=lambda f: f["region"].map(lambda r: t(f"chart.region.{r}"))),
-                        hide_index=True, width="stretch",
-                        column_order=("confidence", "variability", "region", "label", "text"), column_config={
-                            "text": st.column_config.TextColumn(t("live.text")),
-                            "label": st.column_config.TextColumn(t("table.label" if run.task == "classification"
-                                                                   else "live.entities")),
-                            "confidence": st.column_config.NumberColumn(t("live.confidence"), format="%.2f"),
-                            "variability": st.column_config.NumberColumn(t("live.spread"), format="%.2f"),
-                            "region": st.column_config.TextColumn(t("live.region"))})
+        right.dataframe(
+            hardest(data).assign(region=lambda f: f["region"].map(lambda r: t(f"chart.region.{r}"))),
+            hide_index=True,
+            width="stretch",
+            column_order=("confidence", "variability", "region", "label", "text"),
+            column_config={
+                "text": st.column_config.TextColumn(t("live.text")),
+                "label": st.column_config.TextColumn(
+                    t("table.label" if run.task == "classification" else "live.entities")
+                ),
+                "confidence": st.column_config.NumberColumn(t("live.confidence"), format="%.2f"),
+                "variability": st.column_config.NumberColumn(t("live.spread"), format="%.2f"),
+                "region": st.column_config.TextColumn(t("live.region")),
+            },
+        )
 
 
 def _padded(values: list[float]) -> list[float]:
@@ -245,8 +282,15 @@ def script(run_id: str) -> None:
 
     code = standalone_script(store.load_config(run_id))
     st.caption(t("form.script_caption"))
-    st.download_button(t("form.download_script"), code, file_name=f"{run_id}.py", mime="text/x-python",
-                       icon=":material/download:", on_click="ignore", key="download-script")
+    st.download_button(
+        t("form.download_script"),
+        code,
+        file_name=f"{run_id}.py",
+        mime="text/x-python",
+        icon=":material/download:",
+        on_click="ignore",
+        key="download-script",
+    )
     st.code(code, language="python", height=360)
 
 
@@ -280,8 +324,13 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     with st.expander(t("live.log", lines=len(view.log)), expanded=run.status == "failed"):
         st.code("\n".join(view.log[-400:]) or t("live.empty"), language="text")
     if was_live:
-        st.caption(t("live.refreshes", seconds=f"{REFRESH_SECONDS:g}",
-                     time=f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}"))
+        st.caption(
+            t(
+                "live.refreshes",
+                seconds=f"{REFRESH_SECONDS:g}",
+                time=f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d}",
+            )
+        )
 
 
 with user_errors():

@@ -3,6 +3,7 @@
 Comparing overlays the training loss and validation metric of the chosen runs and lines up their
 test metrics, trainable parameters, time and peak memory: the view for "which PEFT method?".
 """
+
 import functools
 
 import streamlit as st
@@ -37,15 +38,20 @@ def comparison_row_name(name: str) -> str:
     """A row of the comparison table, in the page's language ("test f1", "best validation f1" included)."""
     for prefix, key in (("best validation ", "history.best_validation"), ("test ", "history.test")):
         if name.startswith(prefix):
-            return t(key, metric=name[len(prefix):])
+            return t(key, metric=name[len(prefix) :])
     return t(f"history.{name.replace(' ', '_')}")
 
 
 def filtered_history(frame):
     row = st.container(horizontal=True)  # side by side on a desktop, wrapping on a phone
     for name in FILTERS:
-        chosen = row.multiselect(t(f"history.{name}"), sorted(frame[name].unique()), placeholder=t("history.all"),
-                                 format_func=FILTER_SHOWN.get(name, str), width=220)
+        chosen = row.multiselect(
+            t(f"history.{name}"),
+            sorted(frame[name].unique()),
+            placeholder=t("history.all"),
+            format_func=FILTER_SHOWN.get(name, str),
+            width=220,
+        )
         if chosen:
             frame = frame[frame[name].isin(chosen)]
     labels = {name: st.column_config.Column(t(f"history.{name.replace(' ', '_')}")) for name in frame.columns}
@@ -66,9 +72,12 @@ def compare(records: dict, ids: list[str]) -> None:
         default = completed
     else:
         default = [run_id for run_id in completed if records[run_id].task == task][:3]
-    chosen = st.multiselect(t("history.runs_to_compare"), ids, default=default,
-                            format_func=lambda i: (f"{records[i].name} · {method_name(records[i].peft_method)}"
-                                                   f" · {i[-4:]}"))
+    chosen = st.multiselect(
+        t("history.runs_to_compare"),
+        ids,
+        default=default,
+        format_func=lambda i: f"{records[i].name} · {method_name(records[i].peft_method)} · {i[-4:]}",
+    )
     if not chosen:
         st.caption(t("history.choose_runs"))
         return
@@ -101,10 +110,18 @@ def export_onnx_button(row, run_id: str, model_dir, output) -> None:
             result = export_onnx(model_dir, folder, test_texts(store.load_config(run_id)))
             st.session_state[f"onnx-{run_id}"] = result.max_abs_difference
     if f"onnx-{run_id}" in st.session_state and (folder / "model.onnx").is_file():
-        st.success(t("history.exported", folder=str(folder),
-                     difference=f"{st.session_state[f'onnx-{run_id}']:.1e}"), icon=":material/check:")
-        st.download_button(t("history.onnx_zip"), functools.partial(zip_folder, folder), f"{run_id}-onnx.zip",
-                           mime="application/zip", icon=":material/download:", on_click="ignore")
+        st.success(
+            t("history.exported", folder=str(folder), difference=f"{st.session_state[f'onnx-{run_id}']:.1e}"),
+            icon=":material/check:",
+        )
+        st.download_button(
+            t("history.onnx_zip"),
+            functools.partial(zip_folder, folder),
+            f"{run_id}-onnx.zip",
+            mime="application/zip",
+            icon=":material/download:",
+            on_click="ignore",
+        )
 
 
 def push_to_hub(model_dir) -> None:
@@ -122,8 +139,9 @@ def push_to_hub(model_dir) -> None:
 
 def manage(records: dict, ids: list[str]) -> None:
     st.subheader(t("history.download_or_delete"))
-    run_id = st.selectbox(t("live.run"), ids,
-                          format_func=lambda i: f"{records[i].name} · {status_name(records[i].status)} · {i}")
+    run_id = st.selectbox(
+        t("live.run"), ids, format_func=lambda i: f"{records[i].name} · {status_name(records[i].status)} · {i}"
+    )
     # A CLI run trained with --output keeps its model and report there: the store records where.
     run, folder, output = records[run_id], store.run_dir(run_id), store.output_dir(records[run_id])
     row = st.container(horizontal=True)
@@ -131,18 +149,34 @@ def manage(records: dict, ids: list[str]) -> None:
         open_run(run_id)
     config_file, report_file, model_dir = folder / "config.yaml", output / "report.json", output / "model"
     if config_file.is_file():
-        row.download_button("config.yaml", config_file.read_text(encoding="utf-8"), f"{run_id}-config.yaml",
-                            icon=":material/download:", on_click="ignore")
+        row.download_button(
+            "config.yaml",
+            config_file.read_text(encoding="utf-8"),
+            f"{run_id}-config.yaml",
+            icon=":material/download:",
+            on_click="ignore",
+        )
     if report_file.is_file():
-        row.download_button("report.json", report_file.read_text(encoding="utf-8"), f"{run_id}-report.json",
-                            icon=":material/download:", on_click="ignore")
+        row.download_button(
+            "report.json",
+            report_file.read_text(encoding="utf-8"),
+            f"{run_id}-report.json",
+            icon=":material/download:",
+            on_click="ignore",
+        )
     if model_dir.is_dir():
         what = "model" if run.peft_method in NO_ADAPTER_METHODS else "adapter"  # the file's name stays English
         # A callable is only run when clicked: zipping a model on every rerun would be slow.
         # No rerun on a click ("ignore"): a rerun re-registers every deferred file, and a second download
         # clicked before it ends would find its file gone ("Deferred file ... not found").
-        row.download_button(t(f"history.{what}_zip"), functools.partial(zip_folder, model_dir), f"{run_id}-{what}.zip",
-                            mime="application/zip", icon=":material/download:", on_click="ignore")
+        row.download_button(
+            t(f"history.{what}_zip"),
+            functools.partial(zip_folder, model_dir),
+            f"{run_id}-{what}.zip",
+            mime="application/zip",
+            icon=":material/download:",
+            on_click="ignore",
+        )
     if model_dir.is_dir() and run.status == "completed":
         export_onnx_button(row, run_id, model_dir, output)
         with row.popover(t("history.push"), icon=":material/cloud_upload:"):

@@ -4,6 +4,7 @@ test examples it gets wrong.
 Classification shows the label probabilities; NER shows the text with entities highlighted by type.
 "Why?" shades each word by its integrated-gradients attribution (lab.inference.explain).
 """
+
 import streamlit as st
 
 from lab.errors import LabError
@@ -54,8 +55,13 @@ def why(model_dir: str, words: list[str], word: int | None = None) -> None:
 
 def classify(predictor, model_dir: str, text: str) -> None:
     prediction = predictor.predict([text])[0]
-    st.metric(t("playground.prediction"), prediction.label, t("playground.sure", score=f"{prediction.score:.1%}"),
-              delta_color="off", delta_arrow="off")
+    st.metric(
+        t("playground.prediction"),
+        prediction.label,
+        t("playground.sure", score=f"{prediction.score:.1%}"),
+        delta_color="off",
+        delta_arrow="off",
+    )
     st.plotly_chart(charts.label_probabilities(prediction.probabilities), width="stretch")
     if st.toggle(t("playground.why"), help=t("playground.why_help")):
         why(model_dir, text.split())
@@ -68,26 +74,39 @@ def tag(predictor, model_dir: str, text: str) -> None:
         st.caption(t("playground.no_entity"))
     if st.toggle(t("playground.why"), help=t("playground.why_help")):
         entity_words = [i for i, tag in enumerate(prediction.tags) if tag != "O"] or list(range(len(prediction.words)))
-        word = st.selectbox(t("playground.explain_word"), entity_words,
-                            format_func=lambda i: f"{prediction.words[i]} ({prediction.tags[i]})")
+        word = st.selectbox(
+            t("playground.explain_word"),
+            entity_words,
+            format_func=lambda i: f"{prediction.words[i]} ({prediction.tags[i]})",
+        )
         why(model_dir, prediction.words, word)
     with st.expander(t("playground.tag_per_word")):
-        st.dataframe({t("data.column.word"): prediction.words, t("playground.tag"): prediction.tags,
-                      t("playground.score"): [round(s, 3) for s in prediction.tag_scores]}, hide_index=True)
+        st.dataframe(
+            {
+                t("data.column.word"): prediction.words,
+                t("playground.tag"): prediction.tags,
+                t("playground.score"): [round(s, 3) for s in prediction.tag_scores],
+            },
+            hide_index=True,
+        )
 
 
 with user_errors():
-    finished = [run for run in store.list_runs()
-                if run.status == "completed" and (store.output_dir(run) / "model").is_dir()]
+    finished = [
+        run for run in store.list_runs() if run.status == "completed" and (store.output_dir(run) / "model").is_dir()
+    ]
     if not finished:
         st.info(t("playground.no_model"))
     else:
         ids = [run.id for run in finished]
-        names = {run.id: f"{run.name} · {task_name(run.task)} · {method_name(run.peft_method)} · {run.id}"
-                 for run in finished}
+        names = {
+            run.id: f"{run.name} · {task_name(run.task)} · {method_name(run.peft_method)} · {run.id}"
+            for run in finished
+        }
         wanted = st.query_params.get("run")
-        run_id = st.selectbox(t("playground.finished_run"), ids, index=ids.index(wanted) if wanted in ids else 0,
-                              format_func=names.get)
+        run_id = st.selectbox(
+            t("playground.finished_run"), ids, index=ids.index(wanted) if wanted in ids else 0, format_func=names.get
+        )
         st.query_params["run"] = run_id
         model_dir = str(store.output_dir(next(run for run in finished if run.id == run_id)) / "model")
         with st.spinner(t("playground.loading")):

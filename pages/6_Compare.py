@@ -3,6 +3,7 @@
 The runs queue through the job runner like any other and form a group in the run store
 (lab.groups.compare), so the comparison survives a reload and its runs show on the Runs page too.
 """
+
 import streamlit as st
 
 from lab.config import PEFT_METHODS, TASKS
@@ -28,20 +29,30 @@ def launch_form() -> None:
     base = comparison_base(task)
     names = [name for name, spec in BUILTINS.items() if spec.task == task]
     left, middle, right = st.columns(3)
-    dataset = left.selectbox(t("field.data.dataset"), names, index=names.index(base.data.dataset),
-                             format_func=lambda n: BUILTINS[n].title, key=f"compare-dataset-{task}")
+    dataset = left.selectbox(
+        t("field.data.dataset"),
+        names,
+        index=names.index(base.data.dataset),
+        format_func=lambda n: BUILTINS[n].title,
+        key=f"compare-dataset-{task}",
+    )
     model = middle.text_input(t("form.model_id"), base.model.name_or_path, key="compare-model")
-    train_subset = right.number_input(t("field.data.train_subset"), min_value=0, value=base.data.train_subset,
-                                      step=100, key=f"compare-subset-{task}")
-    methods = st.multiselect(t("compare.methods"), PEFT_METHODS, default=list(PEFT_METHODS), format_func=method_name,
-                             key="compare-methods")
-    st.caption(t("compare.budget", epochs=f"{base.train.epochs:g}", max_length=base.train.max_length,
-                 count=len(methods)))
-    if st.button(t("compare.launch", count=len(methods)), type="primary", icon=":material/play_arrow:",
-                 disabled=not methods):
+    train_subset = right.number_input(
+        t("field.data.train_subset"), min_value=0, value=base.data.train_subset, step=100, key=f"compare-subset-{task}"
+    )
+    methods = st.multiselect(
+        t("compare.methods"), PEFT_METHODS, default=list(PEFT_METHODS), format_func=method_name, key="compare-methods"
+    )
+    st.caption(
+        t("compare.budget", epochs=f"{base.train.epochs:g}", max_length=base.train.max_length, count=len(methods))
+    )
+    if st.button(
+        t("compare.launch", count=len(methods)), type="primary", icon=":material/play_arrow:", disabled=not methods
+    ):
         with user_errors():
-            config = base.with_overrides([f"data.dataset={dataset}", f"model.name_or_path={model.strip()}",
-                                          f"data.train_subset={train_subset}"])
+            config = base.with_overrides(
+                [f"data.dataset={dataset}", f"model.name_or_path={model.strip()}", f"data.train_subset={train_subset}"]
+            )
             group = group_name(config)
             runner = get_runner()
             for method_config in method_configs(config, methods):
@@ -71,32 +82,48 @@ def comparison(group: str, polling: bool) -> None:
         return
     task = records[0].task
     metric = primary_metric_name(task)
-    st.progress(finished_count(records) / len(records),
-                text=t("compare.progress", done=finished_count(records), total=len(records)))
+    st.progress(
+        finished_count(records) / len(records),
+        text=t("compare.progress", done=finished_count(records), total=len(records)),
+    )
     views = {run.id: run_view(event for _, event in store.events_since(run.id)) for run in records}
     rows = comparison_rows(records, views)
     rows = rows.assign(method=rows["method"].map(method_name))
-    shown = rows.assign(status=rows["status"].map(status_name), **{
-        "train seconds": rows["train seconds"].map(duration),
-        "trainable share": rows["trainable share"].map(format_share)})
-    st.dataframe(shown.drop(columns=["run"]), hide_index=True, width="stretch", column_config={
-        "method": st.column_config.TextColumn(t("history.method")),
-        "status": st.column_config.TextColumn(t("history.status")),
-        "test": st.column_config.NumberColumn(t("history.test", metric=metric), format="%.3f"),
-        "best validation": st.column_config.NumberColumn(t("history.best_validation", metric=metric), format="%.3f"),
-        "trainable": st.column_config.NumberColumn(t("history.trainable_parameters"), format="localized"),
-        "trainable share": st.column_config.TextColumn(t("history.trainable_share")),
-        "train seconds": st.column_config.TextColumn(t("history.wall_time")),
-        "peak memory MB": st.column_config.NumberColumn(t("history.peak_memory"), format="%.0f MB"),
-    })
+    shown = rows.assign(
+        status=rows["status"].map(status_name),
+        **{
+            "train seconds": rows["train seconds"].map(duration),
+            "trainable share": rows["trainable share"].map(format_share),
+        },
+    )
+    st.dataframe(
+        shown.drop(columns=["run"]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "method": st.column_config.TextColumn(t("history.method")),
+            "status": st.column_config.TextColumn(t("history.status")),
+            "test": st.column_config.NumberColumn(t("history.test", metric=metric), format="%.3f"),
+            "best validation": st.column_config.NumberColumn(
+                t("history.best_validation", metric=metric), format="%.3f"
+            ),
+            "trainable": st.column_config.NumberColumn(t("history.trainable_parameters"), format="localized"),
+            "trainable share": st.column_config.TextColumn(t("history.trainable_share")),
+            "train seconds": st.column_config.TextColumn(t("history.wall_time")),
+            "peak memory MB": st.column_config.NumberColumn(t("history.peak_memory"), format="%.0f MB"),
+        },
+    )
     named = {method_name(run.peft_method): views[run.id] for run in by_method(records)}  # the table's order
     colours = charts.series_colours(list(named))  # one colour per method on every chart below
     left, right = st.columns(2)
     left.plotly_chart(charts.method_tradeoff(rows, metric, colours), width="stretch", key="compare-tradeoff")
     labels = per_label_f1(records)
     if not labels.empty:
-        right.plotly_chart(charts.per_label_by_method(labels.rename(columns=method_name), colours), width="stretch",
-                           key="compare-labels")
+        right.plotly_chart(
+            charts.per_label_by_method(labels.rename(columns=method_name), colours),
+            width="stretch",
+            key="compare-labels",
+        )
     loss, scores = charts.compare_curves(named, 0.6, metric, colours)
     left, right = st.columns(2)
     left.plotly_chart(scores, width="stretch", key="compare-validation")

@@ -1,5 +1,6 @@
 """Shared test setup. The environment block runs before any test module imports transformers or
 datasets: both read these variables at import time (see lab.hub)."""
+
 import os
 import tempfile
 
@@ -50,7 +51,25 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 # A learnable rule for the attribution and data-map tests: a text is positive exactly when it holds KEYWORD.
 KEYWORD = "wonderful"
-FILLER = "the film was a story about people in a city with music and long scenes every night".split()
+FILLER = [
+    "the",
+    "film",
+    "was",
+    "a",
+    "story",
+    "about",
+    "people",
+    "in",
+    "a",
+    "city",
+    "with",
+    "music",
+    "and",
+    "long",
+    "scenes",
+    "every",
+    "night",
+]
 
 
 def write_keyword_csv(path: Path, seed: int, numbered: bool = False, flipped: int = 0) -> set[str]:

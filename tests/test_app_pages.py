@@ -5,6 +5,7 @@ store exactly as the app's job runner writes them. Each page is checked for what
 notice: the form builds the config it shows and launches, errors appear as messages (never a
 traceback), the live page draws a finished run's curves and per-label tables.
 """
+
 from __future__ import annotations
 
 import json
@@ -182,8 +183,9 @@ def test_new_run_form_builds_shows_and_launches_the_config(store, sentiment_csv,
 def test_new_run_maps_columns_with_the_data_pages_widgets(tmp_path):
     """A file with its own column names: New run offers them as choices, as the Data page does."""
     path = tmp_path / "reviews.csv"
-    path.write_text("review,stars\n" + "".join(f"film {i} was {'good' if i % 2 else 'bad'},{i % 2}\n"
-                                                for i in range(40)))
+    path.write_text(
+        "review,stars\n" + "".join(f"film {i} was {'good' if i % 2 else 'bad'},{i % 2}\n" for i in range(40))
+    )
     pages = {"pages/1_Data.py": None, "pages/2_New_run.py": None}
     at = app("pages/2_New_run.py")
     widget(at.radio, "Source").set_value("Your files").run()
@@ -276,8 +278,9 @@ def test_live_page_for_a_failed_run_shows_its_message_not_a_traceback(store):
     run = store.create_run(RunConfig(name="doomed"))
     store.mark_running(run.id)
     store.append_event(run.id, StepEvent(step=3, max_steps=10, loss=0.5))
-    store.finish(run.id, "failed", "Out of memory. Lower train.train_batch_size.",
-                 "Traceback (most recent call last): ...")
+    store.finish(
+        run.id, "failed", "Out of memory. Lower train.train_batch_size.", "Traceback (most recent call last): ..."
+    )
     at = app("pages/3_Live_run.py", run=run.id)
     no_exception(at)
     assert at.error[0].value == "Out of memory. Lower train.train_batch_size."
@@ -391,8 +394,9 @@ def test_runs_page_compares_runs_side_by_side(store, classification_run, ner_run
     assert {"config.yaml", "report.json", "adapter (.zip)"} <= set(labels)
 
 
-def test_a_cli_run_with_its_own_output_folder_downloads_and_plays_in_the_app(store, sentiment_csv, tiny_model_dir,
-                                                                             tmp_path):
+def test_a_cli_run_with_its_own_output_folder_downloads_and_plays_in_the_app(
+    store, sentiment_csv, tiny_model_dir, tmp_path
+):
     """`python -m lab train ... --output DIR` keeps its model in DIR: the app finds it there."""
     from lab.launch.worker import run_in_foreground
 
@@ -499,7 +503,9 @@ def test_compare_page_queues_one_run_per_method_and_lines_them_up(store, tiny_mo
     assert float(rows["trainable share"].iloc[1].rstrip("%")) < 20
     figures = plotly_specs(at)
     assert [trace["name"] for trace in figures["Test f1 against the share trained"]["data"]] == [
-        "full fine-tuning", "LoRA"]
+        "full fine-tuning",
+        "LoRA",
+    ]
     assert len(figures["Test F1 per label, by method"]["data"]) == 2
 
     at = app("pages/4_Runs.py")  # the group is a filter there, and compares its runs by default
@@ -554,8 +560,21 @@ def page_text(at: AppTest) -> str:
     parts = []
     for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success"):
         parts += [str(element.value) for element in getattr(at, kind)]
-    for kind in ("button", "selectbox", "multiselect", "text_input", "text_area", "number_input", "radio",
-                 "checkbox", "toggle", "slider", "metric", "expander", "tabs"):
+    for kind in (
+        "button",
+        "selectbox",
+        "multiselect",
+        "text_input",
+        "text_area",
+        "number_input",
+        "radio",
+        "checkbox",
+        "toggle",
+        "slider",
+        "metric",
+        "expander",
+        "tabs",
+    ):
         parts += [str(getattr(element, "label", "")) for element in at.get(kind)]
     return "\n".join(parts)
 
@@ -576,9 +595,19 @@ def english_sentences() -> list[str]:
     return sentences
 
 
-@pytest.mark.parametrize("page", ["", "pages/1_Data.py", "pages/2_New_run.py", "pages/3_Live_run.py",
-                                  "pages/4_Runs.py", "pages/5_Playground.py", "pages/6_Compare.py",
-                                  "pages/7_Sweeps.py"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "",
+        "pages/1_Data.py",
+        "pages/2_New_run.py",
+        "pages/3_Live_run.py",
+        "pages/4_Runs.py",
+        "pages/5_Playground.py",
+        "pages/6_Compare.py",
+        "pages/7_Sweeps.py",
+    ],
+)
 def test_every_page_in_chinese_shows_no_english_sentence(page, classification_run, ner_run):
     at = app(page, lang="zh", run=classification_run)
     no_exception(at)

@@ -7,6 +7,7 @@ exit code and no traceback, and a completed run stored before the mistake is byt
 Inputs that look odd but are legal (quoted newlines, extra columns, long sentences, no final blank
 line, a decoder-only model for NER) must train.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,9 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -54,8 +56,11 @@ def kept_run(runs_dir) -> str:
 def snapshot(store: RunStore, run_id: str) -> tuple[Any, ...]:
     """The run's record, its events and a hash of every file in its folder."""
     folder = store.run_dir(run_id)
-    files = {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-             for path in sorted(folder.rglob("*")) if path.is_file()}
+    files = {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
     events = [(seq, event.to_dict()) for seq, event in store.events_since(run_id)]
     return store.get_run(run_id).to_dict(), events, files
 
@@ -97,8 +102,9 @@ def assert_one_error_line(code: int, err: str, message: str) -> str:
 
 def lab_process(*args: Any, runs_dir: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), LAB_RUNS_DIR=str(runs_dir))
-    return subprocess.run([sys.executable, "-m", "lab", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *map(str, args)], capture_output=True, text=True, cwd=REPO, env=env, timeout=600
+    )
 
 
 def stored_runs(runs_dir: Path) -> dict[str, dict]:
@@ -109,8 +115,24 @@ def stored_runs(runs_dir: Path) -> dict[str, dict]:
 
 
 def train_args(task: str, train_file: Path, model: str, *extra: Any) -> list[Any]:
-    return ["train", "--task", task, "--train-file", train_file, "--model", model, "--max-steps", 1,
-            "--max-length", 32, "--batch-size", 8, "--set", "train.device=cpu", *extra]
+    return [
+        "train",
+        "--task",
+        task,
+        "--train-file",
+        train_file,
+        "--model",
+        model,
+        "--max-steps",
+        1,
+        "--max-length",
+        32,
+        "--batch-size",
+        8,
+        "--set",
+        "train.device=cpu",
+        *extra,
+    ]
 
 
 # ---- data files -----------------------------------------------------------------------------------
@@ -131,81 +153,217 @@ DATA_CASES = [
     pytest.param("empty.csv", b"", "classification", {}, r"empty\.csv is empty", id="empty-csv"),
     pytest.param("blank.jsonl", "\n  \n", "classification", {}, r"blank\.jsonl is empty", id="blank-jsonl"),
     pytest.param("empty.conll", b"", "ner", {}, r"empty\.conll is empty", id="empty-conll"),
-    pytest.param("cut.csv", 'text,label\n"good film,pos\nbad film,neg\n', "classification", {},
-                 r"cut\.csv is not a valid CSV file: .*EOF inside string.* double quotes", id="truncated-csv-quote"),
-    pytest.param("cut-row.csv", "text,label\ngood film,pos\nbad film", "classification", {},
-                 r"cut-row\.csv, row 3: the label in column 'label' is blank", id="truncated-csv-row"),
-    pytest.param("cut.jsonl", '{"text": "a", "label": "pos"}\n{"text": "b", "lab', "classification", {},
-                 r"cut\.jsonl, line 2: not valid JSON", id="truncated-jsonl"),
-    pytest.param("cut.parquet", parquet_bytes()[:300], "classification", {},
-                 r"cut\.parquet is not a readable Parquet file", id="truncated-parquet"),
+    pytest.param(
+        "cut.csv",
+        'text,label\n"good film,pos\nbad film,neg\n',
+        "classification",
+        {},
+        r"cut\.csv is not a valid CSV file: .*EOF inside string.* double quotes",
+        id="truncated-csv-quote",
+    ),
+    pytest.param(
+        "cut-row.csv",
+        "text,label\ngood film,pos\nbad film",
+        "classification",
+        {},
+        r"cut-row\.csv, row 3: the label in column 'label' is blank",
+        id="truncated-csv-row",
+    ),
+    pytest.param(
+        "cut.jsonl",
+        '{"text": "a", "label": "pos"}\n{"text": "b", "lab',
+        "classification",
+        {},
+        r"cut\.jsonl, line 2: not valid JSON",
+        id="truncated-jsonl",
+    ),
+    pytest.param(
+        "cut.parquet",
+        parquet_bytes()[:300],
+        "classification",
+        {},
+        r"cut\.parquet is not a readable Parquet file",
+        id="truncated-parquet",
+    ),
     pytest.param("image.csv", BINARY, "classification", {}, r"image\.csv looks like a binary file", id="binary-csv"),
     pytest.param("image.conll", BINARY, "ner", {}, r"image\.conll looks like a binary file", id="binary-conll"),
-    pytest.param("excel.csv", ("text,label\n" + ROWS).encode("utf-16"), "classification", {},
-                 r"excel\.csv is UTF-16 text.*Save it as UTF-8", id="utf16-csv"),
-    pytest.param("latin1.csv", ("text,label\n" + ROWS + "naïve film,pos\n").encode("latin-1"), "classification", {},
-                 r"latin1\.csv, line 22: bytes that are not UTF-8 .*Save the file as UTF-8", id="latin1-csv"),
-    pytest.param("latin1.conll", (SENTENCES + "café\tO\n").encode("latin-1"), "ner", {},
-                 r"latin1\.conll, line 85: bytes that are not UTF-8", id="latin1-conll"),
-    pytest.param("missing.csv", "review,label\n" + ROWS, "classification", {},
-                 r"missing\.csv has no text column 'text'; its columns are: 'review', 'label'\. "
-                 r"Set data\.text_column", id="csv-missing-column"),
-    pytest.param("renamed.csv", "text,sentiment\n" + ROWS, "classification", {},
-                 r"renamed\.csv has no label column 'label'; its columns are: 'text', 'sentiment'", id="csv-renamed-column"),
-    pytest.param("extra.csv", "id,text,label,notes\n" + "".join(f"{i},{line.rstrip()},n{i}\n" for i, line in
-                                                               enumerate(ROWS.splitlines())),
-                 "classification", {}, None, id="csv-extra-columns"),
-    pytest.param("quoted.csv", 'text,label\n"first line,\nsecond ""line""",pos\n' + ROWS, "classification", {}, None,
-                 id="csv-quoted-newlines"),
-    pytest.param("mixed.csv", "text,label\n" + "".join(f"text {i},{['1', '2.0', 'pos', '2'][i % 4]}\n"
-                                                       for i in range(24)),
-                 "classification", {}, None, id="csv-mixed-label-types"),
-    pytest.param("mixed.jsonl", "".join(json.dumps({"text": f"t {i}", "label": [1, "1", 2, 2.0][i % 4]}) + "\n"
-                                        for i in range(24)),
-                 "classification", {}, None, id="jsonl-mixed-label-types"),
-    pytest.param("listy.jsonl", '{"text": "a", "label": "pos"}\n{"text": "b", "label": ["pos", "neg"]}\n',
-                 "classification", {}, r"listy\.jsonl, line 2: the label in column 'label' is a list",
-                 id="jsonl-label-is-a-list"),
-    pytest.param("blanks.csv", "text,label\n" + ROWS + "good film,  \n", "classification", {},
-                 r"blanks\.csv, row 22: the label in column 'label' is blank", id="csv-blank-label"),
-    pytest.param("oneclass.csv", "text,label\n" + "".join(f"text {i},pos\n" for i in range(20)), "classification",
-                 {}, r"oneclass\.csv: every training example has the label 'pos'; classification needs at least two",
-                 id="csv-single-class"),
-    pytest.param("broken.jsonl", '{"text": "a", "label": "pos"}\n\n{"text": "b", "label" "neg"}\n',
-                 "classification", {}, r"broken\.jsonl, line 3: not valid JSON \(Expecting ':' delimiter\)",
-                 id="jsonl-broken-line"),
-    pytest.param("deep.jsonl", "[" * 50_000 + "\n", "classification", {},
-                 r"deep\.jsonl, line 1: the JSON is nested too deeply", id="jsonl-nested-too-deep"),
-    pytest.param("ragged.conll", SENTENCES + "Bo\tNNP\tB-PER\n", "ner", {},
-                 r"ragged\.conll, line 85: 3 columns, but line 1 has 2", id="conll-ragged-columns"),
-    pytest.param("scheme.conll", SENTENCES + "Bo\tX-PER\n", "ner", {},
-                 r"scheme\.conll, line 85: tag 'X-PER' is not valid in the IOB2 scheme", id="conll-tag-outside-scheme"),
-    pytest.param("bioes.conll", SENTENCES + "Bo\tS-PER\n", "ner", {"tag_scheme": "IOB2"},
-                 r"bioes\.conll, line 85: tag 'S-PER' is not valid in the IOB2 scheme", id="conll-tag-outside-chosen-scheme"),
-    pytest.param("untagged.conll", SENTENCES.replace("B-PER", "O").replace("I-PER", "O").replace("B-LOC", "O"), "ner",
-                 {}, r"untagged\.conll: every tag is 'O', so there is no entity to learn", id="conll-no-entities"),
-    pytest.param("long.conll", "".join(f"word{j}\tO\n" for j in range(400)) + "Ann\tB-PER\n\n" + SENTENCES, "ner", {},
-                 None, id="conll-sentence-longer-than-max-length"),
-    pytest.param("open-end.conll", SENTENCES + "last\tO\nAnn\tB-PER", "ner", {}, None,
-                 id="conll-no-blank-line-at-end"),
+    pytest.param(
+        "excel.csv",
+        ("text,label\n" + ROWS).encode("utf-16"),
+        "classification",
+        {},
+        r"excel\.csv is UTF-16 text.*Save it as UTF-8",
+        id="utf16-csv",
+    ),
+    pytest.param(
+        "latin1.csv",
+        ("text,label\n" + ROWS + "naïve film,pos\n").encode("latin-1"),
+        "classification",
+        {},
+        r"latin1\.csv, line 22: bytes that are not UTF-8 .*Save the file as UTF-8",
+        id="latin1-csv",
+    ),
+    pytest.param(
+        "latin1.conll",
+        (SENTENCES + "café\tO\n").encode("latin-1"),
+        "ner",
+        {},
+        r"latin1\.conll, line 85: bytes that are not UTF-8",
+        id="latin1-conll",
+    ),
+    pytest.param(
+        "missing.csv",
+        "review,label\n" + ROWS,
+        "classification",
+        {},
+        r"missing\.csv has no text column 'text'; its columns are: 'review', 'label'\. "
+        r"Set data\.text_column",
+        id="csv-missing-column",
+    ),
+    pytest.param(
+        "renamed.csv",
+        "text,sentiment\n" + ROWS,
+        "classification",
+        {},
+        r"renamed\.csv has no label column 'label'; its columns are: 'text', 'sentiment'",
+        id="csv-renamed-column",
+    ),
+    pytest.param(
+        "extra.csv",
+        "id,text,label,notes\n" + "".join(f"{i},{line.rstrip()},n{i}\n" for i, line in enumerate(ROWS.splitlines())),
+        "classification",
+        {},
+        None,
+        id="csv-extra-columns",
+    ),
+    pytest.param(
+        "quoted.csv",
+        'text,label\n"first line,\nsecond ""line""",pos\n' + ROWS,
+        "classification",
+        {},
+        None,
+        id="csv-quoted-newlines",
+    ),
+    pytest.param(
+        "mixed.csv",
+        "text,label\n" + "".join(f"text {i},{['1', '2.0', 'pos', '2'][i % 4]}\n" for i in range(24)),
+        "classification",
+        {},
+        None,
+        id="csv-mixed-label-types",
+    ),
+    pytest.param(
+        "mixed.jsonl",
+        "".join(json.dumps({"text": f"t {i}", "label": [1, "1", 2, 2.0][i % 4]}) + "\n" for i in range(24)),
+        "classification",
+        {},
+        None,
+        id="jsonl-mixed-label-types",
+    ),
+    pytest.param(
+        "listy.jsonl",
+        '{"text": "a", "label": "pos"}\n{"text": "b", "label": ["pos", "neg"]}\n',
+        "classification",
+        {},
+        r"listy\.jsonl, line 2: the label in column 'label' is a list",
+        id="jsonl-label-is-a-list",
+    ),
+    pytest.param(
+        "blanks.csv",
+        "text,label\n" + ROWS + "good film,  \n",
+        "classification",
+        {},
+        r"blanks\.csv, row 22: the label in column 'label' is blank",
+        id="csv-blank-label",
+    ),
+    pytest.param(
+        "oneclass.csv",
+        "text,label\n" + "".join(f"text {i},pos\n" for i in range(20)),
+        "classification",
+        {},
+        r"oneclass\.csv: every training example has the label 'pos'; classification needs at least two",
+        id="csv-single-class",
+    ),
+    pytest.param(
+        "broken.jsonl",
+        '{"text": "a", "label": "pos"}\n\n{"text": "b", "label" "neg"}\n',
+        "classification",
+        {},
+        r"broken\.jsonl, line 3: not valid JSON \(Expecting ':' delimiter\)",
+        id="jsonl-broken-line",
+    ),
+    pytest.param(
+        "deep.jsonl",
+        "[" * 50_000 + "\n",
+        "classification",
+        {},
+        r"deep\.jsonl, line 1: the JSON is nested too deeply",
+        id="jsonl-nested-too-deep",
+    ),
+    pytest.param(
+        "ragged.conll",
+        SENTENCES + "Bo\tNNP\tB-PER\n",
+        "ner",
+        {},
+        r"ragged\.conll, line 85: 3 columns, but line 1 has 2",
+        id="conll-ragged-columns",
+    ),
+    pytest.param(
+        "scheme.conll",
+        SENTENCES + "Bo\tX-PER\n",
+        "ner",
+        {},
+        r"scheme\.conll, line 85: tag 'X-PER' is not valid in the IOB2 scheme",
+        id="conll-tag-outside-scheme",
+    ),
+    pytest.param(
+        "bioes.conll",
+        SENTENCES + "Bo\tS-PER\n",
+        "ner",
+        {"tag_scheme": "IOB2"},
+        r"bioes\.conll, line 85: tag 'S-PER' is not valid in the IOB2 scheme",
+        id="conll-tag-outside-chosen-scheme",
+    ),
+    pytest.param(
+        "untagged.conll",
+        SENTENCES.replace("B-PER", "O").replace("I-PER", "O").replace("B-LOC", "O"),
+        "ner",
+        {},
+        r"untagged\.conll: every tag is 'O', so there is no entity to learn",
+        id="conll-no-entities",
+    ),
+    pytest.param(
+        "long.conll",
+        "".join(f"word{j}\tO\n" for j in range(400)) + "Ann\tB-PER\n\n" + SENTENCES,
+        "ner",
+        {},
+        None,
+        id="conll-sentence-longer-than-max-length",
+    ),
+    pytest.param("open-end.conll", SENTENCES + "last\tO\nAnn\tB-PER", "ner", {}, None, id="conll-no-blank-line-at-end"),
 ]
 
 # What the legal-but-odd files must load as.
 WORKS: dict[str, Callable[[Any], None]] = {
     "extra.csv": lambda loaded: loaded.label_names == ["neg", "pos"],
-    "quoted.csv": lambda loaded: any(text == 'first line,\nsecond "line"' for split in loaded.splits.values()
-                                     for text in split["text"]),
+    "quoted.csv": lambda loaded: any(
+        text == 'first line,\nsecond "line"' for split in loaded.splits.values() for text in split["text"]
+    ),
     "mixed.csv": lambda loaded: loaded.label_names == ["1", "2", "pos"],  # "2.0" is the class "2"
     "mixed.jsonl": lambda loaded: loaded.label_names == ["1", "2"],
-    "long.conll": lambda loaded: max(len(words) for split in loaded.splits.values() for words in split["tokens"]) == 401,
-    "open-end.conll": lambda loaded: ["last", "Ann"] in [words for split in loaded.splits.values()
-                                                         for words in split["tokens"]],
+    "long.conll": lambda loaded: (
+        max(len(words) for split in loaded.splits.values() for words in split["tokens"]) == 401
+    ),
+    "open-end.conll": lambda loaded: (
+        ["last", "Ann"] in [words for split in loaded.splits.values() for words in split["tokens"]]
+    ),
 }
 
 
 @pytest.mark.parametrize("name, content, task, settings, error", DATA_CASES)
-def test_bad_data_file_through_library_and_cli(name, content, task, settings, error, tmp_path, tiny_model_dir,
-                                               intact, capsys):
+def test_bad_data_file_through_library_and_cli(
+    name, content, task, settings, error, tmp_path, tiny_model_dir, intact, capsys
+):
     path = write(tmp_path / name, content)
     data_cfg = DataConfig(dataset="", train_file=str(path), **settings)
     from lab.data.splits import load_splits
@@ -245,20 +403,44 @@ def model_folder(kind: str, tmp_path: Path, tiny_model_dir: str) -> str:
     return str(folder)
 
 
-@pytest.mark.parametrize("model, hub_answers, error", [
-    pytest.param("no-such-org/no-such-model", True, r"Model 'no-such-org/no-such-model' was not found on the Hugging "
-                 r"Face hub or as a local folder .*Check the id, or use 'minilm'", id="id-that-does-not-exist"),
-    pytest.param("bert-base-uncased", False, r"Cannot load model 'bert-base-uncased': the Hugging Face hub is "
-                 r"unreachable \(offline mode\)\. Use 'minilm'", id="unreachable-hub"),
-    pytest.param("notes", None, r"Folder .*notes is not a model: a model is a folder with a config\.json",
-                 id="folder-that-is-not-a-model"),
-    pytest.param("a-file", None, r"File .*model\.bin is not a model", id="file-instead-of-folder"),
-    pytest.param("broken-config", None, r"Could not load the model in .*broken-config: .*config", id="broken-config"),
-    pytest.param("no-weights", None, r"Could not load the model in .*no-weights: .*model\.safetensors",
-                 id="folder-without-weights"),
-])
-def test_bad_model_through_library_and_cli(model, hub_answers, error, tmp_path, tiny_model_dir, sentiment_csv,
-                                           intact, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "model, hub_answers, error",
+    [
+        pytest.param(
+            "no-such-org/no-such-model",
+            True,
+            r"Model 'no-such-org/no-such-model' was not found on the Hugging "
+            r"Face hub or as a local folder .*Check the id, or use 'minilm'",
+            id="id-that-does-not-exist",
+        ),
+        pytest.param(
+            "bert-base-uncased",
+            False,
+            r"Cannot load model 'bert-base-uncased': the Hugging Face hub is "
+            r"unreachable \(offline mode\)\. Use 'minilm'",
+            id="unreachable-hub",
+        ),
+        pytest.param(
+            "notes",
+            None,
+            r"Folder .*notes is not a model: a model is a folder with a config\.json",
+            id="folder-that-is-not-a-model",
+        ),
+        pytest.param("a-file", None, r"File .*model\.bin is not a model", id="file-instead-of-folder"),
+        pytest.param(
+            "broken-config", None, r"Could not load the model in .*broken-config: .*config", id="broken-config"
+        ),
+        pytest.param(
+            "no-weights",
+            None,
+            r"Could not load the model in .*no-weights: .*model\.safetensors",
+            id="folder-without-weights",
+        ),
+    ],
+)
+def test_bad_model_through_library_and_cli(
+    model, hub_answers, error, tmp_path, tiny_model_dir, sentiment_csv, intact, monkeypatch, capsys
+):
     from lab.training.engine import train
 
     if hub_answers is None:
@@ -267,8 +449,13 @@ def test_bad_model_through_library_and_cli(model, hub_answers, error, tmp_path, 
         # HF_HUB_OFFLINE=1 keeps transformers from the network either way; this decides what the lab
         # believes: a hub that answers (so the id must be wrong) or one that does not.
         monkeypatch.setattr("lab.model.loading.is_offline", lambda: not hub_answers)
-    config = RunConfig.from_dict({"data": {"dataset": "", "train_file": str(sentiment_csv)},
-                                  "model": {"name_or_path": model}, "train": {"max_steps": 1, "device": "cpu"}})
+    config = RunConfig.from_dict(
+        {
+            "data": {"dataset": "", "train_file": str(sentiment_csv)},
+            "model": {"name_or_path": model},
+            "train": {"max_steps": 1, "device": "cpu"},
+        }
+    )
     with pytest.raises(ModelError, match=error):
         train(config, tmp_path / "out")
     code, _, err = cli(capsys, *train_args("classification", sentiment_csv, model))
@@ -282,12 +469,22 @@ def build_tiny_gpt2(path: Path, texts: list[str]) -> str:
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False)
-    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
-                                  bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    tokenizer = GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
     tokenizer.save_pretrained(path)
     end = tokenizer.eos_token_id
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                               bos_token_id=end, eos_token_id=end)).save_pretrained(path)
+    GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=128,
+            bos_token_id=end,
+            eos_token_id=end,
+        )
+    ).save_pretrained(path)
     return str(path)
 
 
@@ -300,10 +497,15 @@ def test_decoder_only_model_trains_and_predicts(task, method, tmp_path, fixtures
     from lab.training.engine import train
 
     model = build_tiny_gpt2(tmp_path / "gpt2", fixture_texts(fixtures_dir))
-    config = RunConfig.from_dict({
-        "task": task, "data": {"dataset": "", "train_file": str(ner_conll if task == "ner" else sentiment_csv)},
-        "model": {"name_or_path": model}, "peft": {"method": method},
-        "train": {"max_steps": 3, "max_length": 32, "train_batch_size": 8, "device": "cpu", "learning_rate": 1e-3}})
+    config = RunConfig.from_dict(
+        {
+            "task": task,
+            "data": {"dataset": "", "train_file": str(ner_conll if task == "ner" else sentiment_csv)},
+            "model": {"name_or_path": model},
+            "peft": {"method": method},
+            "train": {"max_steps": 3, "max_length": 32, "train_batch_size": 8, "device": "cpu", "learning_rate": 1e-3},
+        }
+    )
     result = train(config, tmp_path / "out")
     assert result.status == "completed" and result.metrics
     predictor = Predictor(tmp_path / "out")
@@ -317,24 +519,37 @@ def test_decoder_only_model_trains_and_predicts(task, method, tmp_path, fixtures
 # ---- hyper-parameters: YAML, --set and flags --------------------------------------------------------
 YAML_CASES = [
     pytest.param("train:\n  learning_rate: 5\n", r"learning_rate must be below 1", id="lr-out-of-range"),
-    pytest.param("train:\n  train_batch_size: many\n", r"train\.train_batch_size must be a whole number, got 'many'",
-                 id="batch-size-wrong-type"),
+    pytest.param(
+        "train:\n  train_batch_size: many\n",
+        r"train\.train_batch_size must be a whole number, got 'many'",
+        id="batch-size-wrong-type",
+    ),
     pytest.param("train:\n  epochs: -1\n", r"epochs must be > 0", id="negative-epochs"),
     pytest.param("train:\n  max_length: 100000\n", r"max_length must be between 8 and 8192", id="max-length-too-long"),
     pytest.param("train:\n  seed: -3\n", r"seed must be between 0 and 4294967295", id="negative-seed"),
     pytest.param("peft:\n  lora_dropout: 1.5\n", r"lora_dropout must be between 0 and 1", id="dropout-out-of-range"),
     pytest.param("peft:\n  method: lora2\n", r"peft\.method must be one of full, head, lora", id="unknown-method"),
-    pytest.param("model:\n  trust_remote_code: perhaps\n", r"model\.trust_remote_code must be true or false",
-                 id="bool-wrong-type"),
+    pytest.param(
+        "model:\n  trust_remote_code: perhaps\n",
+        r"model\.trust_remote_code must be true or false",
+        id="bool-wrong-type",
+    ),
     pytest.param("train: [1, 2]\n", r"train must be a section of key: value pairs", id="section-wrong-type"),
-    pytest.param("train:\n  learnig_rate: 0.001\n", r"Unknown config key 'train\.learnig_rate'\. Did you mean "
-                 r"'learning_rate'\?", id="unknown-key-named"),
+    pytest.param(
+        "train:\n  learnig_rate: 0.001\n",
+        r"Unknown config key 'train\.learnig_rate'\. Did you mean "
+        r"'learning_rate'\?",
+        id="unknown-key-named",
+    ),
     pytest.param("trian:\n  epochs: 1\n", r"Unknown config key 'trian'\. Did you mean 'train'\?", id="unknown-section"),
     pytest.param("train: {epochs: 1\n", r"not valid YAML: line 2, column 1: expected ',' or '}'", id="not-yaml"),
     pytest.param("- a\n- list\n", r"A config must be a mapping of sections, not list", id="yaml-list"),
     pytest.param("a: " + "[" * 600 + "\n", r"nested too deeply", id="yaml-nested-too-deep"),
-    pytest.param("name: !!python/object/apply:os.system ['echo owned']\n", r"could not determine a constructor",
-                 id="yaml-python-tag-not-executed"),
+    pytest.param(
+        "name: !!python/object/apply:os.system ['echo owned']\n",
+        r"could not determine a constructor",
+        id="yaml-python-tag-not-executed",
+    ),
 ]
 
 
@@ -349,26 +564,36 @@ def test_bad_yaml_config_through_library_and_cli(text, error, tmp_path, intact, 
         assert str(path) in line  # the file is named, with the line or the key
 
 
-@pytest.mark.parametrize("args, error", [
-    pytest.param(["--set", "train.max_length=4"], r"max_length must be between 8 and 8192", id="set-out-of-range"),
-    pytest.param(["--set", "train.epochs=abc"], r"train\.epochs must be a number, got 'abc'", id="set-wrong-type"),
-    pytest.param(["--set", "train.eval_steps=-5"], r"eval_steps must be >= 0", id="set-negative"),
-    pytest.param(["--set", "data.validation_share=0.9"], r"validation_share must be between 0 and 0\.5",
-                 id="set-share-out-of-range"),
-    pytest.param(["--set", "model.dropout=1"], r"dropout must be between 0 and 1", id="set-dropout"),
-    pytest.param(["--set", "train.warmup_ratio=.nan"], r"train\.warmup_ratio must be a finite number",
-                 id="set-nan"),
-    pytest.param(["--set", "train.learning_rate"], r"--set expects key=value", id="set-without-value"),
-    pytest.param(["--set", "peft.rank=4"], r"Unknown config key 'peft\.rank'\. Known keys", id="set-unknown-key"),
-    pytest.param(["--batch-size", "-4"], r"train_batch_size must be >= 1", id="flag-negative-batch"),
-    pytest.param(["--lr", "fast"], r"train\.learning_rate must be a number, got 'fast'", id="flag-wrong-type"),
-    pytest.param(["--epochs", "0"], r"epochs must be > 0", id="flag-zero-epochs"),
-    pytest.param(["--seed", "1.5"], r"train\.seed must be a whole number, got 1\.5", id="flag-fractional-seed"),
-    pytest.param(["--seed", "99999999999"], r"seed must be between 0 and 4294967295", id="flag-seed-too-big"),
-    pytest.param(["--train-subset", "-1"], r"train_subset must be >= 0", id="flag-negative-subset"),
-    pytest.param(["--max-length", "1e9"], r"train\.max_length must be a whole number|max_length must be between",
-                 id="flag-max-length"),
-])
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        pytest.param(["--set", "train.max_length=4"], r"max_length must be between 8 and 8192", id="set-out-of-range"),
+        pytest.param(["--set", "train.epochs=abc"], r"train\.epochs must be a number, got 'abc'", id="set-wrong-type"),
+        pytest.param(["--set", "train.eval_steps=-5"], r"eval_steps must be >= 0", id="set-negative"),
+        pytest.param(
+            ["--set", "data.validation_share=0.9"],
+            r"validation_share must be between 0 and 0\.5",
+            id="set-share-out-of-range",
+        ),
+        pytest.param(["--set", "model.dropout=1"], r"dropout must be between 0 and 1", id="set-dropout"),
+        pytest.param(
+            ["--set", "train.warmup_ratio=.nan"], r"train\.warmup_ratio must be a finite number", id="set-nan"
+        ),
+        pytest.param(["--set", "train.learning_rate"], r"--set expects key=value", id="set-without-value"),
+        pytest.param(["--set", "peft.rank=4"], r"Unknown config key 'peft\.rank'\. Known keys", id="set-unknown-key"),
+        pytest.param(["--batch-size", "-4"], r"train_batch_size must be >= 1", id="flag-negative-batch"),
+        pytest.param(["--lr", "fast"], r"train\.learning_rate must be a number, got 'fast'", id="flag-wrong-type"),
+        pytest.param(["--epochs", "0"], r"epochs must be > 0", id="flag-zero-epochs"),
+        pytest.param(["--seed", "1.5"], r"train\.seed must be a whole number, got 1\.5", id="flag-fractional-seed"),
+        pytest.param(["--seed", "99999999999"], r"seed must be between 0 and 4294967295", id="flag-seed-too-big"),
+        pytest.param(["--train-subset", "-1"], r"train_subset must be >= 0", id="flag-negative-subset"),
+        pytest.param(
+            ["--max-length", "1e9"],
+            r"train\.max_length must be a whole number|max_length must be between",
+            id="flag-max-length",
+        ),
+    ],
+)
 def test_bad_hyperparameters_on_the_command_line(args, error, intact, capsys):
     from lab.cli.flags import config_from_args
     from lab.cli.main import build_parser
@@ -383,16 +608,19 @@ def test_bad_hyperparameters_on_the_command_line(args, error, intact, capsys):
 def test_many_problems_are_listed_together_on_one_line(capsys, intact):
     code, _, err = cli(capsys, "train", "--batch-size", "0", "--lr", "7", "--set", "peft.r=0")
     line = assert_one_error_line(code, err, r"Invalid config")
-    assert all(part in line for part in ("train_batch_size must be >= 1", "learning_rate must be below 1",
-                                         "rank r must be >= 1"))
+    assert all(
+        part in line
+        for part in ("train_batch_size must be >= 1", "learning_rate must be below 1", "rank r must be >= 1")
+    )
 
 
 # ---- real processes --------------------------------------------------------------------------------
 # One case that loads the training stack (about 10 s of imports on a small CPU); the in-process tests
 # above cover the rest of the table through the same `main`.
 @pytest.mark.parametrize("case", ["binary-data", "yaml-unknown-key", "flag-wrong-type"])
-def test_real_cli_process_prints_one_line_and_keeps_stored_runs(case, runs_dir, kept_run, tmp_path, tiny_model_dir,
-                                                                 sentiment_csv):
+def test_real_cli_process_prints_one_line_and_keeps_stored_runs(
+    case, runs_dir, kept_run, tmp_path, tiny_model_dir, sentiment_csv
+):
     before = stored_runs(runs_dir)
     if case == "binary-data":
         args = train_args("classification", write(tmp_path / "data.csv", BINARY), tiny_model_dir)
@@ -461,12 +689,21 @@ def test_app_data_page_shows_bad_uploads_as_messages(intact):
         assert any(message in error.value for error in at.error), [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("one-column.csv", ("review\n" + "".join(f"review {i} of the film\n" for i in range(60))).encode(),
-     "the text and the label are both mapped to column 'review'"),
-    ("no-label.csv", ("review,stars\n" + "".join(f"review {i} of the film,{i}\n" for i in range(60))).encode(),
-     "60 different labels in 60 rows"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        (
+            "one-column.csv",
+            ("review\n" + "".join(f"review {i} of the film\n" for i in range(60))).encode(),
+            "the text and the label are both mapped to column 'review'",
+        ),
+        (
+            "no-label.csv",
+            ("review,stars\n" + "".join(f"review {i} of the film,{i}\n" for i in range(60))).encode(),
+            "60 different labels in 60 rows",
+        ),
+    ],
+)
 def test_app_data_page_refuses_a_mapping_that_cannot_be_a_classification(intact, name, content, message):
     """A CSV without a label column maps text and label to the same column, or a label to a text-like
     column: the page says why and offers no "Train on this data"; the message names the user's file."""
@@ -519,8 +756,13 @@ def test_app_new_run_yaml_with_out_of_range_value_shows_a_message(intact):
     assert any("train_batch_size must be >= 1" in e.value for e in at.error)
 
 
-@pytest.mark.parametrize("model, message", [("no-such-org/no-such-model", "hub is unreachable"),
-                                            ("/nonexistent/model", "There is no folder /nonexistent/model")])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("no-such-org/no-such-model", "hub is unreachable"),
+        ("/nonexistent/model", "There is no folder /nonexistent/model"),
+    ],
+)
 def test_app_new_run_model_that_cannot_load_is_named_and_launch_waits(intact, model, message):
     at = app("pages/2_New_run.py")
     widget(at.selectbox, "Model").set_value("other").run()

@@ -4,6 +4,7 @@ Speed itself is never asserted here: the benchmark measures it (python -m bench)
 that every arm trains the same number of steps and examples, that padding is counted the way each
 arm pads, and the shape of the JSON results.
 """
+
 import dataclasses
 import json
 import math
@@ -52,7 +53,7 @@ def test_every_arm_times_the_same_steps_and_examples(results, name):
     for arm, figures in workload["arms"].items():
         assert figures["timed_steps"] == TIMED_STEPS, arm
         assert figures["examples"] == TIMED_STEPS * batch, arm
-        assert 0 < figures["real_tokens"] and figures["real_tokens_per_second"] > 0, arm
+        assert figures["real_tokens"] > 0 and figures["real_tokens_per_second"] > 0, arm
 
 
 @pytest.mark.parametrize("name", ["ner", "imdb"])
@@ -73,9 +74,13 @@ def test_textbook_pads_to_max_length_and_the_others_pad_per_batch(results, name)
 def ner_config(model_dir, data_file, **train):
     settings = dict(train_batch_size=8, epochs=2.0, max_length=48)
     settings.update(train)
-    return RunConfig(task="ner", data=DataConfig(dataset="", train_file=str(data_file)),
-                     model=ModelConfig(name_or_path=model_dir), peft=PeftSettings(method="full"),
-                     train=TrainConfig(**settings))
+    return RunConfig(
+        task="ner",
+        data=DataConfig(dataset="", train_file=str(data_file)),
+        model=ModelConfig(name_or_path=model_dir),
+        peft=PeftSettings(method="full"),
+        train=TrainConfig(**settings),
+    )
 
 
 def test_estimate_counts_the_run_and_the_model(tiny_model_dir, ner_conll):
@@ -127,11 +132,28 @@ def test_padding_share_of_sorted_and_random_batches():
 
 
 def test_estimate_describe_names_time_and_memory():
-    result = Estimate(device="cpu", precision="fp32", train_examples=100, validation_examples=10, steps_per_epoch=7,
-                      total_steps=14, mean_tokens=20.0, padding_share=0.1, seconds_per_step=0.5,
-                      seconds_per_epoch=3.5, seconds_per_validation=1.0, total_seconds=9.0,
-                      weights_bytes=2**20, gradients_bytes=2**20, optimizer_bytes=2**21, activations_bytes=2**22,
-                      framework_bytes=2**28, available_bytes=2**33, trainable_params=10, total_params=10)
+    result = Estimate(
+        device="cpu",
+        precision="fp32",
+        train_examples=100,
+        validation_examples=10,
+        steps_per_epoch=7,
+        total_steps=14,
+        mean_tokens=20.0,
+        padding_share=0.1,
+        seconds_per_step=0.5,
+        seconds_per_epoch=3.5,
+        seconds_per_validation=1.0,
+        total_seconds=9.0,
+        weights_bytes=2**20,
+        gradients_bytes=2**20,
+        optimizer_bytes=2**21,
+        activations_bytes=2**22,
+        framework_bytes=2**28,
+        available_bytes=2**33,
+        trainable_params=10,
+        total_params=10,
+    )
     text = result.describe()
     assert "4 s per epoch" in text and "0.50 s per step" in text and "14 steps in all" in text
     assert "Memory: about 264.0 MB" in text and "of 8.0 GB free" in text and "Warning" not in text
@@ -144,7 +166,9 @@ def test_lr_sweep_grid_tries_each_default_and_its_neighbours_unless_told():
     default = DEFAULT_LEARNING_RATES["ner"]["lora"]
     grid = sweep_grid("ner", ["lora", "full"], ["full=1e-4,3e-4"])
     # The grid's rates are rounded to two significant digits (5e-3 / 3 -> 1.7e-3).
-    assert [rate for method, rate in grid if method == "lora"] == pytest.approx([default / 3, default, default * 3], rel=0.03)
+    assert [rate for method, rate in grid if method == "lora"] == pytest.approx(
+        [default / 3, default, default * 3], rel=0.03
+    )
     assert [rate for method, rate in grid if method == "full"] == [1e-4, 3e-4]
     with pytest.raises(SystemExit, match="METHOD=LR"):
         sweep_grid("ner", ["lora"], ["qlora=1e-3"])

@@ -6,6 +6,7 @@ skips without them. Set LAB_SCREENSHOT_DIR to keep the screenshots it takes of e
 desktop (1400 px) and a narrow (420 px) width; it prints what it measured (time from click to the
 first loss point, the live refresh interval).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,16 +24,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 playwright_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
-                                reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).is_file(), reason="needs Debian's chromium (apt-get install chromium)"
+)
 
 # The IMDB card trains 120 steps of the tiny model (a few seconds, evaluating every 10 steps); the
 # CoNLL card (WNUT-16 offline) practically never ends, so cancelling it never races its finish.
-ONE_CLICK_SET = ("data.train_subset=200;data.eval_subset=32;train.max_length=64;train.logging_steps=2;"
-                 "train.eval_steps=10;imdb:train.max_steps=120;conll:train.max_steps=100000")
+ONE_CLICK_SET = (
+    "data.train_subset=200;data.eval_subset=32;train.max_length=64;train.logging_steps=2;"
+    "train.eval_steps=10;imdb:train.max_steps=120;conll:train.max_steps=100000"
+)
 WAIT_MS = 120_000
 
 LOSS_POINTS = """() => {
@@ -59,14 +71,36 @@ def server(tmp_path_factory, tiny_model_dir):
     port = free_port()
     # One torch thread: on a busy 2-core machine, OpenMP threads that spin-wait for each other made the
     # same tiny run take 57 s instead of 14 s.
-    env = dict(os.environ, LAB_RUNS_DIR=str(runs_dir), LAB_ONE_CLICK_MODEL=tiny_model_dir,
-               LAB_ONE_CLICK_SET=ONE_CLICK_SET, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        LAB_RUNS_DIR=str(runs_dir),
+        LAB_ONE_CLICK_MODEL=tiny_model_dir,
+        LAB_ONE_CLICK_SET=ONE_CLICK_SET,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+    )
     log_path = runs_dir / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -185,8 +219,10 @@ def test_one_click_run_live_cancel_reload_playground(server, browser, tmp_path):
     # 5. The playground on the finished run; the other pages draw without an exception.
     page.goto(f"{base}/Playground?run={run_id}")
     page.get_by_text("Prediction").first.wait_for()
-    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
-                           ".some(p => String(p.layout.title.text).includes('Label probabilities'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".some(p => String(p.layout.title.text).includes('Label probabilities'))"
+    )
     screenshot(page, "playground", shots)
     # 6. Two downloads on the Runs page, the second clicked a second after the first: both arrive (a
     # click used to rerun the page, and the second button's file was gone by then).
@@ -201,8 +237,11 @@ def test_one_click_run_live_cancel_reload_playground(server, browser, tmp_path):
     assert [d.failure() for d in downloads] == [None, None]
     assert all(Path(d.path()).stat().st_size > 0 for d in downloads)
 
-    for path, name, ready in (("/Runs", "runs", "Compare"), ("/New_run", "new-run", "Launch"),
-                              ("/Data", "data", "get truncated")):
+    for path, name, ready in (
+        ("/Runs", "runs", "Compare"),
+        ("/New_run", "new-run", "Launch"),
+        ("/Data", "data", "get truncated"),
+    ):
         page.goto(base + path)
         page.get_by_text(ready).first.wait_for()
         page.wait_for_timeout(1000)
@@ -210,9 +249,12 @@ def test_one_click_run_live_cancel_reload_playground(server, browser, tmp_path):
         screenshot(page, name, shots)
 
     intervals = [b[0] - a[0] for a, b in zip(updates, updates[1:])]
-    print(f"\nclick to first loss point: {first_point_seconds:.1f} s; "
-          f"live refresh interval: median {statistics.median(intervals):.2f} s over {len(intervals)} refreshes"
-          if intervals else f"\nclick to first loss point: {first_point_seconds:.1f} s")
+    print(
+        f"\nclick to first loss point: {first_point_seconds:.1f} s; "
+        f"live refresh interval: median {statistics.median(intervals):.2f} s over {len(intervals)} refreshes"
+        if intervals
+        else f"\nclick to first loss point: {first_point_seconds:.1f} s"
+    )
 
 
 def test_a_chinese_browser_opens_the_lab_in_chinese_and_every_page_draws(server, browser, tmp_path):
@@ -221,8 +263,11 @@ def test_a_chinese_browser_opens_the_lab_in_chinese_and_every_page_draws(server,
     base, _ = server
     shots = Path(os.environ.get("LAB_SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(locale="zh-CN", extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"},
-                                  viewport={"width": 1400, "height": 900})
+    context = browser.new_context(
+        locale="zh-CN",
+        extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"},
+        viewport={"width": 1400, "height": 900},
+    )
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     page.goto(base)
@@ -230,9 +275,13 @@ def test_a_chinese_browser_opens_the_lab_in_chinese_and_every_page_draws(server,
     assert page.get_by_role("heading", name="微调实验室").first.is_visible()
     page.wait_for_function("() => location.search.includes('lang=zh')")
     screenshot(page, "zh-home", shots)
-    for link, name, ready in (("数据", "data", "标签与长度"), ("新建训练", "new-run", "开始训练"),
-                              ("实时训练", "live", "实时训练"), ("训练记录", "runs", "训练记录"),
-                              ("试用", "playground", "试用")):
+    for link, name, ready in (
+        ("数据", "data", "标签与长度"),
+        ("新建训练", "new-run", "开始训练"),
+        ("实时训练", "live", "实时训练"),
+        ("训练记录", "runs", "训练记录"),
+        ("试用", "playground", "试用"),
+    ):
         page.get_by_role("link", name=link).first.click()
         page.get_by_text(ready).first.wait_for()
         page.wait_for_timeout(1500)

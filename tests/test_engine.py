@@ -1,5 +1,6 @@
 """The training engine: every PEFT method learns on both fixtures (the offline MiniLM at each method's
 default rate beats a fixed held-out threshold), cancel, resume, early stopping, save and predict."""
+
 import json
 import threading
 
@@ -15,22 +16,51 @@ METHODS = list(PEFT_METHODS)
 # Rates for the tiny random BERT, for the tests where what it learns is not the point (cancel, resume,
 # saving): it trains in a second where MiniLM takes ten.
 RATES = {
-    "ner": {"full": 3e-3, "head": 3e-2, "lora": 1e-2, "adalora": 1e-2, "ia3": 5e-2, "prompt": 5e-2,
-            "prefix": 2e-2, "loha": 1e-2, "lokr": 2e-2},
-    "classification": {"full": 1e-4, "head": 1e-2, "lora": 2e-3, "adalora": 3e-3, "ia3": 1e-2, "prompt": 3e-2,
-                       "prefix": 1e-2, "loha": 3e-3, "lokr": 1e-2},
+    "ner": {
+        "full": 3e-3,
+        "head": 3e-2,
+        "lora": 1e-2,
+        "adalora": 1e-2,
+        "ia3": 5e-2,
+        "prompt": 5e-2,
+        "prefix": 2e-2,
+        "loha": 1e-2,
+        "lokr": 2e-2,
+    },
+    "classification": {
+        "full": 1e-4,
+        "head": 1e-2,
+        "lora": 2e-3,
+        "adalora": 3e-3,
+        "ia3": 1e-2,
+        "prompt": 3e-2,
+        "prefix": 1e-2,
+        "loha": 3e-3,
+        "lokr": 1e-2,
+    },
 }
 
 
 def tiny_config(task, model_dir, data_file, method="full", **train):
-    settings = dict(learning_rate=RATES[task][method], train_batch_size=8, max_steps=24, logging_steps=4,
-                    eval_steps=24, warmup_ratio=0.0, lr_scheduler="constant", max_length=48, seed=0)
+    settings = dict(
+        learning_rate=RATES[task][method],
+        train_batch_size=8,
+        max_steps=24,
+        logging_steps=4,
+        eval_steps=24,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        max_length=48,
+        seed=0,
+    )
     settings.update(train)
-    return RunConfig(task=task, data=DataConfig(dataset="", train_file=str(data_file)),
-                     model=ModelConfig(name_or_path=model_dir), peft=PeftSettings(method=method, r=4, alpha=8,
-                                                                                     adalora_init_r=8,
-                                                                                     num_virtual_tokens=4),
-                     train=TrainConfig(**settings))
+    return RunConfig(
+        task=task,
+        data=DataConfig(dataset="", train_file=str(data_file)),
+        model=ModelConfig(name_or_path=model_dir),
+        peft=PeftSettings(method=method, r=4, alpha=8, adalora_init_r=8, num_virtual_tokens=4),
+        train=TrainConfig(**settings),
+    )
 
 
 class Recorder(list):
@@ -48,8 +78,17 @@ LEARNED = {"classification": ("accuracy", 0.70), "ner": ("f1", 0.60)}
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_learns_at_its_default_rate(method, sentiment_csv, tmp_path):
     """The offline MiniLM at the default learning rate and pooling of each method, 40 steps of 8."""
-    config = tiny_config("classification", "minilm", sentiment_csv, method, learning_rate=None, max_steps=40,
-                         eval_steps=40, lr_scheduler="linear", warmup_ratio=0.06)
+    config = tiny_config(
+        "classification",
+        "minilm",
+        sentiment_csv,
+        method,
+        learning_rate=None,
+        max_steps=40,
+        eval_steps=40,
+        lr_scheduler="linear",
+        warmup_ratio=0.06,
+    )
     config.data.validation_share = config.data.test_share = 0.2
     result = train(config, tmp_path)
     metric, threshold = LEARNED["classification"]
@@ -61,8 +100,17 @@ def test_each_method_learns_at_its_default_rate(method, sentiment_csv, tmp_path)
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_learns_to_tag_at_its_default_rate(method, ner_conll, tmp_path):
     events = Recorder()
-    config = tiny_config("ner", "minilm", ner_conll, method, learning_rate=None, max_steps=60, eval_steps=60,
-                         lr_scheduler="linear", warmup_ratio=0.06)
+    config = tiny_config(
+        "ner",
+        "minilm",
+        ner_conll,
+        method,
+        learning_rate=None,
+        max_steps=60,
+        eval_steps=60,
+        lr_scheduler="linear",
+        warmup_ratio=0.06,
+    )
     config.data.validation_share, config.data.test_share = 0.2, 0.25
     result = train(config, tmp_path, sink=events)
     metric, threshold = LEARNED["ner"]
@@ -112,8 +160,9 @@ def test_cancel_stops_within_one_step(tiny_model_dir, sentiment_csv, tmp_path):
 def test_saved_classifier_gets_new_reviews_right(sentiment_csv, tmp_path):
     config = tiny_config("classification", "minilm", sentiment_csv, "lora", learning_rate=None, max_steps=40)
     train(config, tmp_path)
-    predictions = Predictor(tmp_path).predict(["I loved it, a wonderful and moving film.",
-                                               "An awful, dull and boring evening."])
+    predictions = Predictor(tmp_path).predict(
+        ["I loved it, a wonderful and moving film.", "An awful, dull and boring evening."]
+    )
     assert [p.label for p in predictions] == ["pos", "neg"]
     assert abs(sum(predictions[0].probabilities.values()) - 1) < 1e-5
 
@@ -123,8 +172,11 @@ def test_resume_continues_the_loss_learning_rate_and_optimizer_state(tiny_model_
     with the same weights as the same run left alone (AdamW's moments came back with it)."""
     settings = dict(max_steps=8, logging_steps=1, eval_steps=4, lr_scheduler="linear", warmup_ratio=0.25)
     straight = Recorder()
-    train(tiny_config("classification", tiny_model_dir, sentiment_csv, "lora", **settings), tmp_path / "straight",
-          sink=straight)
+    train(
+        tiny_config("classification", tiny_model_dir, sentiment_csv, "lora", **settings),
+        tmp_path / "straight",
+        sink=straight,
+    )
 
     stop, first = threading.Event(), Recorder()
 
@@ -137,7 +189,9 @@ def test_resume_continues_the_loss_learning_rate_and_optimizer_state(tiny_model_
     assert train(config, tmp_path / "resumed", sink=cancel_after_step_4, should_stop=stop).status == "cancelled"
     second = Recorder()
     checkpoint = tmp_path / "resumed" / "checkpoints" / "checkpoint-4"
-    assert train(config, tmp_path / "resumed", sink=second, resume_from_checkpoint=str(checkpoint)).status == "completed"
+    assert (
+        train(config, tmp_path / "resumed", sink=second, resume_from_checkpoint=str(checkpoint)).status == "completed"
+    )
 
     def curve(events):
         return {e.step: (e.loss, e.learning_rate) for e in events.of(StepEvent)}
@@ -153,8 +207,9 @@ def test_resume_continues_the_loss_learning_rate_and_optimizer_state(tiny_model_
     assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) < 1e-5
 
 
-def test_early_stopping_stops_at_the_expected_evaluation_and_keeps_the_best_model(tiny_model_dir, sentiment_csv,
-                                                                                  tmp_path, monkeypatch):
+def test_early_stopping_stops_at_the_expected_evaluation_and_keeps_the_best_model(
+    tiny_model_dir, sentiment_csv, tmp_path, monkeypatch
+):
     """Validation accuracy scripted to 0.5, 0.9, 0.8, 0.7, ...: with patience 2 the run stops after the
     fourth evaluation (step 8) and saves the weights of the best one (step 4)."""
     from safetensors.torch import load_file
@@ -172,8 +227,16 @@ def test_early_stopping_stops_at_the_expected_evaluation_and_keeps_the_best_mode
 
     monkeypatch.setattr(scoring.EvaluationScorer, "__call__", scripted_call)
     events = Recorder()
-    config = tiny_config("classification", tiny_model_dir, sentiment_csv, "lora", max_steps=18, eval_steps=2,
-                         early_stopping_patience=2, save_total_limit=5)
+    config = tiny_config(
+        "classification",
+        tiny_model_dir,
+        sentiment_csv,
+        "lora",
+        max_steps=18,
+        eval_steps=2,
+        early_stopping_patience=2,
+        save_total_limit=5,
+    )
     result = train(config, tmp_path, sink=events)
     assert result.status == "completed" and result.completed_steps == 8
     assert [e.step for e in events.of(EvalEvent) if e.split == "validation"] == [2, 4, 6, 8]
@@ -199,7 +262,7 @@ def test_a_merged_lora_copy_reloads_and_predicts_like_the_adapter(tiny_model_dir
 @pytest.mark.parametrize("method", ["full", "prompt"])
 def test_saved_tagger_gives_one_tag_per_word(method, tiny_model_dir, ner_conll, tmp_path):
     train(tiny_config("ner", tiny_model_dir, ner_conll, method), tmp_path)
-    words = "yesterday Maria travelled to Lisbon with a verylongunseenword".split()
+    words = ["yesterday", "Maria", "travelled", "to", "Lisbon", "with", "a", "verylongunseenword"]
     (prediction,) = Predictor(tmp_path).predict([" ".join(words)])
     assert prediction.words == words
     assert len(prediction.tags) == len(words)
@@ -210,8 +273,11 @@ def test_same_seed_same_numbers(tiny_model_dir, sentiment_csv, tmp_path):
     runs = []
     for name in ("a", "b"):
         events = Recorder()
-        train(tiny_config("classification", tiny_model_dir, sentiment_csv, "lora", max_steps=8), tmp_path / name,
-              sink=events)
+        train(
+            tiny_config("classification", tiny_model_dir, sentiment_csv, "lora", max_steps=8),
+            tmp_path / name,
+            sink=events,
+        )
         runs.append([round(e.loss, 6) for e in events.of(StepEvent)])
     assert runs[0] == runs[1]
 
@@ -222,8 +288,12 @@ def test_all_linear_adapts_every_encoder_layer_and_keeps_the_head_trained(task, 
     from lab.model.loading import load_model
 
     labels = ["O", "B-PER", "I-PER"] if task == "ner" else ["neg", "pos"]
-    model = apply_peft(load_model(ModelConfig(name_or_path=tiny_model_dir), task, labels),
-                       PeftSettings(method="lora", target_modules=["all-linear"]), task, total_steps=10)
+    model = apply_peft(
+        load_model(ModelConfig(name_or_path=tiny_model_dir), task, labels),
+        PeftSettings(method="lora", target_modules=["all-linear"]),
+        task,
+        total_steps=10,
+    )
     adapted = {name.rsplit(".lora_A", 1)[0] for name, _ in model.named_parameters() if ".lora_A." in name}
     assert any(name.endswith("attention.self.query") for name in adapted)
     assert any(name.endswith("intermediate.dense") for name in adapted)  # feed-forward too, not only attention
@@ -231,8 +301,7 @@ def test_all_linear_adapts_every_encoder_layer_and_keeps_the_head_trained(task, 
     assert any("classifier" in name and param.requires_grad for name, param in model.named_parameters())
 
 
-def test_prefix_tuning_is_refused_with_one_line_where_the_encoder_takes_no_past_key_values(tiny_model_dir,
-                                                                                           monkeypatch):
+def test_prefix_tuning_is_refused_with_one_line_where_the_encoder_takes_no_past_key_values(tiny_model_dir, monkeypatch):
     """transformers 5.24 renamed BERT's `past_key_values` to `cache`; peft 0.21 then fails mid-run."""
     import transformers
 

@@ -1,4 +1,5 @@
 """Why this label: integrated gradients per word, on a model trained to key on one word."""
+
 import json
 
 import pytest
@@ -16,9 +17,13 @@ def keyword_model(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("keyword")
     path = folder / "keyword.csv"
     write_keyword_csv(path, seed=0)
-    config = RunConfig(task="classification", data=DataConfig(dataset="", train_file=str(path)),
-                       model=ModelConfig(name_or_path="minilm"), peft=PeftSettings(method="lora"),
-                       train=TrainConfig(max_steps=30, train_batch_size=8, max_length=32, eval_steps=30))
+    config = RunConfig(
+        task="classification",
+        data=DataConfig(dataset="", train_file=str(path)),
+        model=ModelConfig(name_or_path="minilm"),
+        peft=PeftSettings(method="lora"),
+        train=TrainConfig(max_steps=30, train_batch_size=8, max_length=32, eval_steps=30),
+    )
     result = train(config, output_dir=folder / "out")
     assert result.metrics["accuracy"] >= 0.95  # it did learn the rule
     return str(folder / "out")

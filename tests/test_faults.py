@@ -5,6 +5,7 @@ saying what to do, its memory is let go, the next queued run still starts, runs 
 untouched, and a restarted app offers to resume. Process kills of a worker and of a queued run's
 owner are in test_jobs / test_store; here the killed process is an app server training in a thread.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,11 @@ def wait_for(condition, timeout: float = 60.0) -> None:
 
 def folder_digest(store: RunStore, run_id: str) -> dict[str, str]:
     folder = store.run_dir(run_id)
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---- out of memory and a full disk: the scenarios `python -m bench.reliability` prints ---------------
@@ -56,8 +60,9 @@ def test_out_of_memory_fails_the_run_says_what_to_lower_and_frees_its_memory(kin
     assert row.passed, row.observed
 
 
-def test_out_of_memory_in_the_real_engine_frees_the_model_and_the_next_run_trains(tmp_path, tiny_model_dir,
-                                                                                  sentiment_csv):
+def test_out_of_memory_in_the_real_engine_frees_the_model_and_the_next_run_trains(
+    tmp_path, tiny_model_dir, sentiment_csv
+):
     row = scenario_oom_engine(tmp_path, tiny_model_dir, sentiment_csv)
     assert row.passed, row.observed
 
@@ -99,7 +104,9 @@ def test_killed_app_server_shows_the_run_interrupted_and_resumes_it_from_its_che
     monkeypatch.setattr("lab.launch.runner.default_train_fn", lambda: scripted_train)  # the app's runner trains with it
     at = live_page(run_id)
     assert store.get_run(run_id).status == "interrupted"
-    assert any(f"pid {server.pid}" in w.value and "resume" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert any(f"pid {server.pid}" in w.value and "resume" in w.value for w in at.warning), [
+        w.value for w in at.warning
+    ]
     next(b for b in at.button if b.label == "Resume").click().run()
     assert not at.exception, [e.value for e in at.exception]
     wait_for(lambda: store.get_run(run_id).status == "completed")
@@ -134,10 +141,17 @@ def test_two_tabs_and_a_reloaded_tab_see_the_same_live_run(store, monkeypatch):
 
     first, second = live_page(run_id), live_page(run_id)
     assert shown_step(first) == shown_step(second) == "3 / 10"
-    store.append_events(run_id, [StepEvent(step=step, max_steps=10, loss=1 / step) for step in (4, 5, 6)] +
-                        [EvalEvent(step=6, metrics={"accuracy": 0.75},
-                                   per_label=[{"label": "pos", "precision": 1.0, "recall": 0.5, "f1": 0.667,
-                                               "support": 2}])])
+    store.append_events(
+        run_id,
+        [StepEvent(step=step, max_steps=10, loss=1 / step) for step in (4, 5, 6)]
+        + [
+            EvalEvent(
+                step=6,
+                metrics={"accuracy": 0.75},
+                per_label=[{"label": "pos", "precision": 1.0, "recall": 0.5, "f1": 0.667, "support": 2}],
+            )
+        ],
+    )
     first.run(), second.run()  # what the refresh timer does
     assert shown_step(first) == shown_step(second) == "6 / 10"
     reloaded = live_page(first.query_params["run"])  # a reload keeps the URL, so it finds the same run

@@ -1,4 +1,5 @@
 """The English and Chinese catalogues (ui/locales): complete, alike in their placeholders, used as keyed."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,7 @@ UI_FILES = [REPO / "app.py", *sorted((REPO / "pages").glob("*.py")), *sorted((RE
 def test_every_key_has_both_languages_and_the_same_placeholders():
     english, chinese = i18n.catalogue("en"), i18n.catalogue("zh")
     translated = {key for key in chinese if not key.startswith("help.")}  # help's English is in lab.config
-    assert set(english) == translated, (set(english) ^ translated)
+    assert set(english) == translated, set(english) ^ translated
     for key, text in english.items():
         assert i18n.placeholders(text) == i18n.placeholders(chinese[key]), key
         assert chinese[key].strip(), key
@@ -72,19 +73,32 @@ def library_messages(tmp_path: Path, sentiment_csv: Path) -> dict[str, str]:
         return str(caught.value)
 
     written = {
-        "file_missing": raised(lambda: load_splits(DataConfig(dataset="", train_file=str(tmp_path / "no.csv")),
-                                                   "classification", 0, log=print)),
-        "missing_column": raised(lambda: load_splits(DataConfig(dataset="", train_file=str(sentiment_csv),
-                                                                text_column="review"), "classification", 0, log=print)),
-        "conll_offline": raised(lambda: load_splits(DataConfig(dataset="conll2003", source="offline"), "ner", 0,
-                                                    log=print)),
+        "file_missing": raised(
+            lambda: load_splits(
+                DataConfig(dataset="", train_file=str(tmp_path / "no.csv")), "classification", 0, log=print
+            )
+        ),
+        "missing_column": raised(
+            lambda: load_splits(
+                DataConfig(dataset="", train_file=str(sentiment_csv), text_column="review"),
+                "classification",
+                0,
+                log=print,
+            )
+        ),
+        "conll_offline": raised(
+            lambda: load_splits(DataConfig(dataset="conll2003", source="offline"), "ner", 0, log=print)
+        ),
         "model_offline": raised(lambda: load_model(Model(name_or_path="no-such/model"), "classification", ["a", "b"])),
         "oom": describe_failure(RuntimeError("DefaultCPUAllocator: can't allocate memory"), "r1", False)[1],
         "ctrl_c": describe_failure(KeyboardInterrupt(), "r1", False)[1],
     }
     (tmp_path / "empty.csv").write_text("")
-    written["file_empty"] = raised(lambda: load_splits(DataConfig(dataset="", train_file=str(tmp_path / "empty.csv")),
-                                                       "classification", 0, log=print))
+    written["file_empty"] = raised(
+        lambda: load_splits(
+            DataConfig(dataset="", train_file=str(tmp_path / "empty.csv")), "classification", 0, log=print
+        )
+    )
     return written
 
 
@@ -94,10 +108,15 @@ def test_message_templates_match_what_the_library_writes(tmp_path, sentiment_csv
         assert patterns[f"messages.{key}"].match(text), (key, text)
 
 
-@pytest.mark.parametrize("dataset, task, validation_file", [
-    ("imdb", "classification", None), ("rotten_tomatoes", "classification", None), ("wnut16", "ner", None),
-    ("", "classification", "sentiment"),  # a file with its own validation split: only test is carved
-])
+@pytest.mark.parametrize(
+    "dataset, task, validation_file",
+    [
+        ("imdb", "classification", None),
+        ("rotten_tomatoes", "classification", None),
+        ("wnut16", "ner", None),
+        ("", "classification", "sentiment"),  # a file with its own validation split: only test is carved
+    ],
+)
 def test_the_data_pages_source_and_notes_read_in_chinese(dataset, task, validation_file, sentiment_csv, monkeypatch):
     from lab.views.data_view import data_overview
 
@@ -110,13 +129,18 @@ def test_the_data_pages_source_and_notes_read_in_chinese(dataset, task, validati
         assert i18n.message(text) != text, text
 
 
-@pytest.mark.parametrize("english, chinese", [
-    ("Data file /tmp/x.csv does not exist.", "数据文件 /tmp/x.csv 不存在。"),
-    ("/d/t.csv has no text column 'review'; its columns are: 'a', 'b'. Set data.text_column to one of them.",
-     "/d/t.csv 没有 text 列 'review'；它的列有：'a', 'b'。请把 data.text_column 设为其中之一。"),
-    ("evaluating at step 25", "正在评估第 25 步"),
-    ("Something the catalogue has never seen.", "Something the catalogue has never seen."),
-])
+@pytest.mark.parametrize(
+    "english, chinese",
+    [
+        ("Data file /tmp/x.csv does not exist.", "数据文件 /tmp/x.csv 不存在。"),
+        (
+            "/d/t.csv has no text column 'review'; its columns are: 'a', 'b'. Set data.text_column to one of them.",
+            "/d/t.csv 没有 text 列 'review'；它的列有：'a', 'b'。请把 data.text_column 设为其中之一。",
+        ),
+        ("evaluating at step 25", "正在评估第 25 步"),
+        ("Something the catalogue has never seen.", "Something the catalogue has never seen."),
+    ],
+)
 def test_library_messages_read_in_chinese(english, chinese, monkeypatch):
     monkeypatch.setattr(i18n, "language", lambda: "zh")
     assert i18n.message(english) == chinese

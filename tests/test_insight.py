@@ -24,9 +24,13 @@ def keyword_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cartography")
     path = folder / "keyword.csv"
     flipped = write_keyword_csv(path, seed=1, numbered=True, flipped=FLIPPED)
-    config = RunConfig(task="classification", data=DataConfig(dataset="", train_file=str(path)),
-                       model=ModelConfig(name_or_path="minilm"), peft=PeftSettings(method="lora"),
-                       train=TrainConfig(epochs=3, train_batch_size=8, max_length=32, eval_steps=8))
+    config = RunConfig(
+        task="classification",
+        data=DataConfig(dataset="", train_file=str(path)),
+        model=ModelConfig(name_or_path="minilm"),
+        peft=PeftSettings(method="lora"),
+        train=TrainConfig(epochs=3, train_batch_size=8, max_length=32, eval_steps=8),
+    )
     events = Recorder()
     train(config, output_dir=folder / "out", sink=events)
     return folder / "out", events, flipped
@@ -61,11 +65,13 @@ def test_the_validation_vectors_move_apart_as_the_model_learns(keyword_run):
 
 
 def test_adalora_ranks_are_recorded_at_each_evaluation(tiny_model_dir, sentiment_csv, tmp_path):
-    config = RunConfig(task="classification", data=DataConfig(dataset="", train_file=str(sentiment_csv)),
-                       model=ModelConfig(name_or_path=tiny_model_dir),
-                       peft=PeftSettings(method="adalora", r=4, adalora_init_r=8),
-                       train=TrainConfig(learning_rate=3e-3, max_steps=40, train_batch_size=8, eval_steps=10,
-                                         max_length=48))
+    config = RunConfig(
+        task="classification",
+        data=DataConfig(dataset="", train_file=str(sentiment_csv)),
+        model=ModelConfig(name_or_path=tiny_model_dir),
+        peft=PeftSettings(method="adalora", r=4, adalora_init_r=8),
+        train=TrainConfig(learning_rate=3e-3, max_steps=40, train_batch_size=8, eval_steps=10, max_length=48),
+    )
     events = Recorder()
     train(config, output_dir=tmp_path, sink=events)
     ranks = [event for event in events if isinstance(event, RankEvent)]
@@ -89,9 +95,13 @@ def test_the_ner_data_map_surfaces_the_sentences_whose_names_were_left_untagged(
             slipped.add(" ".join(words))
     path = tmp_path / "slipped.conll"
     path.write_text("\n\n".join(sentences) + "\n")
-    config = RunConfig(task="ner", data=DataConfig(dataset="", train_file=str(path)),
-                       model=ModelConfig(name_or_path="minilm"), peft=PeftSettings(method="lora"),
-                       train=TrainConfig(epochs=3, train_batch_size=8, max_length=32, eval_steps=0))
+    config = RunConfig(
+        task="ner",
+        data=DataConfig(dataset="", train_file=str(path)),
+        model=ModelConfig(name_or_path="minilm"),
+        peft=PeftSettings(method="lora"),
+        train=TrainConfig(epochs=3, train_batch_size=8, max_length=32, eval_steps=0),
+    )
     train(config, output_dir=tmp_path / "out")
     frame = load_data_map(tmp_path / "out")
     assert frame.attrs["epochs"] == 3 and len(frame) > 60

@@ -2,6 +2,7 @@
 
 Most tests inject `lab.launch.scripted.scripted_train` (behaviour chosen by the run name); the tests at the
 end drive the real engine on the tiny model and skip while it is missing."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,10 @@ from lab.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-WORKER = (f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(TESTS)!r}]; "
-          "from lab.launch.scripted import worker_main; sys.exit(worker_main(sys.argv[1]))")
+WORKER = (
+    f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(TESTS)!r}]; "
+    "from lab.launch.scripted import worker_main; sys.exit(worker_main(sys.argv[1]))"
+)
 
 
 def fake_worker_command(run_id: str, num_devices: int) -> list[str]:
@@ -41,8 +44,14 @@ def store(tmp_path: Path) -> RunStore:
 
 @pytest.fixture
 def runner(store: RunStore):
-    runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], command=fake_worker_command,
-                       cancel_grace_seconds=0.5, poll_seconds=0.05)
+    runner = JobRunner(
+        store,
+        train_fn=scripted_train,
+        gpu_ids=[],
+        command=fake_worker_command,
+        cancel_grace_seconds=0.5,
+        poll_seconds=0.05,
+    )
     yield runner
     runner.shutdown(timeout=30)
 
@@ -110,8 +119,7 @@ def test_failed_job_keeps_its_message_and_the_next_queued_job_runs(runner: JobRu
     assert store.get_run(following).started_at >= store.get_run(crashing).finished_at
 
 
-def test_cancel_of_a_queued_job_drops_it_without_touching_the_running_one(runner: JobRunner,
-                                                                           store: RunStore) -> None:
+def test_cancel_of_a_queued_job_drops_it_without_touching_the_running_one(runner: JobRunner, store: RunStore) -> None:
     running = runner.submit(config("steps=100000,sleep=0.02"))
     queued = runner.submit(config("steps=2"))
     runner.cancel(queued)
@@ -128,9 +136,18 @@ def test_cancel_of_a_queued_job_drops_it_without_touching_the_running_one(runner
 def test_cancel_asked_from_another_process_reaches_the_runner(runner: JobRunner, store: RunStore) -> None:
     run_id = runner.submit(config("steps=100000,sleep=0.02"))
     wait_for(lambda: first_step_seen(store, run_id))
-    cli = subprocess.run([sys.executable, "-c", "import sys; from lab.runs.store import RunStore; "
-                          "from lab.launch.worker import cancel_run; cancel_run(RunStore(sys.argv[1]), sys.argv[2])",
-                          str(store.runs_dir), run_id], cwd=REPO, check=True)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from lab.runs.store import RunStore; "
+            "from lab.launch.worker import cancel_run; cancel_run(RunStore(sys.argv[1]), sys.argv[2])",
+            str(store.runs_dir),
+            run_id,
+        ],
+        cwd=REPO,
+        check=True,
+    )
     assert cli.returncode == 0
     assert runner.wait(run_id, timeout=10) == "cancelled"
 
@@ -138,8 +155,9 @@ def test_cancel_asked_from_another_process_reaches_the_runner(runner: JobRunner,
 # ---- resume -------------------------------------------------------------------------------------
 def test_resume_continues_from_the_last_checkpoint_in_the_same_record(runner: JobRunner, store: RunStore) -> None:
     run_id = runner.submit(config("steps=12,ckpt=2,sleep=0.05"))
-    wait_for(lambda: last_checkpoint(store.run_dir(run_id) / "checkpoints") is not None
-             and first_step_seen(store, run_id, 5))
+    wait_for(
+        lambda: last_checkpoint(store.run_dir(run_id) / "checkpoints") is not None and first_step_seen(store, run_id, 5)
+    )
     runner.cancel(run_id)
     assert runner.wait(run_id, timeout=10) == "cancelled"
     checkpoint = last_checkpoint(store.run_dir(run_id) / "checkpoints")
@@ -210,12 +228,16 @@ def test_process_job_stops_cooperatively_on_cancel(store: RunStore) -> None:
         runner.shutdown(timeout=20)
 
 
-@pytest.mark.parametrize("deafness, expected_message", [
-    ("deaf", "Cancelled; the worker stopped on SIGTERM."),
-    ("deaf-term", "Cancelled; the worker process was stopped."),
-])
-def test_cancel_escalates_to_sigterm_then_sigkill(runner: JobRunner, store: RunStore, deafness: str,
-                                                  expected_message: str) -> None:
+@pytest.mark.parametrize(
+    "deafness, expected_message",
+    [
+        ("deaf", "Cancelled; the worker stopped on SIGTERM."),
+        ("deaf-term", "Cancelled; the worker process was stopped."),
+    ],
+)
+def test_cancel_escalates_to_sigterm_then_sigkill(
+    runner: JobRunner, store: RunStore, deafness: str, expected_message: str
+) -> None:
     run_id = runner.submit(config(f"steps=100000,sleep=0.02,{deafness}"), executor="process")
     wait_for(lambda: first_step_seen(store, run_id))
     started = time.monotonic()
@@ -278,15 +300,26 @@ def test_worker_command_uses_torchrun_for_several_devices() -> None:
 
 # ---- with the real engine -----------------------------------------------------------------------
 def engine_config(model_dir: str, train_file: Path, name: str, max_steps: int, num_devices: int = 1) -> RunConfig:
-    return RunConfig.from_dict({
-        "task": "classification", "name": name,
-        "data": {"dataset": "", "train_file": str(train_file)},
-        "model": {"name_or_path": model_dir},
-        "peft": {"method": "full"},
-        "train": {"max_steps": max_steps, "eval_steps": 2, "logging_steps": 1, "train_batch_size": 8,
-                  "learning_rate": 1e-3, "max_length": 32, "device": "cpu", "num_devices": num_devices,
-                  "save_total_limit": 2},
-    })
+    return RunConfig.from_dict(
+        {
+            "task": "classification",
+            "name": name,
+            "data": {"dataset": "", "train_file": str(train_file)},
+            "model": {"name_or_path": model_dir},
+            "peft": {"method": "full"},
+            "train": {
+                "max_steps": max_steps,
+                "eval_steps": 2,
+                "logging_steps": 1,
+                "train_batch_size": 8,
+                "learning_rate": 1e-3,
+                "max_length": 32,
+                "device": "cpu",
+                "num_devices": num_devices,
+                "save_total_limit": 2,
+            },
+        }
+    )
 
 
 def real_engine(request) -> str:
@@ -302,8 +335,10 @@ def test_resume_continues_the_step_counter_and_loss_curve(request, store: RunSto
             sink(event)
             if isinstance(event, StepEvent) and event.step >= 5:
                 should_stop.set()
-        return train(config, output_dir, watching, should_stop=should_stop,
-                     resume_from_checkpoint=resume_from_checkpoint)
+
+        return train(
+            config, output_dir, watching, should_stop=should_stop, resume_from_checkpoint=resume_from_checkpoint
+        )
 
     first = JobRunner(store, train_fn=stop_after_step_5, gpu_ids=[], poll_seconds=0.05)
     run_id = first.submit(engine_config(model_dir, sentiment_csv, "resume", max_steps=8))
@@ -324,8 +359,7 @@ def test_resume_continues_the_step_counter_and_loss_curve(request, store: RunSto
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
-def test_torchrun_two_processes_make_one_run_with_events_once(request, store: RunStore,
-                                                              sentiment_csv: Path) -> None:
+def test_torchrun_two_processes_make_one_run_with_events_once(request, store: RunStore, sentiment_csv: Path) -> None:
     model_dir = real_engine(request)
     runner = JobRunner(store, gpu_ids=[], poll_seconds=0.1)
     try:

@@ -1,5 +1,6 @@
 """The house rules of `lab/` (docs/ARCHITECTURE.md): no streamlit anywhere in the library, and no
 import that points up the order data -> training -> runs -> views / cli."""
+
 from __future__ import annotations
 
 import ast
@@ -13,8 +14,9 @@ import pytest
 LAB = Path(__file__).resolve().parents[1] / "lab"
 # Each room and the rooms it must never import (everything above it in the order).
 ORDER = ("data", "model", "insight", "training", "inference", "publish", "runs", "launch", "groups")
-FORBIDDEN = {room: tuple(f"lab.{above}" for above in ORDER[i + 1:]) + ("lab.views", "lab.cli")
-             for i, room in enumerate(ORDER)}
+FORBIDDEN = {
+    room: tuple(f"lab.{above}" for above in ORDER[i + 1 :]) + ("lab.views", "lab.cli") for i, room in enumerate(ORDER)
+}
 FORBIDDEN["insight"] += ("lab.model",)  # insight sits beside model, on data alone
 FORBIDDEN["views"] = ("lab.cli.main", "lab.cli.train", "lab.cli.runs")  # only the flag table, for cli_command
 FORBIDDEN["cli"] = ("lab.views",)
@@ -44,32 +46,52 @@ def test_no_room_imports_a_room_above_it(room):
 
 
 def test_top_level_modules_import_no_room():
-    offences = [f"lab/{module}.py imports {name}" for module in TOP_LEVEL
-                for name in imported_modules(LAB / f"{module}.py")
-                if name.startswith(tuple(f"lab.{room}" for room in FORBIDDEN))]
+    offences = [
+        f"lab/{module}.py imports {name}"
+        for module in TOP_LEVEL
+        for name in imported_modules(LAB / f"{module}.py")
+        if name.startswith(tuple(f"lab.{room}" for room in FORBIDDEN))
+    ]
     assert not offences, "\n".join(offences)
 
 
 def test_no_module_of_lab_mentions_streamlit_in_an_import():
-    offences = [str(path.relative_to(LAB.parent)) for path in sorted(LAB.rglob("*.py"))
-                if any(name.split(".")[0] == "streamlit" for name in imported_modules(path))]
+    offences = [
+        str(path.relative_to(LAB.parent))
+        for path in sorted(LAB.rglob("*.py"))
+        if any(name.split(".")[0] == "streamlit" for name in imported_modules(path))
+    ]
     assert not offences
 
 
 def test_importing_every_room_loads_no_streamlit():
     rooms = ", ".join(f"lab.{room}" for room in FORBIDDEN)
-    modules = [f"lab.{'.'.join(p.relative_to(LAB).with_suffix('').parts)}" for p in sorted(LAB.rglob("*.py"))
-               if p.name not in ("__init__.py", "__main__.py")]
-    code = (f"import importlib, sys; import {rooms}\n"
-            f"for name in {modules!r}: importlib.import_module(name)\n"
-            "print('streamlit' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=LAB.parent,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    modules = [
+        f"lab.{'.'.join(p.relative_to(LAB).with_suffix('').parts)}"
+        for p in sorted(LAB.rglob("*.py"))
+        if p.name not in ("__init__.py", "__main__.py")
+    ]
+    code = (
+        f"import importlib, sys; import {rooms}\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print('streamlit' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=LAB.parent,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_no_module_is_longer_than_about_four_hundred_lines():
-    long = {str(p.relative_to(LAB.parent)): n for p in LAB.rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 420}
+    long = {
+        str(p.relative_to(LAB.parent)): n
+        for p in LAB.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 420
+    }
     assert not long, long

@@ -1,4 +1,5 @@
 """lab.training.metrics against hand-computed numbers and against a Python port of conlleval.pl."""
+
 from __future__ import annotations
 
 import random
@@ -58,10 +59,15 @@ def test_classification_report_per_label_and_averages():
 
 def test_classification_metrics_match_report():
     metrics = classification_metrics(Y_TRUE, Y_PRED, LABELS)
-    assert metrics == approx({
-        "accuracy": 6 / 9, "macro_f1": 214 / 315, "weighted_f1": 628 / 945,
-        "macro_precision": 13 / 18, "macro_recall": 13 / 18,
-    })
+    assert metrics == approx(
+        {
+            "accuracy": 6 / 9,
+            "macro_f1": 214 / 315,
+            "weighted_f1": 628 / 945,
+            "macro_precision": 13 / 18,
+            "macro_recall": 13 / 18,
+        }
+    )
     assert all(type(value) is float for value in metrics.values())
 
 
@@ -91,15 +97,22 @@ def test_string_labels_and_zero_support_label():
     ids = classification_report([0, 0, 1], [0, 2, 1], labels)
     assert ids.equals(report)
     assert confusion_matrix(y_true, y_pred, labels)["matrix"] == [
-        [1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+        [1, 0, 1, 0],
+        [0, 1, 0, 0],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+    ]
 
 
-@pytest.mark.parametrize("y_true, y_pred, message", [
-    (["a", "zebra"], ["a", "a"], "zebra"),
-    ([0, 7], [0, 0], "label id 7"),
-    ([0, 1], [0], "2 examples"),
-    ([], [], "no examples"),
-])
+@pytest.mark.parametrize(
+    "y_true, y_pred, message",
+    [
+        (["a", "zebra"], ["a", "a"], "zebra"),
+        ([0, 7], [0, 0], "label id 7"),
+        ([0, 1], [0], "2 examples"),
+        ([], [], "no examples"),
+    ],
+)
 def test_classification_rejects_bad_input(y_true, y_pred, message):
     with pytest.raises(ValueError, match=message):
         classification_report(y_true, y_pred, ["a", "b"])
@@ -145,10 +158,12 @@ def test_o_only_sentences():
     assert list(report.index) == ["micro avg", "macro avg"]
     assert row(report, "micro avg") == approx((0.0, 0.0, 0.0, 0))
     assert entity_metrics(all_o, all_o) == approx(
-        {"precision": 0.0, "recall": 0.0, "f1": 0.0, "macro_f1": 0.0, "token_accuracy": 1.0})
+        {"precision": 0.0, "recall": 0.0, "f1": 0.0, "macro_f1": 0.0, "token_accuracy": 1.0}
+    )
     # O-only sentences around a found entity change nothing.
     assert row(entity_report([["O", "O"], ["B-PER"]], [["O", "O"], ["B-PER"]]), "micro avg") == approx(
-        (1.0, 1.0, 1.0, 1))
+        (1.0, 1.0, 1.0, 1)
+    )
 
 
 def test_prediction_only_type_and_averages():
@@ -164,7 +179,8 @@ def test_prediction_only_type_and_averages():
     assert row(report, "macro avg") == approx((0.5, 0.5, 0.5, 3))
     # 6 words, all tags right except B-ORG/B-MISC: token accuracy 5/6 while entity F1 is 2/3.
     assert entity_metrics(true, pred) == approx(
-        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "macro_f1": 0.5, "token_accuracy": 5 / 6})
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "macro_f1": 0.5, "token_accuracy": 5 / 6}
+    )
 
 
 def test_strict_scheme_rejects_malformed_chunks():
@@ -194,8 +210,7 @@ def test_token_confusion_matrix_flattens_sentences():
     true = [["B-PER", "I-PER"], ["O", "B-PER"]]
     pred = [["B-PER", "O"], ["O", "I-PER"]]
     # O->O 1; B-PER->B-PER 1, B-PER->I-PER 1; I-PER->O 1
-    assert token_confusion_matrix(true, pred, labels) == {
-        "labels": labels, "matrix": [[1, 0, 0], [0, 1, 1], [1, 0, 0]]}
+    assert token_confusion_matrix(true, pred, labels) == {"labels": labels, "matrix": [[1, 0, 0], [0, 1, 1], [1, 0, 0]]}
 
 
 # ---- conlleval.pl parity ----------------------------------------------------------------------
@@ -208,15 +223,15 @@ _CHUNK_STARTS = {("B", "B"), ("I", "B"), ("O", "B"), ("O", "I"), ("E", "E"), ("E
 
 
 def _end_of_chunk(prev_tag, tag, prev_type, type_):
-    return ((prev_tag, tag) in _CHUNK_ENDS
-            or (prev_tag != "O" and prev_tag != "." and prev_type != type_)
-            or prev_tag in ("[", "]"))  # "corrected 1998-12-22: these chunks are assumed to have length 1"
+    return (
+        (prev_tag, tag) in _CHUNK_ENDS
+        or (prev_tag != "O" and prev_tag != "." and prev_type != type_)
+        or prev_tag in ("[", "]")
+    )  # "corrected 1998-12-22: these chunks are assumed to have length 1"
 
 
 def _start_of_chunk(prev_tag, tag, prev_type, type_):
-    return ((prev_tag, tag) in _CHUNK_STARTS
-            or (tag != "O" and tag != "." and prev_type != type_)
-            or tag in ("[", "]"))
+    return (prev_tag, tag) in _CHUNK_STARTS or (tag != "O" and tag != "." and prev_type != type_) or tag in ("[", "]")
 
 
 def _split(tag):
@@ -254,7 +269,11 @@ def conlleval(true_sents, pred_sents):
         if guessed_started:
             found_guessed[guessed_type] += 1
         last_correct, last_correct_type, last_guessed, last_guessed_type = (
-            correct, correct_type, guessed, guessed_type)
+            correct,
+            correct_type,
+            guessed,
+            guessed_type,
+        )
     if in_correct:
         correct_chunk[last_correct_type] += 1
     return correct_chunk, found_correct, found_guessed

@@ -1,4 +1,5 @@
 """Every saved model folder has a Hugging Face model card, as huggingface_hub itself reads it."""
+
 import json
 
 import pytest
@@ -11,9 +12,14 @@ from lab.training.engine import train
 def test_the_model_card_carries_metadata_results_and_the_config(method, library, tiny_model_dir, ner_conll, tmp_path):
     from huggingface_hub import ModelCard
 
-    config = RunConfig(task="ner", name="card test", data=DataConfig(dataset="", train_file=str(ner_conll)),
-                       model=ModelConfig(name_or_path=tiny_model_dir), peft=PeftSettings(method=method, r=4),
-                       train=TrainConfig(learning_rate=3e-3, max_steps=8, train_batch_size=8, max_length=32))
+    config = RunConfig(
+        task="ner",
+        name="card test",
+        data=DataConfig(dataset="", train_file=str(ner_conll)),
+        model=ModelConfig(name_or_path=tiny_model_dir),
+        peft=PeftSettings(method=method, r=4),
+        train=TrainConfig(learning_rate=3e-3, max_steps=8, train_batch_size=8, max_length=32),
+    )
     train(config, tmp_path)
     card = ModelCard.load(tmp_path / "model" / "README.md")
     data = card.data.to_dict()

@@ -1,6 +1,7 @@
 """lab.training.openmp: the calling thread's idle OpenMP workers are given back and come back when needed.
 
 Each check runs in a fresh interpreter: threads left by other tests would blur the thread counts."""
+
 import json
 import os
 import subprocess
@@ -25,8 +26,13 @@ kernel = lambda: torch.ones(4_000_000).add_(1)  # far above ATen's grain size: r
 def _run(script: str) -> dict:
     if loaded_libgomp() is None or (os.cpu_count() or 1) < 2:
         pytest.skip("needs torch on GNU OpenMP (Linux) and two cores")
-    done = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(script)], capture_output=True, text=True,
-                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

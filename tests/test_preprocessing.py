@@ -1,4 +1,5 @@
 """lab.data.preprocessing: tokenisation without padding, word/sub-word label alignment, collators."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,20 @@ from lab.data.splits import load_splits
 
 # Words that split into several pieces, lose accents, vanish, or are punctuation. "\u200b" (a
 # zero-width space) becomes zero pieces with both tokenizers.
-TRICKY_WORDS = ["Washington's", "naïve", "—", "https://example.com/a?b=1", "#hashtag", "\u200b",
-                "visited", "Nakamura", ",", "!", "e-mail", "2024"]
+TRICKY_WORDS = [
+    "Washington's",
+    "naïve",
+    "—",
+    "https://example.com/a?b=1",
+    "#hashtag",
+    "\u200b",
+    "visited",
+    "Nakamura",
+    ",",
+    "!",
+    "e-mail",
+    "2024",
+]
 
 
 @pytest.fixture(scope="module", params=["tiny", "minilm"])
@@ -36,23 +49,29 @@ def tiny_tokenizer(tiny_model_dir):
 
 
 # ---- alignment on hand-written word ids --------------------------------------------------------
-@pytest.mark.parametrize("word_ids, word_labels, expected", [
-    ([None, 0, 1, None], [3, 4], [-100, 3, 4, -100]),
-    ([None, 0, 0, 0, 1, None], [3, 4], [-100, 3, -100, -100, 4, -100]),
-    ([None, 0, 2, 2, None], [5, 6, 7], [-100, 5, 7, -100, -100]),  # word 1 has no piece
-    ([None, 0, 0, None], [1, 2, 3], [-100, 1, -100, -100]),  # words 1, 2 truncated
-    ([-1, 0, 1, 1, -1, -1], [1, 2], [-100, 1, 2, -100, -100, -100]),  # stored form: -1 is "no word"
-])
+@pytest.mark.parametrize(
+    "word_ids, word_labels, expected",
+    [
+        ([None, 0, 1, None], [3, 4], [-100, 3, 4, -100]),
+        ([None, 0, 0, 0, 1, None], [3, 4], [-100, 3, -100, -100, 4, -100]),
+        ([None, 0, 2, 2, None], [5, 6, 7], [-100, 5, 7, -100, -100]),  # word 1 has no piece
+        ([None, 0, 0, None], [1, 2, 3], [-100, 1, -100, -100]),  # words 1, 2 truncated
+        ([-1, 0, 1, 1, -1, -1], [1, 2], [-100, 1, 2, -100, -100, -100]),  # stored form: -1 is "no word"
+    ],
+)
 def test_align_labels_with_word_ids(word_ids, word_labels, expected):
     assert align_labels_with_word_ids(word_ids, word_labels) == expected
 
 
-@pytest.mark.parametrize("word_ids, preds, num_words, expected", [
-    ([None, 0, 0, 1, None], [9, 1, 7, 2, 9], None, [1, 2]),  # only the first piece counts
-    ([None, 0, 2, None], [0, 4, 5, 0], None, [4, None, 5]),  # word 1 had no piece
-    ([None, 0, 1, None], [0, 4, 5, 0], 4, [4, 5, None, None]),  # words 2, 3 were truncated
-    ([None, None], [0, 0], 2, [None, None]),
-])
+@pytest.mark.parametrize(
+    "word_ids, preds, num_words, expected",
+    [
+        ([None, 0, 0, 1, None], [9, 1, 7, 2, 9], None, [1, 2]),  # only the first piece counts
+        ([None, 0, 2, None], [0, 4, 5, 0], None, [4, None, 5]),  # word 1 had no piece
+        ([None, 0, 1, None], [0, 4, 5, 0], 4, [4, 5, None, None]),  # words 2, 3 were truncated
+        ([None, None], [0, 0], 2, [None, None]),
+    ],
+)
 def test_word_predictions(word_ids, preds, num_words, expected):
     assert word_predictions(word_ids, preds, num_words) == expected
 
@@ -72,7 +91,7 @@ def test_tricky_words_align_to_their_first_piece(tokenizer):
     # Several words split into more than one piece, so the -100 pieces are really exercised.
     assert word_ids.count(0) > 1 and word_ids.count(3) > 1
     assert 5 not in word_ids  # the zero-width space has no piece and must not crash anything
-    for word in set(w for w in word_ids if w is not None):
+    for word in {w for w in word_ids if w is not None}:
         first = word_ids.index(word)
         assert labels[first] == word_labels[word]
         assert all(labels[i] == IGNORE_INDEX for i, w in enumerate(word_ids) if w == word and i != first)
@@ -97,7 +116,7 @@ def test_sentence_longer_than_max_length_is_truncated(tokenizer):
     kept = max(w for w in word_ids if w is not None)
     assert labels[-1] == IGNORE_INDEX and sum(label == 1 for label in labels) == kept + 1
     predictions = word_predictions(word_ids, [2] * len(word_ids), num_words=len(words))
-    assert predictions[kept] == 2 and predictions[kept + 1:] == [None] * (len(words) - kept - 1)
+    assert predictions[kept] == 2 and predictions[kept + 1 :] == [None] * (len(words) - kept - 1)
 
 
 def test_label_alignment_view(tiny_tokenizer):
@@ -158,14 +177,15 @@ def test_ner_collator_pads_to_longest_and_drops_bookkeeping(tiny_tokenizer, ner_
     assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
     assert batch["input_ids"].shape == batch["labels"].shape == (4, longest)
     shortest = min(range(4), key=lambda i: rows[i]["length"])
-    padding = batch["labels"][shortest, rows[shortest]["length"]:]
+    padding = batch["labels"][shortest, rows[shortest]["length"] :]
     assert padding.numel() > 0 and bool((padding == IGNORE_INDEX).all())
-    assert bool((batch["input_ids"][shortest, rows[shortest]["length"]:] == tiny_tokenizer.pad_token_id).all())
+    assert bool((batch["input_ids"][shortest, rows[shortest]["length"] :] == tiny_tokenizer.pad_token_id).all())
 
 
 def test_classification_collator(tiny_tokenizer, sentiment_csv):
-    tokenized = tokenize_splits(load("classification", sentiment_csv).splits, tiny_tokenizer,
-                                "classification", max_length=64)
+    tokenized = tokenize_splits(
+        load("classification", sentiment_csv).splits, tiny_tokenizer, "classification", max_length=64
+    )
     rows = [tokenized["train"][i] for i in range(3)]
     batch = make_collator("classification", tiny_tokenizer)(rows)
     assert batch["labels"].tolist() == [row["labels"] for row in rows]

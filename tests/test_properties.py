@@ -5,13 +5,15 @@ Inputs mix plausible structure (real config keys, CSV rows, CoNLL lines) with ar
 the search reaches past the first line of each parser. Examples are few enough for the whole file to
 run in well under 30 s on two cores.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -31,16 +33,41 @@ FOLDER = Path(tempfile.mkdtemp(prefix="lab-properties-"))
 FIELD_NAMES = sorted({f.name for cls in (RunConfig, *SECTIONS.values()) for f in dataclasses.fields(cls)})
 KEYS = st.one_of(st.sampled_from(FIELD_NAMES + list(SECTIONS)), st.text(max_size=12))
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
-    st.sampled_from(["", "auto", "lora", "ner", "classification", "1e-3", "true", "off", "3", "-1", "nan",
-                     "imdb", "a,b", "[1]", "{a: 1}"]))
-JSON_VALUES = st.recursive(SCALARS, lambda children: st.one_of(
-    st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4)), max_leaves=12)
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "",
+            "auto",
+            "lora",
+            "ner",
+            "classification",
+            "1e-3",
+            "true",
+            "off",
+            "3",
+            "-1",
+            "nan",
+            "imdb",
+            "a,b",
+            "[1]",
+            "{a: 1}",
+        ]
+    ),
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4)),
+    max_leaves=12,
+)
 
 
 def sections() -> st.SearchStrategy[dict[str, Any]]:
     """A config-shaped dict: real section and field names (mostly), arbitrary values."""
+
     def section(cls) -> st.SearchStrategy:
         names = [f.name for f in dataclasses.fields(cls)]
         keys = st.one_of(st.sampled_from(names), st.text(max_size=8))
@@ -49,24 +76,34 @@ def sections() -> st.SearchStrategy[dict[str, Any]]:
     top = {name: section(cls) for name, cls in SECTIONS.items()}
     top.update(task=JSON_VALUES, name=JSON_VALUES)
     return st.fixed_dictionaries({}, optional=top).flatmap(
-        lambda base: st.dictionaries(KEYS, JSON_VALUES, max_size=2).map(lambda extra: {**base, **extra})
-        if isinstance(base, dict) else st.just(base))
+        lambda base: (
+            st.dictionaries(KEYS, JSON_VALUES, max_size=2).map(lambda extra: {**base, **extra})
+            if isinstance(base, dict)
+            else st.just(base)
+        )
+    )
 
 
 LEAF_KEYS = [("", name) for name in ("task", "name")] + [
-    (section, f.name) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+    (section, f.name) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+]
 
 
 def mutated_defaults() -> st.SearchStrategy[dict[str, Any]]:
     """The default config with one to three fields set to arbitrary values: many parse, some validate."""
+
     def mutate(changes: list[tuple[tuple[str, str], Any]]) -> dict[str, Any]:
         data = RunConfig().to_dict()
         for (section, name), value in changes:
             (data[section] if section else data)[name] = value
         return data
 
-    plausible = st.one_of(st.integers(0, 64), st.floats(0, 0.4), st.booleans(),
-                          st.sampled_from(["lora", "full", "ner", "classification", "cpu", "auto", "imdb", ""]))
+    plausible = st.one_of(
+        st.integers(0, 64),
+        st.floats(0, 0.4),
+        st.booleans(),
+        st.sampled_from(["lora", "full", "ner", "classification", "cpu", "auto", "imdb", ""]),
+    )
     values = st.one_of(plausible, plausible, JSON_VALUES)
     return st.lists(st.tuples(st.sampled_from(LEAF_KEYS), values), min_size=1, max_size=3).map(mutate)
 
@@ -104,9 +141,36 @@ def test_from_yaml_of_any_structure(data):
     check_config(valid_or_lab_error(lambda: RunConfig.from_yaml(text)))
 
 
-YAML_PIECES = st.sampled_from(["train:", "  epochs: ", "  learning_rate: ", "peft:", "  method: ", "- ", "[", "]",
-                               "{", "}", ": ", "&a ", "*a", "!!python/object:os.system ", "'", '"', "\t", "\n",
-                               "\x00", "%YAML 1.2\n", "---\n", "... ", "#", "?", "|\n  ", ">"])
+YAML_PIECES = st.sampled_from(
+    [
+        "train:",
+        "  epochs: ",
+        "  learning_rate: ",
+        "peft:",
+        "  method: ",
+        "- ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ": ",
+        "&a ",
+        "*a",
+        "!!python/object:os.system ",
+        "'",
+        '"',
+        "\t",
+        "\n",
+        "\x00",
+        "%YAML 1.2\n",
+        "---\n",
+        "... ",
+        "#",
+        "?",
+        "|\n  ",
+        ">",
+    ]
+)
 
 
 @FAST
@@ -116,11 +180,15 @@ def test_from_yaml_of_any_text(text):
 
 
 CONFIG_KEYS = [f"{section}.{f.name}" for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
-ASSIGNMENTS = st.tuples(st.one_of(st.sampled_from(CONFIG_KEYS + ["task", "name", "train", "data.", ".x"]),
-                                  st.text(max_size=10)),
-                        st.sampled_from(["=", "", "=="]),
-                        st.one_of(st.sampled_from(["0.1", "1", "8", "64", "lora", "ner", "true", "", "imdb", "cpu"]),
-                                  st.text(max_size=12), SCALARS.map(str))).map("".join)
+ASSIGNMENTS = st.tuples(
+    st.one_of(st.sampled_from(CONFIG_KEYS + ["task", "name", "train", "data.", ".x"]), st.text(max_size=10)),
+    st.sampled_from(["=", "", "=="]),
+    st.one_of(
+        st.sampled_from(["0.1", "1", "8", "64", "lora", "ner", "true", "", "imdb", "cpu"]),
+        st.text(max_size=12),
+        SCALARS.map(str),
+    ),
+).map("".join)
 
 
 @FAST
@@ -167,13 +235,19 @@ def test_readers_of_any_bytes(suffix, content):
     check_examples(*read(suffix, content))
 
 
-CELLS = st.one_of(st.text(max_size=10), st.sampled_from(['"', '""', ",", "\n", "\r\n", "\t", "pos", "neg", "1",
-                                                         "2.0", " ", "text", "label", "\ufeff", "\x00"]))
+CELLS = st.one_of(
+    st.text(max_size=10),
+    st.sampled_from(
+        ['"', '""', ",", "\n", "\r\n", "\t", "pos", "neg", "1", "2.0", " ", "text", "label", "\ufeff", "\x00"]
+    ),
+)
 QUOTED = CELLS.map(lambda cell: '"' + cell.replace('"', '""') + '"')
-WELL_FORMED_ROW = st.tuples(st.one_of(st.text(min_size=1, max_size=10), QUOTED),
-                            st.sampled_from(["pos", "neg", "1", "2.0", '"pos"', " neg "])).map(",".join)
-CSV_TEXT = st.lists(st.one_of(WELL_FORMED_ROW, WELL_FORMED_ROW, st.lists(CELLS, min_size=1, max_size=4).map(",".join)),
-                    max_size=8).map(lambda rows: "text,label\n" + "\n".join(rows))
+WELL_FORMED_ROW = st.tuples(
+    st.one_of(st.text(min_size=1, max_size=10), QUOTED), st.sampled_from(["pos", "neg", "1", "2.0", '"pos"', " neg "])
+).map(",".join)
+CSV_TEXT = st.lists(
+    st.one_of(WELL_FORMED_ROW, WELL_FORMED_ROW, st.lists(CELLS, min_size=1, max_size=4).map(",".join)), max_size=8
+).map(lambda rows: "text,label\n" + "\n".join(rows))
 
 
 @FAST
@@ -182,12 +256,20 @@ def test_readers_of_csv_like_text(suffix, text):
     check_examples(*read(suffix, text.replace(",", "\t").encode() if suffix == ".tsv" else text.encode()))
 
 
-JSON_LINES = st.lists(st.one_of(
-    st.fixed_dictionaries({"text": JSON_VALUES, "label": JSON_VALUES}),
-    st.fixed_dictionaries({"tokens": JSON_VALUES, "tags": JSON_VALUES}),
-    st.fixed_dictionaries({"tokens": st.lists(st.text(max_size=5), max_size=4),
-                           "tags": st.lists(st.sampled_from(["O", "B-PER", "I-PER", "X", ""]), max_size=4)}),
-    JSON_VALUES), max_size=6)
+JSON_LINES = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"text": JSON_VALUES, "label": JSON_VALUES}),
+        st.fixed_dictionaries({"tokens": JSON_VALUES, "tags": JSON_VALUES}),
+        st.fixed_dictionaries(
+            {
+                "tokens": st.lists(st.text(max_size=5), max_size=4),
+                "tags": st.lists(st.sampled_from(["O", "B-PER", "I-PER", "X", ""]), max_size=4),
+            }
+        ),
+        JSON_VALUES,
+    ),
+    max_size=6,
+)
 
 
 @FAST
@@ -202,12 +284,19 @@ def test_readers_of_json_like_text(suffix, as_ner, records):
         check_examples(valid_or_lab_error(lambda: read_classification_file(path, "text", "label")), False)
 
 
-CONLL_LINES = st.lists(st.one_of(
-    st.just(""), st.just("-DOCSTART- O"),
-    st.tuples(st.text(max_size=6), st.sampled_from(["\t", " ", "  ", "\t\t"]),
-              st.sampled_from(["O", "B-PER", "I-PER", "E-LOC", "S-LOC", "B-", "X-PER", "b-per", "O O", ""]))
-    .map("".join),
-    st.text(max_size=12)), max_size=12)
+CONLL_LINES = st.lists(
+    st.one_of(
+        st.just(""),
+        st.just("-DOCSTART- O"),
+        st.tuples(
+            st.text(max_size=6),
+            st.sampled_from(["\t", " ", "  ", "\t\t"]),
+            st.sampled_from(["O", "B-PER", "I-PER", "E-LOC", "S-LOC", "B-", "X-PER", "b-per", "O O", ""]),
+        ).map("".join),
+        st.text(max_size=12),
+    ),
+    max_size=12,
+)
 
 
 @FAST

@@ -1,5 +1,6 @@
 """Push to the hub, up to the upload call (this machine reaches no hub): the folder that would go up is
 complete and loads; without a network the CLI says so in one line; the token shows up nowhere."""
+
 import os
 import subprocess
 import sys
@@ -63,16 +64,25 @@ def test_the_folder_that_would_be_uploaded_is_complete_and_loads(pushed_run):
 def test_offline_push_is_one_line_and_the_token_is_nowhere(pushed_run):
     folder, store, run_id = pushed_run
     env = dict(os.environ, PYTHONPATH=str(ROOT), LAB_RUNS_DIR=str(folder / "runs"), HF_TOKEN=TOKEN, HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-m", "lab", "push", run_id, "someone/tiny-lora"], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "lab", "push", run_id, "someone/tiny-lora"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "offline mode is on" in lines[0], result.stderr
     assert TOKEN not in result.stdout + result.stderr
     stored = (folder / "runs" / "lab.db").read_bytes()
     assert TOKEN.encode() not in stored
-    assert all(TOKEN not in path.read_text(errors="ignore") for path in (folder / "runs").rglob("*")
-               if path.is_file() and path.suffix in (".yaml", ".json", ".log", ".md"))
+    assert all(
+        TOKEN not in path.read_text(errors="ignore")
+        for path in (folder / "runs").rglob("*")
+        if path.is_file() and path.suffix in (".yaml", ".json", ".log", ".md")
+    )
 
 
 def test_a_hub_error_carrying_the_token_is_scrubbed(pushed_run, monkeypatch):

@@ -4,6 +4,7 @@
 stops it at the end. Every run here trains the tiny BERT for real in a Ray job, its events coming
 back through the job's log into the store while it trains.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,11 +41,25 @@ def ray_address():
         yield os.environ[ADDRESS_ENV]
         return
     dashboard = _free_port()
-    ports = {"--port": _free_port(), "--dashboard-port": dashboard, "--dashboard-agent-listen-port": _free_port(),
-             "--dashboard-agent-grpc-port": _free_port(), "--metrics-export-port": _free_port(),
-             "--ray-client-server-port": _free_port()}
-    command = ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-               "--num-cpus=2", "--disable-usage-stats", *(f"{flag}={port}" for flag, port in ports.items())]
+    ports = {
+        "--port": _free_port(),
+        "--dashboard-port": dashboard,
+        "--dashboard-agent-listen-port": _free_port(),
+        "--dashboard-agent-grpc-port": _free_port(),
+        "--metrics-export-port": _free_port(),
+        "--ray-client-server-port": _free_port(),
+    }
+    command = [
+        "ray",
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        "--num-cpus=2",
+        "--disable-usage-stats",
+        *(f"{flag}={port}" for flag, port in ports.items()),
+    ]
     head = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 90
@@ -82,11 +97,27 @@ def runner(store):
 
 
 def ray_config(model: str, train_file: Path, address: str, method: str = "full", **train) -> RunConfig:
-    settings = {"max_steps": 30, "eval_steps": 10, "logging_steps": 1, "train_batch_size": 8, "max_length": 32,
-                "device": "cpu", "executor": "ray", "ray_address": address, **train}
-    return RunConfig.from_dict({"task": "classification", "name": "on ray",
-                                "data": {"dataset": "", "train_file": str(train_file)},
-                                "model": {"name_or_path": model}, "peft": {"method": method}, "train": settings})
+    settings = {
+        "max_steps": 30,
+        "eval_steps": 10,
+        "logging_steps": 1,
+        "train_batch_size": 8,
+        "max_length": 32,
+        "device": "cpu",
+        "executor": "ray",
+        "ray_address": address,
+        **train,
+    }
+    return RunConfig.from_dict(
+        {
+            "task": "classification",
+            "name": "on ray",
+            "data": {"dataset": "", "train_file": str(train_file)},
+            "model": {"name_or_path": model},
+            "peft": {"method": method},
+            "train": settings,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +162,9 @@ def test_a_ray_run_streams_its_events_live_and_its_model_predicts(runner, store,
 
 
 def test_cancelling_a_ray_run_stops_its_job(runner, store, ray_address, tiny_model_dir, keyword_csv):
-    run_id = runner.submit(ray_config(tiny_model_dir, keyword_csv, ray_address, max_steps=100000, eval_steps=0,
-                                      epochs=1000))
+    run_id = runner.submit(
+        ray_config(tiny_model_dir, keyword_csv, ray_address, max_steps=100000, eval_steps=0, epochs=1000)
+    )
     wait_until(lambda: events(store, run_id, StepEvent), what="a step")
     runner.cancel(run_id)
     assert runner.wait(run_id, timeout=60) == "cancelled"
@@ -141,13 +173,15 @@ def test_cancelling_a_ray_run_stops_its_job(runner, store, ray_address, tiny_mod
     assert "Cancel" in store.get_run(run_id).message
 
 
-def test_a_killed_ray_job_is_interrupted_and_resumes_from_its_checkpoint(runner, store, ray_address,
-                                                                          tiny_model_dir, keyword_csv):
+def test_a_killed_ray_job_is_interrupted_and_resumes_from_its_checkpoint(
+    runner, store, ray_address, tiny_model_dir, keyword_csv
+):
     config = ray_config(tiny_model_dir, keyword_csv, ray_address, max_steps=400, eval_steps=20, save_total_limit=2)
     run_id = runner.submit(config)
     checkpoints = store.run_dir(run_id) / "checkpoints"
-    wait_until(lambda: checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*/trainer_state.json")),
-               what="a checkpoint")
+    wait_until(
+        lambda: checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*/trainer_state.json")), what="a checkpoint"
+    )
     log_text = (store.run_dir(run_id) / "worker.log").read_text()
     pid = int(log_text.split(" in process ")[1].split()[0])
     os.kill(pid, signal.SIGKILL)  # what an out-of-memory killer or a lost node does to the job
@@ -168,8 +202,14 @@ def test_the_cli_follows_a_ray_run_to_its_end(tmp_path, ray_address, tiny_model_
     config_path = tmp_path / "run.yaml"
     ray_config(tiny_model_dir, keyword_csv, ray_address, max_steps=20, eval_steps=10).save(config_path)
     env = dict(os.environ, LAB_RUNS_DIR=str(tmp_path / "runs"), PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "lab", "train", str(config_path)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "train", str(config_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (run,) = RunStore(tmp_path / "runs").list_runs()
     assert run.status == "completed" and run.executor == "ray"
@@ -183,8 +223,9 @@ def test_an_unreachable_cluster_fails_the_run_with_what_to_check(runner, store, 
     assert message.startswith("Could not reach the Ray cluster at http://127.0.0.1:") and "ray status" in message
 
 
-def test_a_bad_file_fails_the_ray_run_with_the_workers_own_message(runner, store, ray_address, tiny_model_dir,
-                                                                   tmp_path):
+def test_a_bad_file_fails_the_ray_run_with_the_workers_own_message(
+    runner, store, ray_address, tiny_model_dir, tmp_path
+):
     bad = tmp_path / "no_label.csv"
     bad.write_text("text,stars\n" + "".join(f"film {i},{i % 2}\n" for i in range(40)))
     run_id = runner.submit(ray_config(tiny_model_dir, bad, ray_address))

@@ -6,6 +6,7 @@
 - the app binds to localhost with XSRF protection on (.streamlit/config.toml).
 Run names escaping the runs directory and path-like run references are in test_store.
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,25 +26,33 @@ from lab.runs.store import RunStore
 from lab.views.data_view import UPLOADS_FOLDER, save_upload
 
 REPO = Path(__file__).resolve().parents[1]
-APP_SOURCES = sorted([REPO / "app.py", *(REPO / "lab").rglob("*.py"), *(REPO / "pages").glob("*.py"),
-                      *(REPO / "ui").glob("*.py")])
+APP_SOURCES = sorted(
+    [REPO / "app.py", *(REPO / "lab").rglob("*.py"), *(REPO / "pages").glob("*.py"), *(REPO / "ui").glob("*.py")]
+)
 
 
 # ---- trust_remote_code -----------------------------------------------------------------------------
 def test_remote_code_is_off_by_default_everywhere_a_config_comes_from():
-    configs = [RunConfig(), default_config("classification"), default_config("ner"),
-               *(card.config for offline in (True, False) for card in one_click_runs(offline)),
-               *(RunConfig.from_yaml(example_yaml(task)) for task in ("classification", "ner"))]
+    configs = [
+        RunConfig(),
+        default_config("classification"),
+        default_config("ner"),
+        *(card.config for offline in (True, False) for card in one_click_runs(offline)),
+        *(RunConfig.from_yaml(example_yaml(task)) for task in ("classification", "ner")),
+    ]
     assert not any(config.model.trust_remote_code for config in configs)
 
 
 def engine_events(tiny_model_dir: str, sentiment_csv: Path, tmp_path: Path, trust: bool) -> list:
     from lab.training.engine import train
 
-    config = RunConfig.from_dict({
-        "data": {"dataset": "", "train_file": str(sentiment_csv)},
-        "model": {"name_or_path": tiny_model_dir, "trust_remote_code": trust},
-        "train": {"max_steps": 1, "max_length": 16, "train_batch_size": 8, "device": "cpu"}})
+    config = RunConfig.from_dict(
+        {
+            "data": {"dataset": "", "train_file": str(sentiment_csv)},
+            "model": {"name_or_path": tiny_model_dir, "trust_remote_code": trust},
+            "train": {"max_steps": 1, "max_length": 16, "train_batch_size": 8, "device": "cpu"},
+        }
+    )
     events: list = []
     stop = threading.Event()
     stop.set()  # stop after the first step: the warning comes before training, the rest is not needed
@@ -104,7 +113,9 @@ def unsafe_calls(path: Path, root: Path = REPO) -> list[str]:
         func, keywords = node.func, {k.arg: k.value for k in node.keywords}
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
         owner = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
-        literal_true = lambda key: isinstance(keywords.get(key), ast.Constant) and keywords[key].value is True  # noqa: E731
+        literal_true = lambda key, keywords=keywords: (  # noqa: E731
+            isinstance(keywords.get(key), ast.Constant) and keywords[key].value is True
+        )
         if isinstance(func, ast.Name) and name in UNSAFE_BUILTINS:
             found.append(f"{where} calls {name}()")
         elif name == "load" and owner == "torch" and not literal_true("weights_only"):
@@ -130,22 +141,41 @@ def test_no_pickle_eval_exec_or_unsafe_loads_in_the_lab_and_the_app():
 
 def test_the_scan_finds_what_it_looks_for(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("import pickle\nimport yaml, torch, subprocess\neval('1')\ntorch.load('x')\n"
-                   "torch.load('y', weights_only=True)\nyaml.load('a')\nsubprocess.run('ls', shell=True)\n"
-                   "m.from_pretrained('x', trust_remote_code=True)\nmodel.eval()\n")
+    bad.write_text(
+        "import pickle\nimport yaml, torch, subprocess\neval('1')\ntorch.load('x')\n"
+        "torch.load('y', weights_only=True)\nyaml.load('a')\nsubprocess.run('ls', shell=True)\n"
+        "m.from_pretrained('x', trust_remote_code=True)\nmodel.eval()\n"
+    )
     problems = unsafe_calls(bad, root=tmp_path)
     assert [p.split(" ", 1)[1] for p in problems] == [
-        "imports ['pickle']", "calls eval()", "torch.load without weights_only=True", "yaml.load", "runs a shell",
-        "hard-codes trust_remote_code=True"]  # model.eval() and torch.load(weights_only=True) are fine
+        "imports ['pickle']",
+        "calls eval()",
+        "torch.load without weights_only=True",
+        "yaml.load",
+        "runs a shell",
+        "hard-codes trust_remote_code=True",
+    ]  # model.eval() and torch.load(weights_only=True) are fine
 
 
 # ---- file names -----------------------------------------------------------------------------------------
 SAFE_UPLOAD = re.compile(r"^[0-9a-f]{12}-[A-Za-z0-9_-]{1,60}\.(csv|tsv|jsonl|json|parquet|conll|txt|iob|bio)$")
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd.csv", "..\\..\\boot.ini.csv", "/abs/path/data.csv",
-                                  "a\x00b.csv", "x" * 300 + ".csv", "<script>alert(1)</script>.jsonl",
-                                  "CON.csv", "ﬁlé nàme.conll", "data.CSV", " .. .tsv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd.csv",
+        "..\\..\\boot.ini.csv",
+        "/abs/path/data.csv",
+        "a\x00b.csv",
+        "x" * 300 + ".csv",
+        "<script>alert(1)</script>.jsonl",
+        "CON.csv",
+        "ﬁlé nàme.conll",
+        "data.CSV",
+        " .. .tsv",
+    ],
+)
 def test_uploads_land_in_the_uploads_folder_under_a_safe_name(name, tmp_path):
     runs_dir = tmp_path / "runs"
     path = save_upload(name, b"text,label\na,pos\n", runs_dir)
@@ -161,8 +191,9 @@ def test_uploads_of_other_types_are_refused(name, tmp_path):
     assert not (tmp_path / "runs" / UPLOADS_FOLDER).exists() or not any((tmp_path / "runs" / UPLOADS_FOLDER).iterdir())
 
 
-@pytest.mark.parametrize("name", ["<img src=x onerror=alert(1)>", "two\nlines\r\nname", "tab\there", "\x1b[31mred",
-                                  "../../run", "x" * 400])
+@pytest.mark.parametrize(
+    "name", ["<img src=x onerror=alert(1)>", "two\nlines\r\nname", "tab\there", "\x1b[31mred", "../../run", "x" * 400]
+)
 def test_run_names_become_safe_ids_download_names_and_one_line_titles(name, tmp_path):
     store = RunStore(tmp_path / "runs")
     run = store.create_run(RunConfig(name=name))
@@ -182,8 +213,9 @@ def test_typed_paths_must_exist_and_no_config_can_pick_where_the_lab_writes(tmp_
             RunConfig.from_dict({key: str(tmp_path / "elsewhere")})
 
 
-def test_a_run_reads_its_files_and_writes_only_inside_its_run_folder(tiny_model_dir, sentiment_csv, tmp_path,
-                                                                     monkeypatch):
+def test_a_run_reads_its_files_and_writes_only_inside_its_run_folder(
+    tiny_model_dir, sentiment_csv, tmp_path, monkeypatch
+):
     """The data file and the model folder are only read; the working directory stays empty; every new
     file is inside the run's folder (or the dataset cache under HF_HOME)."""
     import shutil
@@ -201,10 +233,14 @@ def test_a_run_reads_its_files_and_writes_only_inside_its_run_folder(tiny_model_
     outside = lambda: {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if "runs" not in p.parts}  # noqa: E731
     before = outside()
     store = RunStore(tmp_path / "runs")
-    config = RunConfig.from_dict({"name": "../../escape", "data": {"dataset": "", "train_file": str(train_file)},
-                                  "model": {"name_or_path": str(model)},
-                                  "train": {"max_steps": 2, "max_length": 16, "train_batch_size": 8, "device": "cpu",
-                                            "eval_steps": 1}})
+    config = RunConfig.from_dict(
+        {
+            "name": "../../escape",
+            "data": {"dataset": "", "train_file": str(train_file)},
+            "model": {"name_or_path": str(model)},
+            "train": {"max_steps": 2, "max_length": 16, "train_batch_size": 8, "device": "cpu", "eval_steps": 1},
+        }
+    )
     run = store.create_run(config)
     assert execute_run(store, run.id, train, threading.Event()) == "completed"
     assert outside() == before

@@ -1,4 +1,5 @@
 """The code behind a run: the generated standalone script runs without the lab and reaches the lab's metric."""
+
 from __future__ import annotations
 
 import json
@@ -14,26 +15,38 @@ from lab.training.engine import train
 
 
 def config_for(task, data_file, model_dir, method):
-    return RunConfig.from_dict({
-        "task": task, "name": f"standalone {task}",
-        "data": {"dataset": "", "train_file": str(data_file)}, "model": {"name_or_path": model_dir},
-        "peft": {"method": method},
-        "train": {"max_steps": 30, "eval_steps": 0, "max_length": 48, "learning_rate": 3e-3, "device": "cpu"}})
+    return RunConfig.from_dict(
+        {
+            "task": task,
+            "name": f"standalone {task}",
+            "data": {"dataset": "", "train_file": str(data_file)},
+            "model": {"name_or_path": model_dir},
+            "peft": {"method": method},
+            "train": {"max_steps": 30, "eval_steps": 0, "max_length": 48, "learning_rate": 3e-3, "device": "cpu"},
+        }
+    )
 
 
 @pytest.mark.parametrize("task, method, metric", [("classification", "lora", "accuracy"), ("ner", "full", "f1")])
-def test_the_generated_script_runs_without_the_lab_and_matches_its_run(task, method, metric, tiny_model_dir,
-                                                                        sentiment_csv, ner_conll, tmp_path):
+def test_the_generated_script_runs_without_the_lab_and_matches_its_run(
+    task, method, metric, tiny_model_dir, sentiment_csv, ner_conll, tmp_path
+):
     config = config_for(task, ner_conll if task == "ner" else sentiment_csv, tiny_model_dir, method)
     script = standalone_script(config)
     assert "import lab" not in script and "from lab" not in script
     path = tmp_path / "run.py"
     path.write_text(script, encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"},
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=tmp_path,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    scripted = json.loads(done.stdout[done.stdout.rindex("{\n"):])[f"test_{metric}"]
+    scripted = json.loads(done.stdout[done.stdout.rindex("{\n") :])[f"test_{metric}"]
     lab = train(config, tmp_path / "lab").metrics[metric]
     assert abs(scripted - lab) <= 0.1, (scripted, lab)
     if task == "ner":

@@ -1,5 +1,6 @@
 """The run store: ordered events that any number of readers follow, safe names, truthful statuses,
 and a database that concurrent writers (threads and processes) do not corrupt."""
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,7 @@ def test_create_run_writes_folder_config_and_queued_status(store: RunStore) -> N
     assert run.status == "queued" and run.name == "My first run" and run.task == "ner"
     assert (folder / "checkpoints").is_dir()
     assert RunConfig.load(folder / "config.yaml").task == "ner"
-    (seq, event), = store.events_since(run.id)
+    ((seq, event),) = store.events_since(run.id)
     assert seq == 1 and isinstance(event, StatusEvent) and event.status == "queued"
 
 
@@ -63,16 +64,35 @@ def test_two_readers_see_the_same_events_and_nothing_is_consumed(store: RunStore
 
 def test_events_come_back_typed(store: RunStore) -> None:
     run_id = make_run(store)
-    eval_event = EvalEvent(step=4, metrics={"f1": 0.5}, per_label=[{"label": "PER", "f1": 0.5}],
-                           confusion={"labels": ["a"], "matrix": [[1]]})
+    eval_event = EvalEvent(
+        step=4,
+        metrics={"f1": 0.5},
+        per_label=[{"label": "PER", "f1": 0.5}],
+        confusion={"labels": ["a"], "matrix": [[1]]},
+    )
     store.append_events(run_id, [eval_event, LogEvent(message="hi", level="warning")])
     _, (_, got_eval), (_, got_log) = store.events_since(run_id)
     assert got_eval == eval_event
     assert isinstance(got_log, LogEvent) and got_log.level == "warning"
 
 
-@pytest.mark.parametrize("name", ["../../x", "../..", "/etc/passwd", "a/../../b", "..\\..\\win", "\x00nul",
-                                  "", ".hidden", "~", "x" * 500, "ünïcødé/../..", "CON"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../x",
+        "../..",
+        "/etc/passwd",
+        "a/../../b",
+        "..\\..\\win",
+        "\x00nul",
+        "",
+        ".hidden",
+        "~",
+        "x" * 500,
+        "ünïcødé/../..",
+        "CON",
+    ],
+)
 def test_run_names_cannot_escape_the_runs_dir(tmp_path: Path, name: str) -> None:
     runs_dir = tmp_path / "deep" / "runs"
     store = RunStore(runs_dir)
@@ -145,10 +165,13 @@ def test_delete_removes_record_events_and_folder(store: RunStore) -> None:
 
 def test_run_of_a_dead_owner_is_interrupted_on_open(store: RunStore) -> None:
     # A process creates a run and exits without running it (a server killed with jobs queued).
-    code = ("import sys; from lab.runs.store import RunStore; from lab.config import RunConfig;"
-            "print(RunStore(sys.argv[1]).create_run(RunConfig(name='orphan')).id)")
-    done = subprocess.run([sys.executable, "-c", code, str(store.runs_dir)], capture_output=True, text=True,
-                          cwd=REPO, check=True)
+    code = (
+        "import sys; from lab.runs.store import RunStore; from lab.config import RunConfig;"
+        "print(RunStore(sys.argv[1]).create_run(RunConfig(name='orphan')).id)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(store.runs_dir)], capture_output=True, text=True, cwd=REPO, check=True
+    )
     orphan_id = done.stdout.strip()
     mine = make_run(store, "mine")
     reopened = RunStore(store.runs_dir)
@@ -207,13 +230,17 @@ def test_concurrent_thread_writers_keep_every_event_in_order(store: RunStore) ->
 def test_concurrent_process_writers_do_not_corrupt_the_store(store: RunStore) -> None:
     run_ids = [make_run(store, "a"), make_run(store, "b")]
     writers, per_writer = 3, 60
-    code = ("import sys; from lab.runs.store import RunStore; from lab.events import LogEvent\n"
-            "store = RunStore(sys.argv[1]); writer = int(sys.argv[2]); run_ids = sys.argv[3:]\n"
-            f"for i in range({per_writer}):\n"
-            "    store.append_events(run_ids[writer % 2],"
-            " [LogEvent(message=f'{writer}:{i}:{j}') for j in range(1 + i % 3)])\n")
-    processes = [subprocess.Popen([sys.executable, "-c", code, str(store.runs_dir), str(w), *run_ids], cwd=REPO)
-                 for w in range(writers)]
+    code = (
+        "import sys; from lab.runs.store import RunStore; from lab.events import LogEvent\n"
+        "store = RunStore(sys.argv[1]); writer = int(sys.argv[2]); run_ids = sys.argv[3:]\n"
+        f"for i in range({per_writer}):\n"
+        "    store.append_events(run_ids[writer % 2],"
+        " [LogEvent(message=f'{writer}:{i}:{j}') for j in range(1 + i % 3)])\n"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, str(store.runs_dir), str(w), *run_ids], cwd=REPO)
+        for w in range(writers)
+    ]
     # This process writes at the same time, through its own connection.
     for i in range(per_writer):
         store.append_events(run_ids[0], [LogEvent(message=f"main:{i}")])
@@ -222,8 +249,9 @@ def test_concurrent_process_writers_do_not_corrupt_the_store(store: RunStore) ->
     _check_writes(store, run_ids, writers, per_writer, extra={run_ids[0]: per_writer})
 
 
-def _check_writes(store: RunStore, run_ids: list[str], writers: int, per_writer: int,
-                  extra: dict[str, int] | None = None) -> None:
+def _check_writes(
+    store: RunStore, run_ids: list[str], writers: int, per_writer: int, extra: dict[str, int] | None = None
+) -> None:
     expected_batch = sum(1 + i % 3 for i in range(per_writer))
     for index, run_id in enumerate(run_ids):
         events = store.events_since(run_id)
@@ -258,7 +286,10 @@ def test_cli_runs_and_show_print_json_for_scripts(store: RunStore, capsys) -> No
     new = make_run(store, "newer")
     assert cli(store, "runs", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(r["id"], r["name"], r["status"]) for r in listed] == [(new, "newer", "queued"), (old, "older", "completed")]
+    assert [(r["id"], r["name"], r["status"]) for r in listed] == [
+        (new, "newer", "queued"),
+        (old, "older", "completed"),
+    ]
     assert cli(store, "show", "older", "--json") == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["status"] == "completed" and shown["metrics"] == {"accuracy": 0.75}
@@ -292,8 +323,9 @@ def test_cli_errors_are_one_line_on_stderr(store: RunStore, monkeypatch, capsys)
     assert len(err.strip().splitlines()) == 1 and "No run" in err
 
 
-def test_a_run_whose_last_events_cannot_be_written_still_ends_with_the_stores_error(store: RunStore,
-                                                                                   monkeypatch) -> None:
+def test_a_run_whose_last_events_cannot_be_written_still_ends_with_the_stores_error(
+    store: RunStore, monkeypatch
+) -> None:
     """SQLite busy past its timeout or full while the sink writes the last events: the run must not
     stay `running` while its owner lives; it fails and says the store could not be written."""
     import sqlite3
@@ -312,8 +344,9 @@ def test_a_run_whose_last_events_cannot_be_written_still_ends_with_the_stores_er
     assert run.message == "The run store could not be written: database or disk is full"
 
 
-def test_a_yaml_config_with_a_train_file_flag_records_the_file_as_the_dataset(store: RunStore, tmp_path: Path,
-                                                                               sentiment_csv: Path) -> None:
+def test_a_yaml_config_with_a_train_file_flag_records_the_file_as_the_dataset(
+    store: RunStore, tmp_path: Path, sentiment_csv: Path
+) -> None:
     from lab.cli.flags import config_from_args
     from lab.cli.main import build_parser
 

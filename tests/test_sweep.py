@@ -1,6 +1,7 @@
 """Sweeps with Optuna: every trial a run in the store, pruned trials marked pruned, a killed sweep resumes
 and runs only the trials still missing. The tiny BERT on the NER fixture: at 5e-3 it tags the fixture's
 entities within 24 steps, at 1e-6 it never leaves all-O, so the median pruner has something to prune."""
+
 import json
 import os
 import signal
@@ -18,9 +19,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sweep_args(tiny_model_dir, ner_conll, name, trials, *extra):
-    return ["sweep", "--task", "ner", "--train-file", str(ner_conll), "--model", tiny_model_dir, "--peft", "full",
-            "--max-steps", "24", "--max-length", "32", "--batch-size", "8", "--set", "train.eval_steps=6",
-            "--param", "train.learning_rate=choice:0.005,0.000001", "--trials", str(trials), "--name", name, *extra]
+    return [
+        "sweep",
+        "--task",
+        "ner",
+        "--train-file",
+        str(ner_conll),
+        "--model",
+        tiny_model_dir,
+        "--peft",
+        "full",
+        "--max-steps",
+        "24",
+        "--max-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--set",
+        "train.eval_steps=6",
+        "--param",
+        "train.learning_rate=choice:0.005,0.000001",
+        "--trials",
+        str(trials),
+        "--name",
+        name,
+        *extra,
+    ]
 
 
 def lab(runs_dir, *args, **popen):
@@ -45,13 +69,21 @@ def test_a_sweep_makes_one_run_per_trial_prunes_the_poor_ones_and_names_the_best
     pruned = [run for run in runs if run["status"] == "pruned"]
     assert pruned, result.stdout  # a trial at 1e-6 after two at 5e-3 sat below the median
     assert all("Pruned by the median pruner at step" in run["message"] for run in pruned)
-    assert all(run["status"] == "completed" and run["metrics"]["f1"] > 0.5 for run in runs
-               if "#" in run["name"] and run not in pruned and run["metrics"].get("f1", 0) > 0)
+    assert all(
+        run["status"] == "completed" and run["metrics"]["f1"] > 0.5
+        for run in runs
+        if "#" in run["name"] and run not in pruned and run["metrics"].get("f1", 0) > 0
+    )
 
 
 def test_a_killed_sweep_resumes_and_runs_only_the_missing_trials(tiny_model_dir, ner_conll, tmp_path):
-    process = lab(tmp_path, *sweep_args(tiny_model_dir, ner_conll, "killed", 4, "--pruner", "none"),
-                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = lab(
+        tmp_path,
+        *sweep_args(tiny_model_dir, ner_conll, "killed", 4, "--pruner", "none"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     told = []
     for line in process.stdout:
         if line.strip().startswith("trial "):
@@ -68,25 +100,31 @@ def test_a_killed_sweep_resumes_and_runs_only_the_missing_trials(tiny_model_dir,
     assert len(finished) == 4
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("train.learning_rate=log:1e-5:1e-2", Param("train.learning_rate", "log", 1e-5, 1e-2)),
-    ("peft.r=int:4:32", Param("peft.r", "int", 4, 32)),
-    ("peft.r=choice:4,8,16", Param("peft.r", "choice", choices=(4, 8, 16))),
-    ("train.learning_rate=choice:1e-3,3e-4", Param("train.learning_rate", "choice", choices=(1e-3, 3e-4))),
-    ("train.optimizer=choice:adamw,sgd", Param("train.optimizer", "choice", choices=("adamw", "sgd"))),
-    ("train.warmup_ratio=float:0:0.2", Param("train.warmup_ratio", "float", 0.0, 0.2)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("train.learning_rate=log:1e-5:1e-2", Param("train.learning_rate", "log", 1e-5, 1e-2)),
+        ("peft.r=int:4:32", Param("peft.r", "int", 4, 32)),
+        ("peft.r=choice:4,8,16", Param("peft.r", "choice", choices=(4, 8, 16))),
+        ("train.learning_rate=choice:1e-3,3e-4", Param("train.learning_rate", "choice", choices=(1e-3, 3e-4))),
+        ("train.optimizer=choice:adamw,sgd", Param("train.optimizer", "choice", choices=("adamw", "sgd"))),
+        ("train.warmup_ratio=float:0:0.2", Param("train.warmup_ratio", "float", 0.0, 0.2)),
+    ],
+)
 def test_the_param_grammar(text, expected):
     assert parse_param(text, RunConfig()) == expected
 
 
-@pytest.mark.parametrize("text, message", [
-    ("train.learning_rate=1e-3", "expected section.field=KIND"),
-    ("train.lr=log:1e-5:1e-2", "unknown config key 'train.lr'"),
-    ("train.learning_rate=log:0:1e-2", "both above 0 for log"),
-    ("peft.r=int:32:4", "needs LOW < HIGH"),
-    ("peft.r=int:a:b", "needs LOW:HIGH numbers"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train.learning_rate=1e-3", "expected section.field=KIND"),
+        ("train.lr=log:1e-5:1e-2", "unknown config key 'train.lr'"),
+        ("train.learning_rate=log:0:1e-2", "both above 0 for log"),
+        ("peft.r=int:32:4", "needs LOW < HIGH"),
+        ("peft.r=int:a:b", "needs LOW:HIGH numbers"),
+    ],
+)
 def test_a_bad_param_is_one_clear_error(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_param(text, RunConfig())

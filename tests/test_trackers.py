@@ -1,4 +1,5 @@
 """TensorBoard files in every run's folder and a real local MLflow store, read back with their own readers."""
+
 import glob
 
 import pytest
@@ -11,11 +12,17 @@ from lab.training.engine import train
 def tracked_run(tiny_model_dir, sentiment_csv, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tracked")
     uri = f"file:{folder / 'mlruns'}"
-    config = RunConfig(task="classification", name="tracked", data=DataConfig(dataset="", train_file=str(sentiment_csv)),
-                       model=ModelConfig(name_or_path=tiny_model_dir), peft=PeftSettings(method="lora", r=4),
-                       train=TrainConfig(learning_rate=3e-3, max_steps=12, train_batch_size=8, eval_steps=6,
-                                         logging_steps=2, max_length=32),
-                       tracking=TrackingConfig(mlflow_uri=uri))
+    config = RunConfig(
+        task="classification",
+        name="tracked",
+        data=DataConfig(dataset="", train_file=str(sentiment_csv)),
+        model=ModelConfig(name_or_path=tiny_model_dir),
+        peft=PeftSettings(method="lora", r=4),
+        train=TrainConfig(
+            learning_rate=3e-3, max_steps=12, train_batch_size=8, eval_steps=6, logging_steps=2, max_length=32
+        ),
+        tracking=TrackingConfig(mlflow_uri=uri),
+    )
     train(config, output_dir=folder / "out")
     return folder / "out", uri
 
@@ -61,10 +68,15 @@ def test_a_run_that_fails_ends_its_mlflow_run_failed_not_running(tiny_model_dir,
             raise OSError("No space left on device")
 
     uri = f"file:{tmp_path / 'mlruns'}"
-    config = RunConfig(task="classification", name="doomed", data=DataConfig(dataset="", train_file=str(sentiment_csv)),
-                       model=ModelConfig(name_or_path=tiny_model_dir), peft=PeftSettings(method="lora", r=4),
-                       train=TrainConfig(learning_rate=3e-3, max_steps=12, train_batch_size=8, eval_steps=6,
-                                         max_length=32), tracking=TrackingConfig(mlflow_uri=uri))
+    config = RunConfig(
+        task="classification",
+        name="doomed",
+        data=DataConfig(dataset="", train_file=str(sentiment_csv)),
+        model=ModelConfig(name_or_path=tiny_model_dir),
+        peft=PeftSettings(method="lora", r=4),
+        train=TrainConfig(learning_rate=3e-3, max_steps=12, train_batch_size=8, eval_steps=6, max_length=32),
+        tracking=TrackingConfig(mlflow_uri=uri),
+    )
     with pytest.raises(OSError, match="No space left"):  # the run's own error surfaces, not a tracker's
         train(config, output_dir=tmp_path / "out", sink=store_gives_up)
     client = mlflow.MlflowClient(tracking_uri=uri)

@@ -1,4 +1,5 @@
 """lab.views: what the app's pages compute, checked without Streamlit."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ def parse_cli(command: str) -> RunConfig:
 
     tokens = shlex.split(command.replace("\\\n", " "))
     assert tokens[:4] == ["python", "-m", "lab", "train"]
-    args = argparse.Namespace(config=None, set=[], **{flag: None for flag in FLAG_TO_KEY})
+    args = argparse.Namespace(config=None, set=[], **dict.fromkeys(FLAG_TO_KEY))
     for flag, value in zip(tokens[4::2], tokens[5::2]):
         name = flag.removeprefix("--").replace("-", "_")
         if name == "set":
@@ -44,13 +45,16 @@ def custom_config(train_file: str) -> RunConfig:
     return config
 
 
-@pytest.mark.parametrize("make", [
-    lambda files: one_click_runs(offline=True)[0].config,
-    lambda files: one_click_runs(offline=True)[1].config,
-    lambda files: one_click_runs(offline=False)[1].config,
-    lambda files: default_config("classification"),
-    lambda files: custom_config(str(files / "ner.conll")),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda files: one_click_runs(offline=True)[0].config,
+        lambda files: one_click_runs(offline=True)[1].config,
+        lambda files: one_click_runs(offline=False)[1].config,
+        lambda files: default_config("classification"),
+        lambda files: custom_config(str(files / "ner.conll")),
+    ],
+)
 def test_cli_command_rebuilds_the_same_config(make, fixtures_dir):
     config = make(fixtures_dir)
     assert parse_cli(cli_command(config)) == config
@@ -69,9 +73,7 @@ def test_one_click_runs_evaluate_early_and_go_offline(monkeypatch):
     assert one_click_runs(offline=False)[1].config.data.dataset == "conll2003"
 
 
-
-def test_with_the_hub_and_a_gpu_the_one_click_cards_train_the_published_recipes(monkeypatch, tiny_model_dir,
-                                                                                 tmp_path):
+def test_with_the_hub_and_a_gpu_the_one_click_cards_train_the_published_recipes(monkeypatch, tiny_model_dir, tmp_path):
     """The hub path, with the hub replaced at its boundary: `load_dataset` returns a CoNLL-2003-shaped
     dataset, and a hub id resolves to the tiny model's folder (what a download would have made)."""
     import datasets
@@ -82,8 +84,10 @@ def test_with_the_hub_and_a_gpu_the_one_click_cards_train_the_published_recipes(
     monkeypatch.delenv("LAB_ONE_CLICK_MODEL", raising=False)
     monkeypatch.delenv("LAB_ONE_CLICK_SET", raising=False)
     imdb, ner = one_click_runs(offline=False, gpu=True)
-    assert (imdb.config.model.name_or_path, ner.config.model.name_or_path) == ("distilbert-base-uncased",
-                                                                               "bert-base-cased")
+    assert (imdb.config.model.name_or_path, ner.config.model.name_or_path) == (
+        "distilbert-base-uncased",
+        "bert-base-cased",
+    )
     recipe = (ner.config.data.dataset, ner.config.data.train_subset, ner.config.train.learning_rate)
     assert recipe == ("conll2003", 0, 5e-5)
     assert all(card.config.model.name_or_path == "minilm" for card in one_click_runs(offline=False, gpu=False))
@@ -91,14 +95,21 @@ def test_with_the_hub_and_a_gpu_the_one_click_cards_train_the_published_recipes(
 
     names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
     features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=names))})
-    split = Dataset.from_dict({"tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]] * 8,
-                               "ner_tags": [[3, 0, 7, 0], [1, 2]] * 8}, features=features)
+    split = Dataset.from_dict(
+        {
+            "tokens": [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]] * 8,
+            "ner_tags": [[3, 0, 7, 0], [1, 2]] * 8,
+        },
+        features=features,
+    )
     asked = []
-    monkeypatch.setattr(datasets, "load_dataset", lambda repo, revision=None: asked.append(repo) or
-                        DatasetDict(train=split, validation=split, test=split))
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda repo, revision=None: asked.append(repo) or DatasetDict(train=split, validation=split, test=split),
+    )
     monkeypatch.setattr("lab.data.builtin.is_offline", lambda: False)
-    monkeypatch.setattr("lab.model.loading.resolve_model_path",
-                        lambda name: asked.append(name) or tiny_model_dir)
+    monkeypatch.setattr("lab.model.loading.resolve_model_path", lambda name: asked.append(name) or tiny_model_dir)
     config = ner.config.with_overrides(["train.max_steps=2", "train.eval_steps=0", "train.device=cpu"])
     result = train(config, tmp_path / "ner")
     assert result.status == "completed"
@@ -106,6 +117,7 @@ def test_with_the_hub_and_a_gpu_the_one_click_cards_train_the_published_recipes(
     report = json.loads((tmp_path / "ner" / "report.json").read_text())
     assert report["data_source"] == "Hugging Face hub: eriktks/conll2003 (refs/convert/parquet)"
     assert report["run"]["model"]["name_or_path"] == "bert-base-cased"
+
 
 def test_one_click_environment_overrides_apply_per_card(monkeypatch):
     monkeypatch.setenv("LAB_ONE_CLICK_MODEL", "/models/tiny")
@@ -117,16 +129,22 @@ def test_one_click_environment_overrides_apply_per_card(monkeypatch):
 
 
 def test_run_view_folds_events_into_tables():
-    per_label = [{"label": "neg", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},
-                 {"label": "pos", "precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 1},
-                 {"label": "macro avg", "precision": 0.75, "recall": 0.75, "f1": 0.6667, "support": 3}]
-    events = [StatusEvent(status="running"), LogEvent(message="device cpu, precision fp32, learning rate 0.001"),
-              StepEvent(step=1, max_steps=4, loss=0.9), StepEvent(step=2, max_steps=4, loss=0.7),
-              EvalEvent(step=2, loss=0.8, metrics={"accuracy": 0.5}, per_label=per_label),
-              StepEvent(step=4, max_steps=4, loss=0.5),
-              EvalEvent(step=4, loss=0.6, metrics={"accuracy": 0.75}, per_label=per_label),
-              EvalEvent(split="test", step=4, metrics={"accuracy": 0.7}, per_label=per_label),
-              ResultEvent(metrics={"accuracy": 0.7}, trainable_params=10, total_params=100)]
+    per_label = [
+        {"label": "neg", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},
+        {"label": "pos", "precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 1},
+        {"label": "macro avg", "precision": 0.75, "recall": 0.75, "f1": 0.6667, "support": 3},
+    ]
+    events = [
+        StatusEvent(status="running"),
+        LogEvent(message="device cpu, precision fp32, learning rate 0.001"),
+        StepEvent(step=1, max_steps=4, loss=0.9),
+        StepEvent(step=2, max_steps=4, loss=0.7),
+        EvalEvent(step=2, loss=0.8, metrics={"accuracy": 0.5}, per_label=per_label),
+        StepEvent(step=4, max_steps=4, loss=0.5),
+        EvalEvent(step=4, loss=0.6, metrics={"accuracy": 0.75}, per_label=per_label),
+        EvalEvent(split="test", step=4, metrics={"accuracy": 0.7}, per_label=per_label),
+        ResultEvent(metrics={"accuracy": 0.7}, trainable_params=10, total_params=100),
+    ]
     view = run_view(events)
     assert view.steps["loss"].tolist() == [0.9, 0.7, 0.5] and view.last_step.step == 4
     assert view.evaluations[["step", "loss", "accuracy"]].values.tolist() == [[2, 0.8, 0.5], [4, 0.6, 0.75]]
@@ -157,10 +175,15 @@ def test_save_upload_keeps_a_safe_name_inside_the_runs_dir(tmp_path):
 
 
 def test_entity_spans_group_words_by_entity():
-    words = "Ada Lovelace met Charles Babbage in London".split()
+    words = ["Ada", "Lovelace", "met", "Charles", "Babbage", "in", "London"]
     tags = ["B-PER", "I-PER", "O", "B-PER", "I-PER", "O", "B-LOC"]
-    assert entity_spans(words, tags) == [("Ada Lovelace", "PER"), ("met", None), ("Charles Babbage", "PER"),
-                                         ("in", None), ("London", "LOC")]
+    assert entity_spans(words, tags) == [
+        ("Ada Lovelace", "PER"),
+        ("met", None),
+        ("Charles Babbage", "PER"),
+        ("in", None),
+        ("London", "LOC"),
+    ]
 
 
 def test_small_formatters():
@@ -170,7 +193,10 @@ def test_small_formatters():
     assert truncated_share([10, 129, 200, 128], 128) == 0.5 and truncated_share([], 128) == 0.0
     # Head-only trains 770 of MiniLM's 22.7 M parameters: a share that must not read as 0%.
     assert [format_share(770, 22_713_986), format_share(74_498, 22_713_986), format_share(1.0)] == [
-        "0.00339%", "0.328%", "100%"]
+        "0.00339%",
+        "0.328%",
+        "100%",
+    ]
     assert format_share(None, 10) == format_share(float("nan")) == "–"
 
 
@@ -190,13 +216,19 @@ def test_a_folder_fed_in_pieces_builds_the_same_view_as_the_whole_log():
     for step in range(1, 3001):
         events.append(StepEvent(step=step, max_steps=3000, loss=1 / step, grad_norm=None if step % 7 else 0.5))
         if step % 500 == 0:
-            events.append(EvalEvent(split="validation", step=step, metrics={"f1": step / 3000},
-                                    per_label=[{"label": "PER", "precision": 1, "recall": 1, "f1": 1, "support": 2}]))
+            events.append(
+                EvalEvent(
+                    split="validation",
+                    step=step,
+                    metrics={"f1": step / 3000},
+                    per_label=[{"label": "PER", "precision": 1, "recall": 1, "f1": 1, "support": 2}],
+                )
+            )
     whole = run_view(events)
     folder = RunViewFolder()
     numbered = list(enumerate(events, start=1))
     for start in range(0, len(numbered), 37):
-        folder.add(numbered[start:start + 37]).view()
+        folder.add(numbered[start : start + 37]).view()
     pieces = folder.view()
     assert folder.seq == len(events)
     pd.testing.assert_frame_equal(pieces.steps, whole.steps)
@@ -220,8 +252,9 @@ def test_the_parameter_chart_shows_where_each_method_trains(tiny_model_dir):
     from lab.views.data_view import parameter_count
 
     def parts(method):
-        config = default_config("classification").with_overrides([f"model.name_or_path={tiny_model_dir}",
-                                                                   f"peft.method={method}"])
+        config = default_config("classification").with_overrides(
+            [f"model.name_or_path={tiny_model_dir}", f"peft.method={method}"]
+        )
         trainable, total, rows = parameter_count(config, 2)
         assert sum(row["trainable"] for row in rows) == trainable and sum(row["total"] for row in rows) == total
         return {row["part"]: row["trainable"] for row in rows}
@@ -240,7 +273,7 @@ def _luminance(colour: str, background: str = "#ffffff") -> float:
 
     def channels(text: str) -> tuple[list[float], float]:
         if text.startswith("#"):
-            return [int(text[i:i + 2], 16) for i in (1, 3, 5)], 1.0
+            return [int(text[i : i + 2], 16) for i in (1, 3, 5)], 1.0
         numbers = [float(n) for n in re.findall(r"[\d.]+", text)]
         return numbers[:3], numbers[3] if len(numbers) > 3 else 1.0
 
@@ -276,16 +309,25 @@ def test_a_method_keeps_its_colour_on_every_chart_of_a_comparison():
 
     colours = series_colours(["full", "lora", "ia3"])
     assert len(set(colours.values())) == 3
-    rows = pd.DataFrame({"method": ["full", "lora", "ia3"], "test": [0.83, 0.85, None],
-                         "trainable share": [1.0, 0.0033, 0.0007]})
+    rows = pd.DataFrame(
+        {"method": ["full", "lora", "ia3"], "test": [0.83, 0.85, None], "trainable share": [1.0, 0.0033, 0.0007]}
+    )
     tradeoff = method_tradeoff(rows, "accuracy", colours)
     assert [(trace.name, trace.marker.color, trace.x[0], trace.y[0]) for trace in tradeoff.data] == [
-        ("full", colours["full"], 100.0, 0.83), ("lora", colours["lora"], pytest.approx(0.33), 0.85)]
+        ("full", colours["full"], 100.0, 0.83),
+        ("lora", colours["lora"], pytest.approx(0.33), 0.85),
+    ]
     bars = per_label_by_method(pd.DataFrame({"lora": [0.8, 0.9], "ia3": [0.7, 0.6]}, index=["neg", "pos"]), colours)
-    assert [(trace.name, trace.marker.color) for trace in bars.data] == [("lora", colours["lora"]),
-                                                                         ("ia3", colours["ia3"])]
-    views = {name: run_view([StepEvent(step=1, loss=0.7), EvalEvent(step=1, metrics={"accuracy": 0.5})])
-             for name in ("ia3", "full")}
+    assert [(trace.name, trace.marker.color) for trace in bars.data] == [
+        ("lora", colours["lora"]),
+        ("ia3", colours["ia3"]),
+    ]
+    views = {
+        name: run_view([StepEvent(step=1, loss=0.7), EvalEvent(step=1, metrics={"accuracy": 0.5})])
+        for name in ("ia3", "full")
+    }
     loss, scores = compare_curves(views, 0.0, "accuracy", colours)
     assert [(trace.name, trace.line.color) for trace in loss.data + scores.data] == [
-        ("ia3", colours["ia3"]), ("full", colours["full"])] * 2
+        ("ia3", colours["ia3"]),
+        ("full", colours["full"]),
+    ] * 2

@@ -7,9 +7,11 @@ test cannot count points in.
 Every figure keeps a fixed `uirevision`, so a chart redrawn each second while a run is live keeps
 the user's zoom and hidden traces. Titles are stable: the browser test finds charts by title.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -23,16 +25,38 @@ HEIGHT = 330
 # Colours per theme: the light theme's pale blue is near invisible on a dark page. Each keeps 3:1 contrast
 # with its page background (tests/test_views.py), the least WCAG asks of lines and bars.
 PALETTES = {
-    "light": {"raw": "rgba(31,119,180,0.8)", "line": "rgb(31,119,180)", "validation": "rgb(214,39,40)",
-              "bar": "rgb(31,119,180)", "table_bar": "#9ecae1", "background": "#ffffff"},
-    "dark": {"raw": "rgba(125,185,255,0.6)", "line": "rgb(125,185,255)", "validation": "rgb(255,120,110)",
-             "bar": "rgb(125,185,255)", "table_bar": "#2f6690", "background": "#0e1117"},
+    "light": {
+        "raw": "rgba(31,119,180,0.8)",
+        "line": "rgb(31,119,180)",
+        "validation": "rgb(214,39,40)",
+        "bar": "rgb(31,119,180)",
+        "table_bar": "#9ecae1",
+        "background": "#ffffff",
+    },
+    "dark": {
+        "raw": "rgba(125,185,255,0.6)",
+        "line": "rgb(125,185,255)",
+        "validation": "rgb(255,120,110)",
+        "bar": "rgb(125,185,255)",
+        "table_bar": "#2f6690",
+        "background": "#0e1117",
+    },
 }
 
 
 # One distinct colour per label (the theme's default sequence is shades of one blue), and per data-map region.
-LABEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-                 "#17becf")
+LABEL_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 REGION_COLOURS = {"easy": "#2ca02c", "ambiguous": "#ff7f0e", "hard": "#d62728"}
 
 
@@ -53,13 +77,16 @@ def palette() -> dict[str, str]:
     return PALETTES["dark" if theme == "dark" else "light"]
 
 
-def _layout(figure: go.Figure, title: str, x_title: str = "", y_title: str = "",
-            height: int = HEIGHT) -> go.Figure:
+def _layout(figure: go.Figure, title: str, x_title: str = "", y_title: str = "", height: int = HEIGHT) -> go.Figure:
     # The legend goes under the plot: above it, it collides with the title on narrow screens.
-    figure.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height,
-                         margin=dict(l=10, r=10, t=40, b=10), uirevision=title,
-                         legend=dict(orientation="h", yanchor="top", y=-0.32, xanchor="left", x=0),
-                         hovermode="x unified")
+    figure.update_layout(
+        title=dict(text=title, x=0, xanchor="left"),
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        uirevision=title,
+        legend=dict(orientation="h", yanchor="top", y=-0.32, xanchor="left", x=0),
+        hovermode="x unified",
+    )
     figure.update_xaxes(title_text=x_title)
     figure.update_yaxes(title_text=y_title)
     return figure
@@ -71,15 +98,30 @@ def training_loss(steps: pd.DataFrame, smoothing: float, evaluations: Optional[p
     figure, colours = go.Figure(), palette()
     if not steps.empty:
         x, loss = steps["step"].tolist(), steps["loss"].tolist()
-        figure.add_scatter(x=thinned(x), y=thinned(loss), mode="lines+markers", name=t("chart.training"),
-                           line=dict(color=colours["raw"], width=1), marker=dict(size=4))
+        figure.add_scatter(
+            x=thinned(x),
+            y=thinned(loss),
+            mode="lines+markers",
+            name=t("chart.training"),
+            line=dict(color=colours["raw"], width=1),
+            marker=dict(size=4),
+        )
         if smoothing > 0:
-            figure.add_scatter(x=thinned(x), y=thinned(smooth(loss, smoothing)), mode="lines",
-                               name=t("chart.smoothed", smoothing=f"{smoothing:g}"),
-                               line=dict(color=colours["line"], width=2.5))
+            figure.add_scatter(
+                x=thinned(x),
+                y=thinned(smooth(loss, smoothing)),
+                mode="lines",
+                name=t("chart.smoothed", smoothing=f"{smoothing:g}"),
+                line=dict(color=colours["line"], width=2.5),
+            )
     if evaluations is not None and not evaluations.empty:
-        figure.add_scatter(x=evaluations["step"].tolist(), y=evaluations["loss"].tolist(), mode="lines+markers",
-                           name=t("chart.validation"), line=dict(color=colours["validation"], dash="dash"))
+        figure.add_scatter(
+            x=evaluations["step"].tolist(),
+            y=evaluations["loss"].tolist(),
+            mode="lines+markers",
+            name=t("chart.validation"),
+            line=dict(color=colours["validation"], dash="dash"),
+        )
     return _layout(figure, t("chart.training_loss"), t("chart.step"), t("chart.loss"))
 
 
@@ -109,24 +151,46 @@ def confusion_heatmap(confusion: dict, normalize: bool) -> go.Figure:
     text = values.map(lambda v: f"{v:.2f}") if normalize else values.astype(str)
     # Numbers in the cells only while they fit; with many labels they stay in the hover.
     template = "%{text}" if len(labels) <= 12 else None
-    figure = go.Figure(go.Heatmap(z=values.values, x=labels, y=labels, text=text.values, texttemplate=template,
-                                  colorscale="Blues", showscale=False,
-                                  hovertemplate=t("chart.confusion_hover") + "<extra></extra>"))
+    figure = go.Figure(
+        go.Heatmap(
+            z=values.values,
+            x=labels,
+            y=labels,
+            text=text.values,
+            texttemplate=template,
+            colorscale="Blues",
+            showscale=False,
+            hovertemplate=t("chart.confusion_hover") + "<extra></extra>",
+        )
+    )
     figure.update_yaxes(autorange="reversed")
     size = max(300, min(700, 40 * len(labels) + 120))
-    figure = _layout(figure, t("chart.confusion_share") if normalize else t("chart.confusion"),
-                     t("chart.predicted"), t("chart.true"), height=size)
+    figure = _layout(
+        figure,
+        t("chart.confusion_share") if normalize else t("chart.confusion"),
+        t("chart.predicted"),
+        t("chart.true"),
+        height=size,
+    )
     figure.update_layout(hovermode="closest")
     return figure
 
 
 def label_probabilities(probabilities: dict[str, float]) -> go.Figure:
     ordered = sorted(probabilities.items(), key=lambda item: item[1])
-    figure = go.Figure(go.Bar(x=[p for _, p in ordered], y=[label for label, _ in ordered], orientation="h",
-                              text=[f"{p:.1%}" for _, p in ordered], textposition="auto"))
+    figure = go.Figure(
+        go.Bar(
+            x=[p for _, p in ordered],
+            y=[label for label, _ in ordered],
+            orientation="h",
+            text=[f"{p:.1%}" for _, p in ordered],
+            textposition="auto",
+        )
+    )
     figure.update_xaxes(range=[0, 1])
-    figure = _layout(figure, t("chart.probabilities"), t("chart.probability"), "",
-                     height=max(160, 60 + 36 * len(ordered)))
+    figure = _layout(
+        figure, t("chart.probabilities"), t("chart.probability"), "", height=max(160, 60 + 36 * len(ordered))
+    )
     figure.update_layout(hovermode="closest")
     return figure
 
@@ -141,32 +205,55 @@ def label_distribution(counts: pd.DataFrame, task: str) -> go.Figure:
 
 def token_length_histogram(lengths: Sequence[int], max_length: int, model: str) -> go.Figure:
     figure = go.Figure(go.Histogram(x=list(lengths), nbinsx=50, name=t("chart.examples")))
-    figure.add_vline(x=max_length, line_dash="dash", line_color="firebrick",
-                     annotation_text=f"max_length {max_length}", annotation_position="top right")
+    figure.add_vline(
+        x=max_length,
+        line_dash="dash",
+        line_color="firebrick",
+        annotation_text=f"max_length {max_length}",
+        annotation_position="top right",
+    )
     figure = _layout(figure, t("chart.token_lengths", model=model), t("chart.tokens"), t("chart.examples"))
     figure.update_layout(hovermode="closest", showlegend=False)
     return figure
 
 
-def compare_curves(views: dict[str, RunView], smoothing: float, metric: Optional[str],
-                   colours: Optional[dict[str, str]] = None) -> tuple[go.Figure, go.Figure]:
+def compare_curves(
+    views: dict[str, RunView], smoothing: float, metric: Optional[str], colours: Optional[dict[str, str]] = None
+) -> tuple[go.Figure, go.Figure]:
     """Training loss (smoothed) and the validation metric of several runs on shared axes."""
     colours = colours or series_colours(list(views))
     loss, scores = go.Figure(), go.Figure()
     for name, view in views.items():
         line = dict(color=colours.get(name))
         if not view.steps.empty:
-            loss.add_scatter(x=thinned(view.steps["step"].tolist()),
-                             y=thinned(smooth(view.steps["loss"].tolist(), smoothing)), mode="lines", name=name,
-                             line=line)
+            loss.add_scatter(
+                x=thinned(view.steps["step"].tolist()),
+                y=thinned(smooth(view.steps["loss"].tolist(), smoothing)),
+                mode="lines",
+                name=name,
+                line=line,
+            )
         if metric and metric in view.evaluations:
-            scores.add_scatter(x=view.evaluations["step"].tolist(), y=view.evaluations[metric].tolist(),
-                               mode="lines+markers", name=name, line=line, marker=line)
+            scores.add_scatter(
+                x=view.evaluations["step"].tolist(),
+                y=view.evaluations[metric].tolist(),
+                mode="lines+markers",
+                name=name,
+                line=line,
+                marker=line,
+            )
     scores.update_yaxes(range=[0, 1.02])
     height = _legend_height(len(views))
-    return (_layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss"), height=height),
-            _layout(scores, t("chart.validation_metric", metric=metric or t("chart.metric")), t("chart.step"),
-                    metric or "", height=height))
+    return (
+        _layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss"), height=height),
+        _layout(
+            scores,
+            t("chart.validation_metric", metric=metric or t("chart.metric")),
+            t("chart.step"),
+            metric or "",
+            height=height,
+        ),
+    )
 
 
 def method_tradeoff(rows: pd.DataFrame, metric: str, colours: Optional[dict[str, str]] = None) -> go.Figure:
@@ -179,13 +266,23 @@ def method_tradeoff(rows: pd.DataFrame, metric: str, colours: Optional[dict[str,
     # beside the points overlap.
     points = zip(done["method"].tolist(), done["trainable share"].tolist(), done["test"].tolist())
     for method, share, score in points:
-        figure.add_scatter(x=[100 * share], y=[score], name=method, mode="markers",
-                           marker=dict(size=12, color=colours.get(method)),
-                           hovertemplate=f"{method}: %{{y:.3f}}, %{{x:.3g}}%<extra></extra>")
+        figure.add_scatter(
+            x=[100 * share],
+            y=[score],
+            name=method,
+            mode="markers",
+            marker=dict(size=12, color=colours.get(method)),
+            hovertemplate=f"{method}: %{{y:.3f}}, %{{x:.3g}}%<extra></extra>",
+        )
     figure.update_xaxes(type="log")
     figure.update_yaxes(range=[0, 1.05])
-    figure = _layout(figure, t("chart.method_tradeoff", metric=metric), t("chart.trainable_share"),
-                     t("chart.test_metric", metric=metric), height=_legend_height(len(done)))
+    figure = _layout(
+        figure,
+        t("chart.method_tradeoff", metric=metric),
+        t("chart.trainable_share"),
+        t("chart.test_metric", metric=metric),
+        height=_legend_height(len(done)),
+    )
     figure.update_layout(hovermode="closest")
     return figure
 
@@ -205,31 +302,53 @@ def per_label_by_method(table: pd.DataFrame, colours: Optional[dict[str, str]] =
 
 def rank_heatmap(table: pd.DataFrame, step: int) -> go.Figure:
     """AdaLoRA's ranks at one evaluation: layers (rows) x adapted matrices (columns), colour = rank kept."""
-    figure = go.Figure(go.Heatmap(z=table.values.tolist(), x=[str(c) for c in table.columns],
-                                  y=[t("chart.part.layer", number=i) for i in table.index],
-                                  text=table.values.tolist(), texttemplate="%{text}", colorscale="Viridis",
-                                  zmin=0, colorbar=dict(title=t("chart.rank")),
-                                  hovertemplate="%{y} · %{x}: %{z}<extra></extra>"))
+    figure = go.Figure(
+        go.Heatmap(
+            z=table.values.tolist(),
+            x=[str(c) for c in table.columns],
+            y=[t("chart.part.layer", number=i) for i in table.index],
+            text=table.values.tolist(),
+            texttemplate="%{text}",
+            colorscale="Viridis",
+            zmin=0,
+            colorbar=dict(title=t("chart.rank")),
+            hovertemplate="%{y} · %{x}: %{z}<extra></extra>",
+        )
+    )
     figure.update_yaxes(autorange="reversed")
     figure = _layout(figure, t("chart.ranks", step=step), "", "", height=max(260, 45 * len(table) + 110))
     figure.update_layout(hovermode="closest")
     return figure
 
 
-def projection(points: Sequence[Sequence[float]], labels: Sequence[str], step: int,
-               ranges: Optional[tuple[list[float], list[float]]] = None) -> go.Figure:
+def projection(
+    points: Sequence[Sequence[float]],
+    labels: Sequence[str],
+    step: int,
+    ranges: Optional[tuple[list[float], list[float]]] = None,
+) -> go.Figure:
     """The validation examples' sentence vectors in 2-D (PCA), one colour per gold label; fixed `ranges`
     keep the frames of a run on the same axes."""
     figure = go.Figure()
     for label, colour in series_colours(sorted(set(labels))).items():
         chosen = [point for point, gold in zip(points, labels) if gold == label]
-        figure.add_scatter(x=[p[0] for p in chosen], y=[p[1] for p in chosen], mode="markers", name=label,
-                           marker=dict(size=6, opacity=0.8, color=colour))
+        figure.add_scatter(
+            x=[p[0] for p in chosen],
+            y=[p[1] for p in chosen],
+            mode="markers",
+            name=label,
+            marker=dict(size=6, opacity=0.8, color=colour),
+        )
     if ranges:
         figure.update_xaxes(range=ranges[0])
         figure.update_yaxes(range=ranges[1])
-    figure = _layout(figure, t("chart.projection", step=step), t("chart.component", number=1),
-                     t("chart.component", number=2), height=380)
+    figure = _layout(
+        figure,
+        t("chart.projection", step=step),
+        t("chart.component", number=1),
+        t("chart.component", number=2),
+        height=380,
+    )
     figure.update_layout(hovermode="closest")
     return figure
 
@@ -240,11 +359,16 @@ def data_map(frame: pd.DataFrame) -> go.Figure:
     figure = go.Figure()
     for region in ("easy", "ambiguous", "hard"):
         rows = frame[frame["region"] == region]
-        figure.add_scatter(x=rows["variability"].tolist(), y=rows["confidence"].tolist(), mode="markers",
-                           name=t(f"chart.region.{region}"), text=[text[:80] for text in rows["text"]],
-                           customdata=rows["label"].tolist(),
-                           marker=dict(size=5, opacity=0.7, color=REGION_COLOURS[region]),
-                           hovertemplate="%{text}<br>%{customdata} · %{y:.2f} ± %{x:.2f}<extra></extra>")
+        figure.add_scatter(
+            x=rows["variability"].tolist(),
+            y=rows["confidence"].tolist(),
+            mode="markers",
+            name=t(f"chart.region.{region}"),
+            text=[text[:80] for text in rows["text"]],
+            customdata=rows["label"].tolist(),
+            marker=dict(size=5, opacity=0.7, color=REGION_COLOURS[region]),
+            hovertemplate="%{text}<br>%{customdata} · %{y:.2f} ± %{x:.2f}<extra></extra>",
+        )
     figure.update_yaxes(range=[0, 1.02])
     figure = _layout(figure, t("chart.data_map"), t("chart.variability"), t("chart.confidence"), height=400)
     figure.update_layout(hovermode="closest")
@@ -255,9 +379,15 @@ def parameters_by_part(parts: Sequence[dict]) -> go.Figure:
     """Trainable parameters per part of the model (log scale, so LoRA's thousands show beside full
     fine-tuning's millions); the hover tells the part's total."""
     names = [_part_name(row["part"]) for row in parts]
-    figure = go.Figure(go.Bar(x=names, y=[row["trainable"] or None for row in parts],
-                              customdata=[[row["trainable"], row["total"]] for row in parts],
-                              hovertemplate=t("chart.part_hover") + "<extra></extra>", marker_color=palette()["bar"]))
+    figure = go.Figure(
+        go.Bar(
+            x=names,
+            y=[row["trainable"] or None for row in parts],
+            customdata=[[row["trainable"], row["total"]] for row in parts],
+            hovertemplate=t("chart.part_hover") + "<extra></extra>",
+            marker_color=palette()["bar"],
+        )
+    )
     figure.update_yaxes(type="log")
     figure = _layout(figure, t("chart.parameters_by_part"), "", t("chart.trainable"), height=260)
     figure.update_layout(hovermode="closest")
@@ -280,8 +410,10 @@ def sweep_figures(study, metric: str) -> tuple[go.Figure, go.Figure]:
     names = {"Best Value": t("chart.best_so_far"), "Infeasible Trial": t("chart.infeasible_trial")}
     for trace in history.data:
         trace.name = names.get(trace.name, trace.name)
-    figures = (_layout(history, t("chart.sweep_history"), t("chart.trial"), name),
-               _layout(optuna_figures.plot_parallel_coordinate(study, target_name=name), t("chart.sweep_parallel")))
+    figures = (
+        _layout(history, t("chart.sweep_history"), t("chart.trial"), name),
+        _layout(optuna_figures.plot_parallel_coordinate(study, target_name=name), t("chart.sweep_parallel")),
+    )
     for figure in figures:
         figure.update_layout(hovermode="closest")
     return figures

@@ -5,11 +5,12 @@ The library (lab/) never imports streamlit; this package is the app's side of th
 runner lives in `st.cache_resource`, so every browser tab, reload and page talks to the same
 runner, and training threads never touch `st.*` (they only write to the run store).
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import streamlit as st
 
@@ -27,8 +28,15 @@ PLAYGROUND_PAGE = "pages/5_Playground.py"
 COMPARE_PAGE = "pages/6_Compare.py"
 SWEEPS_PAGE = "pages/7_Sweeps.py"
 
-STATUS_COLOURS = {"queued": "gray", "running": "blue", "completed": "green", "failed": "red", "cancelled": "orange",
-                  "interrupted": "orange", "pruned": "violet"}
+STATUS_COLOURS = {
+    "queued": "gray",
+    "running": "blue",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "orange",
+    "interrupted": "orange",
+    "pruned": "violet",
+}
 
 
 @st.cache_resource(show_spinner=False)
@@ -47,6 +55,7 @@ def _runner(runs_dir: str):
 def _warm_up() -> threading.Thread:
     """Import the training stack (torch, transformers, peft: 10-30 s on a small CPU) in the background
     once per server, so the first launch does not wait for it."""
+
     def load() -> None:
         import lab.training.engine  # noqa: F401
 
@@ -78,13 +87,16 @@ def get_runner():
 
 
 # Each page and the catalogue key of its name.
-NAVIGATION = ((HOME_PAGE, "pages.home", ":material/home:"), (DATA_PAGE, "pages.data", ":material/dataset:"),
-              (NEW_RUN_PAGE, "pages.new_run", ":material/tune:"),
-              (LIVE_PAGE, "pages.live_run", ":material/monitoring:"),
-              (RUNS_PAGE, "pages.runs", ":material/table_rows:"),
-              (COMPARE_PAGE, "pages.compare", ":material/compare:"),
-              (SWEEPS_PAGE, "pages.sweeps", ":material/manage_search:"),
-              (PLAYGROUND_PAGE, "pages.playground", ":material/science:"))
+NAVIGATION = (
+    (HOME_PAGE, "pages.home", ":material/home:"),
+    (DATA_PAGE, "pages.data", ":material/dataset:"),
+    (NEW_RUN_PAGE, "pages.new_run", ":material/tune:"),
+    (LIVE_PAGE, "pages.live_run", ":material/monitoring:"),
+    (RUNS_PAGE, "pages.runs", ":material/table_rows:"),
+    (COMPARE_PAGE, "pages.compare", ":material/compare:"),
+    (SWEEPS_PAGE, "pages.sweeps", ":material/manage_search:"),
+    (PLAYGROUND_PAGE, "pages.playground", ":material/science:"),
+)
 
 
 def page_setup(page_key: str) -> None:
@@ -93,8 +105,12 @@ def page_setup(page_key: str) -> None:
     "app"; the pages themselves still come from the pages/ folder."""
     # An "About" entry brings back the app menu that toolbarMode "minimal" hides, and with it Streamlit's
     # own light / dark / system theme choice (kept per browser).
-    st.set_page_config(page_title=f"{t(page_key)} · {t('app.name')}", page_icon=":material/science:",
-                       layout="wide", menu_items={"About": t("app.about")})
+    st.set_page_config(
+        page_title=f"{t(page_key)} · {t('app.name')}",
+        page_icon=":material/science:",
+        layout="wide",
+        menu_items={"About": t("app.about")},
+    )
     _warm_up()
     with st.sidebar:
         st.markdown(f"**{t('app.name')}**")

@@ -11,12 +11,14 @@ Two kinds of text are not keys of their own, so each keeps one source:
 - the library's messages (LabError, a run's status message): English as the library wrote it; in
   Chinese when it matches one of the English templates under `messages.` (`message`), else as is.
 """
+
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import streamlit as st
 import yaml
@@ -72,8 +74,9 @@ def language() -> str:
 def language_switch() -> None:
     """The sidebar's choice of language; it keeps the choice in the URL."""
     current = language()
-    chosen = st.sidebar.segmented_control(t("app.language"), list(LANGUAGES), default=current,
-                                          format_func=LANGUAGES.get, key="language-switch")
+    chosen = st.sidebar.segmented_control(
+        t("app.language"), list(LANGUAGES), default=current, format_func=LANGUAGES.get, key="language-switch"
+    )
     if chosen and chosen != current:
         st.session_state[_CHOSEN] = chosen
         st.query_params["lang"] = chosen

@@ -1,8 +1,9 @@
 """Widgets more than one page draws the same way."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import streamlit as st
 
@@ -30,8 +31,13 @@ def column_mapping(task: str, data: DataConfig, key: Callable[[str], str] = str)
         label, current = t(f"field.data.{name}"), getattr(data, name)
         with column:
             if columns:
-                chosen = st.selectbox(label, columns, index=columns.index(current) if current in columns else 0,
-                                      key=key(f"data.{name}.{data.train_file}"), help=field_help("data", name))
+                chosen = st.selectbox(
+                    label,
+                    columns,
+                    index=columns.index(current) if current in columns else 0,
+                    key=key(f"data.{name}.{data.train_file}"),
+                    help=field_help("data", name),
+                )
             else:
                 chosen = st.text_input(label, current, key=key(f"data.{name}"), help=field_help("data", name))
         setattr(data, name, chosen)

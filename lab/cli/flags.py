@@ -4,6 +4,7 @@ Flags exist for the settings people change most; every other field goes through 
 The app shows `cli_command(config)` beside its form, so a run started in the browser can be repeated
 in a terminal.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,13 +17,25 @@ from lab.config import RunConfig, default_config
 
 # CLI flag -> config key, for the flags the issue names (everything else goes through --set).
 FLAG_TO_KEY = {
-    "task": "task", "name": "name", "dataset": "data.dataset", "train_file": "data.train_file",
-    "validation_file": "data.validation_file", "test_file": "data.test_file", "text_column": "data.text_column",
-    "label_column": "data.label_column", "train_subset": "data.train_subset", "eval_subset": "data.eval_subset",
-    "model": "model.name_or_path", "peft": "peft.method", "lr": "train.learning_rate",
+    "task": "task",
+    "name": "name",
+    "dataset": "data.dataset",
+    "train_file": "data.train_file",
+    "validation_file": "data.validation_file",
+    "test_file": "data.test_file",
+    "text_column": "data.text_column",
+    "label_column": "data.label_column",
+    "train_subset": "data.train_subset",
+    "eval_subset": "data.eval_subset",
+    "model": "model.name_or_path",
+    "peft": "peft.method",
+    "lr": "train.learning_rate",
     "head_lr": "train.head_learning_rate",
-    "batch_size": "train.train_batch_size", "epochs": "train.epochs", "max_steps": "train.max_steps",
-    "max_length": "train.max_length", "seed": "train.seed",
+    "batch_size": "train.train_batch_size",
+    "epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "max_length": "train.max_length",
+    "seed": "train.seed",
 }
 
 
@@ -30,8 +43,11 @@ def config_from_args(args: argparse.Namespace, budget: Optional[RunConfig] = Non
     """The config a command's YAML and flags describe. Without a YAML it starts from `budget` (a command's
     own default, kept whatever data the flags pick), else from the task's default config."""
     base = RunConfig.load(args.config) if args.config else budget or default_config(args.task or "classification")
-    assignments = [f"{FLAG_TO_KEY[flag]}={value}" for flag, value in vars(args).items()
-                   if flag in FLAG_TO_KEY and value is not None]
+    assignments = [
+        f"{FLAG_TO_KEY[flag]}={value}"
+        for flag, value in vars(args).items()
+        if flag in FLAG_TO_KEY and value is not None
+    ]
     if args.train_file and args.dataset is None:
         # A file picked on the command line replaces the dataset of the default or of the YAML.
         assignments.insert(0, "data.dataset=")
@@ -48,13 +64,25 @@ def add_config_flags(parser: argparse.ArgumentParser, one_method: bool = True) -
     from lab.config import PEFT_METHODS, TASKS, field_help
 
     parser.add_argument("config", nargs="?", help="A YAML config (see `python -m lab config --example ner`).")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override any config field, e.g. --set train.warmup_ratio=0.1 (repeatable).")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override any config field, e.g. --set train.warmup_ratio=0.1 (repeatable).",
+    )
     parser.add_argument("--task", choices=TASKS, help=field_help("", "task"))
     parser.add_argument("--name", help=field_help("", "name"))
     parser.add_argument("--dataset", help=field_help("data", "dataset"))
-    for flag in ("train_file", "validation_file", "test_file", "text_column", "label_column",
-                 "train_subset", "eval_subset"):
+    for flag in (
+        "train_file",
+        "validation_file",
+        "test_file",
+        "text_column",
+        "label_column",
+        "train_subset",
+        "eval_subset",
+    ):
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, help=field_help("data", flag))
     parser.add_argument("--model", help=field_help("model", "name_or_path"))
     if one_method:

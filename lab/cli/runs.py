@@ -5,6 +5,7 @@
 user can fix raise LabError, which the CLI prints as one line. The runs directory is
 `args.runs_dir` when the main parser defines it, else `LAB_RUNS_DIR`, else `./runs`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,24 +51,35 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
 
     cancel = subparsers.add_parser("cancel", help="Stop a queued or running run at its next optimizer step.")
     cancel.add_argument("run", help="Run id, name, or the start of an id.")
-    cancel.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                        help="Wait up to this long for the run to stop and print its final status.")
+    cancel.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Wait up to this long for the run to stop and print its final status.",
+    )
     cancel.set_defaults(handler=cmd_cancel)
 
-    resume = subparsers.add_parser("resume", help="Continue an interrupted, cancelled or failed run from its "
-                                                  "last checkpoint, in this terminal.")
+    resume = subparsers.add_parser(
+        "resume", help="Continue an interrupted, cancelled or failed run from its last checkpoint, in this terminal."
+    )
     resume.add_argument("run", help="Run id, name, or the start of an id.")
     resume.set_defaults(handler=cmd_resume)
 
-    export = subparsers.add_parser("export", help="Export a completed run's model: ONNX, adapters merged, "
-                                                  "checked against torch with onnxruntime.")
+    export = subparsers.add_parser(
+        "export", help="Export a completed run's model: ONNX, adapters merged, checked against torch with onnxruntime."
+    )
     export.add_argument("run", help="Run id, name, or the start of an id.")
-    export.add_argument("--onnx", required=True, metavar="DIR", help="Folder for model.onnx, the tokenizer and "
-                                                                     "labels.json.")
+    export.add_argument(
+        "--onnx", required=True, metavar="DIR", help="Folder for model.onnx, the tokenizer and labels.json."
+    )
     export.set_defaults(handler=cmd_export)
 
-    push = subparsers.add_parser("push", help="Upload a completed run's model or adapter folder, with its model "
-                                              "card, to the Hugging Face hub (token: HF_TOKEN or your login).")
+    push = subparsers.add_parser(
+        "push",
+        help="Upload a completed run's model or adapter folder, with its model "
+        "card, to the Hugging Face hub (token: HF_TOKEN or your login).",
+    )
     push.add_argument("run", help="Run id, name, or the start of an id.")
     push.add_argument("repo_id", help="OWNER/NAME of the hub repository (created when it does not exist).")
     push.add_argument("--private", action="store_true", help="Create the repository private.")
@@ -94,8 +106,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("No runs yet. Start one with: python -m lab train CONFIG.yaml")
         return 0
-    rows = [(run.id, run.name, run.status, run.task, run.model, run.peft_method, _when(run.created_at),
-             _headline(run.metrics)) for run in runs]
+    rows = [
+        (
+            run.id,
+            run.name,
+            run.status,
+            run.task,
+            run.model,
+            run.peft_method,
+            _when(run.created_at),
+            _headline(run.metrics),
+        )
+        for run in runs
+    ]
     print(_table(("id", "name", "status", "task", "model", "peft", "created", "metrics"), rows))
     return 0
 
@@ -106,9 +129,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     store = open_store(args)
     run, model_dir = completed_model_dir(store, args.run)
     result = export_onnx(model_dir, args.onnx, test_texts(store.load_config(run.id)))
-    print(f"exported {result.path} (dynamic batch and sequence axes; tokenizer and labels.json beside it); "
-          f"onnxruntime vs torch on {result.examples} test examples: max abs logit difference "
-          f"{result.max_abs_difference:.2e}")
+    print(
+        f"exported {result.path} (dynamic batch and sequence axes; tokenizer and labels.json beside it); "
+        f"onnxruntime vs torch on {result.examples} test examples: max abs logit difference "
+        f"{result.max_abs_difference:.2e}"
+    )
     return 0
 
 
@@ -167,10 +192,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = open_store(args)
     run = store.find_run(args.run)
     checkpoint = prepare_resume(store, run.id)
-    print(f"Resuming run {run.id} from {checkpoint.name}." if checkpoint else
-          f"Run {run.id} has no checkpoint yet: starting it over from step 0.", file=sys.stderr)
-    code = continue_in_foreground(store, run.id, sink=lambda event: print(line, file=sys.stderr)
-                                  if (line := format_event(event)) else None)
+    print(
+        f"Resuming run {run.id} from {checkpoint.name}."
+        if checkpoint
+        else f"Run {run.id} has no checkpoint yet: starting it over from step 0.",
+        file=sys.stderr,
+    )
+    code = continue_in_foreground(
+        store, run.id, sink=lambda event: print(line, file=sys.stderr) if (line := format_event(event)) else None
+    )
     run = store.get_run(run.id)
     print(f"Run {run.id} {run.status}" + (f": {run.message}" if run.message else "."))
     return code
@@ -187,8 +217,24 @@ def cmd_delete(args: argparse.Namespace) -> int:
 # ---- what gets printed --------------------------------------------------------------------------
 def run_summary(run: RunRecord) -> dict[str, Any]:
     """One entry of `runs --json`."""
-    keys = ("id", "name", "status", "message", "task", "dataset", "model", "peft_method", "executor",
-            "num_devices", "created_at", "started_at", "finished_at", "metrics", "attempt", "group_name")
+    keys = (
+        "id",
+        "name",
+        "status",
+        "message",
+        "task",
+        "dataset",
+        "model",
+        "peft_method",
+        "executor",
+        "num_devices",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "metrics",
+        "attempt",
+        "group_name",
+    )
     return {key: getattr(run, key) for key in keys}
 
 
@@ -205,13 +251,14 @@ def run_details(store: RunStore, run: RunRecord) -> dict[str, Any]:
 
 
 def describe_run(store: RunStore, run: RunRecord, with_traceback: bool = False) -> str:
-    lines = [f"Run {run.id}  ({run.name})",
-             f"Status:   {run.status}" + (f": {run.message}" if run.message else ""),
-             f"Task:     {run.task} on {run.dataset}; model {run.model}; PEFT {run.peft_method}; "
-             f"{run.executor} executor, {run.num_devices} device(s), attempt {run.attempt}",
-             f"Created:  {_when(run.created_at)}   started: {_when(run.started_at)}   "
-             f"finished: {_when(run.finished_at)}",
-             f"Folder:   {store.run_dir(run.id)}"]
+    lines = [
+        f"Run {run.id}  ({run.name})",
+        f"Status:   {run.status}" + (f": {run.message}" if run.message else ""),
+        f"Task:     {run.task} on {run.dataset}; model {run.model}; PEFT {run.peft_method}; "
+        f"{run.executor} executor, {run.num_devices} device(s), attempt {run.attempt}",
+        f"Created:  {_when(run.created_at)}   started: {_when(run.started_at)}   finished: {_when(run.finished_at)}",
+        f"Folder:   {store.run_dir(run.id)}",
+    ]
     if run.output_dir:
         lines.append(f"Output:   {run.output_dir}")
     if run.metrics:

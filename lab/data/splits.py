@@ -11,12 +11,13 @@ IOB2 or BIOES; IOB1 is rewritten as IOB2 so training and scoring see IOB2 or BIO
 with the run's seed (stratified by label for classification), then `train_subset` /
 `eval_subset` take seeded samples. Every user mistake is a DataError naming the file and line.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
@@ -58,8 +59,9 @@ def load_splits(data_cfg: DataConfig, task: str, seed: int, log: Callable[[str],
     splits = {name: _encode(raw, task, label_names) for name, raw in bundle.splits.items()}
     _carve_missing(splits, data_cfg, task, seed, notes)
     _take_subsets(splits, data_cfg, task, seed, notes)
-    return LoadedData(DatasetDict({name: splits[name] for name in SPLITS}), label_names,
-                      bundle.source, notes, tag_scheme)
+    return LoadedData(
+        DatasetDict({name: splits[name] for name in SPLITS}), label_names, bundle.source, notes, tag_scheme
+    )
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -103,19 +105,25 @@ def _prepare_classification(splits: dict[str, RawExamples]) -> list[str]:
     train = splits["train"]
     label_names = sorted(set(train.labels), key=_label_order)
     if len(label_names) < 2:
-        raise DataError(f"{train.origin}: every training example has the label {label_names[0]!r}; "
-                        "classification needs at least two classes.")
+        raise DataError(
+            f"{train.origin}: every training example has the label {label_names[0]!r}; "
+            "classification needs at least two classes."
+        )
     if len(label_names) > MAX_LABEL_SHARE * len(train.labels) and len(label_names) > MIN_LABELS_TO_SUSPECT:
-        raise DataError(f"{Path(train.origin).name}: {len(label_names):,} different labels in {len(train.labels):,} "
-                        "rows: nearly every row is a class of its own, so the label column holds text, not classes. "
-                        "Choose the column that holds the class.")
+        raise DataError(
+            f"{Path(train.origin).name}: {len(label_names):,} different labels in {len(train.labels):,} "
+            "rows: nearly every row is a class of its own, so the label column holds text, not classes. "
+            "Choose the column that holds the class."
+        )
     known = set(label_names)
     for split in ("validation", "test"):
         raw = splits.get(split)
         for index, label in enumerate(raw.labels if raw else []):
             if label not in known:
-                raise DataError(f"{raw.where(index)}: label {label!r} never appears in train "
-                                f"({train.origin}); train labels are {', '.join(label_names)}.")
+                raise DataError(
+                    f"{raw.where(index)}: label {label!r} never appears in train "
+                    f"({train.origin}); train labels are {', '.join(label_names)}."
+                )
     return label_names
 
 
@@ -128,21 +136,24 @@ def _prepare_ner(splits: dict[str, RawExamples], setting: str, notes: list[str])
     if scheme == "IOB1":
         for raw in splits.values():
             raw.labels = [iob1_to_iob2(tags) for tags in raw.labels]
-        notes.append("The tags are IOB1 (entities open with I-); they were converted to IOB2 for training "
-                     "and scoring.")
+        notes.append("The tags are IOB1 (entities open with I-); they were converted to IOB2 for training and scoring.")
         scheme = "IOB2"
     label_names = ner_label_names(train.labels)
     if len(label_names) < 2:
-        raise DataError(f"{train.origin}: every tag is 'O', so there is no entity to learn. Tag the entities "
-                        "(B-PER, I-PER, ...), or use classification for one label per text.")
+        raise DataError(
+            f"{train.origin}: every tag is 'O', so there is no entity to learn. Tag the entities "
+            "(B-PER, I-PER, ...), or use classification for one label per text."
+        )
     known = set(label_names)
     for split in ("validation", "test"):
         raw = splits.get(split)
         for index, tags in enumerate(raw.labels if raw else []):
             for word, tag in enumerate(tags):
                 if tag not in known:
-                    raise DataError(f"{raw.where(index, word)}: tag {tag!r} never appears in train "
-                                    f"({train.origin}); train tags are {', '.join(label_names)}.")
+                    raise DataError(
+                        f"{raw.where(index, word)}: tag {tag!r} never appears in train "
+                        f"({train.origin}); train tags are {', '.join(label_names)}."
+                    )
     return scheme, label_names
 
 
@@ -179,13 +190,14 @@ def _split_off(dataset: Dataset, size: float | int, task: str, seed: int) -> tup
     try:
         rest, part = train_test_split(indices, test_size=size, random_state=seed)
     except ValueError as exc:
-        raise DataError(f"Too few training examples ({len(dataset)}) to carve validation and test splits "
-                        f"from ({exc}). Give more data, or a validation_file and a test_file.") from None
+        raise DataError(
+            f"Too few training examples ({len(dataset)}) to carve validation and test splits "
+            f"from ({exc}). Give more data, or a validation_file and a test_file."
+        ) from None
     return dataset.select(rest), dataset.select(part), False
 
 
-def _carve_missing(splits: dict[str, Dataset], data_cfg: DataConfig, task: str, seed: int,
-                   notes: list[str]) -> None:
+def _carve_missing(splits: dict[str, Dataset], data_cfg: DataConfig, task: str, seed: int, notes: list[str]) -> None:
     """Carve test, then validation, out of train when the data has none (shares of the original train)."""
     carved: list[str] = []
     stratified = True
@@ -209,14 +221,17 @@ def _sample(dataset: Dataset, count: int, task: str, seed: int) -> Dataset:
     return _split_off(dataset, len(dataset) - count, task, seed)[0]
 
 
-def _take_subsets(splits: dict[str, Dataset], data_cfg: DataConfig, task: str, seed: int,
-                  notes: list[str]) -> None:
+def _take_subsets(splits: dict[str, Dataset], data_cfg: DataConfig, task: str, seed: int, notes: list[str]) -> None:
     if 0 < data_cfg.train_subset < len(splits["train"]):
-        notes.append(f"Training on a seeded sample of {data_cfg.train_subset:,} of "
-                     f"{len(splits['train']):,} train examples (train_subset).")
+        notes.append(
+            f"Training on a seeded sample of {data_cfg.train_subset:,} of "
+            f"{len(splits['train']):,} train examples (train_subset)."
+        )
         splits["train"] = _sample(splits["train"], data_cfg.train_subset, task, seed)
     for split in ("validation", "test"):
         if 0 < data_cfg.eval_subset < len(splits[split]):
-            notes.append(f"Evaluating on a seeded sample of {data_cfg.eval_subset:,} of "
-                         f"{len(splits[split]):,} {split} examples (eval_subset).")
+            notes.append(
+                f"Evaluating on a seeded sample of {data_cfg.eval_subset:,} of "
+                f"{len(splits[split]):,} {split} examples (eval_subset)."
+            )
             splits[split] = _sample(splits[split], data_cfg.eval_subset, task, seed)

@@ -6,9 +6,10 @@ adjacent entities of the same type. Training and evaluation run on IOB2 or BIOES
 converted to IOB2 (the same entities, spelled the IOB2 way); BIOES stays BIOES, because converting
 it would lose nothing but seqeval can score it as it is (`seqeval` scheme IOBES).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from lab.errors import DataError
 
@@ -36,7 +37,8 @@ def check_tags(sentences: Sequence[Sequence[str]], scheme: str, where: Locator) 
                 continue
             raise DataError(
                 f"{where(i, j)}: tag {tag!r} is not valid in the {scheme} scheme; tags are 'O' or "
-                f"PREFIX-TYPE with PREFIX one of {', '.join(allowed)} (e.g. {allowed[0]}-PER).")
+                f"PREFIX-TYPE with PREFIX one of {', '.join(allowed)} (e.g. {allowed[0]}-PER)."
+            )
 
 
 def _starts_with_inside(tags: Sequence[str]) -> bool:
@@ -75,7 +77,7 @@ def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
 
 
 def ner_label_names(sentences: Iterable[Sequence[str]]) -> list[str]:
-    """"O" first, then the other tags sorted by entity type, then prefix (B-LOC, I-LOC, B-PER, ...)."""
+    """ "O" first, then the other tags sorted by entity type, then prefix (B-LOC, I-LOC, B-PER, ...)."""
     seen = {tag for tags in sentences for tag in tags} - {"O"}
     ordered = sorted(seen, key=lambda tag: (split_tag(tag)[1], split_tag(tag)[0]))
     return ["O", *ordered]

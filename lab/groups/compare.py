@@ -6,10 +6,12 @@ data split is the same for every run (data.split_seed), so their test metrics ar
 examples. The app queues the runs through the job runner; `python -m lab compare` trains them one
 after another in the terminal. Either way the group's name ties them together on the Runs page.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from lab.config import PEFT_METHODS, RunConfig, default_config
 from lab.errors import ConfigError
@@ -37,8 +39,9 @@ def comparison_base(task: str) -> RunConfig:
     WNUT-16 for NER), so nine runs take minutes each on a laptop CPU."""
     from lab.groups.one_click import one_click_runs
 
-    return next((card.config for card in one_click_runs(offline=True) if card.config.task == task),
-                default_config(task))
+    return next(
+        (card.config for card in one_click_runs(offline=True) if card.config.task == task), default_config(task)
+    )
 
 
 GROUP_PREFIX = "compare "  # a comparison's group name starts so (a sweep's with "sweep ")

@@ -6,6 +6,7 @@ Two environment variables make them smaller for demos and tests:
   e.g. `train.max_steps=300;data.train_subset=400`; prefix one with a card key (`imdb:` or
   `conll:`) to change only that card, e.g. `conll:train.max_steps=100000`.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,16 +42,20 @@ def one_click_runs(offline: bool, gpu: bool = False) -> list[OneClick]:
 
 def _laptop_cards(offline: bool) -> list[OneClick]:
     imdb = RunConfig(
-        task="classification", name="IMDB sentiment (one click)",
+        task="classification",
+        name="IMDB sentiment (one click)",
         data=DataConfig(dataset="imdb", train_subset=1500, eval_subset=200),
         peft=PeftSettings(method="lora", r=8, alpha=16),
         # 256 tokens: reviews are long, and at 128 the best method stayed at 0.832 over 3 seeds (README).
-        train=TrainConfig(epochs=1.0, max_length=256, train_batch_size=16, eval_steps=25, logging_steps=5))
+        train=TrainConfig(epochs=1.0, max_length=256, train_batch_size=16, eval_steps=25, logging_steps=5),
+    )
     ner = RunConfig(
-        task="ner", name="CoNLL-2003 NER (one click)" if not offline else "WNUT-16 NER (one click)",
+        task="ner",
+        name="CoNLL-2003 NER (one click)" if not offline else "WNUT-16 NER (one click)",
         data=DataConfig(dataset="wnut16" if offline else "conll2003", train_subset=1200, eval_subset=200),
         peft=PeftSettings(method="full"),
-        train=TrainConfig(epochs=3.0, max_length=64, train_batch_size=16, eval_steps=25, logging_steps=5))
+        train=TrainConfig(epochs=3.0, max_length=64, train_batch_size=16, eval_steps=25, logging_steps=5),
+    )
     return [OneClick("imdb", "laptop", imdb), OneClick("conll", "laptop", ner, offline_substitute=offline)]
 
 
@@ -58,19 +63,39 @@ def _recipe_cards() -> list[OneClick]:
     """The settings of the recipes behind the published figures (HF's text-classification tutorial
     for DistilBERT on IMDB, the token-classification example for bert-base-cased on CoNLL-2003)."""
     imdb = RunConfig(
-        task="classification", name="IMDB sentiment (one click, DistilBERT)",
+        task="classification",
+        name="IMDB sentiment (one click, DistilBERT)",
         data=DataConfig(dataset="imdb", train_subset=0, eval_subset=0),
         model=ModelConfig(name_or_path="distilbert-base-uncased"),
         peft=PeftSettings(method="full"),
-        train=TrainConfig(learning_rate=2e-5, epochs=2.0, max_length=512, train_batch_size=32, eval_steps=200,
-                          logging_steps=20, warmup_ratio=0.0, weight_decay=0.01))
+        train=TrainConfig(
+            learning_rate=2e-5,
+            epochs=2.0,
+            max_length=512,
+            train_batch_size=32,
+            eval_steps=200,
+            logging_steps=20,
+            warmup_ratio=0.0,
+            weight_decay=0.01,
+        ),
+    )
     ner = RunConfig(
-        task="ner", name="CoNLL-2003 NER (one click, BERT cased)",
+        task="ner",
+        name="CoNLL-2003 NER (one click, BERT cased)",
         data=DataConfig(dataset="conll2003", train_subset=0, eval_subset=0),
         model=ModelConfig(name_or_path="bert-base-cased"),
         peft=PeftSettings(method="full"),
-        train=TrainConfig(learning_rate=5e-5, epochs=3.0, max_length=128, train_batch_size=32, eval_steps=200,
-                          logging_steps=20, warmup_ratio=0.0, weight_decay=0.0))
+        train=TrainConfig(
+            learning_rate=5e-5,
+            epochs=3.0,
+            max_length=128,
+            train_batch_size=32,
+            eval_steps=200,
+            logging_steps=20,
+            warmup_ratio=0.0,
+            weight_decay=0.0,
+        ),
+    )
     return [OneClick("imdb", "recipe", imdb), OneClick("conll", "recipe", ner)]
 
 

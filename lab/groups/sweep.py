@@ -11,12 +11,14 @@ sweep after a crash or a restart and runs only the trials still missing. Trials 
 A `--param` is `section.field=KIND:...`: `log:LOW:HIGH` (float, log scale), `float:LOW:HIGH`,
 `int:LOW:HIGH` or `choice:A,B,...` (values parsed as YAML scalars).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import yaml
 
@@ -55,7 +57,7 @@ class Param:
         return {"key": self.key, "kind": self.kind, "low": self.low, "high": self.high, "choices": list(self.choices)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Param":
+    def from_dict(cls, data: dict[str, Any]) -> Param:
         return cls(data["key"], data["kind"], data["low"], data["high"], tuple(data["choices"]))
 
 
@@ -65,8 +67,10 @@ def parse_param(text: str, base: Optional[RunConfig] = None) -> Param:
     kind, _, rest = spec.partition(":")
     key, kind = key.strip(), kind.strip()
     if not sep or not key or kind not in KINDS or not rest:
-        raise ConfigError(f"--param {text!r}: expected section.field=KIND:..., KIND one of {', '.join(KINDS)} "
-                          "(log:1e-5:1e-2, float:0:0.3, int:4:32, choice:4,8,16).")
+        raise ConfigError(
+            f"--param {text!r}: expected section.field=KIND:..., KIND one of {', '.join(KINDS)} "
+            "(log:1e-5:1e-2, float:0:0.3, int:4:32, choice:4,8,16)."
+        )
     if base is not None and key not in base.flat():
         raise ConfigError(f"--param {text!r}: unknown config key {key!r}.")
     if kind == "choice":
@@ -118,8 +122,10 @@ def create_study(store: RunStore, setup: SweepSetup):
 
     path = study_path(store, setup.name)
     if path.exists():
-        raise LabError(f"A sweep named {setup.name!r} exists; continue it with python -m lab sweep --resume "
-                       f"{setup.name!r}, or choose another --name.")
+        raise LabError(
+            f"A sweep named {setup.name!r} exists; continue it with python -m lab sweep --resume "
+            f"{setup.name!r}, or choose another --name."
+        )
     study = optuna.create_study(study_name=setup.name, storage=_storage(path), direction=setup.direction)
     study.set_user_attr("base", setup.base.to_dict())
     study.set_user_attr("params", [param.to_dict() for param in setup.params])
@@ -137,9 +143,16 @@ def load_study(store: RunStore, name: str) -> tuple[Any, SweepSetup]:
     study = optuna.load_study(study_name=name, storage=_storage(path))
     attrs = study.user_attrs
     base = RunConfig.from_dict(attrs["base"])
-    setup = SweepSetup(name=name, base=base, params=[Param.from_dict(data) for data in attrs["params"]],
-                       trials=int(attrs["trials"]), metric=attrs["metric"], direction=study.direction.name.lower(),
-                       pruner=attrs["pruner"], seed=int(attrs["seed"]))
+    setup = SweepSetup(
+        name=name,
+        base=base,
+        params=[Param.from_dict(data) for data in attrs["params"]],
+        trials=int(attrs["trials"]),
+        metric=attrs["metric"],
+        direction=study.direction.name.lower(),
+        pruner=attrs["pruner"],
+        seed=int(attrs["seed"]),
+    )
     return study, setup
 
 
@@ -148,16 +161,24 @@ def _sampler_and_pruner(setup: SweepSetup, finished: int):
 
     # Seeded, and offset by the trials already told, so a resumed sweep does not redraw the first ones.
     sampler = optuna.samplers.TPESampler(seed=setup.seed + finished)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if setup.pruner == "median" \
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        if setup.pruner == "median"
         else optuna.pruners.NopPruner()
+    )
     return sampler, pruner
 
 
 RunTrial = Callable[[RunConfig, str, EventSink, Callable[[], bool]], str]
 
 
-def run_sweep(store: RunStore, study, setup: SweepSetup, run_trial: RunTrial,
-              on_trial: Callable[[int, str, Optional[float]], None] = lambda number, status, value: None) -> Any:
+def run_sweep(
+    store: RunStore,
+    study,
+    setup: SweepSetup,
+    run_trial: RunTrial,
+    on_trial: Callable[[int, str, Optional[float]], None] = lambda number, status, value: None,
+) -> Any:
     """Ask, train, tell until `setup.trials` trials have ended (completed, pruned or failed). A trial left
     running by a crash is told failed and run again. `run_trial(config, group, sink, prune)` trains one
     run (sink: its events; prune(): a check the sink may use) and returns its run id."""
@@ -168,8 +189,10 @@ def run_sweep(store: RunStore, study, setup: SweepSetup, run_trial: RunTrial,
     done = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     sampler, pruner = _sampler_and_pruner(setup, len(done))
     study.sampler, study.pruner = sampler, pruner
-    while len([t for t in study.get_trials(deepcopy=False)
-               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) < setup.trials:
+    while (
+        len([t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)])
+        < setup.trials
+    ):
         trial = study.ask()
         values = {param.key: param.suggest(trial) for param in setup.params}
         config = setup.base.with_overrides([f"{key}={_scalar(value)}" for key, value in values.items()])
@@ -177,20 +200,17 @@ def run_sweep(store: RunStore, study, setup: SweepSetup, run_trial: RunTrial,
         best: list[float] = []
         pruned_at: list[int] = []
 
-        def sink(event: Event) -> None:
-            if isinstance(event, EvalEvent) and event.split == "validation" and setup.metric in event.metrics:
-                best.append(event.metrics[setup.metric])
-                trial.report(event.metrics[setup.metric], event.step)
-                if not pruned_at and trial.should_prune():
-                    pruned_at.append(event.step)
-
-        run_id = run_trial(config, group_of(setup.name), sink, lambda: bool(pruned_at))
+        sink = _trial_sink(setup.metric, trial, best, pruned_at)
+        run_id = run_trial(config, group_of(setup.name), sink, lambda: bool(pruned_at))  # noqa: B023
         trial.set_user_attr("run_id", run_id)
         run = store.get_run(run_id)
         value = (max(best) if setup.direction == "maximize" else min(best)) if best else None
         if pruned_at and run.status in ("cancelled", "completed"):
-            store.mark_pruned(run_id, f"Pruned by the {setup.pruner} pruner at step {pruned_at[0]}: its validation "
-                                      f"{setup.metric} was below the median of earlier trials at that step.")
+            store.mark_pruned(
+                run_id,
+                f"Pruned by the {setup.pruner} pruner at step {pruned_at[0]}: its validation "
+                f"{setup.metric} was below the median of earlier trials at that step.",
+            )
             study.tell(trial, state=TrialState.PRUNED)
             on_trial(trial.number, "pruned", value)
         elif run.status == "completed" and value is not None:
@@ -241,7 +261,7 @@ def runner_trial(runner, store: RunStore, poll_seconds: float = 0.5) -> RunTrial
         run_id, seq = runner.submit(config, group=group), 0
         while True:
             ended = not store.get_run(run_id).is_active  # read before the events, so none is missed
-            for seq, event in store.events_since(run_id, seq):
+            for seq, event in store.events_since(run_id, seq):  # noqa: B007, B020 (the cursor moves on)
                 sink(event)
             if ended:
                 return run_id
@@ -282,3 +302,16 @@ def sweep_names(store: RunStore) -> list[str]:
     for path in paths:
         names += [summary.study_name for summary in optuna.get_all_study_summaries(_storage(path))]
     return names
+
+
+def _trial_sink(metric: str, trial: Any, best: list[float], pruned_at: list[int]) -> EventSink:
+    """Reads one trial's validation metric: the best so far, and the step its pruner stopped it at."""
+
+    def sink(event: Event) -> None:
+        if isinstance(event, EvalEvent) and event.split == "validation" and metric in event.metrics:
+            best.append(event.metrics[metric])
+            trial.report(event.metrics[metric], event.step)
+            if not pruned_at and trial.should_prune():
+                pruned_at.append(event.step)
+
+    return sink

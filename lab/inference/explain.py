@@ -8,6 +8,7 @@ numbers push towards the target, negative ones away; together they add up to abo
 gained over the baseline (`delta` says how far off that sum is). Works for full fine-tuning and for
 adapter models alike: the gradients flow through whatever the model trains.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,7 +43,7 @@ class Explanation:
         return {"attributions": [round(a, 4) for a in self.attributions], "explained": explained}
 
 
-def explain(predictor: "Predictor", text: str, word: Optional[int] = None, steps: int = DEFAULT_STEPS) -> Explanation:
+def explain(predictor: Predictor, text: str, word: Optional[int] = None, steps: int = DEFAULT_STEPS) -> Explanation:
     """Attributions of each whitespace-separated word of `text` to the predicted label, or for NER to the
     tag predicted for word number `word` (default: the first word tagged as part of an entity, else the
     first word)."""
@@ -50,16 +51,19 @@ def explain(predictor: "Predictor", text: str, word: Optional[int] = None, steps
     if not words:
         raise LabError("Nothing to explain: the text is empty.")
     if predictor.task == "ner":
-        encoded = predictor.tokenizer(words, is_split_into_words=True, truncation=True,
-                                      max_length=predictor.max_length, return_tensors="pt")
+        encoded = predictor.tokenizer(
+            words, is_split_into_words=True, truncation=True, max_length=predictor.max_length, return_tensors="pt"
+        )
         token_words = encoded.word_ids(0)
     elif predictor.tokenizer.is_fast:
-        encoded = predictor.tokenizer(text, truncation=True, max_length=predictor.max_length,
-                                      return_offsets_mapping=True, return_tensors="pt")
+        encoded = predictor.tokenizer(
+            text, truncation=True, max_length=predictor.max_length, return_offsets_mapping=True, return_tensors="pt"
+        )
         token_words = _words_of_tokens(text, encoded.pop("offset_mapping")[0].tolist())
     else:  # no character offsets: the words pre-split, as a WordPiece tokenizer would split them anyway
-        encoded = predictor.tokenizer(words, is_split_into_words=True, truncation=True,
-                                      max_length=predictor.max_length, return_tensors="pt")
+        encoded = predictor.tokenizer(
+            words, is_split_into_words=True, truncation=True, max_length=predictor.max_length, return_tensors="pt"
+        )
         token_words = encoded.word_ids(0)
     model, device = predictor.model, predictor.device
     input_ids = encoded["input_ids"].to(device)
@@ -68,14 +72,17 @@ def explain(predictor: "Predictor", text: str, word: Optional[int] = None, steps
         probabilities = model(input_ids=input_ids, attention_mask=attention_mask).logits.float().softmax(-1)
     if predictor.task == "ner":
         first_piece = word_predictions(token_words, list(range(len(token_words))), len(words))
-        tags = probabilities[0, predictor.virtual_tokens:].argmax(-1)
+        tags = probabilities[0, predictor.virtual_tokens :].argmax(-1)
         if word is None:
-            tagged = [i for i, p in enumerate(first_piece)
-                      if p is not None and predictor.label_names[int(tags[p])] != "O"]
+            tagged = [
+                i for i, p in enumerate(first_piece) if p is not None and predictor.label_names[int(tags[p])] != "O"
+            ]
             word = tagged[0] if tagged else 0
         if not 0 <= word < len(words) or first_piece[word] is None:
-            raise LabError(f"Word {word} is not in the text the model sees (it has {len(words)} words, "
-                           f"{predictor.max_length} sub-word tokens at most).")
+            raise LabError(
+                f"Word {word} is not in the text the model sees (it has {len(words)} words, "
+                f"{predictor.max_length} sub-word tokens at most)."
+            )
         position = predictor.virtual_tokens + first_piece[word]
         target = int(tags[first_piece[word]])
         select = (slice(None), position, target)
@@ -96,8 +103,13 @@ def explain(predictor: "Predictor", text: str, word: Optional[int] = None, steps
     baseline = torch.where(special, input_ids[0], torch.full_like(input_ids[0], pad)).unsqueeze(0)
     integrated = LayerIntegratedGradients(target_probability, model.get_input_embeddings())
     with torch.inference_mode(False), torch.enable_grad():
-        per_token, delta = integrated.attribute(input_ids, baselines=baseline, additional_forward_args=(attention_mask,),
-                                                n_steps=steps, return_convergence_delta=True)
+        per_token, delta = integrated.attribute(
+            input_ids,
+            baselines=baseline,
+            additional_forward_args=(attention_mask,),
+            n_steps=steps,
+            return_convergence_delta=True,
+        )
     per_token = per_token.sum(-1)[0].tolist()
     scores = [0.0] * len(words)
     for token, word_index in enumerate(token_words):
@@ -105,8 +117,14 @@ def explain(predictor: "Predictor", text: str, word: Optional[int] = None, steps
             scores[word_index] += per_token[token]
     label = predictor.label_names[target]
     probability = float(probabilities[select][0])
-    return Explanation(words=words, attributions=scores, target=label, probability=probability,
-                       delta=float(delta[0]), word=word if predictor.task == "ner" else None)
+    return Explanation(
+        words=words,
+        attributions=scores,
+        target=label,
+        probability=probability,
+        delta=float(delta[0]),
+        word=word if predictor.task == "ner" else None,
+    )
 
 
 def _words_of_tokens(text: str, offsets: list[list[int]]) -> list[Optional[int]]:

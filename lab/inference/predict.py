@@ -1,4 +1,5 @@
 """Using a finished run's saved model: labels with probabilities, or one tag per word."""
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,18 @@ class Prediction:
 
     def to_dict(self, task: str) -> dict[str, Any]:
         if task == "ner":
-            return {"text": self.text, "words": self.words, "tags": self.tags,
-                    "scores": [round(s, 4) for s in self.tag_scores]}
-        return {"text": self.text, "label": self.label, "score": round(self.score, 4),
-                "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()}}
+            return {
+                "text": self.text,
+                "words": self.words,
+                "tags": self.tags,
+                "scores": [round(s, 4) for s in self.tag_scores],
+            }
+        return {
+            "text": self.text,
+            "label": self.label,
+            "score": round(self.score, 4),
+            "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+        }
 
 
 def find_model_dir(path: str | Path) -> Path:
@@ -39,8 +48,10 @@ def find_model_dir(path: str | Path) -> Path:
     for candidate in (path, path / "model"):
         if (candidate / MODEL_INFO_FILE).is_file():
             return candidate
-    raise LabError(f"{path} holds no saved model: give the --output folder of a finished run "
-                   f"(it contains model/{MODEL_INFO_FILE}).")
+    raise LabError(
+        f"{path} holds no saved model: give the --output folder of a finished run "
+        f"(it contains model/{MODEL_INFO_FILE})."
+    )
 
 
 class Predictor:
@@ -73,10 +84,16 @@ class Predictor:
             if self.info["peft_method"] in NO_ADAPTER_METHODS:
                 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-                auto_class = AutoModelForTokenClassification if self.task == "ner" else AutoModelForSequenceClassification
+                auto_class = (
+                    AutoModelForTokenClassification if self.task == "ner" else AutoModelForSequenceClassification
+                )
                 return use_pooling(auto_class.from_pretrained(str(self.model_dir), trust_remote_code=trust), pooling)
-            base = load_model(ModelConfig(name_or_path=self.info["base_model"], trust_remote_code=trust),
-                              self.task, self.label_names, pad_token_id=self.tokenizer.pad_token_id)
+            base = load_model(
+                ModelConfig(name_or_path=self.info["base_model"], trust_remote_code=trust),
+                self.task,
+                self.label_names,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
         finally:
             hf_logging.set_verbosity(verbosity)
         from peft import PeftModel
@@ -84,8 +101,10 @@ class Predictor:
         try:
             return PeftModel.from_pretrained(use_pooling(base, pooling), str(self.model_dir))
         except (OSError, ValueError) as exc:
-            raise ModelError(f"Could not load the adapter in {self.model_dir} over "
-                             f"{resolve_model_path(self.info['base_model'])}: {exc}") from None
+            raise ModelError(
+                f"Could not load the adapter in {self.model_dir} over "
+                f"{resolve_model_path(self.info['base_model'])}: {exc}"
+            ) from None
 
     @torch.inference_mode()
     def predict(self, texts: list[str], split_punctuation: bool = False) -> list[Prediction]:
@@ -99,16 +118,21 @@ class Predictor:
         encoded = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
         probabilities = self.model(**encoded).logits[0].float().softmax(-1).tolist()
         best = max(range(len(probabilities)), key=probabilities.__getitem__)
-        return Prediction(text=text, label=self.label_names[best], score=probabilities[best],
-                          probabilities=dict(zip(self.label_names, probabilities)))
+        return Prediction(
+            text=text,
+            label=self.label_names[best],
+            score=probabilities[best],
+            probabilities=dict(zip(self.label_names, probabilities)),
+        )
 
     def _predict_words(self, text: str, words: list[str]) -> Prediction:
         if not words:
             return Prediction(text=text)
-        encoded = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="pt")
+        encoded = self.tokenizer(
+            words, is_split_into_words=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         word_ids = encoded.word_ids(0)
-        logits = self.model(**encoded.to(self.device)).logits[0, self.virtual_tokens:]
+        logits = self.model(**encoded.to(self.device)).logits[0, self.virtual_tokens :]
         scores, best = logits.float().softmax(-1).max(-1)
         # The engine's scorer maps tokens to words with the same rule: a word cut by max_length is "O".
         tags = word_tags(word_ids, best.tolist(), len(words), self.label_names)

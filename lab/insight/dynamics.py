@@ -1,11 +1,13 @@
 """Each training example's probability of its gold label (a NER sentence's: of its least believed word's
 gold tag) every time training sees it, for the data map (Swayamdipta et al., 2020, "Dataset
 Cartography"); written to `training_dynamics.json` beside the report."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -48,9 +50,12 @@ class TrainingDynamics:
 
     def to_dict(self) -> dict[str, Any]:
         epochs = sorted(self.by_epoch)
-        return {"texts": self.texts, "labels": self.labels,
-                "epochs": [[self.by_epoch[e].get(i, (None, None))[0] for i in range(len(self.texts))] for e in epochs],
-                "correct": [[self.by_epoch[e].get(i, (None, None))[1] for i in range(len(self.texts))] for e in epochs]}
+        return {
+            "texts": self.texts,
+            "labels": self.labels,
+            "epochs": [[self.by_epoch[e].get(i, (None, None))[0] for i in range(len(self.texts))] for e in epochs],
+            "correct": [[self.by_epoch[e].get(i, (None, None))[1] for i in range(len(self.texts))] for e in epochs],
+        }
 
     def write(self, folder: Path) -> None:
         (folder / DYNAMICS_FILE).write_text(json.dumps(self.to_dict()), encoding="utf-8")

@@ -1,9 +1,11 @@
 """The validation examples' sentence vectors (the head's input) at each evaluation, projected to 2-D by a
 PCA fitted at the first evaluation (ProjectionEvent)."""
+
 from __future__ import annotations
 
 import random
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from transformers import TrainerCallback
@@ -26,8 +28,15 @@ class ProjectionCallback(TrainerCallback):
     """Captures the head's input for a fixed sample of validation examples at every validation evaluation
     (a forward pre-hook, active only in eval mode) and emits their 2-D PCA coordinates."""
 
-    def __init__(self, emit: EventSink, head: torch.nn.Module, labels_in_order: Sequence[str], split_name,
-                 seed: int = 0, points: int = PROJECTION_POINTS):
+    def __init__(
+        self,
+        emit: EventSink,
+        head: torch.nn.Module,
+        labels_in_order: Sequence[str],
+        split_name,
+        seed: int = 0,
+        points: int = PROJECTION_POINTS,
+    ):
         self.emit, self.split_name = emit, split_name  # split_name(): the split being evaluated now
         count = len(labels_in_order)
         self.positions = sorted(random.Random(seed).sample(range(count), min(points, count)))
@@ -52,5 +61,8 @@ class ProjectionCallback(TrainerCallback):
             _, _, right = torch.linalg.svd(sample - self.mean, full_matrices=False)
             self.components = right[:2].T
         points = ((sample - self.mean) @ self.components).tolist()
-        self.emit(ProjectionEvent(step=state.global_step, points=[[round(x, 4), round(y, 4)] for x, y in points],
-                                  labels=list(self.labels)))
+        self.emit(
+            ProjectionEvent(
+                step=state.global_step, points=[[round(x, 4), round(y, 4)] for x, y in points], labels=list(self.labels)
+            )
+        )

@@ -1,4 +1,5 @@
 """The rank each AdaLoRA matrix keeps, read at each evaluation (RankEvent)."""
+
 from __future__ import annotations
 
 import torch

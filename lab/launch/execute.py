@@ -3,6 +3,7 @@
 Every way a job can end lands in the store: a result, a user's mistake (LabError), out of memory,
 a full disk, Ctrl-C, SIGTERM, any other exception.
 """
+
 from __future__ import annotations
 
 import errno
@@ -15,9 +16,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory, one_line
 from lab.events import EventSink
@@ -54,8 +56,14 @@ def on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def execute_run(store: RunStore, run_id: str, train_fn: TrainFn, should_stop: threading.Event,
-                extra_sink: Optional[EventSink] = None, message: str = "") -> str:
+def execute_run(
+    store: RunStore,
+    run_id: str,
+    train_fn: TrainFn,
+    should_stop: threading.Event,
+    extra_sink: Optional[EventSink] = None,
+    message: str = "",
+) -> str:
     """Claim a queued run, train it, record the final status; returns that status. Never raises for
     a training error: the error is the run's outcome (KeyboardInterrupt and SIGTERM included). The
     final status is written even when the last events cannot be (a busy or full store)."""
@@ -67,8 +75,13 @@ def execute_run(store: RunStore, run_id: str, train_fn: TrainFn, should_stop: th
     try:
         run = store.get_run(run_id)
         config = store.load_config(run_id)
-        result = train_fn(config, store.output_dir(run), tee(sink, extra_sink) if extra_sink else sink,
-                          should_stop=should_stop, resume_from_checkpoint=run.resume_from or None)
+        result = train_fn(
+            config,
+            store.output_dir(run),
+            tee(sink, extra_sink) if extra_sink else sink,
+            should_stop=should_stop,
+            resume_from_checkpoint=run.resume_from or None,
+        )
     except BaseException as exc:  # noqa: BLE001 - every way a job can end must land in the store
         raised, trace = exc, getattr(exc, "remote_traceback", "") or traceback.format_exc()
     finally:
@@ -84,8 +97,9 @@ def execute_run(store: RunStore, run_id: str, train_fn: TrainFn, should_stop: th
     return status
 
 
-def _settle(store: RunStore, run_id: str, raised: Optional[BaseException], trace: str, result: Any,
-            should_stop: threading.Event) -> str:
+def _settle(
+    store: RunStore, run_id: str, raised: Optional[BaseException], trace: str, result: Any, should_stop: threading.Event
+) -> str:
     """Write the run's final status. If the store refuses that write too, retry a few times with the
     store's own error as the message, so the run does not stay `running` while its owner lives."""
     try:
@@ -116,8 +130,9 @@ def describe_failure(exc: BaseException, run_id: str, cancel_asked: bool) -> tup
     if isinstance(exc, Terminated):
         if cancel_asked:
             return "cancelled", "Cancelled; the worker stopped on SIGTERM."
-        return "interrupted", (f"The worker was terminated (SIGTERM) before it finished; "
-                               f"resume it with python -m lab resume {run_id}.")
+        return "interrupted", (
+            f"The worker was terminated (SIGTERM) before it finished; resume it with python -m lab resume {run_id}."
+        )
     if isinstance(exc, LabError):
         return "failed", str(exc)
     if isinstance(exc, sqlite3.Error):
@@ -127,29 +142,39 @@ def describe_failure(exc: BaseException, run_id: str, cancel_asked: bool) -> tup
         return "failed", f"Out of memory: {OUT_OF_MEMORY_ADVICE}." + (f" ({detail})" if detail else "")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" ({exc.filename})" if exc.filename else ""
-        return "failed", (f"The disk is full{where}: free some space (python -m lab delete removes old runs), "
-                          f"then resume it with python -m lab resume {run_id}.")
+        return "failed", (
+            f"The disk is full{where}: free some space (python -m lab delete removes old runs), "
+            f"then resume it with python -m lab resume {run_id}."
+        )
     return "failed", one_line(f"{type(exc).__name__}: {exc}", limit=2000)
 
 
 def _record_result(store: RunStore, run_id: str, result: Any) -> str:
     status = getattr(result, "status", "completed")
     status = status if status in ("completed", "cancelled") else "completed"
-    summary = {key: getattr(result, key, None)
-               for key in ("trainable_params", "total_params", "wall_seconds", "peak_memory_mb", "output_dir")}
+    summary = {
+        key: getattr(result, key, None)
+        for key in ("trainable_params", "total_params", "wall_seconds", "peak_memory_mb", "output_dir")
+    }
     summary["output_dir"] = str(summary["output_dir"] or "")
     metrics = dict(getattr(result, "metrics", {}) or {})
     per_label = list(getattr(result, "per_label", []) or [])
-    _write_report(store.output_dir(store.get_run(run_id)) / "report.json", run_id, status, metrics, per_label, summary, result)
+    _write_report(
+        store.output_dir(store.get_run(run_id)) / "report.json", run_id, status, metrics, per_label, summary, result
+    )
     seconds = summary["wall_seconds"]
-    message = "Cancelled at the user's request." if status == "cancelled" else (
-        f"Finished in {seconds:.0f} s." if isinstance(seconds, (int, float)) else "Finished.")
+    message = (
+        "Cancelled at the user's request."
+        if status == "cancelled"
+        else (f"Finished in {seconds:.0f} s." if isinstance(seconds, (int, float)) else "Finished.")
+    )
     store.finish(run_id, status, message, metrics=metrics, per_label=per_label, summary=summary)
     return status
 
 
-def _write_report(path: Path, run_id: str, status: str, metrics: dict, per_label: list, summary: dict,
-                  result: Any) -> None:
+def _write_report(
+    path: Path, run_id: str, status: str, metrics: dict, per_label: list, summary: dict, result: Any
+) -> None:
     # The engine may write a richer report itself; never overwrite it.
     if path.exists():
         return

@@ -12,6 +12,7 @@ Artifacts travel by a shared filesystem: the job writes the model, checkpoints a
 run's folder at the same absolute path, so the runs folder must be on storage every node mounts there
 (one machine, NFS, a cloud file share). The run fails with that advice when the report is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,10 @@ PREVIOUS_JOB_STOP_SECONDS = 30  # how long a resume waits for an earlier attempt
 def resolve_address(config: RunConfig) -> str:
     address = config.train.ray_address.strip() or os.environ.get(ADDRESS_ENV, "").strip()
     if not address:
-        raise LabError("train.executor is ray but no cluster is named: set train.ray_address (like "
-                       "http://HOST:8265, the cluster's job-submission address) or RAY_ADDRESS.")
+        raise LabError(
+            "train.executor is ray but no cluster is named: set train.ray_address (like "
+            "http://HOST:8265, the cluster's job-submission address) or RAY_ADDRESS."
+        )
     return address
 
 
@@ -64,14 +67,18 @@ def connect(address: str):
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # noqa: BLE001 - connection refused, bad URL, version mismatch
-        raise LabError(f"Could not reach the Ray cluster at {address}: {one_line(exc, limit=300)}. Check that it "
-                       f"runs (ray status) and that this is its dashboard address (port 8265 by default).") from None
+        raise LabError(
+            f"Could not reach the Ray cluster at {address}: {one_line(exc, limit=300)}. Check that it "
+            f"runs (ray status) and that this is its dashboard address (port 8265 by default)."
+        ) from None
 
 
 def entrypoint(config: RunConfig, output_dir: Path, checkpoint: Optional[str]) -> str:
     """The job's command: the Ray worker, through torchrun for several devices."""
     # Absolute paths: the job runs in Ray's copy of the lab's folder, not where the lab runs.
-    module = ["-m", "lab.launch.ray_worker", str(output_dir)] + ([str(Path(checkpoint).resolve())] if checkpoint else [])
+    module = ["-m", "lab.launch.ray_worker", str(output_dir)] + (
+        [str(Path(checkpoint).resolve())] if checkpoint else []
+    )
     # `python` as the node's environment finds it: this machine's interpreter path may not exist there.
     return shlex.join(launcher("python", config.train.num_devices) + module)
 
@@ -87,9 +94,14 @@ class RayJob:
     def __init__(self, run_id: str, log_path: Path, poll_seconds: float = 1.0) -> None:
         self.run_id, self.log_path, self.poll_seconds = run_id, log_path, poll_seconds
 
-    def __call__(self, config: RunConfig, output_dir: str | Path, sink: EventSink,
-                 should_stop: Optional[threading.Event] = None,
-                 resume_from_checkpoint: Optional[str] = None) -> RunResult:
+    def __call__(
+        self,
+        config: RunConfig,
+        output_dir: str | Path,
+        sink: EventSink,
+        should_stop: Optional[threading.Event] = None,
+        resume_from_checkpoint: Optional[str] = None,
+    ) -> RunResult:
         should_stop = should_stop or threading.Event()
         output_dir = Path(output_dir).resolve()
         address = resolve_address(config)
@@ -98,19 +110,28 @@ class RayJob:
         try:
             job_id = client.submit_job(
                 entrypoint=entrypoint(config, output_dir, resume_from_checkpoint),
-                runtime_env={"working_dir": str(LAB_ROOT), "excludes": UPLOAD_EXCLUDES,
-                             "env_vars": {CONFIG_ENV: json.dumps(config.to_dict()), RUN_ID_ENV: self.run_id,
-                                          "PYTHONUNBUFFERED": "1"}},
-                entrypoint_num_cpus=1, entrypoint_num_gpus=gpus_wanted(config),
-                metadata={"lab_run_id": self.run_id, "name": config.name or self.run_id})
+                runtime_env={
+                    "working_dir": str(LAB_ROOT),
+                    "excludes": UPLOAD_EXCLUDES,
+                    "env_vars": {
+                        CONFIG_ENV: json.dumps(config.to_dict()),
+                        RUN_ID_ENV: self.run_id,
+                        "PYTHONUNBUFFERED": "1",
+                    },
+                },
+                entrypoint_num_cpus=1,
+                entrypoint_num_gpus=gpus_wanted(config),
+                metadata={"lab_run_id": self.run_id, "name": config.name or self.run_id},
+            )
         except Exception as exc:  # noqa: BLE001
             raise LabError(f"The Ray cluster at {address} refused the job: {one_line(exc, limit=300)}") from None
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / JOB_FILE).write_text(json.dumps({"address": address, "job_id": job_id}))
         sink(LogEvent(message=f"Submitted as Ray job {job_id} to {address}; its log is in {self.log_path}."))
         try:
-            return _Follower(client, job_id, sink, self.log_path, self.poll_seconds).follow(should_stop, self.run_id,
-                                                                                            output_dir)
+            return _Follower(client, job_id, sink, self.log_path, self.poll_seconds).follow(
+                should_stop, self.run_id, output_dir
+            )
         except RunEndedElsewhere:
             raise  # the job's end, already known (or a lost cluster, whose job a resume stops)
         except BaseException:
@@ -143,10 +164,15 @@ class _Follower:
                 except Exception as exc:  # noqa: BLE001 - the dashboard restarts, the network blips
                     lost_since = lost_since or time.monotonic()
                     if time.monotonic() - lost_since > LOST_CONTACT_SECONDS:
-                        raise RunEndedElsewhere("interrupted", (
-                            f"Lost the Ray cluster for {LOST_CONTACT_SECONDS} s ({one_line(exc, limit=200)}); its job "
-                            f"{self.job_id} may still be training. Resume with python -m lab resume {run_id}: "
-                            f"the resume stops that job first.")) from None
+                        raise RunEndedElsewhere(
+                            "interrupted",
+                            (
+                                f"Lost the Ray cluster for {LOST_CONTACT_SECONDS} s ({one_line(exc, limit=200)}); "
+                                f"its job "
+                                f"{self.job_id} may still be training. Resume with python -m lab resume {run_id}: "
+                                f"the resume stops that job first."
+                            ),
+                        ) from None
                     status = ""
                 if status in FINAL_STATES:
                     break
@@ -161,7 +187,7 @@ class _Follower:
         end = len(text) if final else text.rfind("\n", self.read_upto) + 1
         if end <= self.read_upto:
             return
-        for line in text[self.read_upto:end].splitlines():
+        for line in text[self.read_upto : end].splitlines():
             self._handle(line)
         self.read_upto = end
         self.log_file.flush()
@@ -183,9 +209,11 @@ class _Follower:
         if self.result is not None:
             result = RunResult(**self.result)
             if result.status == "completed" and not (output_dir / "report.json").is_file():
-                raise LabError(f"Ray job {self.job_id} finished, but its report is not in {output_dir} on this "
-                               f"machine: the cluster must share the runs folder at the same path "
-                               f"(README, 'Run on a cluster').")
+                raise LabError(
+                    f"Ray job {self.job_id} finished, but its report is not in {output_dir} on this "
+                    f"machine: the cluster must share the runs folder at the same path "
+                    f"(README, 'Run on a cluster')."
+                )
             return result
         if self.failure is not None:
             raise RunEndedElsewhere(self.failure["status"], self.failure["message"], self.failure.get("traceback", ""))
@@ -198,11 +226,17 @@ class _Follower:
             said += f": {signal.Signals(code - 128).name}"  # a shell reports a signal's death as 128 + its number
         if code is not None and 0 < code <= 128:  # the worker exited on its own without a word: not resumable
             last = last_log_line(self.log_path)
-            raise RunEndedElsewhere("failed", f"Ray job {self.job_id} exited with code {code} before the lab's worker "
-                                              f"could report (is the lab installed on the cluster's nodes?)"
-                                              f"{': ' + last if last else ''}. Its log is in {self.log_path}.")
-        raise RunEndedElsewhere("interrupted", f"Ray job {self.job_id} ended before the run finished ({said}); "
-                                               f"resume it with python -m lab resume {run_id}.")
+            raise RunEndedElsewhere(
+                "failed",
+                f"Ray job {self.job_id} exited with code {code} before the lab's worker "
+                f"could report (is the lab installed on the cluster's nodes?)"
+                f"{': ' + last if last else ''}. Its log is in {self.log_path}.",
+            )
+        raise RunEndedElsewhere(
+            "interrupted",
+            f"Ray job {self.job_id} ended before the run finished ({said}); "
+            f"resume it with python -m lab resume {run_id}.",
+        )
 
 
 def _stop_previous_job(client: Any, output_dir: Path) -> None:
@@ -227,9 +261,11 @@ def _stop_previous_job(client: Any, output_dir: Path) -> None:
         except Exception:  # noqa: BLE001 - the cluster went away meanwhile: the submit says so plainly
             return
         time.sleep(0.5)
-    raise LabError(f"Ray job {previous} of an earlier attempt of this run did not stop within "
-                   f"{PREVIOUS_JOB_STOP_SECONDS} s, and two jobs must not write one run folder; stop it with "
-                   f"`ray job stop {previous}`, then resume.")
+    raise LabError(
+        f"Ray job {previous} of an earlier attempt of this run did not stop within "
+        f"{PREVIOUS_JOB_STOP_SECONDS} s, and two jobs must not write one run folder; stop it with "
+        f"`ray job stop {previous}`, then resume."
+    )
 
 
 def _stop_quietly(client: Any, job_id: str) -> bool:

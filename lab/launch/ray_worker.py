@@ -10,6 +10,7 @@ tails (lab.launch.ray_executor). Everything else the job prints is its log. The 
 `LAB_RUN_ID`, both carried by the job's runtime environment. Ray's `stop_job` sends SIGTERM: the run
 stops at its next optimizer step, as a cancel does locally.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,7 @@ def parse_line(line: str) -> Optional[tuple[str, dict[str, Any]]]:
     for tag in (EVENT_TAG, RESULT_TAG, FAILURE_TAG):
         if line.startswith(tag):
             try:
-                return tag, json.loads(line[len(tag):])
+                return tag, json.loads(line[len(tag) :])
             except json.JSONDecodeError:
                 return None  # a line cut short (the job killed mid-write) is only log
     return None
@@ -78,8 +79,9 @@ def main(argv: list[str]) -> int:
     try:
         config = RunConfig.from_dict(json.loads(os.environ[CONFIG_ENV]))
         print(f"Training run {run_id} in process {os.getpid()} on {os.uname().nodename}.", flush=True)
-        result = default_train_fn()(config, output_dir, sink, should_stop=should_stop,
-                                    resume_from_checkpoint=checkpoint)
+        result = default_train_fn()(
+            config, output_dir, sink, should_stop=should_stop, resume_from_checkpoint=checkpoint
+        )
     except BaseException as exc:  # noqa: BLE001 - every way the run ends goes back to the host
         status, message = describe_failure(exc, run_id, should_stop.is_set())
         if first_rank:

@@ -11,6 +11,7 @@ Three executors run the same job:
 - `ray`: a job on a Ray cluster (config `train.executor: ray`), followed from a thread of this process
   (lab.launch.ray_executor). It takes no local device; the cluster schedules it. Cancel stops the job.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,9 +82,15 @@ class JobRunner:
     slots and sees only those GPUs.
     """
 
-    def __init__(self, store: RunStore, train_fn: Optional[TrainFn] = None, gpu_ids: Optional[list[str]] = None,
-                 command: WorkerCommand = worker_command, cancel_grace_seconds: float = 10.0,
-                 poll_seconds: float = 0.25) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        train_fn: Optional[TrainFn] = None,
+        gpu_ids: Optional[list[str]] = None,
+        command: WorkerCommand = worker_command,
+        cancel_grace_seconds: float = 10.0,
+        poll_seconds: float = 0.25,
+    ) -> None:
         self.store = store
         self._train_fn = train_fn
         self.gpu_ids = visible_gpus() if gpu_ids is None else gpu_ids
@@ -238,16 +245,21 @@ class JobRunner:
 
     def _start(self, job: _Job) -> None:
         if job.executor in ("thread", "ray"):
-            threading.Thread(target=self._run_thread_job, args=(job,), name=f"lab-job-{job.run_id}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._run_thread_job, args=(job,), name=f"lab-job-{job.run_id}", daemon=True
+            ).start()
             return
         gpu_ids = [self.gpu_ids[slot] for slot in job.slots if slot < len(self.gpu_ids)]
         log_path = self.store.run_dir(job.run_id) / "worker.log"
-        job.log_file = open(log_path, "ab")
+        job.log_file = open(log_path, "ab")  # noqa: SIM115 (closed when the job ends)
         # A new session makes the worker (and torchrun's children) one process group we can signal.
-        job.process = subprocess.Popen(self.command(job.run_id, job.num_devices), stdout=job.log_file,
-                                       stderr=subprocess.STDOUT, env=worker_env(self.store, gpu_ids),
-                                       start_new_session=True)
+        job.process = subprocess.Popen(
+            self.command(job.run_id, job.num_devices),
+            stdout=job.log_file,
+            stderr=subprocess.STDOUT,
+            env=worker_env(self.store, gpu_ids),
+            start_new_session=True,
+        )
 
     def _run_thread_job(self, job: _Job) -> None:
         try:

@@ -15,6 +15,7 @@ process (which only gets a run id) behaves as the test asked:
     "deaf-term"        also ignore SIGTERM (only SIGKILL stops it)
     "oom=gpu|cpu"      run out of memory (a GPU or a CPU allocator error) while holding a tensor
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,10 @@ from lab.errors import LabError
 from lab.events import ResultEvent, StatusEvent, StepEvent
 from lab.training.result import RunResult
 
-PER_LABEL = [{"label": "neg", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},
-             {"label": "pos", "precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2}]
+PER_LABEL = [
+    {"label": "neg", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},
+    {"label": "pos", "precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2},
+]
 
 # Every call, in this process: what the runner passed in (for asserting resume arguments).
 CALLS: list[dict[str, Any]] = []
@@ -48,8 +51,13 @@ def options(name: str) -> dict[str, str]:
     return dict(part.partition("=")[::2] for part in name.split(",") if part)
 
 
-def scripted_train(config: RunConfig, output_dir: str | Path, sink, should_stop: Optional[threading.Event] = None,
-               resume_from_checkpoint: Optional[str] = None) -> RunResult:
+def scripted_train(
+    config: RunConfig,
+    output_dir: str | Path,
+    sink,
+    should_stop: Optional[threading.Event] = None,
+    resume_from_checkpoint: Optional[str] = None,
+) -> RunResult:
     opts = options(config.name)
     CALLS.append({"name": config.name, "output_dir": str(output_dir), "resume_from_checkpoint": resume_from_checkpoint})
     steps, seconds = int(opts.get("steps", 5)), float(opts.get("sleep", 0.01))
@@ -61,8 +69,11 @@ def scripted_train(config: RunConfig, output_dir: str | Path, sink, should_stop:
 
         activations = torch.ones(4_000_000)  # what a forward pass holds when the allocator gives up
         HELD.append(weakref.ref(activations))
-        raise (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB") if opts["oom"] == "gpu"
-               else RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes"))
+        raise (
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            if opts["oom"] == "gpu"
+            else RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes")
+        )
     first = int(Path(resume_from_checkpoint).name.split("-")[1]) + 1 if resume_from_checkpoint else 1
     for step in range(first, steps + 1):
         if should_stop is not None and should_stop.is_set() and "deaf" not in opts and "deaf-term" not in opts:

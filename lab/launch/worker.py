@@ -1,6 +1,7 @@
 """Worker processes: what `python -m lab train --run-id ID` runs (through torchrun for several
 devices), how its end is settled when it exits, and how a terminal trains or follows a run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from lab.config import RunConfig
 from lab.errors import LabError
@@ -51,8 +53,9 @@ def worker_command(run_id: str, num_devices: int) -> list[str]:
 class _OwnerWatch:
     """In a worker process: beat the heartbeat, and turn a cancel flag in the store into should_stop."""
 
-    def __init__(self, store: RunStore, run_id: str, should_stop: threading.Event, beat: bool,
-                 poll_seconds: float = 0.5) -> None:
+    def __init__(
+        self, store: RunStore, run_id: str, should_stop: threading.Event, beat: bool, poll_seconds: float = 0.5
+    ) -> None:
         self.store, self.run_id, self.should_stop, self.beat = store, run_id, should_stop, beat
         self.poll_seconds = poll_seconds
         self._done = threading.Event()
@@ -76,16 +79,18 @@ class _OwnerWatch:
         self._thread.join()
 
 
-def run_stored_job(run_id: str, store: RunStore, train_fn: Optional[TrainFn] = None,
-                   extra_sink: Optional[EventSink] = None) -> int:
+def run_stored_job(
+    run_id: str, store: RunStore, train_fn: Optional[TrainFn] = None, extra_sink: Optional[EventSink] = None
+) -> int:
     """Train a stored run in this process (what `python -m lab train --run-id ID` runs); returns the
     exit code. Under torchrun only rank 0 writes events, status and artifacts."""
     train_fn = train_fn or default_train_fn()
     run = store.get_run(run_id)
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0 and run.status != "queued":
-        raise LabError(f"Run {run_id} is {run.status}, not queued; "
-                       f"an ended run continues with python -m lab resume {run_id}.")
+        raise LabError(
+            f"Run {run_id} is {run.status}, not queued; an ended run continues with python -m lab resume {run_id}."
+        )
     should_stop = threading.Event()
     watch = _OwnerWatch(store, run_id, should_stop, beat=rank == 0)
     previous = None
@@ -95,8 +100,9 @@ def run_stored_job(run_id: str, store: RunStore, train_fn: Optional[TrainFn] = N
         if rank != 0:
             return _run_other_rank(store, run, train_fn, should_stop, rank)
         where = " (torchrun rank 0)" if "LOCAL_RANK" in os.environ else ""
-        status = execute_run(store, run_id, train_fn, should_stop, extra_sink,
-                             message=f"Training in process {os.getpid()}{where}.")
+        status = execute_run(
+            store, run_id, train_fn, should_stop, extra_sink, message=f"Training in process {os.getpid()}{where}."
+        )
         return EXIT_CODES.get(status, 1)
     finally:
         watch.stop()
@@ -104,12 +110,16 @@ def run_stored_job(run_id: str, store: RunStore, train_fn: Optional[TrainFn] = N
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run_other_rank(store: RunStore, run: RunRecord, train_fn: TrainFn, should_stop: threading.Event,
-                    rank: int) -> int:
+def _run_other_rank(store: RunStore, run: RunRecord, train_fn: TrainFn, should_stop: threading.Event, rank: int) -> int:
     run_id = run.id
     try:
-        train_fn(store.load_config(run_id), store.output_dir(run), discard, should_stop=should_stop,
-                 resume_from_checkpoint=run.resume_from or None)
+        train_fn(
+            store.load_config(run_id),
+            store.output_dir(run),
+            discard,
+            should_stop=should_stop,
+            resume_from_checkpoint=run.resume_from or None,
+        )
     except (Exception, Terminated, KeyboardInterrupt) as exc:
         # Rank 0 may never see why the group died; the first final status written wins.
         status, text = describe_failure(exc, run_id, should_stop.is_set())
@@ -120,8 +130,9 @@ def _run_other_rank(store: RunStore, run: RunRecord, train_fn: TrainFn, should_s
     return 0
 
 
-def settle_after_exit(store: RunStore, run_id: str, returncode: int, cancel_asked: bool,
-                      log_path: Optional[Path] = None) -> None:
+def settle_after_exit(
+    store: RunStore, run_id: str, returncode: int, cancel_asked: bool, log_path: Optional[Path] = None
+) -> None:
     """After a worker process ended: give a run it left active the status that tells the truth."""
     run = store.get_run(run_id)
     if not run.is_active:
@@ -131,12 +142,20 @@ def settle_after_exit(store: RunStore, run_id: str, returncode: int, cancel_aske
         store.finish(run_id, "cancelled", "Cancelled; the worker process was stopped.")
     elif returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-        store.finish(run_id, "interrupted", f"The worker process was killed by {name} before it finished; "
-                                            f"resume it with python -m lab resume {run_id}.{where}")
+        store.finish(
+            run_id,
+            "interrupted",
+            f"The worker process was killed by {name} before it finished; "
+            f"resume it with python -m lab resume {run_id}.{where}",
+        )
     else:
         last = last_log_line(log_path) if log_path else ""
-        store.finish(run_id, "failed", f"The worker process exited with code {returncode} without finishing "
-                                       f"the run{': ' + last if last else ''}.{where}")
+        store.finish(
+            run_id,
+            "failed",
+            f"The worker process exited with code {returncode} without finishing "
+            f"the run{': ' + last if last else ''}.{where}",
+        )
 
 
 def last_log_line(path: Path) -> str:
@@ -156,24 +175,37 @@ def worker_env(store: RunStore, gpu_ids: list[str]) -> dict[str, str]:
     return env
 
 
-def run_in_foreground(config: RunConfig, output_dir: str | Path | None = None, sink: Optional[EventSink] = None,
-                      store: Optional[RunStore] = None, train_fn: Optional[TrainFn] = None,
-                      group: str = "") -> tuple[str, int]:
+def run_in_foreground(
+    config: RunConfig,
+    output_dir: str | Path | None = None,
+    sink: Optional[EventSink] = None,
+    store: Optional[RunStore] = None,
+    train_fn: Optional[TrainFn] = None,
+    group: str = "",
+) -> tuple[str, int]:
     """`python -m lab train`: record the run in the store like any other (in `group` when given) and train
     it in this terminal, events going to the store and to `sink`. Returns the run id and the exit code."""
     store = store or RunStore()
-    run = store.create_run(config, executor="ray" if config.train.executor == "ray" else "cli",
-                           output_dir=output_dir, group=group)
-    note = LogEvent(message=f"Run {run.id}: folder {store.run_dir(run.id)}; "
-                            f"follow it elsewhere with python -m lab show {run.id} --follow")
+    run = store.create_run(
+        config, executor="ray" if config.train.executor == "ray" else "cli", output_dir=output_dir, group=group
+    )
+    note = LogEvent(
+        message=f"Run {run.id}: folder {store.run_dir(run.id)}; "
+        f"follow it elsewhere with python -m lab show {run.id} --follow"
+    )
     store.append_event(run.id, note)
     if sink is not None:
         sink(note)
     return run.id, continue_in_foreground(store, run.id, sink, train_fn)
 
 
-def continue_in_foreground(store: RunStore, run_id: str, sink: Optional[EventSink] = None,
-                           train_fn: Optional[TrainFn] = None, command: WorkerCommand = worker_command) -> int:
+def continue_in_foreground(
+    store: RunStore,
+    run_id: str,
+    sink: Optional[EventSink] = None,
+    train_fn: Optional[TrainFn] = None,
+    command: WorkerCommand = worker_command,
+) -> int:
     """Train a queued run in this process, through torchrun for several devices, or as a Ray job
     (`train.executor: ray`), following its events into `sink`. Returns the exit code."""
     config = store.load_config(run_id)
@@ -187,8 +219,9 @@ def continue_in_foreground(store: RunStore, run_id: str, sink: Optional[EventSin
     log_path = store.run_dir(run_id) / "worker.log"
     seq, cancel_asked = store.last_seq(run_id), False
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(command(run_id, num_devices), stdout=log_file, stderr=subprocess.STDOUT,
-                                   env=worker_env(store, []))
+        process = subprocess.Popen(
+            command(run_id, num_devices), stdout=log_file, stderr=subprocess.STDOUT, env=worker_env(store, [])
+        )
         while True:
             try:
                 returncode = process.wait(timeout=0.5)
@@ -199,7 +232,7 @@ def continue_in_foreground(store: RunStore, run_id: str, sink: Optional[EventSin
                 store.request_cancel(run_id)
                 _stop(process)
                 returncode = process.returncode
-            for seq, event in store.events_since(run_id, seq):
+            for seq, event in store.events_since(run_id, seq):  # noqa: B007, B020 (the cursor moves on)
                 if sink is not None:
                     sink(event)
             if returncode is not None:

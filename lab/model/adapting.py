@@ -3,6 +3,7 @@
 Every method keeps the classification head trainable: peft's SEQ_CLS / TOKEN_CLS task types add
 the head to `modules_to_save`; head-only freezes everything else by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,34 +22,60 @@ def build_peft_config(settings: PeftSettings, task: str, model: nn.Module, total
     import peft
 
     task_type = peft.TaskType.TOKEN_CLS if task == "ner" else peft.TaskType.SEQ_CLS
-    targets = encoder_linear_layers(model) if settings.target_modules == ["all-linear"] else (
-        settings.target_modules or None)
+    targets = (
+        encoder_linear_layers(model) if settings.target_modules == ["all-linear"] else (settings.target_modules or None)
+    )
     method = settings.method
     if method == "lora":
-        return peft.LoraConfig(task_type=task_type, r=settings.r, lora_alpha=settings.alpha,
-                               lora_dropout=settings.lora_dropout, target_modules=targets)
+        return peft.LoraConfig(
+            task_type=task_type,
+            r=settings.r,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=targets,
+        )
     if method == "adalora":
         # AdaLoRA prunes ranks on a schedule over total_step; without it, it trains as plain LoRA.
         tinit = max(1, total_steps // 10)
         tfinal = max(1, total_steps // 5)
-        return peft.AdaLoraConfig(task_type=task_type, init_r=settings.adalora_init_r, target_r=settings.r,
-                                  lora_alpha=settings.alpha, lora_dropout=settings.lora_dropout,
-                                  target_modules=targets, total_step=max(total_steps, tinit + tfinal + 1),
-                                  tinit=tinit, tfinal=tfinal, deltaT=max(1, total_steps // 20))
+        return peft.AdaLoraConfig(
+            task_type=task_type,
+            init_r=settings.adalora_init_r,
+            target_r=settings.r,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=targets,
+            total_step=max(total_steps, tinit + tfinal + 1),
+            tinit=tinit,
+            tfinal=tfinal,
+            deltaT=max(1, total_steps // 20),
+        )
     if method == "ia3":
-        return peft.IA3Config(task_type=task_type, target_modules=targets,
-                              feedforward_modules=None if targets is None else [])
+        return peft.IA3Config(
+            task_type=task_type, target_modules=targets, feedforward_modules=None if targets is None else []
+        )
     if method == "loha":
-        return peft.LoHaConfig(task_type=task_type, r=settings.r, alpha=settings.alpha,
-                               module_dropout=settings.lora_dropout, target_modules=targets or attention_targets(model))
+        return peft.LoHaConfig(
+            task_type=task_type,
+            r=settings.r,
+            alpha=settings.alpha,
+            module_dropout=settings.lora_dropout,
+            target_modules=targets or attention_targets(model),
+        )
     if method == "lokr":
-        return peft.LoKrConfig(task_type=task_type, r=settings.r, alpha=settings.alpha,
-                               module_dropout=settings.lora_dropout, target_modules=targets or attention_targets(model))
+        return peft.LoKrConfig(
+            task_type=task_type,
+            r=settings.r,
+            alpha=settings.alpha,
+            module_dropout=settings.lora_dropout,
+            target_modules=targets or attention_targets(model),
+        )
     if method == "prompt":
         return peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=settings.num_virtual_tokens)
     if method == "prefix":
         return peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=settings.num_virtual_tokens)
     return None
+
 
 def check_prefix_tuning(model: nn.Module) -> None:
     """Prefix tuning hands its virtual keys and values to the encoder as `past_key_values`; peft (0.21)
@@ -64,7 +91,8 @@ def check_prefix_tuning(model: nn.Module) -> None:
         raise ModelError(
             f"Prefix tuning cannot run on {type(backbone).__name__} with transformers {transformers.__version__} "
             f"and peft {peft.__version__}: the model's forward takes no past_key_values. Install the tested "
-            "versions (pip install -r requirements.txt: transformers 5.23.0) or choose prompt tuning or lora.")
+            "versions (pip install -r requirements.txt: transformers 5.23.0) or choose prompt tuning or lora."
+        )
 
 
 def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps: int, pooling: str = "") -> nn.Module:
@@ -75,7 +103,9 @@ def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps:
     if settings.method == "full":
         return model
     if settings.method == "head":
-        trained = head_parameter_names(model) | (pooler_parameter_names(model) if pooling == "pooler-trained" else set())
+        trained = head_parameter_names(model) | (
+            pooler_parameter_names(model) if pooling == "pooler-trained" else set()
+        )
         for name, param in model.named_parameters():
             param.requires_grad = name in trained
         return model
@@ -89,7 +119,9 @@ def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps:
         return peft.get_peft_model(model, peft_config)
     except ValueError as exc:
         if settings.target_modules:
-            raise ModelError(f"PEFT method {settings.method} could not adapt {settings.target_modules}: {exc}") from None
+            raise ModelError(
+                f"PEFT method {settings.method} could not adapt {settings.target_modules}: {exc}"
+            ) from None
         if "target_modules" not in str(exc):
             raise ModelError(f"PEFT method {settings.method} does not fit this model: {exc}") from None
         # An architecture peft has no table for: adapt every linear layer except the head.

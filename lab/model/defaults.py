@@ -4,15 +4,34 @@ Measured on the offline MiniLM (README, "Quality benchmark"; `python -m bench.qu
 `python -m bench.lr_sweep` reproduce them). Small models and PEFT methods want much larger rates than
 full fine-tuning of bert-base.
 """
+
 from __future__ import annotations
 
 from lab.config import RunConfig
 
 DEFAULT_LEARNING_RATES: dict[str, dict[str, float]] = {
-    "classification": {"full": 5e-5, "head": 5e-2, "lora": 1e-3, "adalora": 2e-3, "ia3": 3e-2,
-                       "prompt": 2e-2, "prefix": 2e-2, "loha": 6e-3, "lokr": 5e-3},
-    "ner": {"full": 3e-4, "head": 1e-2, "lora": 5e-3, "adalora": 6e-3, "ia3": 1e-2,
-            "prompt": 2e-2, "prefix": 1e-2, "loha": 6e-3, "lokr": 1e-2},
+    "classification": {
+        "full": 5e-5,
+        "head": 5e-2,
+        "lora": 1e-3,
+        "adalora": 2e-3,
+        "ia3": 3e-2,
+        "prompt": 2e-2,
+        "prefix": 2e-2,
+        "loha": 6e-3,
+        "lokr": 5e-3,
+    },
+    "ner": {
+        "full": 3e-4,
+        "head": 1e-2,
+        "lora": 5e-3,
+        "adalora": 6e-3,
+        "ia3": 1e-2,
+        "prompt": 2e-2,
+        "prefix": 1e-2,
+        "loha": 6e-3,
+        "lokr": 1e-2,
+    },
 }
 
 # The rate of the freshly initialised head beside the encoder or the adapters (head-only training uses
@@ -30,8 +49,15 @@ DEFAULT_HEAD_LEARNING_RATES: dict[str, float] = {"classification": 1e-2, "ner": 
 # frozen pooler / trained pooler / mean: head 0.603 / 0.577 / 0.780, LoRA 0.633 / 0.677 / 0.740,
 # AdaLoRA 0.503 / 0.653 / 0.747. all-MiniLM-L6-v2 was trained with mean pooling; its pooler never was.
 DEFAULT_POOLING: dict[str, str] = {
-    "full": "pooler", "head": "mean", "lora": "mean", "adalora": "mean", "ia3": "mean", "prompt": "mean",
-    "prefix": "mean", "loha": "mean", "lokr": "mean",
+    "full": "pooler",
+    "head": "mean",
+    "lora": "mean",
+    "adalora": "mean",
+    "ia3": "mean",
+    "prompt": "mean",
+    "prefix": "mean",
+    "loha": "mean",
+    "lokr": "mean",
 }
 
 
@@ -40,14 +66,38 @@ DEFAULT_POOLING: dict[str, str] = {
 # metric over the seeds listed, all scored on one test split (data.split_seed 42). The New run page shows
 # them beside the method, so nobody expects more of a short run than it gives.
 ONE_CLICK_RESULTS: dict[str, dict] = {
-    "ner": {"dataset": "WNUT-16", "metric": "entity F1", "seeds": (42, 7, 1234), "results": {
-        "full": (0.522, 0.011), "head": (0.269, 0.012), "lora": (0.478, 0.029), "adalora": (0.457, 0.013),
-        "ia3": (0.445, 0.012), "prompt": (0.345, 0.010), "prefix": (0.410, 0.027), "loha": (0.439, 0.014),
-        "lokr": (0.438, 0.004)}},
-    "classification": {"dataset": "IMDB", "metric": "accuracy", "seeds": (42, 7, 1234), "results": {
-        "full": (0.833, 0.013), "head": (0.758, 0.012), "lora": (0.853, 0.008), "adalora": (0.810, 0.004),
-        "ia3": (0.855, 0.000), "prompt": (0.765, 0.025), "prefix": (0.843, 0.016), "loha": (0.835, 0.019),
-        "lokr": (0.833, 0.026)}},
+    "ner": {
+        "dataset": "WNUT-16",
+        "metric": "entity F1",
+        "seeds": (42, 7, 1234),
+        "results": {
+            "full": (0.522, 0.011),
+            "head": (0.269, 0.012),
+            "lora": (0.478, 0.029),
+            "adalora": (0.457, 0.013),
+            "ia3": (0.445, 0.012),
+            "prompt": (0.345, 0.010),
+            "prefix": (0.410, 0.027),
+            "loha": (0.439, 0.014),
+            "lokr": (0.438, 0.004),
+        },
+    },
+    "classification": {
+        "dataset": "IMDB",
+        "metric": "accuracy",
+        "seeds": (42, 7, 1234),
+        "results": {
+            "full": (0.833, 0.013),
+            "head": (0.758, 0.012),
+            "lora": (0.853, 0.008),
+            "adalora": (0.810, 0.004),
+            "ia3": (0.855, 0.000),
+            "prompt": (0.765, 0.025),
+            "prefix": (0.843, 0.016),
+            "loha": (0.835, 0.019),
+            "lokr": (0.833, 0.026),
+        },
+    },
 }
 
 

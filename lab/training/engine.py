@@ -11,6 +11,7 @@ rank allocation. The story of a run, in order:
  3. train with evaluation (and a checkpoint) every `eval_steps` or once per epoch;
  4. evaluate on the test split, save the model / adapter with tokenizer and label maps, write report.json.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,9 +54,14 @@ from lab.training.trainer import (
 )
 
 
-def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
-          should_stop: Optional[threading.Event] = None, resume_from_checkpoint: Optional[str] = None,
-          progress_bar: bool = False) -> RunResult:
+def train(
+    config: RunConfig,
+    output_dir: str | Path,
+    sink: EventSink = discard,
+    should_stop: Optional[threading.Event] = None,
+    resume_from_checkpoint: Optional[str] = None,
+    progress_bar: bool = False,
+) -> RunResult:
     """Train, evaluate and save one run. User mistakes raise LabError; cancelling returns status 'cancelled'."""
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # checkpoint "Writing model shards" bars; events carry progress
@@ -73,8 +79,9 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
 
     # 1. Data.
     tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
-    loaded = load_splits(config.data, config.task, config.data.split_seed,
-                         log=lambda message: emit(LogEvent(message=message)))
+    loaded = load_splits(
+        config.data, config.task, config.data.split_seed, log=lambda message: emit(LogEvent(message=message))
+    )
     for note in loaded.notes:
         emit(LogEvent(message=note))
     emit(LogEvent(message=_describe_splits(loaded)))
@@ -91,15 +98,27 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
     learning_rate, head_learning_rate = learning_rate_for(config), head_learning_rate_for(config)
     emit(LogEvent(message=f"{config.peft.method}: {params.describe()}" + (f"; pooling {pooling}" if pooling else "")))
     head_rate = f" (head {head_learning_rate:g})" if head_learning_rate != learning_rate else ""
-    emit(LogEvent(message=f"device {device}, precision {precision}, learning rate {learning_rate:g}{head_rate}, "
-                          f"{total_steps} optimizer steps"))
+    emit(
+        LogEvent(
+            message=f"device {device}, precision {precision}, learning rate {learning_rate:g}{head_rate}, "
+            f"{total_steps} optimizer steps"
+        )
+    )
     # Prompt and prefix tuning's virtual tokens take positions of the model's position embeddings.
-    max_length = effective_max_length(tokenizer, config.train.max_length,
-                                      getattr(model.config, "max_position_embeddings", None),
-                                      config.peft.num_virtual_tokens if config.peft.method in VIRTUAL_TOKEN_METHODS else 0)
+    max_length = effective_max_length(
+        tokenizer,
+        config.train.max_length,
+        getattr(model.config, "max_position_embeddings", None),
+        config.peft.num_virtual_tokens if config.peft.method in VIRTUAL_TOKEN_METHODS else 0,
+    )
     if max_length < config.train.max_length:
-        emit(LogEvent(level="warning", message=f"max_length {config.train.max_length} is more than this model can "
-                                               f"take with {config.peft.method}: sequences are cut at {max_length}."))
+        emit(
+            LogEvent(
+                level="warning",
+                message=f"max_length {config.train.max_length} is more than this model can "
+                f"take with {config.peft.method}: sequences are cut at {max_length}.",
+            )
+        )
     emit(StatusEvent(status="running", message="tokenising"))
     tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, max_length)
     references = _word_references(loaded, tokenized, emit, max_length) if config.task == "ner" else None
@@ -108,17 +127,23 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
 
     # 3. Train.
     scorer = EvaluationScorer(config.task, loaded.label_names, loaded.tag_scheme, references)
-    args = TrainingArguments(**training_arguments(config, output_dir, device, precision, learning_rate, total_steps,
-                                                  progress_bar))
+    args = TrainingArguments(
+        **training_arguments(config, output_dir, device, precision, learning_rate, total_steps, progress_bar)
+    )
     events = EventCallback(emit, scorer, should_stop)
     callbacks = [events]
     if config.peft.method == "adalora":
         callbacks.append(AdaLoraAllocationCallback(emit))
         if resume_from_checkpoint:
             restore_adalora_ranks(model, resume_from_checkpoint)
-            emit(LogEvent(level="warning", message="AdaLoRA keeps its importance scores outside checkpoints: "
-                                                   "after this resume the allocation rebuilds them from this step "
-                                                   "on (ranks pruned so far stay pruned)."))
+            emit(
+                LogEvent(
+                    level="warning",
+                    message="AdaLoRA keeps its importance scores outside checkpoints: "
+                    "after this resume the allocation rebuilds them from this step "
+                    "on (ranks pruned so far stay pruned).",
+                )
+            )
     if config.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
     # The data map and the moving embeddings: gathered from the training and evaluation passes.
@@ -132,12 +157,20 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
             callbacks.append(ProjectionCallback(emit, head, gold, lambda: scorer.split, seed=config.train.seed))
     trackers = tracker_callbacks(config, output_dir, scorer, config.name or output_dir.name) if is_main else []
     callbacks += trackers
-    trainer = LabTrainer(model=model, args=args, train_dataset=tokenized["train"],
-                         eval_dataset=tokenized["validation"], processing_class=tokenizer,
-                         data_collator=make_collator(config.task, tokenizer), compute_metrics=scorer,
-                         preprocess_logits_for_metrics=argmax_logits, callbacks=callbacks,
-                         virtual_tokens=virtual_token_offset(config), head_learning_rate=head_learning_rate,
-                         dynamics=dynamics)
+    trainer = LabTrainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=make_collator(config.task, tokenizer),
+        compute_metrics=scorer,
+        preprocess_logits_for_metrics=argmax_logits,
+        callbacks=callbacks,
+        virtual_tokens=virtual_token_offset(config),
+        head_learning_rate=head_learning_rate,
+        dynamics=dynamics,
+    )
     # Our EventCallback reports progress; the Trainer's own printers would repeat every log line.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -154,9 +187,13 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
 
         # Cancelled only if the stop request ended training early: a cancel that arrives after the last
         # step (during the final save, say) leaves a fully trained run, which completes.
-        result = RunResult(status="cancelled" if events.stopped_on_request else "completed",
-                           output_dir=str(output_dir), trainable_params=params.trainable, total_params=params.total,
-                           completed_steps=completed_steps)
+        result = RunResult(
+            status="cancelled" if events.stopped_on_request else "completed",
+            output_dir=str(output_dir),
+            trainable_params=params.trainable,
+            total_params=params.total,
+            completed_steps=completed_steps,
+        )
         if result.status == "completed":
             # 4. Test, save, report.
             scorer.split = "test"
@@ -181,10 +218,18 @@ def train(config: RunConfig, output_dir: str | Path, sink: EventSink = discard,
         if result.status == "completed":
             write_model_card(output_dir / "model", config, loaded, result, f"{device} ({precision})")
         finish_trackers(trackers, output_dir, result.status)
-        emit(ResultEvent(status=result.status, metrics=result.metrics, per_label=result.per_label,
-                         trainable_params=params.trainable, total_params=params.total,
-                         wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
-                         output_dir=str(output_dir)))
+        emit(
+            ResultEvent(
+                status=result.status,
+                metrics=result.metrics,
+                per_label=result.per_label,
+                trainable_params=params.trainable,
+                total_params=params.total,
+                wall_seconds=result.wall_seconds,
+                peak_memory_mb=result.peak_memory_mb,
+                output_dir=str(output_dir),
+            )
+        )
     return result
 
 
@@ -200,8 +245,13 @@ def _word_references(loaded: LoadedData, tokenized, emit: EventSink, max_length:
         cut = sum(words_cut(ids, len(tags)) for ids, tags in zip(word_ids, gold))
         if cut:
             total = sum(len(tags) for tags in gold)
-            emit(LogEvent(level="warning", message=f"{split}: max_length {max_length} cut off {cut:,} of {total:,} "
-                                                   "words; they count as predicted O (lost recall)."))
+            emit(
+                LogEvent(
+                    level="warning",
+                    message=f"{split}: max_length {max_length} cut off {cut:,} of {total:,} "
+                    "words; they count as predicted O (lost recall).",
+                )
+            )
     return references
 
 

@@ -15,14 +15,16 @@ gradients and optimizer state of the trainable share, activations for the longes
 (batch x max_length), and the framework's own footprint. The figures are estimates: expect them
 within a factor of about 1.5.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from lab.config import RunConfig
 
@@ -70,8 +72,13 @@ class Estimate:
 
     @property
     def total_bytes(self) -> int:
-        return (self.weights_bytes + self.gradients_bytes + self.optimizer_bytes + self.activations_bytes
-                + self.framework_bytes)
+        return (
+            self.weights_bytes
+            + self.gradients_bytes
+            + self.optimizer_bytes
+            + self.activations_bytes
+            + self.framework_bytes
+        )
 
     @property
     def fits(self) -> bool:
@@ -84,9 +91,11 @@ class Estimate:
             return ""
         where = "GPU" if self.device == "cuda" else "machine"
         verdict = "will not fit" if not self.fits else "may not fit"
-        return (f"This run needs about {_size(self.total_bytes)} but the {where} has {_size(self.available_bytes)} "
-                f"free: it {verdict}. Lower train.train_batch_size or train.max_length, turn on "
-                f"train.gradient_checkpointing, or train fewer weights (peft.method lora).")
+        return (
+            f"This run needs about {_size(self.total_bytes)} but the {where} has {_size(self.available_bytes)} "
+            f"free: it {verdict}. Lower train.train_batch_size or train.max_length, turn on "
+            f"train.gradient_checkpointing, or train fewer weights (peft.method lora)."
+        )
 
     def describe(self) -> str:
         """A few lines for the CLI before training and the app's New run page."""
@@ -107,8 +116,9 @@ class Estimate:
         return "\n".join(lines)
 
 
-def estimate(config: RunConfig, loaded: Optional["LoadedData"] = None,
-             log: Callable[[str], None] = lambda message: None) -> Estimate:
+def estimate(
+    config: RunConfig, loaded: Optional[LoadedData] = None, log: Callable[[str], None] = lambda message: None
+) -> Estimate:
     """Estimate time and memory of `config` without training; pass the splits if they are loaded
     already. Raises the LabError training would raise for a missing file or model."""
     from lab.data.splits import load_splits
@@ -145,16 +155,27 @@ def estimate(config: RunConfig, loaded: Optional["LoadedData"] = None,
     evaluations = (total_steps // t.eval_steps) if t.eval_steps else max(1, math.ceil(total_steps / steps_per_epoch))
 
     return Estimate(
-        device=device, precision=precision, train_examples=train_examples, validation_examples=validation_examples,
-        steps_per_epoch=steps_per_epoch, total_steps=total_steps, mean_tokens=mean_tokens, padding_share=padding,
-        seconds_per_step=seconds_per_step, seconds_per_epoch=seconds_per_step * steps_per_epoch,
+        device=device,
+        precision=precision,
+        train_examples=train_examples,
+        validation_examples=validation_examples,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        mean_tokens=mean_tokens,
+        padding_share=padding,
+        seconds_per_step=seconds_per_step,
+        seconds_per_epoch=seconds_per_step * steps_per_epoch,
         seconds_per_validation=seconds_per_validation,
         total_seconds=seconds_per_step * total_steps + seconds_per_validation * (evaluations + 1),  # + test
-        weights_bytes=4 * shape["total"], gradients_bytes=4 * shape["trainable"],
+        weights_bytes=4 * shape["total"],
+        gradients_bytes=4 * shape["trainable"],
         optimizer_bytes=OPTIMIZER_BYTES_PER_PARAM.get(t.optimizer, 8) * shape["trainable"],
         activations_bytes=activation_bytes(config, shape, precision),
         framework_bytes=FRAMEWORK_BYTES.get(device, FRAMEWORK_BYTES["cpu"]),
-        available_bytes=available_memory(device), trainable_params=shape["trainable"], total_params=shape["total"])
+        available_bytes=available_memory(device),
+        trainable_params=shape["trainable"],
+        total_params=shape["total"],
+    )
 
 
 # ---- pieces ------------------------------------------------------------------------------------
@@ -169,8 +190,9 @@ def sample_lengths(train: Any, tokenizer: Any, task: str, max_length: int) -> li
     return [len(ids) for ids in encoded["input_ids"]] or [1]
 
 
-def padding_share(lengths: list[int], batch_size: int, group_by_length: bool, seed: int,
-                  megabatch_batches: int = LENGTH_GROUP_BATCHES) -> float:
+def padding_share(
+    lengths: list[int], batch_size: int, group_by_length: bool, seed: int, megabatch_batches: int = LENGTH_GROUP_BATCHES
+) -> float:
     """Share of padding when batches pad to their longest example: simulated on the sampled lengths,
     in random order or sorted within megabatches like the length-grouped sampler."""
     import random
@@ -179,8 +201,8 @@ def padding_share(lengths: list[int], batch_size: int, group_by_length: bool, se
     random.Random(seed).shuffle(order)
     if group_by_length:
         mega = batch_size * megabatch_batches
-        order = [n for start in range(0, len(order), mega) for n in sorted(order[start:start + mega], reverse=True)]
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        order = [n for start in range(0, len(order), mega) for n in sorted(order[start : start + mega], reverse=True)]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     positions = sum(max(batch) * len(batch) for batch in batches)
     return 1 - sum(order) / positions
 
@@ -198,8 +220,9 @@ def model_shape(config: RunConfig, num_labels: int) -> dict[str, int]:
     path = resolve_model_path(config.model.name_or_path)
     auto_class = AutoModelForTokenClassification if config.task == "ner" else AutoModelForSequenceClassification
     try:
-        hf_config = AutoConfig.from_pretrained(path, num_labels=num_labels,
-                                               trust_remote_code=config.model.trust_remote_code)
+        hf_config = AutoConfig.from_pretrained(
+            path, num_labels=num_labels, trust_remote_code=config.model.trust_remote_code
+        )
     except (OSError, ValueError) as exc:
         raise ModelError(f"Cannot read the configuration of model {config.model.name_or_path!r}: {exc}") from None
     with torch.device("meta"):
@@ -209,9 +232,14 @@ def model_shape(config: RunConfig, num_labels: int) -> dict[str, int]:
     params = count_parameters(model)
     # Backward through the encoder is needed unless only the head trains; weight gradients only for full.
     backward_factor = {"full": 3, "head": 1}.get(config.peft.method, 2)
-    return {"total": params.total, "trainable": params.trainable, "non_embedding": params.total - embedding,
-            "layers": int(getattr(hf_config, "num_hidden_layers", 12)),
-            "hidden": int(getattr(hf_config, "hidden_size", 768)), "backward_factor": backward_factor}
+    return {
+        "total": params.total,
+        "trainable": params.trainable,
+        "non_embedding": params.total - embedding,
+        "layers": int(getattr(hf_config, "num_hidden_layers", 12)),
+        "hidden": int(getattr(hf_config, "hidden_size", 768)),
+        "backward_factor": backward_factor,
+    }
 
 
 def activation_bytes(config: RunConfig, shape: dict[str, int], precision: str) -> int:
@@ -227,7 +255,7 @@ def activation_bytes(config: RunConfig, shape: dict[str, int], precision: str) -
     return shape["layers"] * per_layer
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def device_flops(device: str, precision: str) -> float:
     """Dense matmul FLOP/s this device reaches now (best of a few 0.1 s probes), in the training dtype."""
     import torch

@@ -7,6 +7,7 @@ back; elsewhere a background thread samples the process's resident memory (RSS) 
 `interval` seconds and keeps the largest sample, so the figure is "peak RSS while this run
 trained", which includes what the process held before it started (say which in the UI).
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ that scheme are entities: with BIOES data, a predicted `B-PER I-PER` that never 
 no entity in strict mode, while conlleval mode would count it. Use strict mode when your tags are
 BIOES and you want malformed predictions to score as wrong.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -72,7 +73,9 @@ def _label_ids(values: Sequence[Label], labels: Sequence[str], what: str) -> lis
     return ids
 
 
-def _checked_ids(y_true: Sequence[Label], y_pred: Sequence[Label], labels: Sequence[str]) -> tuple[list[int], list[int]]:
+def _checked_ids(
+    y_true: Sequence[Label], y_pred: Sequence[Label], labels: Sequence[str]
+) -> tuple[list[int], list[int]]:
     if len(y_true) != len(y_pred):
         raise ValueError(f"y_true has {len(y_true)} examples but y_pred has {len(y_pred)}.")
     if len(y_true) == 0:
@@ -85,13 +88,17 @@ def classification_report(y_true: Sequence[Label], y_pred: Sequence[Label], labe
     true_ids, pred_ids = _checked_ids(y_true, y_pred, labels)
     label_ids = list(range(len(labels)))
     precision, recall, f1, support = sklearn.metrics.precision_recall_fscore_support(
-        true_ids, pred_ids, labels=label_ids, zero_division=0)
-    report = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support},
-                          index=pd.Index([str(name) for name in labels], name="label"))
+        true_ids, pred_ids, labels=label_ids, zero_division=0
+    )
+    report = pd.DataFrame(
+        {"precision": precision, "recall": recall, "f1": f1, "support": support},
+        index=pd.Index([str(name) for name in labels], name="label"),
+    )
     total = int(support.sum())
     for average in ("macro", "weighted"):
         avg_p, avg_r, avg_f1, _ = sklearn.metrics.precision_recall_fscore_support(
-            true_ids, pred_ids, labels=label_ids, average=average, zero_division=0)
+            true_ids, pred_ids, labels=label_ids, average=average, zero_division=0
+        )
         report.loc[f"{average} avg"] = [avg_p, avg_r, avg_f1, total]
     return _typed(report)
 
@@ -133,8 +140,9 @@ def _seqeval_mode(scheme: Optional[str]) -> dict[str, Any]:
     return {"mode": "strict", "scheme": ENTITY_SCHEMES[scheme]}
 
 
-def entity_report(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]],
-                  scheme: Optional[str] = None) -> pd.DataFrame:
+def entity_report(
+    true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]], scheme: Optional[str] = None
+) -> pd.DataFrame:
     """One row per entity type (sorted; types only predicted get support 0), then micro and macro averages.
 
     `support` is the number of true entities. See the module docstring for `scheme`.
@@ -148,9 +156,13 @@ def entity_report(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequen
             # Strict mode may find no well-formed entity; its NaN macro average is replaced below.
             warnings.simplefilter("ignore", RuntimeWarning)
             scores = seqeval.metrics.classification_report(
-                true_lists, pred_lists, output_dict=True, zero_division=0, **_seqeval_mode(scheme))
-        rows = {name: [s["precision"], s["recall"], s["f1-score"], s["support"]]
-                for name, s in scores.items() if name != "weighted avg"}
+                true_lists, pred_lists, output_dict=True, zero_division=0, **_seqeval_mode(scheme)
+            )
+        rows = {
+            name: [s["precision"], s["recall"], s["f1-score"], s["support"]]
+            for name, s in scores.items()
+            if name != "weighted avg"
+        }
     # No entity anywhere (or none well-formed in strict mode): seqeval's macro average is the
     # mean of nothing (NaN); report zeros, as zero_division=0 does for every other empty ratio.
     for name in ("micro avg", "macro avg"):
@@ -161,8 +173,9 @@ def entity_report(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequen
     return _typed(report)
 
 
-def entity_metrics(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]],
-                   scheme: Optional[str] = None) -> dict[str, float]:
+def entity_metrics(
+    true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]], scheme: Optional[str] = None
+) -> dict[str, float]:
     """precision, recall, f1 (entity micro averages), macro_f1, and token_accuracy.
 
     token_accuracy is the share of words whose tag is right. It looks good even for a model that
@@ -181,8 +194,9 @@ def entity_metrics(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Seque
     }
 
 
-def token_confusion_matrix(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]],
-                           labels: Sequence[str]) -> dict[str, Any]:
+def token_confusion_matrix(
+    true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]], labels: Sequence[str]
+) -> dict[str, Any]:
     """Word-level confusion of tags (for teaching: it shows B-/I- mix-ups that entity F1 hides)."""
     _check_tags(true_tags, pred_tags)
     flat_true = [tag for row in true_tags for tag in row]
@@ -200,11 +214,13 @@ def _typed(report: pd.DataFrame) -> pd.DataFrame:
 def report_to_records(report: pd.DataFrame) -> list[dict[str, Any]]:
     """[{label, precision, recall, f1, support}], floats rounded to 4 places: the stored format."""
     return [
-        {"label": str(label),
-         "precision": round(float(row["precision"]), 4),
-         "recall": round(float(row["recall"]), 4),
-         "f1": round(float(row["f1"]), 4),
-         "support": int(row["support"])}
+        {
+            "label": str(label),
+            "precision": round(float(row["precision"]), 4),
+            "recall": round(float(row["recall"]), 4),
+            "f1": round(float(row["f1"]), 4),
+            "support": int(row["support"]),
+        }
         for label, row in report.iterrows()
     ]
 

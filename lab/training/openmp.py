@@ -7,6 +7,7 @@ thread, and with two teams alive the same training steps ran 5-11% slower on 2 c
 idle team first brought the background thread level with the main thread (bench/README.md, "App vs
 CLI", has the figures). The app's script threads end after each rerun, which frees their teams anyway.
 """
+
 from __future__ import annotations
 
 import ctypes

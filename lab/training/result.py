@@ -3,6 +3,7 @@
 Its own module, free of torch, so the scripted stand-in (`lab.launch.scripted`) returns the same type
 without importing the engine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """What a finished run leaves behind: the saved model (or adapter) and report.json."""
+
 from __future__ import annotations
 
 import json
@@ -14,16 +15,23 @@ from lab.training.trainer import virtual_token_offset
 REPORT_FILE = "report.json"
 
 
-def save_model(trainer, config: RunConfig, label_names: list[str], model_dir: Path, max_length: int,
-               pooling: str = "") -> None:
+def save_model(
+    trainer, config: RunConfig, label_names: list[str], model_dir: Path, max_length: int, pooling: str = ""
+) -> None:
     """Save the model (or adapter) with tokenizer, label maps and what `lab predict` needs to reload it
     (`max_length`: where training cut sequences; `pooling`: the resolved model.pooling)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(model_dir))
-    info = {"task": config.task, "peft_method": config.peft.method, "base_model": config.model.name_or_path,
-            "label_names": label_names, "max_length": max_length,
-            "num_virtual_tokens": virtual_token_offset(config), "pooling": pooling,
-            "trust_remote_code": config.model.trust_remote_code}
+    info = {
+        "task": config.task,
+        "peft_method": config.peft.method,
+        "base_model": config.model.name_or_path,
+        "label_names": label_names,
+        "max_length": max_length,
+        "num_virtual_tokens": virtual_token_offset(config),
+        "pooling": pooling,
+        "trust_remote_code": config.model.trust_remote_code,
+    }
     (model_dir / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     if config.peft.merge_adapter and config.peft.method in LORA_FAMILY:
         merged = trainer.model.merge_and_unload()
@@ -33,11 +41,17 @@ def save_model(trainer, config: RunConfig, label_names: list[str], model_dir: Pa
         (model_dir / "merged" / MODEL_INFO_FILE).write_text(json.dumps(merged_info, indent=2), encoding="utf-8")
 
 
-def write_report(output_dir: Path, config: RunConfig, loaded: LoadedData, result: Any,
-                 scorer: Any) -> None:
-    report = {"run": config.to_dict(), "status": result.status, "data_source": loaded.source,
-              "data_notes": loaded.notes, "split_sizes": {k: len(v) for k, v in loaded.splits.items()},
-              "label_names": loaded.label_names, "test_metrics": result.metrics, "per_label": result.per_label,
-              "confusion": scorer.last_confusion if result.status == "completed" else {},
-              **{k: v for k, v in asdict(result).items() if k not in ("metrics", "per_label", "status")}}
+def write_report(output_dir: Path, config: RunConfig, loaded: LoadedData, result: Any, scorer: Any) -> None:
+    report = {
+        "run": config.to_dict(),
+        "status": result.status,
+        "data_source": loaded.source,
+        "data_notes": loaded.notes,
+        "split_sizes": {k: len(v) for k, v in loaded.splits.items()},
+        "label_names": loaded.label_names,
+        "test_metrics": result.metrics,
+        "per_label": result.per_label,
+        "confusion": scorer.last_confusion if result.status == "completed" else {},
+        **{k: v for k, v in asdict(result).items() if k not in ("metrics", "per_label", "status")},
+    }
     (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")

@@ -6,10 +6,12 @@ scored against every gold word of the split, truncated ones included: truncation
 recall, never as a better score. BIOES data is scored in seqeval's strict BIOES mode; IOB2 data the
 way conlleval reads it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +34,13 @@ class EvaluationScorer:
     Set `split` before each evaluation ("validation" or "test"); NER needs a `WordReference` per split.
     """
 
-    def __init__(self, task: str, label_names: list[str], tag_scheme: str = "",
-                 references: dict[str, WordReference] | None = None):
+    def __init__(
+        self,
+        task: str,
+        label_names: list[str],
+        tag_scheme: str = "",
+        references: dict[str, WordReference] | None = None,
+    ):
         self.task = task
         self.label_names = label_names
         self.scheme = "BIOES" if tag_scheme == "BIOES" else None
@@ -49,8 +56,10 @@ class EvaluationScorer:
         if self.task == "ner":
             reference = self.references[self.split]
             true_tags = [list(tags) for tags in reference.gold_tags]
-            pred_tags = [word_tags(ids, row, len(tags), names)
-                         for ids, row, tags in zip(reference.word_ids, predicted, true_tags)]
+            pred_tags = [
+                word_tags(ids, row, len(tags), names)
+                for ids, row, tags in zip(reference.word_ids, predicted, true_tags)
+            ]
             report = lab_metrics.entity_report(true_tags, pred_tags, scheme=self.scheme)
             metrics = lab_metrics.entity_metrics(true_tags, pred_tags, scheme=self.scheme)
             confusion = lab_metrics.token_confusion_matrix(true_tags, pred_tags, names)

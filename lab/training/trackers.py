@@ -6,12 +6,14 @@ metrics), writing into `<run folder>/tensorboard`, plus the per-label F1 of each
 lab's config as text. MLflow gets the config as flat params, the same metrics per step, the final
 per-label table as metrics, and the report and the saved model as artifacts (`finish`).
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
@@ -98,8 +100,9 @@ class MlflowTracker(TrainerCallback):
         try:
             import mlflow
         except ImportError:
-            raise ConfigError("tracking.mlflow_uri is set but MLflow is not installed: pip install mlflow-skinny "
-                              "(or clear the URI).") from None
+            raise ConfigError(
+                "tracking.mlflow_uri is set but MLflow is not installed: pip install mlflow-skinny (or clear the URI)."
+            ) from None
         if uri.startswith("file:") or "://" not in uri:
             # MLflow 3 keeps its file store only on request (sqlite:///mlflow.db is what it recommends now).
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -111,10 +114,14 @@ class MlflowTracker(TrainerCallback):
         if not state.is_world_process_zero or self.run_id is not None:
             return
         experiment = self.client.get_experiment_by_name("fine-tuning-lab")
-        experiment_id = (experiment.experiment_id if experiment is not None
-                         else self.client.create_experiment("fine-tuning-lab"))
-        run = self.client.create_run(experiment_id, run_name=self.run_name,
-                                     tags={"task": self.config.task, "peft_method": self.config.peft.method})
+        experiment_id = (
+            experiment.experiment_id if experiment is not None else self.client.create_experiment("fine-tuning-lab")
+        )
+        run = self.client.create_run(
+            experiment_id,
+            run_name=self.run_name,
+            tags={"task": self.config.task, "peft_method": self.config.peft.method},
+        )
         self.run_id = run.info.run_id
         for key, value in self.config.flat().items():
             self.client.log_param(self.run_id, key, "" if value is None else str(value)[:500])

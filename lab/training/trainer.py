@@ -8,11 +8,13 @@ k times too large (transformers issue #47688). Here each micro-batch's summed cr
 divided by the number of labelled items (examples, or non -100 tokens for NER) of the whole
 accumulated batch: one batch of 16 and 2 x 8 accumulated give the same loss and the same update.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from transformers import Trainer
@@ -36,8 +38,14 @@ class LabTrainer(Trainer):
     # compute_loss divides by num_items_in_batch itself: training_step must not divide again.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, virtual_tokens: int = 0, head_learning_rate: Optional[float] = None,
-                 dynamics: Optional[TrainingDynamics] = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        virtual_tokens: int = 0,
+        head_learning_rate: Optional[float] = None,
+        dynamics: Optional[TrainingDynamics] = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.virtual_tokens = virtual_tokens
         self.head_learning_rate = head_learning_rate
@@ -67,11 +75,12 @@ class LabTrainer(Trainer):
         labels = inputs.pop("labels")
         indices = inputs.pop("example_index", None)  # training examples' row numbers, for the data map
         outputs = model(**inputs)
-        logits = outputs.logits[:, self.virtual_tokens:, :] if self.virtual_tokens else outputs.logits
+        logits = outputs.logits[:, self.virtual_tokens :, :] if self.virtual_tokens else outputs.logits
         if indices is not None and self.dynamics is not None and model.training:
             self.dynamics.record(int(self.state.epoch or 0), indices, logits, labels)
-        summed = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                                                   ignore_index=IGNORE_INDEX, reduction="sum")
+        summed = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
         counted_by_trainer = num_items_in_batch is not None
         if not counted_by_trainer:  # a caller outside train() or evaluate(): this batch alone
             num_items_in_batch = labels.ne(IGNORE_INDEX).sum()
@@ -115,8 +124,15 @@ def total_optimizer_steps(config: RunConfig, train_examples: int) -> int:
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
-def training_arguments(config: RunConfig, output_dir: Path, device: str, precision: str, learning_rate: float,
-                        total_steps: int, progress_bar: bool) -> dict[str, Any]:
+def training_arguments(
+    config: RunConfig,
+    output_dir: Path,
+    device: str,
+    precision: str,
+    learning_rate: float,
+    total_steps: int,
+    progress_bar: bool,
+) -> dict[str, Any]:
     t = config.train
     by_steps = t.eval_steps > 0
     return dict(

@@ -1,8 +1,10 @@
 """A comparison group as tables: one row per method, and the per-label F1 of each side by side. The runs
 are lab.runs.records.RunRecord rows of one group (see lab.groups.compare)."""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import pandas as pd
 
@@ -10,8 +12,17 @@ from lab.groups.compare import by_method
 from lab.training.metrics import is_average_row, primary_metric_name
 from lab.views.run_view import RunView
 
-ROW_COLUMNS = ["method", "status", "test", "best validation", "trainable", "trainable share", "train seconds",
-               "peak memory MB", "run"]
+ROW_COLUMNS = [
+    "method",
+    "status",
+    "test",
+    "best validation",
+    "trainable",
+    "trainable share",
+    "train seconds",
+    "peak memory MB",
+    "run",
+]
 
 
 def comparison_rows(records: Sequence[Any], views: Optional[dict[str, RunView]] = None) -> pd.DataFrame:
@@ -25,11 +36,19 @@ def comparison_rows(records: Sequence[Any], views: Optional[dict[str, RunView]] 
         best = None
         if view is not None and metric in view.evaluations and not view.evaluations.empty:
             best = float(view.evaluations[metric].max())
-        rows.append({"method": run.peft_method, "status": run.status, "test": run.metrics.get(metric),
-                     "best validation": best, "trainable": trainable,
-                     "trainable share": trainable / total if trainable and total else None,
-                     "train seconds": summary.get("wall_seconds"), "peak memory MB": summary.get("peak_memory_mb"),
-                     "run": run.id})
+        rows.append(
+            {
+                "method": run.peft_method,
+                "status": run.status,
+                "test": run.metrics.get(metric),
+                "best validation": best,
+                "trainable": trainable,
+                "trainable share": trainable / total if trainable and total else None,
+                "train seconds": summary.get("wall_seconds"),
+                "peak memory MB": summary.get("peak_memory_mb"),
+                "run": run.id,
+            }
+        )
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
 
 
@@ -39,8 +58,11 @@ def per_label_f1(records: Sequence[Any]) -> pd.DataFrame:
     columns = {}
     for run in by_method(records):
         if run.per_label:
-            columns[run.peft_method] = {row["label"]: row["f1"] for row in run.per_label
-                                        if not is_average_row(row["label"]) or row["label"] == "macro avg"}
+            columns[run.peft_method] = {
+                row["label"]: row["f1"]
+                for row in run.per_label
+                if not is_average_row(row["label"]) or row["label"] == "macro avg"
+            }
     frame = pd.DataFrame(columns)
     if "macro avg" in frame.index:
         frame = pd.concat([frame.drop(index="macro avg"), frame.loc[["macro avg"]]])

@@ -6,6 +6,7 @@ its least believed word's gold tag), read from what the training passes computed
 Easy examples sit high with little spread; ambiguous ones swing between epochs; hard ones stay low,
 and those are often mislabelled. Spread needs two epochs or more.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,12 +36,20 @@ def load_data_map(output_dir: str | Path) -> Optional[pd.DataFrame]:
 def data_map(dynamics: dict) -> pd.DataFrame:
     probabilities = np.array(dynamics["epochs"], dtype=float)  # epochs x examples, nan where not seen
     correct = np.array([[np.nan if c is None else float(c) for c in row] for row in dynamics["correct"]])
-    frame = pd.DataFrame({"text": dynamics["texts"], "label": dynamics["labels"],
-                          "confidence": np.nanmean(probabilities, axis=0),
-                          "variability": np.nanstd(probabilities, axis=0),
-                          "correctness": np.nanmean(correct, axis=0)})
-    frame["region"] = np.where(frame["variability"] >= AMBIGUOUS_SPREAD, "ambiguous",
-                               np.where(frame["confidence"] >= HARD_CONFIDENCE, "easy", "hard"))
+    frame = pd.DataFrame(
+        {
+            "text": dynamics["texts"],
+            "label": dynamics["labels"],
+            "confidence": np.nanmean(probabilities, axis=0),
+            "variability": np.nanstd(probabilities, axis=0),
+            "correctness": np.nanmean(correct, axis=0),
+        }
+    )
+    frame["region"] = np.where(
+        frame["variability"] >= AMBIGUOUS_SPREAD,
+        "ambiguous",
+        np.where(frame["confidence"] >= HARD_CONFIDENCE, "easy", "hard"),
+    )
     frame.attrs["epochs"] = len(probabilities)
     return frame
 

@@ -1,12 +1,14 @@
 """A dataset before training: uploads kept in the runs folder, columns, an overview of labels and
 token lengths, and the parameter count of a config before its model trains."""
+
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -18,8 +20,13 @@ UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".conll", ".tx
 # Label counts of the built-in datasets, for sizing the head when counting parameters before a run.
 BUILTIN_LABEL_COUNTS = {"imdb": 2, "rotten_tomatoes": 2, "conll2003": 9, "wnut16": 21}
 # Models offered in the New run page besides the offline default and a free hub id / folder.
-SUGGESTED_MODELS = ("bert-base-uncased", "distilbert-base-uncased", "bert-base-cased", "roberta-base",
-                    "microsoft/deberta-v3-small")
+SUGGESTED_MODELS = (
+    "bert-base-uncased",
+    "distilbert-base-uncased",
+    "bert-base-cased",
+    "roberta-base",
+    "microsoft/deberta-v3-small",
+)
 
 
 def save_upload(file_name: str, data: bytes, runs_dir: str | Path) -> Path:
@@ -27,8 +34,9 @@ def save_upload(file_name: str, data: bytes, runs_dir: str | Path) -> Path:
     hash so the same upload is stored once; the user's file name is reduced to a safe one."""
     suffix = Path(file_name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        raise DataError(f"{file_name}: unsupported file type {suffix or '(none)'}; use one of "
-                        f"{', '.join(UPLOAD_SUFFIXES)}.")
+        raise DataError(
+            f"{file_name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(UPLOAD_SUFFIXES)}."
+        )
     if not data:
         raise DataError(f"{file_name} is empty.")
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(file_name).stem).strip("-")[:60] or "data"
@@ -99,13 +107,25 @@ def data_overview(data_cfg: DataConfig, task: str, sample: int = 2000) -> DataOv
     if task == "ner":
         examples = list(head["tokens"])
         example_tags = [[names[t] for t in tags] for tags in head["tags"]]
-        preview = pd.DataFrame({"words": [" ".join(words) for words in examples[:50]],
-                                "tags": [" ".join(tags) for tags in example_tags[:50]]})
+        preview = pd.DataFrame(
+            {
+                "words": [" ".join(words) for words in examples[:50]],
+                "tags": [" ".join(tags) for tags in example_tags[:50]],
+            }
+        )
     else:
         examples, example_tags = list(head["text"]), []
         preview = pd.DataFrame({"text": examples[:50], "label": [names[i] for i in head["label"][:50]]})
-    return DataOverview(loaded.source, loaded.notes, names, {k: len(v) for k, v in loaded.splits.items()},
-                        preview, pd.DataFrame(counts, columns=["split", "label", "count"]), examples, example_tags)
+    return DataOverview(
+        loaded.source,
+        loaded.notes,
+        names,
+        {k: len(v) for k, v in loaded.splits.items()},
+        preview,
+        pd.DataFrame(counts, columns=["split", "label", "count"]),
+        examples,
+        example_tags,
+    )
 
 
 def token_lengths(tokenizer: Any, examples: Sequence[Any], task: str) -> list[int]:

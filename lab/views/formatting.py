@@ -1,8 +1,10 @@
 """Numbers as the pages show them: durations, parameter counts, smoothed curves."""
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 DURATION_UNITS = ("h", "min", "s")
 

@@ -1,11 +1,13 @@
 """Run history and comparison: runs as rows of a table, or side by side; a model folder as a zip."""
+
 from __future__ import annotations
 
 import io
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -21,20 +23,44 @@ def runs_frame(records: Sequence[Any], duration_units: Sequence[str] = DURATION_
     for run in records:
         metric = primary_metric_name(run.task)
         end = run.finished_at or (time.time() if run.is_active and run.started_at else None)
-        rows.append({
-            "run": run.id, "name": run.name, "status": run.status, "task": run.task, "dataset": run.dataset,
-            "method": run.peft_method, "model": run.model,
-            "created": pd.Timestamp.fromtimestamp(run.created_at).floor("s"),
-            "time": format_duration(end - run.started_at, duration_units) if end and run.started_at else "–",
-            "test metric": f"{metric} {run.metrics[metric]:.3f}" if metric in run.metrics else "",
-            "trainable": format_count(run.summary.get("trainable_params")), "group": run.group_name,
-        })
-    return pd.DataFrame(rows, columns=["name", "status", "task", "dataset", "method", "test metric", "trainable",
-                                       "time", "created", "group", "model", "run"])
+        rows.append(
+            {
+                "run": run.id,
+                "name": run.name,
+                "status": run.status,
+                "task": run.task,
+                "dataset": run.dataset,
+                "method": run.peft_method,
+                "model": run.model,
+                "created": pd.Timestamp.fromtimestamp(run.created_at).floor("s"),
+                "time": format_duration(end - run.started_at, duration_units) if end and run.started_at else "–",
+                "test metric": f"{metric} {run.metrics[metric]:.3f}" if metric in run.metrics else "",
+                "trainable": format_count(run.summary.get("trainable_params")),
+                "group": run.group_name,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "name",
+            "status",
+            "task",
+            "dataset",
+            "method",
+            "test metric",
+            "trainable",
+            "time",
+            "created",
+            "group",
+            "model",
+            "run",
+        ],
+    )
 
 
-def comparison_frame(records: Sequence[Any], views: dict[str, RunView],
-                     duration_units: Sequence[str] = DURATION_UNITS) -> pd.DataFrame:
+def comparison_frame(
+    records: Sequence[Any], views: dict[str, RunView], duration_units: Sequence[str] = DURATION_UNITS
+) -> pd.DataFrame:
     """Runs side by side (one column each): setup, final metrics, parameters, time, memory."""
     columns = {}
     for run in records:
@@ -43,14 +69,19 @@ def comparison_frame(records: Sequence[Any], views: dict[str, RunView],
         best = ""
         if view is not None and primary_metric_name(run.task) in view.evaluations:
             best = f"{view.evaluations[primary_metric_name(run.task)].max():.4f}"
-        column = {"status": run.status, "task": run.task, "dataset": run.dataset, "model": run.model,
-                  "method": run.peft_method,
-                  "trainable parameters": f"{trainable:,}" if trainable else "–",
-                  "total parameters": f"{total:,}" if total else "–",
-                  "trainable share": format_share(trainable, total),
-                  "wall time": format_duration(summary.get("wall_seconds"), duration_units),
-                  "peak memory": f"{summary['peak_memory_mb']:.0f} MB" if summary.get("peak_memory_mb") else "–",
-                  f"best validation {primary_metric_name(run.task)}": best or "–"}
+        column = {
+            "status": run.status,
+            "task": run.task,
+            "dataset": run.dataset,
+            "model": run.model,
+            "method": run.peft_method,
+            "trainable parameters": f"{trainable:,}" if trainable else "–",
+            "total parameters": f"{total:,}" if total else "–",
+            "trainable share": format_share(trainable, total),
+            "wall time": format_duration(summary.get("wall_seconds"), duration_units),
+            "peak memory": f"{summary['peak_memory_mb']:.0f} MB" if summary.get("peak_memory_mb") else "–",
+            f"best validation {primary_metric_name(run.task)}": best or "–",
+        }
         for name, value in run.metrics.items():
             column[f"test {name}"] = f"{value:.4f}"
         columns[f"{run.name} ({run.id[-4:]})"] = column

@@ -1,7 +1,9 @@
 """The Playground: entities highlighted in text, and the test examples a model gets wrong."""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import pandas as pd
 
@@ -18,7 +20,7 @@ def entity_spans(words: Sequence[str], tags: Sequence[str]) -> list[tuple[str, O
     while index < len(words):
         if index in starts:
             end, entity_type = starts[index]
-            pieces.append((" ".join(words[index:end + 1]), entity_type))
+            pieces.append((" ".join(words[index : end + 1]), entity_type))
             index = end + 1
         else:
             pieces.append((words[index], None))
@@ -26,8 +28,18 @@ def entity_spans(words: Sequence[str], tags: Sequence[str]) -> list[tuple[str, O
     return pieces
 
 
-ENTITY_COLORS = ("#fde68a", "#bfdbfe", "#bbf7d0", "#fecaca", "#e9d5ff", "#fed7aa", "#a5f3fc", "#f5d0fe",
-                 "#d9f99d", "#e5e7eb")  # light backgrounds that keep dark text readable, cycled by type
+ENTITY_COLORS = (
+    "#fde68a",
+    "#bfdbfe",
+    "#bbf7d0",
+    "#fecaca",
+    "#e9d5ff",
+    "#fed7aa",
+    "#a5f3fc",
+    "#f5d0fe",
+    "#d9f99d",
+    "#e5e7eb",
+)  # light backgrounds that keep dark text readable, cycled by type
 
 
 def entities_html(words: Sequence[str], tags: Sequence[str]) -> str:
@@ -41,9 +53,11 @@ def entities_html(words: Sequence[str], tags: Sequence[str]) -> str:
             pieces.append(html.escape(text))
             continue
         color = colors.setdefault(kind, ENTITY_COLORS[len(colors) % len(ENTITY_COLORS)])
-        pieces.append(f'<span class="lab-entity" style="background:{color};color:#111;padding:0.1em 0.35em;'
-                      f'border-radius:0.35em;white-space:nowrap">{html.escape(text)} '
-                      f'<b style="font-size:0.7em;opacity:0.75">{html.escape(kind)}</b></span>')
+        pieces.append(
+            f'<span class="lab-entity" style="background:{color};color:#111;padding:0.1em 0.35em;'
+            f'border-radius:0.35em;white-space:nowrap">{html.escape(text)} '
+            f'<b style="font-size:0.7em;opacity:0.75">{html.escape(kind)}</b></span>'
+        )
     return '<div style="line-height:2.3;font-size:1.1em">' + " ".join(pieces) + "</div>"
 
 
@@ -57,8 +71,10 @@ def attributions_html(words: Sequence[str], attributions: Sequence[float]) -> st
     for word, attribution in zip(words, attributions):
         colour = "22,163,74" if attribution >= 0 else "220,38,38"
         alpha = 0.85 * abs(attribution) / strongest
-        pieces.append(f'<span title="{attribution:+.3f}" style="background:rgba({colour},{alpha:.2f});'
-                      f'padding:0.1em 0.25em;border-radius:0.3em">{html.escape(word)}</span>')
+        pieces.append(
+            f'<span title="{attribution:+.3f}" style="background:rgba({colour},{alpha:.2f});'
+            f'padding:0.1em 0.25em;border-radius:0.3em">{html.escape(word)}</span>'
+        )
     return '<div style="line-height:2.2;font-size:1.1em">' + " ".join(pieces) + "</div>"
 
 
@@ -92,12 +108,23 @@ def find_test_mistakes(config: RunConfig, predictor: Any, limit: int = 500) -> p
         for words, tag_ids, prediction in zip(sentences, test["tags"], predictions):
             true_tags = [names[i] for i in tag_ids]
             if prediction.tags != true_tags:
-                rows.append({"sentence": " ".join(words), "true entities": _entities_text(words, true_tags),
-                             "predicted entities": _entities_text(prediction.words, prediction.tags)})
+                rows.append(
+                    {
+                        "sentence": " ".join(words),
+                        "true entities": _entities_text(words, true_tags),
+                        "predicted entities": _entities_text(prediction.words, prediction.tags),
+                    }
+                )
         return pd.DataFrame(rows, columns=["sentence", "true entities", "predicted entities"])
     texts = list(test["text"])
     for text, label_id, prediction in zip(texts, test["label"], predictor.predict(texts)):
         if prediction.label != names[label_id]:
-            rows.append({"text": text, "true": names[label_id], "predicted": prediction.label,
-                         "confidence": round(prediction.score, 3)})
+            rows.append(
+                {
+                    "text": text,
+                    "true": names[label_id],
+                    "predicted": prediction.label,
+                    "confidence": round(prediction.score, 3),
+                }
+            )
     return pd.DataFrame(rows, columns=["text", "true", "predicted", "confidence"])

@@ -1,10 +1,12 @@
 """A run's event log folded into the tables the Live run and Runs pages draw."""
+
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -46,8 +48,17 @@ class RunView:
         return [c for c in self.evaluations.columns if c not in ("step", "epoch", "loss")]
 
 
-STEP_COLUMNS = ["step", "max_steps", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_second",
-                "elapsed_seconds", "eta_seconds"]
+STEP_COLUMNS = [
+    "step",
+    "max_steps",
+    "epoch",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_second",
+    "elapsed_seconds",
+    "eta_seconds",
+]
 LABEL_COLUMNS = ["label", "precision", "recall", "f1", "support"]
 _DEVICE_LINE = re.compile(r"^device ([^,\s]+), precision ([^,\s]+)")
 
@@ -64,14 +75,14 @@ class _Columns:
         if self.size == len(self._arrays[self.names[0]]):
             for name, array in self._arrays.items():
                 grown = np.empty(2 * len(array))
-                grown[:self.size] = array
+                grown[: self.size] = array
                 self._arrays[name] = grown
         for name, value in zip(self.names, values):
             self._arrays[name][self.size] = np.nan if value is None else value
         self.size += 1
 
     def frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame({name: array[:self.size] for name, array in self._arrays.items()}, copy=False)
+        frame = pd.DataFrame({name: array[: self.size] for name, array in self._arrays.items()}, copy=False)
         return frame.astype({"step": "int64", "max_steps": "int64"}) if "step" in frame else frame
 
 
@@ -89,7 +100,7 @@ class RunViewFolder:
         self._view = RunView(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
         self._stale = {"steps": True, "evaluations": True}  # tables to rebuild at the next view()
 
-    def add(self, events: Iterable[tuple[int, Event]]) -> "RunViewFolder":
+    def add(self, events: Iterable[tuple[int, Event]]) -> RunViewFolder:
         view = self._view
         for seq, event in events:
             self.seq = max(self.seq, seq)
@@ -103,10 +114,12 @@ class RunViewFolder:
                 view.test_eval = event
             elif isinstance(event, EvalEvent):
                 view.latest_eval = event
-                self._evaluations.append({"step": event.step, "epoch": event.epoch, "loss": event.loss,
-                                          **event.metrics})
-                self._history += [{"step": event.step, **row} for row in event.per_label
-                                  if not is_average_row(row["label"])]
+                self._evaluations.append(
+                    {"step": event.step, "epoch": event.epoch, "loss": event.loss, **event.metrics}
+                )
+                self._history += [
+                    {"step": event.step, **row} for row in event.per_label if not is_average_row(row["label"])
+                ]
                 self._stale["evaluations"] = True
             elif isinstance(event, ResultEvent):
                 view.result = event
@@ -118,8 +131,11 @@ class RunViewFolder:
                 if isinstance(event, StatusEvent) and event.status == "running":
                     view.stage = event.message
                 stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
-                prefix = f"[{event.status}] " if isinstance(event, StatusEvent) else (
-                    "" if event.level == "info" else f"{event.level.upper()}: ")
+                prefix = (
+                    f"[{event.status}] "
+                    if isinstance(event, StatusEvent)
+                    else ("" if event.level == "info" else f"{event.level.upper()}: ")
+                )
                 self._log.append(f"{stamp}  {prefix}{event.message}")
                 match = _DEVICE_LINE.match(event.message) if isinstance(event, LogEvent) else None
                 if match:
@@ -148,8 +164,6 @@ def per_label_frame(per_label: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """The per-label table as shown: one row per label, then the averages."""
     frame = pd.DataFrame(list(per_label), columns=LABEL_COLUMNS)
     return frame.set_index("label")
-
-
 
 
 _MODULE = re.compile(r"layer\.(\d+)\.(.+)$")

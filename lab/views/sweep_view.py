@@ -1,4 +1,5 @@
 """A sweep as the Sweeps page shows it: one row per trial (its state, value, parameters and run)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,6 +18,14 @@ def trials_frame(study: Any, store: Any) -> pd.DataFrame:
             status = store.get_run(run_id).status if run_id else ""
         except LabError:
             status = "deleted"
-        rows.append({"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value,
-                     **trial.params, "run": run_id, "run status": status})
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.name.lower(),
+                "value": trial.value,
+                **trial.params,
+                "run": run_id,
+                "run status": status,
+            }
+        )
     return pd.DataFrame(rows)
