@@ -83,9 +83,11 @@ def explain(predictor: Predictor, text: str, word: Optional[int] = None, steps: 
                 f"Word {word} is not in the text the model sees (it has {len(words)} words, "
                 f"{predictor.max_length} sub-word tokens at most)."
             )
-        position = predictor.virtual_tokens + first_piece[word]
-        target = int(tags[first_piece[word]])
-        select = (slice(None), position, target)
+        piece = first_piece[word]
+        assert piece is not None  # checked above
+        position = predictor.virtual_tokens + piece
+        target = int(tags[piece])
+        select: tuple[slice | int, ...] = (slice(None), position, target)
     else:
         target = int(probabilities[0].argmax())
         select = (slice(None), target)

@@ -56,7 +56,7 @@ class ProjectionCallback(TrainerCallback):
         if vectors is None or self.split_name() != "validation" or len(vectors) <= max(self.positions, default=0):
             return
         sample = vectors[self.positions]
-        if self.components is None:  # fitted once, on the first frame: later frames share its axes
+        if self.components is None or self.mean is None:  # fitted once, on the first frame: later frames share its axes
             self.mean = sample.mean(0)
             _, _, right = torch.linalg.svd(sample - self.mean, full_matrices=False)
             self.components = right[:2].T

@@ -55,6 +55,8 @@ def use_pooling(model: nn.Module, pooling: str) -> nn.Module:
     if pooling != "mean":
         return model
     encoder = encoder_of(model)
+    if encoder is None:  # resolve_pooling chose mean, so there is an encoder with a pooler
+        raise ModelError(f"{type(model).__name__} has no encoder to pool.")
     pooler = MeanPooler()
     encoder.pooler = pooler
 

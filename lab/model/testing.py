@@ -21,7 +21,7 @@ BASE_ALPHABET = list(string.ascii_lowercase + string.digits + string.punctuation
 def build_tiny_tokenizer(corpus_texts: Iterable[str], vocab_size: int = 300):
     """A lowercase WordPiece `BertTokenizerFast` trained on `corpus_texts`."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # exported lazily
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
