@@ -192,3 +192,53 @@ def test_classification_collator(tiny_tokenizer, sentiment_csv):
     assert batch["input_ids"].shape == (3, max(row["length"] for row in rows))
     assert batch["attention_mask"].sum(dim=1).tolist() == [row["length"] for row in rows]
     assert "length" not in batch and batch["labels"].dtype == torch.long
+
+
+# ---- bounded work per text ---------------------------------------------------------------------
+class CallRecorder:
+    """Wraps a tokenizer's __call__ and keeps the longest text (or word) it was handed."""
+
+    def __init__(self, monkeypatch, tokenizer):
+        self.longest = 0
+        original = type(tokenizer).__call__
+
+        def record(this, text, *args, **kwargs):
+            items = [text] if isinstance(text, str) else list(text)
+            flat = [w for item in items for w in ([item] if isinstance(item, str) else item)]
+            self.longest = max([self.longest, *map(len, flat)])
+            return original(this, text, *args, **kwargs)
+
+        monkeypatch.setattr(type(tokenizer), "__call__", record)
+
+
+def test_a_huge_text_is_never_tokenised_whole(tiny_tokenizer, sentiment_csv, monkeypatch):
+    """A 5 MB field at max_length 16 reaches the tokenizer as a few thousand characters, and the model
+    sees the same tokens as if the whole text had been encoded and then cut."""
+    loaded = load("classification", sentiment_csv)
+    huge = "wonderful film " * 350_000
+    splits = loaded.splits
+    splits["train"] = splits["train"].from_dict(
+        {"text": [huge, "a short one"], "label": [0, 1]}, features=splits["train"].features
+    )
+    recorder = CallRecorder(monkeypatch, tiny_tokenizer)
+    tokenized = tokenize_splits(splits, tiny_tokenizer, "classification", max_length=16, names=["train"])
+    assert recorder.longest < 16 * 100
+    monkeypatch.undo()
+    whole = tiny_tokenizer("wonderful film " * 2_000, truncation=True, max_length=16)["input_ids"]
+    assert tokenized["train"][0]["input_ids"] == whole
+
+
+def test_a_huge_sentence_is_never_tokenised_whole(tiny_tokenizer, ner_conll, monkeypatch):
+    loaded = load("ner", ner_conll)
+    splits = loaded.splits
+    words = ["Paris", "x" * 2_000_000] + ["visited"] * 100_000
+    tags = [1] + [0] * (len(words) - 1)
+    splits["train"] = splits["train"].from_dict({"tokens": [words], "tags": [tags]}, features=splits["train"].features)
+    recorder = CallRecorder(monkeypatch, tiny_tokenizer)
+    tokenized = tokenize_splits(splits, tiny_tokenizer, "ner", max_length=16, names=["train"])
+    assert recorder.longest < 16 * 100
+    monkeypatch.undo()
+    whole = tiny_tokenizer(
+        ["Paris", "x" * 2_000, *["visited"] * 100], is_split_into_words=True, truncation=True, max_length=16
+    )
+    assert tokenized["train"][0]["input_ids"] == whole["input_ids"]

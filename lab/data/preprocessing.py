@@ -26,6 +26,11 @@ OUTSIDE = "O"  # the tag of a word outside every entity
 NO_WORD = -1  # stands for None (special token) in the stored word_ids column
 # What the model's forward() takes; everything else in a tokenised row is bookkeeping.
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+# Fast tokenizers encode a whole text before they truncate it (a 50 MB field cost minutes and GBs), so
+# texts are cut first. No real text needs this many characters per token to fill max_length tokens,
+# and a sentence fills max_length tokens long before twice as many words (each word makes a piece or more).
+CHARACTERS_PER_TOKEN = 64
+WORDS_PER_TOKEN = 2
 
 
 def effective_max_length(
@@ -101,15 +106,27 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+def clip_text(text: str, max_length: int) -> str:
+    """The start of `text` that holds its first `max_length` tokens: what to hand a tokenizer that truncates."""
+    return text[: max_length * CHARACTERS_PER_TOKEN]
+
+
+def clip_words(words: Sequence[str], max_length: int) -> list[str]:
+    """The first words of a sentence, each cut like `clip_text`, that hold its first `max_length` tokens."""
+    return [clip_text(word, max_length) for word in words[: max_length * WORDS_PER_TOKEN]]
+
+
 def _tokenize_classification(batch: dict[str, list], tokenizer: Any, max_length: int) -> dict[str, list]:
-    encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+    texts = [clip_text(text, max_length) for text in batch["text"]]
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
     encoded["labels"] = list(batch["label"])
     encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
     return dict(encoded)
 
 
 def _tokenize_ner(batch: dict[str, list], tokenizer: Any, max_length: int) -> dict[str, list]:
-    encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+    sentences = [clip_words(words, max_length) for words in batch["tokens"]]
+    encoded = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length)
     labels, word_ids = [], []
     for index, tags in enumerate(batch["tags"]):
         ids = encoded.word_ids(index)
@@ -167,6 +184,7 @@ class BatchCollator:
     def __init__(self, task: str, tokenizer: Any, pad_to_multiple_of: Optional[int] = None):
         from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
+        self.pad: DataCollatorForTokenClassification | DataCollatorWithPadding
         if task == "ner":
             self.pad = DataCollatorForTokenClassification(
                 tokenizer, pad_to_multiple_of=pad_to_multiple_of, label_pad_token_id=IGNORE_INDEX
@@ -196,8 +214,9 @@ def label_alignment_view(
     `label` is the word's tag name on its first piece and -100 on other pieces and special tokens;
     special tokens have word_index None and word "".
     """
+    max_length = effective_max_length(tokenizer, max_length)
     encoding = tokenizer(
-        list(words), is_split_into_words=True, truncation=True, max_length=effective_max_length(tokenizer, max_length)
+        clip_words(words, max_length), is_split_into_words=True, truncation=True, max_length=max_length
     )
     word_ids = encoding.word_ids()
     tokens = tokenizer.convert_ids_to_tokens(encoding["input_ids"])

@@ -183,10 +183,14 @@ def sample_lengths(train: Any, tokenizer: Any, task: str, max_length: int) -> li
     """Token counts (with special tokens, after truncation) of a seeded sample of training examples."""
     count = min(len(train), LENGTH_SAMPLE)
     sample = train.shuffle(seed=0).select(range(count)) if len(train) > count else train
+    from lab.data.preprocessing import clip_text, clip_words
+
     if task == "ner":
-        encoded = tokenizer(list(sample["tokens"]), is_split_into_words=True, truncation=True, max_length=max_length)
+        sentences = [clip_words(words, max_length) for words in sample["tokens"]]
+        encoded = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length)
     else:
-        encoded = tokenizer(list(sample["text"]), truncation=True, max_length=max_length)
+        texts = [clip_text(text, max_length) for text in sample["text"]]
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
     return [len(ids) for ids in encoded["input_ids"]] or [1]
 
 
