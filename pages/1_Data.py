@@ -14,13 +14,12 @@ import yaml
 from lab.config import DEFAULT_MODEL, TASKS, DataConfig
 from lab.data.builtin import BUILTINS
 from lab.hub import is_offline
-from lab.views.data_view import DataOverview, data_overview, save_upload, token_lengths, truncated_share
+from lab.views.data_view import UPLOAD_TYPES, DataOverview, data_overview, save_upload, token_lengths, truncated_share
 from ui import charts
 from ui.common import NEW_RUN_PAGE, get_store, page_setup, task_name, user_errors, wait_for_training_stack
 from ui.i18n import field_help, message, t
 from ui.widgets import column_mapping
 
-UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"]
 # What "Train on this data" passes to the New run page (the task's default keeps its subset sizes).
 HANDED_OVER = ("dataset", "train_file", "text_column", "label_column", "tokens_column", "tags_column")
 

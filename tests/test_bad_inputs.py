@@ -695,7 +695,7 @@ def test_app_data_page_shows_bad_uploads_as_messages(intact):
         (
             "one-column.csv",
             ("review\n" + "".join(f"review {i} of the film\n" for i in range(60))).encode(),
-            "the text and the label are both mapped to column 'review'",
+            "one-column.csv has one column only ('review'); classification needs a second column",
         ),
         (
             "no-label.csv",
@@ -705,8 +705,8 @@ def test_app_data_page_shows_bad_uploads_as_messages(intact):
     ],
 )
 def test_app_data_page_refuses_a_mapping_that_cannot_be_a_classification(intact, name, content, message):
-    """A CSV without a label column maps text and label to the same column, or a label to a text-like
-    column: the page says why and offers no "Train on this data"; the message names the user's file."""
+    """A CSV without a label column, or a label mapped to a text-like column: the page says why and
+    offers no "Train on this data"; the message names the user's file."""
     at = app("pages/1_Data.py")
     widget(at.radio, "Source").set_value("Upload a file").run()
     at.file_uploader[0].set_value((name, content, "text/csv")).run()

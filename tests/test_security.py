@@ -23,7 +23,7 @@ from lab.events import LogEvent
 from lab.groups.one_click import one_click_runs
 from lab.runs.records import clean_name
 from lab.runs.store import RunStore
-from lab.views.data_view import UPLOADS_FOLDER, save_upload
+from lab.views.uploads import UPLOADS_FOLDER, save_upload
 
 REPO = Path(__file__).resolve().parents[1]
 APP_SOURCES = sorted(
@@ -158,7 +158,8 @@ def test_the_scan_finds_what_it_looks_for(tmp_path):
 
 
 # ---- file names -----------------------------------------------------------------------------------------
-SAFE_UPLOAD = re.compile(r"^[0-9a-f]{12}-[A-Za-z0-9_-]{1,60}\.(csv|tsv|jsonl|json|parquet|conll|txt|iob|bio)$")
+# Letters of any script, digits, "_", "-" and inner dots, under a folder named by the content hash.
+SAFE_UPLOAD = re.compile(r"^\w[\w.-]{0,59}\.(csv|tsv|jsonl|json|parquet|conll|txt|iob|bio)$")
 
 
 @pytest.mark.parametrize(
@@ -179,9 +180,9 @@ SAFE_UPLOAD = re.compile(r"^[0-9a-f]{12}-[A-Za-z0-9_-]{1,60}\.(csv|tsv|jsonl|jso
 def test_uploads_land_in_the_uploads_folder_under_a_safe_name(name, tmp_path):
     runs_dir = tmp_path / "runs"
     path = save_upload(name, b"text,label\na,pos\n", runs_dir)
-    assert path.parent == runs_dir / UPLOADS_FOLDER
-    assert SAFE_UPLOAD.match(path.name), path.name
-    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["runs", UPLOADS_FOLDER, path.name])
+    assert path.parent.parent == runs_dir / UPLOADS_FOLDER and re.fullmatch("[0-9a-f]{16}", path.parent.name)
+    assert SAFE_UPLOAD.match(path.name) and path.name.isprintable(), path.name
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["runs", UPLOADS_FOLDER, path.parent.name, path.name])
 
 
 @pytest.mark.parametrize("name", ["evil.py", "model.pkl", "archive.zip", "noext", "data.csv.exe", ".csv"])

@@ -165,7 +165,7 @@ def test_smooth_is_a_debiased_moving_average():
 
 def test_save_upload_keeps_a_safe_name_inside_the_runs_dir(tmp_path):
     path = save_upload("../../etc/evil name.CSV", b"text,label\nok,pos\n", tmp_path)
-    assert path.parent == tmp_path / "uploads" and path.suffix == ".csv" and ".." not in path.name
+    assert path.parent.parent == tmp_path / "uploads" and path.suffix == ".csv" and ".." not in path.name
     assert path.read_bytes() == b"text,label\nok,pos\n"
     assert save_upload("../../etc/evil name.CSV", b"text,label\nok,pos\n", tmp_path) == path  # stored once
     with pytest.raises(DataError, match="unsupported file type .exe"):

@@ -5,10 +5,14 @@ Classification: CSV, TSV, JSON lines (or a JSON array of objects), Parquet; the 
 text and label columns. NER: CoNLL column files (token first, tag last, a blank line between
 sentences) and JSON lines with a list of words and a list of tags per line. Files are parsed as
 data only (pandas / json): nothing in them is ever executed or unpickled.
+
+Every file is bounded (lab.data.budget) before it is believed, a Parquet file from its metadata before
+any row is read; parsed files are kept by content hash, so pages that rerun on every click parse once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -16,10 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from lab.data import budget
+from lab.data.budget import check_cells, check_file_size, check_rows, parsed_once
 from lab.errors import DataError, one_line
 
 CLASSIFICATION_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 JSON_SUFFIXES = (".jsonl", ".json")
+NER_SUFFIXES = (".conll", ".txt", ".tsv", ".iob", ".bio", *JSON_SUFFIXES)  # read_ner_file reads any, these by name
+# Every file type some task reads: what an upload may be.
+UPLOAD_SUFFIXES = tuple(dict.fromkeys(CLASSIFICATION_SUFFIXES + NER_SUFFIXES))
 _WHOLE_FLOAT = re.compile(r"^-?\d+\.0+$")
 
 
@@ -66,6 +75,12 @@ def _check_file(path: Path) -> None:
         raise DataError(f"Data file {path} is not a file.")
     if size == 0:
         raise DataError(f"Data file {path} is empty.")
+    check_file_size(path, size)
+
+
+def _own_copy(raw: RawExamples) -> RawExamples:
+    # Callers may rewrite a split's labels (IOB1 -> IOB2); the cached examples must not change with them.
+    return dataclasses.replace(raw, inputs=list(raw.inputs), labels=list(raw.labels), positions=list(raw.positions))
 
 
 def read_text(path: Path) -> str:
@@ -105,6 +120,9 @@ def _json_records(path: Path) -> tuple[list[tuple[int, dict]], str]:
             raise DataError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).") from None
         except RecursionError:
             raise DataError(f"{path}: the JSON is nested too deeply to be a list of records.") from None
+        if not isinstance(items, list):
+            items = [items]
+        check_rows(path, len(items), "records")
         records = list(enumerate(items, start=1))
         unit = "record"
     else:
@@ -112,6 +130,7 @@ def _json_records(path: Path) -> tuple[list[tuple[int, dict]], str]:
         for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
+            check_rows(path, len(records) + 1, "lines")
             try:
                 records.append((number, json.loads(line)))
             except json.JSONDecodeError as exc:
@@ -137,36 +156,64 @@ def _missing_column(path: Path, name: str, kind: str, columns: list[str]) -> Dat
 
 
 # ---- classification ----------------------------------------------------------------------------
-def _table(path: Path) -> tuple[list[str], list[dict[str, Any]], str, int]:
+Table = tuple[list[str], list[dict[str, Any]], str, int]
+
+
+def _table(path: Path) -> Table:
     """Column names, rows, position unit and the position of the first row, for a tabular file."""
+    return parsed_once("table", path, (), lambda: _parse_table(path))
+
+
+def _parse_table(path: Path) -> Table:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         import pandas as pd
 
         text = read_text(path)
         try:
+            # One row past the cap is enough to know the file is over it.
             frame = pd.read_csv(
-                io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+                io.StringIO(text),
+                sep="\t" if suffix == ".tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
+                nrows=budget.MAX_ROWS + 1,
             )
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DataError(
                 f"{path} is not a valid {suffix[1:].upper()} file: {one_line(exc)}. A text "
                 "holding the separator or a line break must be in double quotes."
             ) from None
+        check_rows(path, len(frame))
+        check_cells(path, frame.size)
         return list(frame.columns), frame.to_dict("records"), "row", 2
     if suffix == ".parquet":
-        import pandas as pd
-
-        _check_file(path)
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise DataError(f"{path} is not a readable Parquet file: {one_line(exc)}") from None
-        return list(map(str, frame.columns)), frame.to_dict("records"), "row", 1
+        return _parquet_table(path)
     records, unit = _json_records(path)
     columns = list(dict.fromkeys(key for _, record in records for key in record))
+    check_cells(path, len(records) * len(columns))
     rows = [dict(record, __position__=position) for position, record in records]
     return columns, rows, unit, 0
+
+
+def _parquet_table(path: Path) -> Table:
+    """A Parquet file's rows, after its metadata says they fit: a few KB of Parquet can hold millions of rows."""
+    import pyarrow.parquet as pq
+
+    _check_file(path)
+    try:
+        parquet = pq.ParquetFile(path)
+        metadata = parquet.metadata
+        check_rows(path, metadata.num_rows)
+        check_cells(path, metadata.num_rows * metadata.num_columns)
+        expanded = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        check_file_size(path, expanded, "expands to")
+        frame = parquet.read().to_pandas()
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path} is not a readable Parquet file: {one_line(exc)}") from None
+    return list(map(str, frame.columns)), frame.to_dict("records"), "row", 1
 
 
 def _cell_text(value: Any) -> str:
@@ -195,12 +242,27 @@ def read_classification_file(path: str | Path, text_column: str, label_column: s
         raise DataError(
             f"{path}: unsupported file type {path.suffix or '(none)'}; use one of {', '.join(CLASSIFICATION_SUFFIXES)}."
         )
+    return _own_copy(
+        parsed_once(
+            "classification",
+            path,
+            (text_column, label_column),
+            lambda: _read_classification(path, text_column, label_column),
+        )
+    )
+
+
+def _read_classification(path: Path, text_column: str, label_column: str) -> RawExamples:
+    columns, rows, unit, first = _table(path)
+    if len(columns) == 1:
+        raise DataError(
+            f"{path} has one column only ({columns[0]!r}); classification needs a second column with each text's label."
+        )
     if text_column == label_column:
         raise DataError(
-            f"{path.name}: the text and the label are both mapped to column {text_column!r}; "
+            f"{path}: the text and the label are both mapped to column {text_column!r}; "
             "choose the column that holds each text and the one that holds its class."
         )
-    columns, rows, unit, first = _table(path)
     for name, kind in ((text_column, "text"), (label_column, "label")):
         if name not in columns:
             raise _missing_column(path, name, kind, columns)
@@ -232,7 +294,7 @@ def read_conll(path: str | Path, origin: Optional[str] = None) -> RawExamples:
     words: list[str] = []
     tags: list[str] = []
     expected: Optional[tuple[int, int]] = None  # (column count, line it was first seen on)
-    start = 0
+    start = words_read = 0
     # Split on "\n" only: str.splitlines would also break inside tokens at rare Unicode separators.
     for number, line in enumerate(read_text(path).split("\n"), start=1):
         columns = line.split()
@@ -254,6 +316,9 @@ def read_conll(path: str | Path, origin: Optional[str] = None) -> RawExamples:
             )
         if not words:
             start = number
+            check_rows(path, len(raw.inputs) + 1, "sentences")
+        words_read += 1
+        check_cells(path, words_read, "words")
         words.append(columns[0])
         tags.append(columns[-1])
     if words:
@@ -268,6 +333,7 @@ def read_ner_jsonl(path: str | Path, tokens_column: str, tags_column: str) -> Ra
     path = Path(path)
     records, unit = _json_records(path)
     raw = RawExamples(origin=str(path), unit=unit)
+    words_read = 0
     for position, record in records:
         for name, kind in ((tokens_column, "tokens"), (tags_column, "tags")):
             if name not in record:
@@ -285,6 +351,8 @@ def read_ner_jsonl(path: str | Path, tokens_column: str, tags_column: str) -> Ra
             raise DataError(f"{path}, {unit} {position}: {len(words)} words but {len(tags)} tags.")
         if not words:
             raise DataError(f"{path}, {unit} {position}: the sentence has no words.")
+        words_read += len(words)
+        check_cells(path, words_read, "words")
         raw.add(list(words), list(tags), position)
     if not raw.inputs:
         raise DataError(f"{path} holds no sentences.")
@@ -297,6 +365,11 @@ def _is_text_list(value: Any) -> bool:
 
 def read_ner_file(path: str | Path, tokens_column: str, tags_column: str) -> RawExamples:
     """JSON lines for .jsonl / .json files, CoNLL columns for anything else (.conll, .txt, .tsv, .iob)."""
-    if Path(path).suffix.lower() in JSON_SUFFIXES:
-        return read_ner_jsonl(path, tokens_column, tags_column)
-    return read_conll(path)
+    path = Path(path)
+    if path.suffix.lower() in JSON_SUFFIXES:
+        parsed = parsed_once(
+            "ner", path, (tokens_column, tags_column), lambda: read_ner_jsonl(path, tokens_column, tags_column)
+        )
+    else:
+        parsed = parsed_once("conll", path, (), lambda: read_conll(path))
+    return _own_copy(parsed)

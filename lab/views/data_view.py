@@ -3,8 +3,6 @@ token lengths, and the parameter count of a config before its model trains."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +11,13 @@ from typing import Any
 import pandas as pd
 
 from lab.config import DataConfig, RunConfig
-from lab.errors import DataError
+from lab.data.readers import UPLOAD_SUFFIXES
 
-UPLOADS_FOLDER = "uploads"
-UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".conll", ".txt", ".iob", ".bio")
+# The pages take the upload helpers from here, with the rest of the Data page's computations.
+from lab.views.uploads import for_the_page as for_the_page
+from lab.views.uploads import save_upload as save_upload
+
+UPLOAD_TYPES = [suffix[1:] for suffix in UPLOAD_SUFFIXES]  # as st.file_uploader's `type` takes them
 # Label counts of the built-in datasets, for sizing the head when counting parameters before a run.
 BUILTIN_LABEL_COUNTS = {"imdb": 2, "rotten_tomatoes": 2, "conll2003": 9, "wnut16": 21}
 # Models offered in the New run page besides the offline default and a free hub id / folder.
@@ -27,34 +28,6 @@ SUGGESTED_MODELS = (
     "roberta-base",
     "microsoft/deberta-v3-small",
 )
-
-
-def save_upload(file_name: str, data: bytes, runs_dir: str | Path) -> Path:
-    """Keep an uploaded file under `<runs dir>/uploads/` (runs read it later), named by its content
-    hash so the same upload is stored once; the user's file name is reduced to a safe one."""
-    suffix = Path(file_name).suffix.lower()
-    if suffix not in UPLOAD_SUFFIXES:
-        raise DataError(
-            f"{file_name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(UPLOAD_SUFFIXES)}."
-        )
-    if not data:
-        raise DataError(f"{file_name} is empty.")
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(file_name).stem).strip("-")[:60] or "data"
-    folder = Path(runs_dir) / UPLOADS_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:12]}-{stem}{suffix}"
-    if not path.exists():
-        path.write_bytes(data)
-    return path
-
-
-_UPLOAD_PATH = re.compile(r"\S*" + re.escape(UPLOADS_FOLDER) + r"[/\\][0-9a-f]{12}-([^\s,:;]+)")
-
-
-def for_the_page(message: str) -> str:
-    """A library message as the web page says it: an uploaded file by the name the user gave it
-    (`save_upload` keeps `<hash>-<name>` under the runs folder), not by its internal path."""
-    return _UPLOAD_PATH.sub(lambda match: match.group(1), message)
 
 
 def file_columns(path: str | Path) -> list[str]:
