@@ -10,6 +10,7 @@ import streamlit as st
 from lab.groups.one_click import cuda_present, one_click_runs
 from lab.hub import is_offline
 from lab.training.metrics import primary_metric_name
+from lab.views.formatting import plain_text
 from ui.common import (
     LIVE_PAGE,
     NEW_RUN_PAGE,
@@ -57,13 +58,24 @@ with user_errors():
     for run in runs:
         metric = primary_metric_name(run.task)
         end = run.finished_at or time.time()
-        details = [status_badge(run.status), t(f"task.{run.task}"), run.dataset, method_name(run.peft_method)]
+        details = [
+            status_badge(run.status),
+            t(f"task.{run.task}"),
+            plain_text(run.dataset),
+            method_name(run.peft_method),
+        ]
         if metric in run.metrics:
             details.append(t("home.test_metric", metric=metric, value=f"{run.metrics[metric]:.3f}"))
         if run.started_at:
             details.append(duration(end - run.started_at))
         with st.container(border=True, gap=None):
-            st.page_link(LIVE_PAGE, label=f"**{run.name}**", query_params={"run": run.id}, icon=":material/monitoring:")
+            # The name as typed: a page link's label renders Markdown.
+            st.page_link(
+                LIVE_PAGE,
+                label=f"**{plain_text(run.name)}**",
+                query_params={"run": run.id},
+                icon=":material/monitoring:",
+            )
             st.caption(" · ".join(details) + f" · {run.id}")
     if runs:
         st.page_link(RUNS_PAGE, label=t("home.all_runs"), icon=":material/table_rows:")

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+# The keys of one per-label row, as evaluations, results, report.json, `lab show` and the pages carry it.
+LABEL_ROW = ("label", "precision", "recall", "f1", "support")
+
 
 @dataclass
 class Event:
@@ -82,7 +85,7 @@ class EvalEvent(Event):
     epoch: float = 0.0
     loss: Optional[float] = None
     metrics: dict[str, float] = field(default_factory=dict)
-    # One dict per label and per average row: {label, precision, recall, f1, support}.
+    # One dict per label and per average row, keyed by LABEL_ROW.
     per_label: list[dict[str, Any]] = field(default_factory=list)
     # {"labels": [...], "matrix": [[...]]}, rows are true labels, columns predicted labels.
     confusion: dict[str, Any] = field(default_factory=dict)

@@ -37,7 +37,14 @@ from lab.config import (
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError, ModelError
 from lab.hub import is_offline
-from lab.views.data_view import SUGGESTED_MODELS, for_the_page, label_count, parameter_count, save_upload
+from lab.views.data_view import (
+    SUGGESTED_MODELS,
+    UPLOAD_TYPES,
+    for_the_page,
+    label_count,
+    parameter_count,
+    save_upload,
+)
 from lab.views.formatting import format_share
 from ui import charts
 from ui.common import (
@@ -131,9 +138,7 @@ def data_section(task: str) -> DataConfig:
         )
     else:
         data.dataset = ""
-        uploaded = st.file_uploader(
-            t("form.upload"), key=key("upload"), type=["csv", "tsv", "jsonl", "json", "parquet", "conll", "txt", "iob"]
-        )
+        uploaded = st.file_uploader(t("form.upload"), key=key("upload"), type=UPLOAD_TYPES)
         uploaded_path = str(save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir)) if uploaded else ""
         # The uploaded path is part of the key: a new upload makes a new field showing its path.
         data.train_file = st.text_input(

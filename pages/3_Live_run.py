@@ -12,9 +12,10 @@ import streamlit as st
 
 from lab.errors import LabError
 from lab.runs.records import RunRecord
+from lab.runs.resume import resume_refusal
 from lab.training.metrics import primary_metric_name
 from lab.views.data_map import REGIONS, hardest, load_data_map
-from lab.views.formatting import format_share
+from lab.views.formatting import format_share, plain_text
 from lab.views.run_view import RunView, RunViewFolder, per_label_frame, rank_table
 from ui import charts
 from ui.common import (
@@ -63,7 +64,8 @@ def choose_run() -> str | None:
 def controls(run: RunRecord, view: RunView) -> None:
     where = f" · {t('live.on_ray')}" if run.executor == "ray" else ""
     st.caption(
-        f"{task_name(run.task)} · {run.dataset} · {run.model} · {method_name(run.peft_method)}{where} · `{run.id}`"
+        f"{task_name(run.task)} · {plain_text(run.dataset)} · {plain_text(run.model)} · {method_name(run.peft_method)}"
+        f"{where} · `{run.id}`"
     )
     row = st.container(horizontal=True)
     if run.is_active and row.button(t("live.cancel"), icon=":material/stop_circle:"):
@@ -72,9 +74,8 @@ def controls(run: RunRecord, view: RunView) -> None:
             st.toast(t("live.cancelling"))
             time.sleep(0.3)
             st.rerun()
-    # A run that failed before its first step (a bad file, a model that does not load) would fail the
-    # same way again: it gets no Resume, the message says what to fix.
-    resumable = run.status in ("cancelled", "interrupted") or (run.status == "failed" and view.last_step is not None)
+    # The same rule as `lab resume`: no Resume for a run that failed before its first step.
+    resumable = not resume_refusal(run, trained=view.last_step is not None or view.progress is not None)
     if resumable and row.button(t("live.resume"), icon=":material/replay:"):
         with user_errors():
             get_runner().resume(run.id)
@@ -311,7 +312,7 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     if was_live and not run.is_active:
         st.rerun()  # the run ended: redraw the whole page once, without the refresh timer
     view = folded_events(run_id)
-    st.markdown(f"### {run.name} {status_badge(run.status)}")
+    st.markdown(f"### {plain_text(run.name)} {status_badge(run.status)}")  # the name as typed, never Markdown
     controls(run, view)
     status_message(run)
     progress(run, view)

@@ -5,13 +5,14 @@ test metrics, trainable parameters, time and peak memory: the view for "which PE
 """
 
 import functools
+import html
 
 import streamlit as st
 
 from lab.config import NO_ADAPTER_METHODS
 from lab.training.metrics import primary_metric_name
-from lab.views.history import comparison_frame, runs_frame, zip_folder
-from lab.views.run_view import run_view
+from lab.views.formatting import plain_text
+from lab.views.history import comparison_frame, folded_views, runs_frame, zip_folder
 from ui import charts
 from ui.common import (
     get_store,
@@ -84,10 +85,12 @@ def compare(records: dict, ids: list[str]) -> None:
     if len({records[run_id].task for run_id in chosen}) > 1:
         st.warning(t("history.mixed_tasks"), icon=":material/warning:")
     runs = [records[run_id] for run_id in chosen]
-    views = {run.id: run_view(event for _, event in store.events_since(run.id)) for run in runs}
+    # The session's folded view of each run (shared with the Live and Compare pages), fed only new events.
+    views = folded_views(st.session_state.setdefault("run-folders", {}), store, chosen)
     smoothing = st.slider(t("live.smoothing"), 0.0, 0.95, 0.6, 0.05, width=320)
     metric = primary_metric_name(runs[0].task)
-    named = {f"{run.name} ({run.id[-4:]})": views[run.id] for run in runs}
+    # Legend text: plotly reads a few HTML tags (links among them), so a name's are escaped.
+    named = {html.escape(f"{run.name} ({run.id[-4:]})"): views[run.id] for run in runs}
     loss, scores = charts.compare_curves(named, smoothing, metric)
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch", key="compare-loss")
@@ -96,7 +99,9 @@ def compare(records: dict, ids: list[str]) -> None:
     table = comparison_frame(runs, views, duration_units()).astype(object)
     for name, show in SHOWN.items():
         table.loc[name] = table.loc[name].map(show)
-    st.table(table.rename(index=comparison_row_name))
+    # st.table renders Markdown: names, datasets and models are shown as typed.
+    table = table.map(plain_text).rename(columns=plain_text, index=comparison_row_name)
+    st.table(table)
 
 
 def export_onnx_button(row, run_id: str, model_dir, output) -> None:
@@ -182,7 +187,7 @@ def manage(records: dict, ids: list[str]) -> None:
         with row.popover(t("history.push"), icon=":material/cloud_upload:"):
             push_to_hub(model_dir)
     with row.popover(t("history.delete"), icon=":material/delete:"):
-        st.write(t("history.delete_question", name=run.name))
+        st.markdown(t("history.delete_question", name=plain_text(run.name)))
         if st.button(t("history.delete_for_good"), type="primary", key="delete-confirm"):
             with user_errors():
                 store.delete_run(run_id)

@@ -9,11 +9,11 @@ import streamlit as st
 from lab.config import PEFT_METHODS, TASKS
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError
-from lab.groups.compare import GROUP_PREFIX, by_method, comparison_base, group_name, method_configs
+from lab.groups.compare import GROUP_PREFIX, by_method, comparison_base, plan_comparison
 from lab.training.metrics import primary_metric_name
 from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
 from lab.views.formatting import format_share
-from lab.views.run_view import run_view
+from lab.views.history import folded_views
 from ui import charts
 from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
 from ui.i18n import duration, t
@@ -53,11 +53,10 @@ def launch_form() -> None:
             config = base.with_overrides(
                 [f"data.dataset={dataset}", f"model.name_or_path={model.strip()}", f"data.train_subset={train_subset}"]
             )
-            group = group_name(config)
             runner = get_runner()
-            for method_config in method_configs(config, methods):
-                runner.submit(method_config, group=group)
-            st.query_params["group"] = group
+            comparison = plan_comparison(config, methods)
+            comparison.start(lambda method_config, group: runner.submit(method_config, group=group))
+            st.query_params["group"] = comparison.group
             st.toast(t("compare.queued", count=len(methods)))
             st.rerun()
 
@@ -86,7 +85,8 @@ def comparison(group: str, polling: bool) -> None:
         finished_count(records) / len(records),
         text=t("compare.progress", done=finished_count(records), total=len(records)),
     )
-    views = {run.id: run_view(event for _, event in store.events_since(run.id)) for run in records}
+    # The session's folded view of each run, fed only what was written since the last refresh.
+    views = folded_views(st.session_state.setdefault("run-folders", {}), store, [run.id for run in records])
     rows = comparison_rows(records, views)
     rows = rows.assign(method=rows["method"].map(method_name))
     shown = rows.assign(

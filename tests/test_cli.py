@@ -129,7 +129,7 @@ def test_compare_trains_each_method_once_in_one_group_and_prints_the_table(tiny_
     table = result.stdout[result.stdout.index("compare cli compare\n") :]
     # PEFT_METHODS order, whatever order --methods gave; one row each, with its test F1 and trainable share.
     assert [line.split()[0] for line in table.splitlines()[2:4]] == ["full", "lora"]
-    assert "100.00%" in table and "completed" in table
+    assert "100%" in table and "completed" in table
     assert re.search(r"^2 runs in \d+ s \(the whole comparison\)$", table, re.MULTILINE), table
     runs = json.loads(lab("runs", "--json", "--group", "compare cli compare").stdout)
     assert sorted(run["peft_method"] for run in runs) == ["full", "lora"]

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from lab.errors import LabError
 from lab.events import (
+    LABEL_ROW,
     EvalEvent,
     Event,
     LogEvent,
@@ -31,8 +32,6 @@ from lab.launch.worker import cancel_run, continue_in_foreground
 from lab.runs.records import RunRecord
 from lab.runs.resume import prepare_resume
 from lab.runs.store import RunStore
-
-PER_LABEL_KEYS = ("label", "precision", "recall", "f1", "support")
 
 
 def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -241,7 +240,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
 def run_details(store: RunStore, run: RunRecord) -> dict[str, Any]:
     """`show --json`: the whole record, per_label rows normalised, and the config."""
     details = run.to_dict()
-    details["per_label"] = [{key: row.get(key) for key in PER_LABEL_KEYS} for row in run.per_label]
+    details["per_label"] = [{key: row.get(key) for key in LABEL_ROW} for row in run.per_label]
     details["run_dir"] = str(store.run_dir(run.id))
     try:
         details["config"] = store.load_config(run.id).to_dict()
@@ -264,8 +263,8 @@ def describe_run(store: RunStore, run: RunRecord, with_traceback: bool = False) 
     if run.metrics:
         lines.append("Metrics:  " + ", ".join(f"{k} {_number(v)}" for k, v in run.metrics.items()))
     if run.per_label:
-        rows = [tuple(_number(row.get(key)) for key in PER_LABEL_KEYS) for row in run.per_label]
-        lines += ["", "Per label (test):", _table(PER_LABEL_KEYS, rows)]
+        rows = [tuple(_number(row.get(key)) for key in LABEL_ROW) for row in run.per_label]
+        lines += ["", "Per label (test):", _table(LABEL_ROW, rows)]
     if run.traceback and with_traceback:
         lines += ["", "Traceback:", run.traceback.rstrip()]
     elif run.traceback:

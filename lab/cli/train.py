@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from lab.cli.flags import config_from_args
 from lab.config import RunConfig, example_yaml
@@ -36,55 +37,60 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
-    from lab.groups.compare import comparison_base, group_name, method_configs, parse_methods
+    from lab.groups.compare import comparison_base, plan_comparison
     from lab.launch.worker import run_in_foreground
     from lab.runs.store import RunStore
     from lab.training.metrics import primary_metric_name
 
     started = time.monotonic()
-    methods = parse_methods(args.methods)
     task = args.task or (RunConfig.load(args.config).task if args.config else "classification")
     base = config_from_args(args, budget=comparison_base(task))
-    configs, group, store = method_configs(base, methods), group_name(base, args.name or ""), RunStore()
+    comparison, store = plan_comparison(base, args.methods, args.name or ""), RunStore()
+    count, metric = len(comparison.configs), primary_metric_name(base.task)
     print(
-        f"Comparing {len(configs)} methods on {base.dataset_name} ({base.task}, {base.model.name_or_path}), "
-        f"each at its default learning rate; group {group!r}.",
+        f"Comparing {count} methods on {base.dataset_name} ({base.task}, {base.model.name_or_path}), "
+        f"each at its default learning rate; group {comparison.group!r}.",
         flush=True,
     )
-    outcome, metric = 0, primary_metric_name(base.task)
-    for number, config in enumerate(configs, start=1):
-        print(f"[{number}/{len(configs)}] {config.peft.method}", flush=True)
+
+    def train_here(config: RunConfig, group: str) -> int:
+        print(f"[{comparison.configs.index(config) + 1}/{count}] {config.peft.method}", flush=True)
         run_id, code = run_in_foreground(config, sink=TerminalReporter(details=False), store=store, group=group)
         run = store.get_run(run_id)
         score = f"test {metric} {run.metrics[metric]:.3f}" if metric in run.metrics else run.message
         print(f"  {run.status}: {score}", flush=True)
-        outcome = outcome or code
-    print(f"\n{group}\n{format_comparison(store.list_runs(group=group))}")
-    print(f"{len(configs)} runs in {time.monotonic() - started:.0f} s (the whole comparison)")
-    return outcome
+        return code
+
+    codes = comparison.start(train_here)
+    print(f"\n{comparison.group}\n{format_comparison(store.list_runs(group=comparison.group))}")
+    print(f"{count} runs in {time.monotonic() - started:.0f} s (the whole comparison)")
+    return next((code for code in codes if code), 0)
 
 
 def format_comparison(records) -> str:
     """A comparison group (lab.runs.records.RunRecord rows) as a table, one method per line."""
-    from lab.groups.compare import by_method
+    from lab.groups.compare import comparison_table
+    from lab.model.parameters import format_share
     from lab.training.metrics import primary_metric_name
 
     if not records:
         return "No runs in this comparison."
     metric = primary_metric_name(records[0].task)
     lines = [
-        f"  {'method':<9}{'status':<12}{'test ' + metric:>14}{'trainable':>13}{'share':>9}{'train s':>9}{'peak MB':>9}"
+        f"  {'method':<9}{'status':<12}{'test ' + metric:>14}{'trainable':>13}{'share':>10}{'train s':>9}{'peak MB':>9}"
     ]
-    for run in by_method(records):
-        summary = run.summary
-        trainable, total = summary.get("trainable_params"), summary.get("total_params")
-        score = f"{run.metrics[metric]:.3f}" if metric in run.metrics else "–"
-        count = f"{trainable:,}" if trainable else "–"
-        share = f"{100 * trainable / total:.2f}%" if trainable and total else "–"
-        seconds = f"{summary['wall_seconds']:.0f}" if summary.get("wall_seconds") is not None else "–"
-        memory = f"{summary['peak_memory_mb']:.0f}" if summary.get("peak_memory_mb") else "–"
-        lines.append(f"  {run.peft_method:<9}{run.status:<12}{score:>14}{count:>13}{share:>9}{seconds:>9}{memory:>9}")
+    for row in comparison_table(records).to_dict("records"):
+        lines.append(
+            f"  {row['method']:<9}{row['status']:<12}{_number(row['test'], '.3f'):>14}"
+            f"{_number(row['trainable'], ','):>13}{format_share(row['trainable share']):>10}"
+            f"{_number(row['train seconds'], '.0f'):>9}{_number(row['peak memory MB'], '.0f'):>9}"
+        )
     return "\n".join(lines)
+
+
+def _number(value, spec: str) -> str:
+    """A table cell: the number in `spec`, or '–' for a missing one (None, or pandas' NaN)."""
+    return "–" if value is None or value != value else format(int(value) if spec == "," else value, spec)
 
 
 def command_config(args: argparse.Namespace) -> int:
@@ -116,7 +122,7 @@ def command_predict(args: argparse.Namespace) -> int:
         raise LabError("--explain gives one number per whitespace-separated word: leave out --split-punctuation.")
     predictor = Predictor(args.model_dir)
     predictions = predictor.predict(texts, split_punctuation=args.split_punctuation)
-    explanations = [None] * len(texts)
+    explanations: list[Any] = [None] * len(texts)  # an Explanation per text with --explain
     if args.explain:
         from lab.inference.explain import explain
 
@@ -151,7 +157,7 @@ class TerminalReporter:
         # Tables and log lines go to stdout; the bar to stderr, so a failed run's stderr is the one error line.
         self.stream = stream or sys.stdout
         self.bar_stream = bar_stream or sys.stderr
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar while steps arrive
         self.details = details  # evaluation tables, log and status lines; without them only the bar
 
     def __call__(self, event: Event) -> None:

@@ -10,11 +10,15 @@ after another in the terminal. Either way the group's name ties them together on
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pandas as pd
 
 from lab.config import PEFT_METHODS, RunConfig, default_config
 from lab.errors import ConfigError
+from lab.training.metrics import primary_metric_name
 
 # The per-method settings a comparison resets, so each method runs at its measured default.
 PER_METHOD_DEFAULTS = ("train.learning_rate=", "train.head_learning_rate=", "model.pooling=auto")
@@ -69,3 +73,60 @@ def by_method(records: Sequence[Any]) -> list[Any]:
     for run in sorted(records, key=lambda run: run.created_at):
         newest[run.peft_method] = run
     return [newest[method] for method in PEFT_METHODS if method in newest]
+
+
+@dataclass
+class Comparison:
+    """What a comparison will run: its group's name and one validated config per method."""
+
+    group: str
+    configs: list[RunConfig]
+
+    def start(self, submit: Callable[[RunConfig, str], Any]) -> list[Any]:
+        """`submit(config, group)` each run in method order (the app queues it, the CLI trains it); returns
+        what each call returned."""
+        return [submit(config, self.group) for config in self.configs]
+
+
+def plan_comparison(base: RunConfig, methods: str | Sequence[str], name: str = "") -> Comparison:
+    """The one way a comparison is set up, from the CLI or the app: `methods` parsed, each at its
+    defaults on `base`, under `compare NAME` (or a dated name)."""
+    return Comparison(group_name(base, name), method_configs(base, parse_methods(methods)))
+
+
+TABLE_COLUMNS = [
+    "method",
+    "status",
+    "test",
+    "best validation",
+    "trainable",
+    "trainable share",
+    "train seconds",
+    "peak memory MB",
+    "run",
+]
+
+
+def comparison_table(records: Sequence[Any], best_validation: Optional[Mapping[str, float]] = None) -> pd.DataFrame:
+    """One row per method, in `by_method` order: status, held-out test metric, best validation metric
+    (by run id, when the caller folded the runs' evaluations), trainable parameters and their share,
+    training time and peak memory. Numbers stay numbers (None until the run ends); each face formats them."""
+    best_validation = best_validation or {}
+    rows = []
+    for run in by_method(records):
+        summary = run.summary
+        trainable, total = summary.get("trainable_params"), summary.get("total_params")
+        rows.append(
+            {
+                "method": run.peft_method,
+                "status": run.status,
+                "test": run.metrics.get(primary_metric_name(run.task)),
+                "best validation": best_validation.get(run.id),
+                "trainable": trainable,
+                "trainable share": trainable / total if trainable and total else None,
+                "train seconds": summary.get("wall_seconds"),
+                "peak memory MB": summary.get("peak_memory_mb"),
+                "run": run.id,
+            }
+        )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)

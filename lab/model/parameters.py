@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
-from torch import nn
+if TYPE_CHECKING:  # the pages format shares without loading torch
+    from torch import nn
+
+
+def format_share(part: Optional[float], whole: Optional[float] = 1) -> str:
+    """part / whole as '100%', '0.328%', '0.00339%': three significant digits, so head-only's few
+    thousandths of a percent do not read as 0%; '–' when either is missing."""
+    if part is None or not whole or (isinstance(part, float) and math.isnan(part)):  # pandas: a missing share is NaN
+        return "–"
+    percent = 100 * part / whole
+    if percent == 0:
+        return "0%"
+    return f"{percent:.{max(0, 2 - math.floor(math.log10(abs(percent))))}f}%"
 
 
 @dataclass
@@ -19,7 +32,8 @@ class ParameterCount:
         return self.trainable / self.total if self.total else 0.0
 
     def describe(self) -> str:
-        return f"trainable parameters: {self.trainable:,} of {self.total:,} ({100 * self.share:.2f}%)"
+        share = format_share(self.trainable, self.total)
+        return f"trainable parameters: {self.trainable:,} of {self.total:,} ({share})"
 
 
 def parameters_by_part(model: nn.Module) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 from lab.errors import LabError
-from lab.events import LogEvent
+from lab.events import LogEvent, ProgressEvent, StepEvent
+from lab.runs.records import RunRecord
 from lab.runs.store import RunStore
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -25,15 +26,37 @@ def last_checkpoint(folder: Path) -> Optional[Path]:
     return max(steps)[1] if steps else None
 
 
+def resume_refusal(run: RunRecord, trained: bool, config_path: Path | str = "its config.yaml") -> str:
+    """Why `run` cannot be resumed, as one line; '' when it can. `trained`: whether it logged a training
+    step. A run that failed before its first step (a bad file, a model that does not load) would fail the
+    same way again: its message says what to fix. The Live page offers Resume exactly when this is ''."""
+    if run.is_active:
+        return f"Run {run.id} is {run.status}; only an interrupted, cancelled or failed run can be resumed."
+    if run.status == "completed":
+        return (
+            f"Run {run.id} already completed. To train again, start a new run from its config: "
+            f"python -m lab train {config_path}"
+        )
+    if run.status == "failed" and not trained:
+        return (
+            f"Run {run.id} failed before its first training step and would fail the same way again: "
+            f"fix what its message says, then start a new run with python -m lab train {config_path}"
+        )
+    return ""
+
+
+def trained_a_step(store: RunStore, run_id: str) -> bool:
+    return any(isinstance(event, (StepEvent, ProgressEvent)) for _, event in store.events_since(run_id))
+
+
 def prepare_resume(store: RunStore, run_id: str) -> Optional[Path]:
     """Queue an ended run again in the same record; it continues from its last checkpoint, or starts
     over (and says so) when none was written. Returns the checkpoint, or None."""
     run = store.get_run(run_id)
-    if run.is_active:
-        raise LabError(f"Run {run_id} is {run.status}; only an interrupted, cancelled or failed run can be resumed.")
-    if run.status == "completed":
-        raise LabError(f"Run {run_id} already completed. To train again, start a new run from its config: "
-                       f"python -m lab train {store.run_dir(run_id) / 'config.yaml'}")
+    trained = run.status != "failed" or trained_a_step(store, run_id)  # only a failed run's history matters
+    refusal = resume_refusal(run, trained, store.run_dir(run_id) / "config.yaml")
+    if refusal:
+        raise LabError(refusal)
     output_dir = store.output_dir(run)
     checkpoints = output_dir / "checkpoints"
     checkpoint = last_checkpoint(checkpoints)

@@ -28,6 +28,7 @@ import sklearn.metrics
 
 from lab.config import TASKS
 from lab.errors import ConfigError
+from lab.events import LABEL_ROW
 
 __all__ = [
     "classification_report",
@@ -43,7 +44,11 @@ __all__ = [
     "ENTITY_SCHEMES",
 ]
 
-COLUMNS = ["precision", "recall", "f1", "support"]
+COLUMNS = list(LABEL_ROW[1:])  # a report's columns: the row's keys after its label
+
+# More labels than this, and a confusion matrix is kept as its TOP_CONFUSIONS largest cells and per-label totals.
+MAX_MATRIX_LABELS = 50
+TOP_CONFUSIONS = 50
 
 # Strict-mode schemes; None (or "auto") is conlleval mode. "BIOES" is seqeval's IOBES.
 ENTITY_SCHEMES: dict[str, type[seqeval.scheme.Token]] = {

@@ -8,48 +8,20 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from lab.groups.compare import by_method
+from lab.groups.compare import by_method, comparison_table
 from lab.training.metrics import is_average_row, primary_metric_name
 from lab.views.run_view import RunView
 
-ROW_COLUMNS = [
-    "method",
-    "status",
-    "test",
-    "best validation",
-    "trainable",
-    "trainable share",
-    "train seconds",
-    "peak memory MB",
-    "run",
-]
-
 
 def comparison_rows(records: Sequence[Any], views: Optional[dict[str, RunView]] = None) -> pd.DataFrame:
-    """One row per method: status, held-out test metric, best validation metric, trainable parameters
-    and their share, training time and peak memory. Numbers stay numbers (None until the run ends)."""
-    views = views or {}
-    rows = []
-    for run in by_method(records):
-        metric, summary, view = primary_metric_name(run.task), run.summary, views.get(run.id)
-        trainable, total = summary.get("trainable_params"), summary.get("total_params")
-        best = None
+    """lab.groups.compare.comparison_table, with each run's best validation metric read from its folded
+    events (`views`, by run id)."""
+    best = {}
+    for run in records:
+        view, metric = (views or {}).get(run.id), primary_metric_name(run.task)
         if view is not None and metric in view.evaluations and not view.evaluations.empty:
-            best = float(view.evaluations[metric].max())
-        rows.append(
-            {
-                "method": run.peft_method,
-                "status": run.status,
-                "test": run.metrics.get(metric),
-                "best validation": best,
-                "trainable": trainable,
-                "trainable share": trainable / total if trainable and total else None,
-                "train seconds": summary.get("wall_seconds"),
-                "peak memory MB": summary.get("peak_memory_mb"),
-                "run": run.id,
-            }
-        )
-    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+            best[run.id] = float(view.evaluations[metric].max())
+    return comparison_table(records, best)
 
 
 def per_label_f1(records: Sequence[Any]) -> pd.DataFrame:

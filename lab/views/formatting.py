@@ -1,10 +1,16 @@
-"""Numbers as the pages show them: durations, parameter counts, smoothed curves."""
+"""Numbers and names as the pages show them: durations, parameter counts, smoothed curves, user text."""
 
 from __future__ import annotations
 
 import math
+import re
+import string
 from collections.abc import Sequence
 from typing import Optional
+
+from lab.model.parameters import format_share
+
+__all__ = ["DURATION_UNITS", "format_count", "format_duration", "format_share", "plain_text", "smooth", "thinned"]
 
 DURATION_UNITS = ("h", "min", "s")
 
@@ -23,15 +29,6 @@ def format_duration(seconds: Optional[float], units: Sequence[str] = DURATION_UN
     if minutes:
         return f"{minutes} {minute} {secs:02d} {second}"
     return f"{secs} {second}"
-
-
-def format_share(part: Optional[float], whole: Optional[float] = 1) -> str:
-    """part / whole as '100%', '0.328%', '0.00339%': three significant digits, so head-only's few
-    thousandths of a percent do not read as 0%."""
-    percent = 100 * part / whole if part and whole else math.nan
-    if math.isnan(percent):  # pandas writes a missing share as NaN
-        return "–"
-    return f"{percent:.{max(0, 2 - math.floor(math.log10(percent)))}f}%"
 
 
 def format_count(count: Optional[int]) -> str:
@@ -64,3 +61,14 @@ def thinned(values: Sequence[float], limit: int = 2000) -> list[float]:
     stride = math.ceil(len(values) / limit)
     picked = list(values[::stride])
     return picked if (len(values) - 1) % stride == 0 else picked + [values[-1]]
+
+
+_MARKDOWN_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def plain_text(text: object) -> str:
+    """User text (a run's name, a file or model name) for a place that renders Markdown, shown as typed:
+    every ASCII punctuation mark escaped (CommonMark lets each be), so `![x](http://...)` is no remote
+    image, `**` no bold and `:red[...]` no colour; line breaks and control characters become spaces."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _CONTROL.sub(" ", str(text)))

@@ -12,9 +12,10 @@ from typing import Any
 import pandas as pd
 
 from lab.errors import LabError
+from lab.model.parameters import format_share
 from lab.training.metrics import primary_metric_name
-from lab.views.formatting import DURATION_UNITS, format_count, format_duration, format_share
-from lab.views.run_view import RunView
+from lab.views.formatting import DURATION_UNITS, format_count, format_duration
+from lab.views.run_view import RunView, RunViewFolder
 
 
 def runs_frame(records: Sequence[Any], duration_units: Sequence[str] = DURATION_UNITS) -> pd.DataFrame:
@@ -86,6 +87,17 @@ def comparison_frame(
             column[f"test {name}"] = f"{value:.4f}"
         columns[f"{run.name} ({run.id[-4:]})"] = column
     return pd.DataFrame(columns)
+
+
+def folded_views(folders: dict[str, RunViewFolder], store: Any, run_ids: Sequence[str]) -> dict[str, RunView]:
+    """Each run's view, fed only the events after its folder's cursor (`folders`: one per run, kept by the
+    page for its session and shared by the Live, Runs and Compare pages), so a refresh reads and folds
+    what was written since the last one, not every event of every run again."""
+    views = {}
+    for run_id in run_ids:
+        folder = folders.setdefault(run_id, RunViewFolder())
+        views[run_id] = folder.add(store.events_since(run_id, folder.seq)).view()
+    return views
 
 
 def zip_folder(folder: str | Path) -> bytes:

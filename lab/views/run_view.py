@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lab.events import (
+    LABEL_ROW,
     EvalEvent,
     Event,
     LogEvent,
@@ -59,7 +60,6 @@ STEP_COLUMNS = [
     "elapsed_seconds",
     "eta_seconds",
 ]
-LABEL_COLUMNS = ["label", "precision", "recall", "f1", "support"]
 _DEVICE_LINE = re.compile(r"^device ([^,\s]+), precision ([^,\s]+)")
 
 
@@ -149,7 +149,7 @@ class RunViewFolder:
             self._view.steps = self._steps.frame()
         if self._stale["evaluations"]:
             self._view.evaluations = pd.DataFrame(self._evaluations)
-            self._view.per_label_history = pd.DataFrame(self._history, columns=["step", *LABEL_COLUMNS])
+            self._view.per_label_history = pd.DataFrame(self._history, columns=["step", *LABEL_ROW])
         self._stale = {"steps": False, "evaluations": False}
         self._view.log = self._log
         return self._view
@@ -162,7 +162,7 @@ def run_view(events: Iterable[Event]) -> RunView:
 
 def per_label_frame(per_label: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """The per-label table as shown: one row per label, then the averages."""
-    frame = pd.DataFrame(list(per_label), columns=LABEL_COLUMNS)
+    frame = pd.DataFrame(list(per_label), columns=list(LABEL_ROW))
     return frame.set_index("label")
 
 
