@@ -35,7 +35,7 @@ from lab.config import (
     default_config,
 )
 from lab.data.builtin import BUILTINS
-from lab.errors import LabError, ModelError
+from lab.errors import LabError, Message, ModelError
 from lab.hub import is_offline
 from lab.views.data_view import (
     SUGGESTED_MODELS,
@@ -271,10 +271,10 @@ def parameter_summary(config: RunConfig) -> str:
         with st.spinner(t("form.counting")):
             trainable, total, parts = count(config.to_yaml(), label_count(config.data, config.task))
     except ModelError as exc:  # the run would fail the same way: say so, and Launch waits for a fix
-        st.error(for_the_page(message(str(exc))), icon=":material/error:")
+        st.error(for_the_page(message(exc)), icon=":material/error:")
         return str(exc)
     except LabError as exc:
-        st.warning(t("form.cannot_count_yet", reason=for_the_page(message(str(exc)))), icon=":material/warning:")
+        st.warning(t("form.cannot_count_yet", reason=for_the_page(message(exc))), icon=":material/warning:")
         return ""
     except Exception as exc:  # noqa: BLE001 - the count is advice; a library surprise must not block the form
         st.warning(t("form.cannot_count", reason=f"{type(exc).__name__}: {exc}"), icon=":material/warning:")
@@ -384,9 +384,9 @@ def advanced_section(config: RunConfig) -> None:
             help=field_help("model", "trust_remote_code"),
         )
         if config.model.trust_remote_code:
-            st.warning(
-                message(TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path)), icon=":material/warning:"
-            )
+            model = config.model.name_or_path
+            warning = Message(TRUST_REMOTE_CODE_WARNING.format(model=model), "trust_remote_code", model=model)
+            st.warning(message(warning), icon=":material/warning:")
 
 
 def show_script(config: RunConfig) -> None:
@@ -396,7 +396,7 @@ def show_script(config: RunConfig) -> None:
     try:
         script = standalone_script(config)
     except LabError as exc:
-        st.caption(message(str(exc)))
+        st.caption(message(exc))
         return
     st.caption(t("form.script_caption"))
     st.download_button(

@@ -84,7 +84,11 @@ def controls(run: RunRecord, view: RunView) -> None:
         row.page_link(PLAYGROUND_PAGE, label=t("live.try_it"), icon=":material/science:", query_params={"run": run.id})
 
 
-def status_message(run: RunRecord) -> None:
+def status_message(run: RunRecord, view: RunView) -> None:
+    # The status event that recorded this state says why with a code a catalogue translates; a store
+    # that no longer holds it has the row's English text.
+    latest = view.last_status
+    said = message(latest.said() if latest is not None and latest.status == run.status else run.message)
     if run.status == "queued":
         runner = get_runner()
         queued, running = runner.queued(), runner.running()
@@ -95,21 +99,21 @@ def status_message(run: RunRecord) -> None:
         text = t("live.queued_behind", count=len(ahead), runs=", ".join(ahead)) if ahead else t("live.queued")
         st.info(text, icon=":material/hourglass_top:")
     elif run.status == "failed":
-        st.error(message(run.message) or t("live.failed"), icon=":material/error:")
+        st.error(said or t("live.failed"), icon=":material/error:")
         if run.traceback:
             with st.expander(t("live.bug_details")):
                 st.code(run.traceback, language="text")
     elif run.status in ("cancelled", "interrupted"):
-        st.warning(message(run.message) or t("live.ended", status=status_name(run.status)), icon=":material/warning:")
+        st.warning(said or t("live.ended", status=status_name(run.status)), icon=":material/warning:")
     elif run.status == "completed":
-        st.success(message(run.message) or t("status.completed"), icon=":material/check_circle:")
+        st.success(said or t("status.completed"), icon=":material/check_circle:")
 
 
 def progress(run: RunRecord, view: RunView) -> None:
     step = view.last_step
     if step is None:
         if run.is_active:
-            stage = message(view.stage or "loading data and model")
+            stage = message(view.stage.said()) if view.stage and view.stage.message else t("messages.stage_loading")
             text = f"{stage[:1].upper()}{stage[1:]}…" if run.status == "running" else t("live.waiting")
             st.progress(0.0, text=text)
         return
@@ -314,7 +318,7 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     view = folded_events(run_id)
     st.markdown(f"### {plain_text(run.name)} {status_badge(run.status)}")  # the name as typed, never Markdown
     controls(run, view)
-    status_message(run)
+    status_message(run, view)
     progress(run, view)
     curves(view, smoothing)
     per_label(view, normalize)

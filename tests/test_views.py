@@ -12,7 +12,7 @@ import pytest
 from lab.cli.flags import cli_command
 from lab.config import RunConfig, default_config
 from lab.errors import DataError
-from lab.events import EvalEvent, LogEvent, ResultEvent, StatusEvent, StepEvent
+from lab.events import EvalEvent, LogEvent, ResultEvent, RunStartedEvent, StatusEvent, StepEvent
 from lab.groups.one_click import one_click_runs
 from lab.views.data_view import save_upload, truncated_share
 from lab.views.formatting import format_duration, format_share, smooth
@@ -136,7 +136,8 @@ def test_run_view_folds_events_into_tables():
     ]
     events = [
         StatusEvent(status="running"),
-        LogEvent(message="device cpu, precision fp32, learning rate 0.001"),
+        RunStartedEvent(device="cpu", precision="fp32", learning_rate=0.001, max_steps=4),
+        LogEvent(message="lora: 10 of 100 parameters trainable"),
         StepEvent(step=1, max_steps=4, loss=0.9),
         StepEvent(step=2, max_steps=4, loss=0.7),
         EvalEvent(step=2, loss=0.8, metrics={"accuracy": 0.5}, per_label=per_label),
@@ -153,7 +154,7 @@ def test_run_view_folds_events_into_tables():
     assert view.per_label_history[["step", "label"]].values.tolist() == [[2, "neg"], [2, "pos"], [4, "neg"], [4, "pos"]]
     assert view.latest_eval.step == 4 and view.test_eval.metrics == {"accuracy": 0.7}
     assert view.result.trainable_params == 10 and view.device == "cpu (fp32)"
-    assert len(view.log) == 1 and view.log[0].endswith("device cpu, precision fp32, learning rate 0.001")
+    assert len(view.log) == 1 and view.log[0].endswith("lora: 10 of 100 parameters trainable")
 
 
 def test_smooth_is_a_debiased_moving_average():
@@ -209,10 +210,10 @@ def test_entities_html_highlights_by_type_and_escapes_text():
 
 def test_a_folder_fed_in_pieces_builds_the_same_view_as_the_whole_log():
     """The Live page's per-session cursor: events arrive a few at a time, the tables are the same."""
-    from lab.events import EvalEvent, LogEvent, StepEvent
+    from lab.events import EvalEvent, StepEvent
     from lab.views.run_view import RunViewFolder, run_view
 
-    events = [LogEvent(message="device cpu, precision fp32, learning rate 0.001")]
+    events: list = [RunStartedEvent(device="cpu", precision="fp32", learning_rate=0.001, max_steps=3000)]
     for step in range(1, 3001):
         events.append(StepEvent(step=step, max_steps=3000, loss=1 / step, grad_norm=None if step % 7 else 0.5))
         if step % 500 == 0:

@@ -125,7 +125,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except LabError as exc:
-        st.error(for_the_page(message(str(exc))), icon=":material/error:")
+        st.error(for_the_page(message(exc)), icon=":material/error:")
 
 
 def task_name(task: str) -> str:

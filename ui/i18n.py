@@ -8,8 +8,9 @@ page writes it back into the URL.
 Two kinds of text are not keys of their own, so each keeps one source:
 - a config field's help: English from lab.config's field metadata, Chinese from the catalogue's
   `help.SECTION.FIELD` (`field_help`);
-- the library's messages (LabError, a run's status message): English as the library wrote it; in
-  Chinese when it matches one of the English templates under `messages.` (`message`), else as is.
+- the library's sentences (a LabError, a `lab.errors.Message` such as a run's status): English as the
+  library wrote it; in another language the catalogue's `messages.CODE` filled with the sentence's
+  params (`message`), else as written.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import streamlit as st
 import yaml
 
 from lab.config import field_help as english_field_help
+from lab.errors import LabError
 
 LANGUAGES = {"en": "English", "zh": "简体中文"}
 DEFAULT_LANGUAGE = "en"
@@ -99,32 +101,19 @@ def field_help(section: str, name: str) -> str:
     return english_field_help(section, name)
 
 
-@functools.cache
-def _message_patterns() -> list[tuple[str, re.Pattern]]:
-    """The English message templates as patterns: each `{name}` matches any text."""
-    patterns = []
-    for key, template in catalogue(DEFAULT_LANGUAGE).items():
-        if key.startswith("messages."):
-            parts, seen, regex = re.split(r"\{(\w+)\}", template), set(), ""
-            for index, part in enumerate(parts):
-                if index % 2 == 0:
-                    regex += re.escape(part)
-                else:  # a name used twice must match the same text twice
-                    regex += f"(?P={part})" if part in seen else f"(?P<{part}>.*?)"
-                    seen.add(part)
-            patterns.append((key, re.compile(regex + r"\Z", re.DOTALL)))
-    return patterns
-
-
-def message(text: str) -> str:
-    """A library message in this page's language: the translation of the template it matches, if any."""
-    if language() == DEFAULT_LANGUAGE or not text:
+def message(said: str | LabError) -> str:
+    """A library sentence in this page's language: a `LabError` or a `Message` (a run's status, a data
+    note) is translated by its code and params from the catalogue's `messages.CODE`; text without a
+    code, or whose code this language lacks, is shown as the library wrote it (English)."""
+    text = str(said)
+    code, params = getattr(said, "code", ""), getattr(said, "params", {})
+    template = catalogue(language()).get(f"messages.{code}") if code and language() != DEFAULT_LANGUAGE else None
+    if not template:
         return text
-    for key, pattern in _message_patterns():
-        match = pattern.match(text)
-        if match and key in catalogue(language()):
-            return catalogue(language())[key].format(**match.groupdict())
-    return text
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError):  # a catalogue that names a parameter the library did not give
+        return text
 
 
 def duration_units() -> tuple[str, str, str]:

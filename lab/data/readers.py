@@ -70,11 +70,11 @@ def _check_file(path: Path) -> None:
     except OSError as exc:  # a name too long for the file system, a folder we may not enter
         raise DataError(f"Data file {path} cannot be read: {exc.strerror or exc}.") from None
     if not exists:
-        raise DataError(f"Data file {path} does not exist.")
+        raise DataError(f"Data file {path} does not exist.", code="file_missing", path=path)
     if not is_file:
         raise DataError(f"Data file {path} is not a file.")
     if size == 0:
-        raise DataError(f"Data file {path} is empty.")
+        raise DataError(f"Data file {path} is empty.", code="file_empty", path=path)
     check_file_size(path, size)
 
 
@@ -106,7 +106,7 @@ def read_text(path: Path) -> str:
         ) from None
     text = text.removeprefix("\ufeff")  # a byte-order mark that spreadsheet tools add
     if not text.strip():
-        raise DataError(f"Data file {path} is empty.")
+        raise DataError(f"Data file {path} is empty.", code="file_empty", path=path)
     return text
 
 
@@ -151,7 +151,12 @@ def _json_records(path: Path) -> tuple[list[tuple[int, dict]], str]:
 def _missing_column(path: Path, name: str, kind: str, columns: list[str]) -> DataError:
     existing = ", ".join(map(repr, columns)) or "none"
     return DataError(
-        f"{path} has no {kind} column {name!r}; its columns are: {existing}. Set data.{kind}_column to one of them."
+        f"{path} has no {kind} column {name!r}; its columns are: {existing}. Set data.{kind}_column to one of them.",
+        code="missing_column",
+        path=path,
+        kind=kind,
+        name=repr(name),
+        columns=existing,
     )
 
 

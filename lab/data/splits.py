@@ -25,7 +25,7 @@ from lab.config import DataConfig
 from lab.data.builtin import RawBundle, load_builtin
 from lab.data.readers import RawExamples, read_classification_file, read_ner_file
 from lab.data.tags import check_tags, detect_scheme, iob1_to_iob2, ner_label_names
-from lab.errors import DataError
+from lab.errors import DataError, Message
 
 SPLITS = ("train", "validation", "test")
 # More distinct labels than this share of the rows (and more than a handful) is a text column mapped as the label.
@@ -107,7 +107,10 @@ def _prepare_classification(splits: dict[str, RawExamples]) -> list[str]:
     if len(label_names) < 2:
         raise DataError(
             f"{train.origin}: every training example has the label {label_names[0]!r}; "
-            "classification needs at least two classes."
+            "classification needs at least two classes.",
+            code="single_label",
+            origin=train.origin,
+            label=repr(label_names[0]),
         )
     if len(label_names) > MAX_LABEL_SHARE * len(train.labels) and len(label_names) > MIN_LABELS_TO_SUSPECT:
         raise DataError(
@@ -116,13 +119,17 @@ def _prepare_classification(splits: dict[str, RawExamples]) -> list[str]:
             "Choose the column that holds the class."
         )
     known = set(label_names)
-    for split in ("validation", "test"):
-        raw = splits.get(split)
-        for index, label in enumerate(raw.labels if raw else []):
+    for raw in (splits[split] for split in ("validation", "test") if split in splits):
+        for index, label in enumerate(raw.labels):
             if label not in known:
                 raise DataError(
                     f"{raw.where(index)}: label {label!r} never appears in train "
-                    f"({train.origin}); train labels are {', '.join(label_names)}."
+                    f"({train.origin}); train labels are {', '.join(label_names)}.",
+                    code="unknown_label",
+                    where=raw.where(index),
+                    label=repr(label),
+                    origin=train.origin,
+                    labels=", ".join(label_names),
                 )
     return label_names
 
@@ -142,12 +149,13 @@ def _prepare_ner(splits: dict[str, RawExamples], setting: str, notes: list[str])
     if len(label_names) < 2:
         raise DataError(
             f"{train.origin}: every tag is 'O', so there is no entity to learn. Tag the entities "
-            "(B-PER, I-PER, ...), or use classification for one label per text."
+            "(B-PER, I-PER, ...), or use classification for one label per text.",
+            code="all_o",
+            origin=train.origin,
         )
     known = set(label_names)
-    for split in ("validation", "test"):
-        raw = splits.get(split)
-        for index, tags in enumerate(raw.labels if raw else []):
+    for raw in (splits[split] for split in ("validation", "test") if split in splits):
+        for index, tags in enumerate(raw.labels):
             for word, tag in enumerate(tags):
                 if tag not in known:
                     raise DataError(
@@ -197,22 +205,35 @@ def _split_off(dataset: Dataset, size: float | int, task: str, seed: int) -> tup
     return dataset.select(rest), dataset.select(part), False
 
 
+# The note each carving gets, by the splits carved and whether by label: one catalogue code each.
+CARVED_NOTES = {
+    (("validation", "test"), True): "note_carved_both_stratified",
+    (("validation", "test"), False): "note_carved_both",
+    (("validation",), True): "note_carved_validation_stratified",
+    (("validation",), False): "note_carved_validation",
+    (("test",), True): "note_carved_test_stratified",
+    (("test",), False): "note_carved_test",
+}
+
+
 def _carve_missing(splits: dict[str, Dataset], data_cfg: DataConfig, task: str, seed: int, notes: list[str]) -> None:
     """Carve test, then validation, out of train when the data has none (shares of the original train)."""
-    carved: list[str] = []
-    stratified = True
+    shares: dict[str, str] = {}  # each carved split -> its share of the original train, as the note shows it
+    stratified = task == "classification"
     if "test" not in splits:
         splits["train"], splits["test"], ok = _split_off(splits["train"], data_cfg.test_share, task, seed)
-        carved.append(f"test ({data_cfg.test_share:.0%})")
+        shares["test"] = f"{data_cfg.test_share:.0%}"
         stratified &= ok
     if "validation" not in splits:
-        share = data_cfg.validation_share / (1 - data_cfg.test_share) if carved else data_cfg.validation_share
+        share = data_cfg.validation_share / (1 - data_cfg.test_share) if shares else data_cfg.validation_share
         splits["train"], splits["validation"], ok = _split_off(splits["train"], share, task, seed)
-        carved.insert(0, f"validation ({data_cfg.validation_share:.0%})")
+        shares = {"validation": f"{data_cfg.validation_share:.0%}", **shares}
         stratified &= ok
-    if carved:
-        how = "stratified by label" if task == "classification" and stratified else "not stratified"
-        notes.append(f"{' and '.join(carved)} carved from train (seed {seed}, {how}).")
+    if shares:
+        carved = " and ".join(f"{name} ({share})" for name, share in shares.items())
+        how = "stratified by label" if stratified else "not stratified"
+        code = CARVED_NOTES[tuple(shares), stratified]
+        notes.append(Message(f"{carved} carved from train (seed {seed}, {how}).", code, **shares, seed=seed))
 
 
 def _sample(dataset: Dataset, count: int, task: str, seed: int) -> Dataset:

@@ -21,7 +21,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory, one_line
+from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, Message, is_out_of_memory, one_line
 from lab.events import EventSink
 from lab.runs.sink import StoreSink, tee
 from lab.runs.store import RunStore
@@ -126,25 +126,31 @@ def describe_failure(exc: BaseException, run_id: str, cancel_asked: bool) -> tup
     if isinstance(exc, RunEndedElsewhere):
         return exc.status, exc.message
     if isinstance(exc, KeyboardInterrupt):
-        return "cancelled", "Stopped with Ctrl-C."
+        return "cancelled", Message("Stopped with Ctrl-C.", "ctrl_c")
     if isinstance(exc, Terminated):
         if cancel_asked:
-            return "cancelled", "Cancelled; the worker stopped on SIGTERM."
-        return "interrupted", (
-            f"The worker was terminated (SIGTERM) before it finished; resume it with python -m lab resume {run_id}."
+            return "cancelled", Message("Cancelled; the worker stopped on SIGTERM.", "cancelled_sigterm")
+        return "interrupted", Message(
+            f"The worker was terminated (SIGTERM) before it finished; resume it with python -m lab resume {run_id}.",
+            "interrupted_sigterm",
+            run=run_id,
         )
     if isinstance(exc, LabError):
-        return "failed", str(exc)
+        return "failed", exc.message
     if isinstance(exc, sqlite3.Error):
         return "failed", f"The run store could not be written: {one_line(exc)}"
     if is_out_of_memory(exc):
         detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-        return "failed", f"Out of memory: {OUT_OF_MEMORY_ADVICE}." + (f" ({detail})" if detail else "")
+        detail = f" ({detail})" if detail else ""
+        return "failed", Message(f"Out of memory: {OUT_OF_MEMORY_ADVICE}.{detail}", "oom", detail=detail)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" ({exc.filename})" if exc.filename else ""
-        return "failed", (
+        return "failed", Message(
             f"The disk is full{where}: free some space (python -m lab delete removes old runs), "
-            f"then resume it with python -m lab resume {run_id}."
+            f"then resume it with python -m lab resume {run_id}.",
+            "disk_full",
+            where=where,
+            run=run_id,
         )
     return "failed", one_line(f"{type(exc).__name__}: {exc}", limit=2000)
 
@@ -163,11 +169,12 @@ def _record_result(store: RunStore, run_id: str, result: Any) -> str:
         store.output_dir(store.get_run(run_id)) / "report.json", run_id, status, metrics, per_label, summary, result
     )
     seconds = summary["wall_seconds"]
-    message = (
-        "Cancelled at the user's request."
-        if status == "cancelled"
-        else (f"Finished in {seconds:.0f} s." if isinstance(seconds, (int, float)) else "Finished.")
-    )
+    if status == "cancelled":
+        message = Message("Cancelled at the user's request.", "cancelled")
+    elif isinstance(seconds, (int, float)):
+        message = Message(f"Finished in {seconds:.0f} s.", "finished", seconds=f"{seconds:.0f}")
+    else:
+        message = Message("Finished.")
     store.finish(run_id, status, message, metrics=metrics, per_label=per_label, summary=summary)
     return status
 

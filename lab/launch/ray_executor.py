@@ -27,11 +27,10 @@ from typing import Any, Optional
 
 from lab.config import RunConfig
 from lab.errors import LabError, one_line
-from lab.events import EventSink, LogEvent, event_from_dict
+from lab.events import EventSink, LogEvent, RunResult, event_from_dict
 from lab.launch.execute import RunEndedElsewhere
 from lab.launch.ray_worker import CONFIG_ENV, EVENT_TAG, FAILURE_TAG, RESULT_TAG, RUN_ID_ENV, parse_line
 from lab.launch.worker import last_log_line, launcher
-from lab.training.result import RunResult
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,7 @@ from typing import Any, Optional
 
 from lab.config import RunConfig
 from lab.errors import LabError
-from lab.events import ResultEvent, StatusEvent, StepEvent
-from lab.training.result import RunResult
+from lab.events import ResultEvent, RunResult, StatusEvent, StepEvent
 
 PER_LABEL = [
     {"label": "neg", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},

@@ -44,7 +44,12 @@ def _explain_load_failure(name: str, exc: Exception) -> ModelError:
     path = Path(name).expanduser()
     reason = one_line(exc) or type(exc).__name__
     if not path.exists() and _looks_like_a_folder(name):
-        return ModelError(f"There is no folder {name}. Use a hub id such as bert-base-uncased, or {OFFLINE_CHOICES}.")
+        return ModelError(
+            f"There is no folder {name}. Use a hub id such as bert-base-uncased, or {OFFLINE_CHOICES}.",
+            code="no_folder",
+            name=name,
+            choices=OFFLINE_CHOICES,
+        )
     if path.exists():
         if not (path / "config.json").is_file():
             return ModelError(
@@ -57,11 +62,18 @@ def _explain_load_failure(name: str, exc: Exception) -> ModelError:
         return ModelError(f"Model {name!r} has no head for this task (it is not an encoder like BERT): {reason}")
     if is_offline():
         return ModelError(
-            f"Cannot load model {name!r}: the Hugging Face hub is unreachable (offline mode). Use {OFFLINE_CHOICES}."
+            f"Cannot load model {name!r}: the Hugging Face hub is unreachable (offline mode). Use {OFFLINE_CHOICES}.",
+            code="model_offline",
+            name=repr(name),
+            choices=OFFLINE_CHOICES,
         )
     return ModelError(
         f"Model {name!r} was not found on the Hugging Face hub or as a local folder ({reason}). "
-        f"Check the id, or use {OFFLINE_CHOICES}."
+        f"Check the id, or use {OFFLINE_CHOICES}.",
+        code="model_not_found",
+        name=repr(name),
+        reason=reason,
+        choices=OFFLINE_CHOICES,
     )
 
 

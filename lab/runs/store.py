@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from lab.config import RunConfig
-from lab.errors import LabError
+from lab.errors import LabError, Message
 from lab.events import Event, StatusEvent, event_from_dict
 from lab.runs.owner import Owner
 from lab.runs.schema import create_or_upgrade
@@ -149,7 +149,7 @@ class RunStore:
                  config.model.name_or_path, config.peft.method, executor, config.train.num_devices,
                  now, owner.host, owner.pid, owner.identity, now,
                  str(Path(output_dir).resolve()) if output_dir else "", clean_name(group)))
-            self._append(conn, run_id, [StatusEvent(status="queued", message=f"Created run {run_id}.")])
+            self._append(conn, run_id, [StatusEvent(status="queued", message=Message(f"Created run {run_id}.", "created", run=run_id))])
         return self.get_run(run_id)
 
     def output_dir(self, run: RunRecord) -> Path:
@@ -350,8 +350,9 @@ class RunStore:
             owner = Owner(row["owner_host"], row["owner_pid"], row["owner_identity"])
             if not owner.is_dead(row["heartbeat_at"], now):
                 continue
-            message = (f"The process that owned this run (pid {owner.pid} on {owner.host}) stopped without "
-                       f"finishing it; resume it with python -m lab resume {row['id']}.")
+            message = Message(f"The process that owned this run (pid {owner.pid} on {owner.host}) stopped without "
+                              f"finishing it; resume it with python -m lab resume {row['id']}.",
+                              "interrupted_owner", pid=owner.pid, host=owner.host, run=row["id"])
             with self._write() as conn:
                 # The owner columns in the WHERE clause skip a run that another process claimed meanwhile.
                 updated = conn.execute(

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import torch
 from transformers import TrainerCallback
 
+from lab.errors import Message
 from lab.events import EvalEvent, EventSink, ProgressEvent, RankEvent, StatusEvent, StepEvent, discard
 from lab.insight.ranks import adalora_ranks
 from lab.training.memory import RunMemory
@@ -33,7 +34,12 @@ class EventCallback(TrainerCallback):
         self.train_started = self.last_time = time.time()
         self.first_step = self.last_step = state.global_step
         self.last_tokens = state.num_input_tokens_seen
-        self.emit(StatusEvent(status="running", message=f"training {state.max_steps} steps"))
+        self.emit(
+            StatusEvent(
+                status="running",
+                message=Message(f"training {state.max_steps} steps", "stage_training", steps=state.max_steps),
+            )
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         elapsed = time.time() - self.train_started
@@ -47,7 +53,12 @@ class EventCallback(TrainerCallback):
             )
         )
         if control.should_evaluate:  # the Trainer's flow callback (which runs first) asked for one now
-            self.emit(StatusEvent(status="running", message=f"evaluating at step {state.global_step}"))
+            step = state.global_step
+            self.emit(
+                StatusEvent(
+                    status="running", message=Message(f"evaluating at step {step}", "stage_evaluating", step=step)
+                )
+            )
         if any_rank_stopping(self.should_stop.is_set(), args.device):
             # Save where we are so a resume continues from this exact step.
             self.stopped_on_request = state.global_step < state.max_steps

@@ -14,6 +14,7 @@ rank allocation. The story of a run, in order:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -21,14 +22,21 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from transformers import EarlyStoppingCallback, PrinterCallback, ProgressCallback, TrainingArguments, set_seed
+from transformers import (
+    EarlyStoppingCallback,
+    PrinterCallback,
+    ProgressCallback,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.utils import logging as hf_logging
 
 from lab.config import TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, RunConfig
 from lab.data.preprocessing import EXAMPLE_INDEX, effective_max_length, make_collator, tokenize_splits, words_cut
 from lab.data.splits import LoadedData, load_splits
-from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, is_out_of_memory
-from lab.events import EventSink, LogEvent, ResultEvent, StatusEvent, discard
+from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, Message, is_out_of_memory
+from lab.events import EventSink, LogEvent, ResultEvent, RunResult, RunStartedEvent, StatusEvent, discard
 from lab.insight.dynamics import training_dynamics
 from lab.insight.projection import ProjectionCallback, head_module
 from lab.model.adapting import adapt, restore_adalora_ranks
@@ -40,7 +48,6 @@ from lab.training.callbacks import AdaLoraAllocationCallback, EventCallback
 from lab.training.estimate import estimate
 from lab.training.memory import RunMemory
 from lab.training.model_card import write_model_card
-from lab.training.result import RunResult
 from lab.training.saving import save_model, write_report
 from lab.training.scoring import EvaluationScorer, WordReference
 from lab.training.trackers import finish_trackers, tracker_callbacks
@@ -72,7 +79,7 @@ def train(
     should_stop = should_stop or threading.Event()
     is_main = _is_main_process()
     emit = sink if is_main else discard
-    emit(StatusEvent(status="running", message="loading data and model"))
+    emit(StatusEvent(status="running", message=Message("loading data and model", "stage_loading")))
     if config.model.trust_remote_code:
         emit(LogEvent(level="warning", message=TRUST_REMOTE_CODE_WARNING.format(model=config.model.name_or_path)))
     set_seed(config.train.seed)
@@ -92,7 +99,7 @@ def train(
     total_steps = total_optimizer_steps(config, len(loaded.splits["train"]))
     model = load_model(config.model, config.task, loaded.label_names, pad_token_id=tokenizer.pad_token_id)
     if config.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable()  # type: ignore[operator]  # a transformers model, typed nn.Module
     model, pooling = adapt(model, config, total_steps)
     params = count_parameters(model)
     learning_rate, head_learning_rate = learning_rate_for(config), head_learning_rate_for(config)
@@ -119,7 +126,20 @@ def train(
                 f"take with {config.peft.method}: sequences are cut at {max_length}.",
             )
         )
-    emit(StatusEvent(status="running", message="tokenising"))
+    emit(
+        RunStartedEvent(
+            device=device,
+            precision=precision,
+            learning_rate=learning_rate,
+            head_learning_rate=head_learning_rate if head_learning_rate != learning_rate else None,
+            max_steps=total_steps,
+            max_length=max_length,
+            trainable_params=params.trainable,
+            total_params=params.total,
+            pooling=pooling or "",
+        )
+    )
+    emit(StatusEvent(status="running", message=Message("tokenising", "stage_tokenising")))
     tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, max_length)
     references = _word_references(loaded, tokenized, emit, max_length) if config.task == "ner" else None
     preflight = estimate(config, loaded)
@@ -131,7 +151,7 @@ def train(
         **training_arguments(config, output_dir, device, precision, learning_rate, total_steps, progress_bar)
     )
     events = EventCallback(emit, scorer, should_stop)
-    callbacks = [events]
+    callbacks: list[TrainerCallback] = [events]
     if config.peft.method == "adalora":
         callbacks.append(AdaLoraAllocationCallback(emit))
         if resume_from_checkpoint:
@@ -182,7 +202,7 @@ def train(
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
                 raise
-            raise LabError(f"Out of memory during training: {OUT_OF_MEMORY_ADVICE}.") from None
+            raise LabError(f"Out of memory during training: {OUT_OF_MEMORY_ADVICE}.", code="oom_training") from None
         completed_steps = trainer.state.global_step
 
         # Cancelled only if the stop request ended training early: a cancel that arrives after the last
@@ -197,11 +217,11 @@ def train(
         if result.status == "completed":
             # 4. Test, save, report.
             scorer.split = "test"
-            emit(StatusEvent(status="running", message="evaluating on the test split"))
+            emit(StatusEvent(status="running", message=Message("evaluating on the test split", "stage_testing")))
             trainer.evaluate(tokenized["test"], metric_key_prefix="test")
-            result.metrics, result.per_label = scorer.last_metrics, scorer.last_per_label
+            result = dataclasses.replace(result, metrics=scorer.last_metrics, per_label=scorer.last_per_label)
             if is_main:
-                emit(StatusEvent(status="running", message="saving the model"))
+                emit(StatusEvent(status="running", message=Message("saving the model", "stage_saving")))
                 save_model(trainer, config, loaded.label_names, output_dir / "model", max_length, pooling)
     except BaseException:
         if is_main:
@@ -209,8 +229,7 @@ def train(
         raise
     finally:
         peak = memory.stop()
-    result.wall_seconds = time.time() - started
-    result.peak_memory_mb = peak
+    result = dataclasses.replace(result, wall_seconds=time.time() - started, peak_memory_mb=peak)
     if is_main:
         write_report(output_dir, config, loaded, result, scorer)
         if dynamics is not None:
@@ -218,18 +237,7 @@ def train(
         if result.status == "completed":
             write_model_card(output_dir / "model", config, loaded, result, f"{device} ({precision})")
         finish_trackers(trackers, output_dir, result.status)
-        emit(
-            ResultEvent(
-                status=result.status,
-                metrics=result.metrics,
-                per_label=result.per_label,
-                trainable_params=params.trainable,
-                total_params=params.total,
-                wall_seconds=result.wall_seconds,
-                peak_memory_mb=result.peak_memory_mb,
-                output_dir=str(output_dir),
-            )
-        )
+        emit(ResultEvent.of(result))
     return result
 
 

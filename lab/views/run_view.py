@@ -20,6 +20,7 @@ from lab.events import (
     ProjectionEvent,
     RankEvent,
     ResultEvent,
+    RunStartedEvent,
     StatusEvent,
     StepEvent,
 )
@@ -39,10 +40,17 @@ class RunView:
     last_step: Optional[StepEvent] = None
     progress: Optional[ProgressEvent] = None  # the last optimizer step: step, epoch, ETA (every step)
     log: list[str] = field(default_factory=list)
-    device: str = ""  # from the engine's "device cpu, precision fp32, ..." log line
-    stage: str = ""  # what the run is doing now, from its last "running" status: "tokenising", ...
+    started: Optional[RunStartedEvent] = None  # device, precision, parameter counts (None in stores before it)
+    stage: Optional[StatusEvent] = None  # what the run is doing now: its last "running" status (tokenising, ...)
+    last_status: Optional[StatusEvent] = None  # the last change of state, with why (failed: the error)
     ranks: dict[int, dict[str, int]] = field(default_factory=dict)  # AdaLoRA: step -> module -> rank kept
     projections: list[ProjectionEvent] = field(default_factory=list)  # the validation vectors, per evaluation
+
+    @property
+    def device(self) -> str:
+        """Device and precision as shown, like `cpu (fp32)`; empty until the run has built its model, and in
+        stores from before the lab recorded them."""
+        return f"{self.started.device} ({self.started.precision})" if self.started else ""
 
     @property
     def metric_names(self) -> list[str]:
@@ -60,7 +68,6 @@ STEP_COLUMNS = [
     "elapsed_seconds",
     "eta_seconds",
 ]
-_DEVICE_LINE = re.compile(r"^device ([^,\s]+), precision ([^,\s]+)")
 
 
 class _Columns:
@@ -127,9 +134,12 @@ class RunViewFolder:
                 view.ranks[event.step] = event.ranks
             elif isinstance(event, ProjectionEvent):
                 view.projections.append(event)
-            elif isinstance(event, (LogEvent, StatusEvent)) and event.message:
-                if isinstance(event, StatusEvent) and event.status == "running":
-                    view.stage = event.message
+            elif isinstance(event, RunStartedEvent):
+                view.started = event
+            if isinstance(event, StatusEvent):
+                view.last_status = event
+                view.stage = event if event.status == "running" else view.stage
+            if isinstance(event, (LogEvent, StatusEvent)) and event.message:
                 stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
                 prefix = (
                     f"[{event.status}] "
@@ -137,9 +147,6 @@ class RunViewFolder:
                     else ("" if event.level == "info" else f"{event.level.upper()}: ")
                 )
                 self._log.append(f"{stamp}  {prefix}{event.message}")
-                match = _DEVICE_LINE.match(event.message) if isinstance(event, LogEvent) else None
-                if match:
-                    view.device = f"{match.group(1)} ({match.group(2)})"
         return self
 
     def view(self) -> RunView:
