@@ -126,7 +126,8 @@ class EvalEvent(Event):
     metrics: dict[str, float] = field(default_factory=dict)
     # One dict per label and per average row, keyed by LABEL_ROW.
     per_label: list[dict[str, Any]] = field(default_factory=list)
-    # {"labels": [...], "matrix": [[...]]}, rows are true labels, columns predicted labels.
+    # {"labels": [...], "matrix": [[...]]}, rows are true labels, columns predicted labels; above 50 labels
+    # its largest cells and per-label totals instead (lab.training.metrics.confusion_matrix).
     confusion: dict[str, Any] = field(default_factory=dict)
 
 

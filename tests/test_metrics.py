@@ -385,3 +385,43 @@ def test_primary_metric_name_is_a_key_of_the_metrics():
     assert primary_metric_name("ner") in entity_metrics([["B-PER"]], [["B-PER"]])
     with pytest.raises(ConfigError, match="summarization"):
         primary_metric_name("summarization")
+
+
+# ---- many labels -----------------------------------------------------------------------------
+def test_a_confusion_matrix_of_2000_labels_is_stored_as_its_top_confusions():
+    """2,000 labels: the evaluation event and report.json carry the largest confusions and per-label totals,
+    not four million cells (12 MB per evaluation before)."""
+    import json
+
+    import numpy as np
+
+    from lab.events import EvalEvent
+    from lab.training.metrics import MAX_MATRIX_LABELS, TOP_CONFUSIONS
+    from lab.training.scoring import EvaluationScorer
+
+    labels = [f"class_{i}" for i in range(2000)]
+    generator = np.random.default_rng(0)
+    y_true = generator.integers(0, 2000, 20_000)
+    y_pred = np.where(generator.random(20_000) < 0.6, y_true, generator.integers(0, 2000, 20_000))
+    y_pred[:300] = 7  # one confusion stands out: 300 examples of various labels predicted as class_7
+    y_true[:300] = 3
+
+    class Prediction:
+        predictions, label_ids = y_pred, y_true
+
+    scorer = EvaluationScorer("classification", labels)
+    scorer(Prediction())
+    confusion = scorer.last_confusion
+    assert "matrix" not in confusion and len(confusion["top"]) == TOP_CONFUSIONS
+    assert confusion["top"][0] == {"true": "class_3", "predicted": "class_7", "count": 300}
+    counts = [cell["count"] for cell in confusion["top"]]
+    assert counts == sorted(counts, reverse=True) and all(c["true"] != c["predicted"] for c in confusion["top"])
+    assert confusion["support"] == np.bincount(y_true, minlength=2000).tolist()
+    assert confusion["predicted"] == np.bincount(y_pred, minlength=2000).tolist()
+    assert sum(confusion["correct"]) == int((y_true == y_pred).sum())
+    assert confusion["errors"] == int((y_true != y_pred).sum())
+    event = EvalEvent(step=1, metrics=scorer.last_metrics, per_label=scorer.last_per_label, confusion=confusion)
+    assert len(json.dumps(event.to_dict())) < 400_000
+    assert len(json.dumps(confusion, indent=2)) < 200_000  # report.json's share
+    small = confusion_matrix(Y_TRUE, Y_PRED, LABELS)
+    assert set(small) == {"labels", "matrix"} and MAX_MATRIX_LABELS >= 50  # few labels: the whole matrix, as before

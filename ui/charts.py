@@ -145,7 +145,10 @@ def label_f1_history(history: pd.DataFrame) -> go.Figure:
 
 
 def confusion_heatmap(confusion: dict, normalize: bool) -> go.Figure:
-    """Rows are true labels, columns predicted; normalised rows show each label's recall spread."""
+    """Rows are true labels, columns predicted; normalised rows show each label's recall spread. A matrix
+    of many labels is stored as its top confusions (lab.training.metrics): those are drawn as bars."""
+    if "top" in confusion:
+        return top_confusions(confusion, normalize)
     labels, matrix = confusion.get("labels", []), pd.DataFrame(confusion.get("matrix", []))
     values = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0) if normalize else matrix
     text = values.map(lambda v: f"{v:.2f}") if normalize else values.astype(str)
@@ -172,6 +175,35 @@ def confusion_heatmap(confusion: dict, normalize: bool) -> go.Figure:
         t("chart.true"),
         height=size,
     )
+    figure.update_layout(hovermode="closest")
+    return figure
+
+
+def top_confusions(confusion: dict, normalize: bool) -> go.Figure:
+    """The largest confusions, one bar each ("true → predicted"), the largest on top: in counts, or as a
+    share of the true label's examples."""
+    top, labels = confusion.get("top", []), confusion.get("labels", [])
+    support = dict(zip(labels, confusion.get("support", [])))
+    values = [cell["count"] / max(1, support.get(cell["true"], 0)) if normalize else cell["count"] for cell in top]
+    shown = sum(cell["count"] for cell in top)
+    figure = go.Figure(
+        go.Bar(
+            x=values[::-1],
+            y=[f"{cell['true']} → {cell['predicted']}" for cell in reversed(top)],
+            orientation="h",
+            customdata=[[cell["true"], cell["predicted"]] for cell in reversed(top)],
+            marker_color=palette()["bar"],
+            hovertemplate=t("chart.top_confusion_hover") + "<extra></extra>",
+        )
+    )
+    title = t(
+        "chart.top_confusions_share" if normalize else "chart.top_confusions",
+        shown=len(top),
+        labels=f"{len(labels):,}",
+        share=f"{shown / max(1, confusion.get('errors', 0)):.0%}",
+    )
+    x_title = t("chart.confusion_share_axis") if normalize else t("chart.confusion_count")
+    figure = _layout(figure, title, x_title, "", height=max(300, min(900, 18 * len(top) + 120)))
     figure.update_layout(hovermode="closest")
     return figure
 

@@ -37,6 +37,8 @@ __all__ = [
     "entity_metrics",
     "confusion_matrix",
     "token_confusion_matrix",
+    "MAX_MATRIX_LABELS",
+    "TOP_CONFUSIONS",
     "report_to_records",
     "format_report",
     "primary_metric_name",
@@ -122,10 +124,38 @@ def classification_metrics(y_true: Sequence[Label], y_pred: Sequence[Label], lab
 
 
 def confusion_matrix(y_true: Sequence[Label], y_pred: Sequence[Label], labels: Sequence[str]) -> dict[str, Any]:
-    """{"labels": names, "matrix": counts}; rows are true labels, columns predicted labels."""
+    """{"labels": names, "matrix": counts}; rows are true labels, columns predicted labels.
+
+    Above MAX_MATRIX_LABELS labels the matrix grows with labels squared (2,000 labels: 12 MB per
+    evaluation), so it is kept as its top confusions instead: {"labels", "top": the TOP_CONFUSIONS
+    largest off-diagonal cells as {true, predicted, count}, "support" (true count per label),
+    "predicted" (predicted count per label), "correct" (the diagonal), "errors" (all off-diagonal)}.
+    """
     true_ids, pred_ids = _checked_ids(y_true, y_pred, labels)
+    names = [str(name) for name in labels]
+    if len(labels) > MAX_MATRIX_LABELS:
+        return _top_confusions(np.asarray(true_ids), np.asarray(pred_ids), names)
     matrix = sklearn.metrics.confusion_matrix(true_ids, pred_ids, labels=list(range(len(labels))))
-    return {"labels": [str(name) for name in labels], "matrix": matrix.astype(int).tolist()}
+    return {"labels": names, "matrix": matrix.astype(int).tolist()}
+
+
+def _top_confusions(true_ids: np.ndarray, pred_ids: np.ndarray, names: list[str]) -> dict[str, Any]:
+    count = len(names)
+    wrong = true_ids != pred_ids
+    # Each off-diagonal cell that occurs, counted without building the count x count matrix.
+    cells, cell_counts = np.unique(true_ids[wrong] * count + pred_ids[wrong], return_counts=True)
+    largest = np.lexsort((cells, -cell_counts))[:TOP_CONFUSIONS]  # ties in label order
+    return {
+        "labels": names,
+        "top": [
+            {"true": names[cells[i] // count], "predicted": names[cells[i] % count], "count": int(cell_counts[i])}
+            for i in largest
+        ],
+        "support": np.bincount(true_ids, minlength=count).tolist(),
+        "predicted": np.bincount(pred_ids, minlength=count).tolist(),
+        "correct": np.bincount(true_ids[~wrong], minlength=count).tolist(),
+        "errors": int(wrong.sum()),
+    }
 
 
 # ---- named entities --------------------------------------------------------------------------
