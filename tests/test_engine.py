@@ -26,6 +26,7 @@ RATES = {
         "prefix": 2e-2,
         "loha": 1e-2,
         "lokr": 2e-2,
+        "adapter": 1e-2,
     },
     "classification": {
         "full": 1e-4,
@@ -37,6 +38,7 @@ RATES = {
         "prefix": 1e-2,
         "loha": 3e-3,
         "lokr": 1e-2,
+        "adapter": 3e-3,
     },
 }
 

@@ -12,6 +12,7 @@ import torch
 from lab.config import NO_ADAPTER_METHODS, ModelConfig
 from lab.data.preprocessing import split_words, word_predictions, word_tags
 from lab.errors import LabError, ModelError
+from lab.methods.registry import method_spec
 from lab.model.loading import MODEL_INFO_FILE, load_model, resolve_model_path
 from lab.model.pooling import use_pooling
 
@@ -96,6 +97,10 @@ class Predictor:
             )
         finally:
             hf_logging.set_verbosity(verbosity)
+        if method_spec(self.info["peft_method"]).builds == "adapter":  # the lab's own adapters, not peft's
+            from lab.methods.adapter import load_adapters
+
+            return load_adapters(use_pooling(base, pooling), self.model_dir)
         from peft import PeftModel
 
         try:

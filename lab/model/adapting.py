@@ -1,80 +1,41 @@
 """Adapting a loaded model with a PEFT method.
 
-Every method keeps the classification head trainable: peft's SEQ_CLS / TOKEN_CLS task types add
-the head to `modules_to_save`; head-only freezes everything else by hand.
+What each method does is its record in the method registry (lab.methods.registry): peft builds most;
+head-only and the bottleneck adapters are the lab's own. Every method keeps the classification head
+trainable: peft's SEQ_CLS / TOKEN_CLS task types add the head to `modules_to_save`; head-only and the
+adapters train it by name.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from lab.config import PeftSettings, RunConfig
 from lab.errors import ModelError
+from lab.methods.registry import method_spec
 from lab.model.anatomy import attention_targets, encoder_linear_layers, head_parameter_names, pooler_parameter_names
 from lab.model.pooling import resolve_pooling, use_pooling
 
 
 def build_peft_config(settings: PeftSettings, task: str, model: nn.Module, total_steps: int):
-    """The peft config for `settings.method`, or None for full and head-only training."""
+    """The peft config for `settings.method` (its registry record's builder), or None for a method peft
+    does not build (full, head-only, bottleneck adapters)."""
     import peft
 
+    spec = method_spec(settings.method)
+    if spec.peft_config is None:
+        return None
     task_type = peft.TaskType.TOKEN_CLS if task == "ner" else peft.TaskType.SEQ_CLS
     targets = (
         encoder_linear_layers(model) if settings.target_modules == ["all-linear"] else (settings.target_modules or None)
     )
-    method = settings.method
-    if method == "lora":
-        return peft.LoraConfig(
-            task_type=task_type,
-            r=settings.r,
-            lora_alpha=settings.alpha,
-            lora_dropout=settings.lora_dropout,
-            target_modules=targets,
-        )
-    if method == "adalora":
-        # AdaLoRA prunes ranks on a schedule over total_step; without it, it trains as plain LoRA.
-        tinit = max(1, total_steps // 10)
-        tfinal = max(1, total_steps // 5)
-        return peft.AdaLoraConfig(
-            task_type=task_type,
-            init_r=settings.adalora_init_r,
-            target_r=settings.r,
-            lora_alpha=settings.alpha,
-            lora_dropout=settings.lora_dropout,
-            target_modules=targets,
-            total_step=max(total_steps, tinit + tfinal + 1),
-            tinit=tinit,
-            tfinal=tfinal,
-            deltaT=max(1, total_steps // 20),
-        )
-    if method == "ia3":
-        return peft.IA3Config(
-            task_type=task_type, target_modules=targets, feedforward_modules=None if targets is None else []
-        )
-    if method == "loha":
-        return peft.LoHaConfig(
-            task_type=task_type,
-            r=settings.r,
-            alpha=settings.alpha,
-            module_dropout=settings.lora_dropout,
-            target_modules=targets or attention_targets(model),
-        )
-    if method == "lokr":
-        return peft.LoKrConfig(
-            task_type=task_type,
-            r=settings.r,
-            alpha=settings.alpha,
-            module_dropout=settings.lora_dropout,
-            target_modules=targets or attention_targets(model),
-        )
-    if method == "prompt":
-        return peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=settings.num_virtual_tokens)
-    if method == "prefix":
-        return peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=settings.num_virtual_tokens)
-    return None
+    if targets is None and spec.attention_targets:
+        targets = attention_targets(model)
+    return spec.peft_config(settings, task_type, targets, total_steps)
 
 
 def check_prefix_tuning(model: nn.Module) -> None:
@@ -98,14 +59,17 @@ def check_prefix_tuning(model: nn.Module) -> None:
 def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps: int, pooling: str = "") -> nn.Module:
     """Freeze and wrap `model` for the chosen method; the head always stays trainable, and the pooler
     too with `pooling="pooler-trained"` (see `use_pooling`)."""
+    spec = method_spec(settings.method)
     if settings.method == "prefix":
         check_prefix_tuning(model)
-    if settings.method == "full":
+    if spec.builds == "model":
         return model
-    if settings.method == "head":
+    if spec.builds in ("head", "adapter"):
         trained = head_parameter_names(model) | (
             pooler_parameter_names(model) if pooling == "pooler-trained" else set()
         )
+        if spec.builds == "adapter":
+            return add_bottleneck_adapters(model, settings, trained)
         for name, param in model.named_parameters():
             param.requires_grad = name in trained
         return model
@@ -129,6 +93,19 @@ def apply_peft(model: nn.Module, settings: PeftSettings, task: str, total_steps:
         return peft.get_peft_model(model, peft_config)
 
 
+def add_bottleneck_adapters(model: nn.Module, settings: PeftSettings, trained: set[str]) -> nn.Module:
+    """lab.methods.adapter's adapters in every layer, the head (and a trained pooler) trained beside them;
+    a model whose layer outputs the adapter cannot find is refused in one line naming its type."""
+    from lab.methods.adapter import add_adapters
+
+    try:
+        return add_adapters(
+            model, settings.adapter_layout, settings.bottleneck, settings.adapter_nonlinearity, trained.__contains__
+        )
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+
+
 def adapt(model: nn.Module, config: RunConfig, total_steps: int) -> tuple[nn.Module, str]:
     """What a run does to a freshly loaded model: its pooling, then its PEFT method. Returns the model
     to train and the pooling it uses ('' where there is none to choose)."""
@@ -143,4 +120,5 @@ def restore_adalora_ranks(model: nn.Module, checkpoint: str | Path) -> None:
     if adapter_config.is_file():
         pattern = json.loads(adapter_config.read_text(encoding="utf-8")).get("rank_pattern")
         if pattern:
-            model.peft_config["default"].rank_pattern = pattern
+            peft_configs: Any = model.peft_config  # a PeftModel's, by adapter name
+            peft_configs["default"].rank_pattern = pattern

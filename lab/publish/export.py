@@ -1,5 +1,7 @@
-"""A finished run's model as ONNX: adapters merged into the weights, dynamic batch and sequence axes, the
-tokenizer and the label names beside it, checked against torch with onnxruntime before it is called done.
+"""A finished run's model as ONNX: peft adapters merged into the weights where their method merges (the
+method registry's `mergeable`), bottleneck adapters exported as the layers they are, dynamic batch and
+sequence axes, the tokenizer and the label names beside it, checked against torch with onnxruntime
+before it is called done.
 
 torch.onnx's dynamo exporter (`torch.export`, with onnxscript) follows the lab's mean pooling, which
 takes the attention mask through a hook; the older TorchScript tracer baked the first input's mask in
@@ -18,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab.config import LORA_FAMILY, VIRTUAL_TOKEN_METHODS
 from lab.errors import LabError
 from lab.inference.predict import Predictor, find_model_dir
+from lab.methods.registry import method_spec
 from lab.model.loading import MODEL_INFO_FILE
 
 ONNX_FILE = "model.onnx"
@@ -47,9 +49,9 @@ class _Logits(torch.nn.Module):
 
 
 def merged_model(predictor: Predictor) -> torch.nn.Module:
-    method = predictor.info["peft_method"]
+    """The predictor's model with a mergeable adapter folded into its weights; any other model as it is."""
     model = predictor.model
-    if method in LORA_FAMILY or method == "ia3":
+    if method_spec(predictor.info["peft_method"]).mergeable:
         model = model.merge_and_unload()
     return model.eval()
 
@@ -62,10 +64,10 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, texts: Sequence[str]
     if len(texts) < 2:
         raise LabError("The ONNX check needs at least two example texts.")
     method = json.loads((find_model_dir(model_dir) / MODEL_INFO_FILE).read_text(encoding="utf-8"))["peft_method"]
-    if method in VIRTUAL_TOKEN_METHODS:
+    if method_spec(method).virtual_tokens:
         raise LabError(
-            f"ONNX export needs an adapter that merges into the weights; {method} tuning keeps its "
-            "virtual tokens outside them. Use python -m lab predict for this run."
+            f"ONNX export needs the model's own layers; {method} tuning keeps its virtual tokens outside "
+            "them. Use python -m lab predict for this run."
         )
     predictor = Predictor(model_dir)
     model = _Logits(merged_model(predictor))

@@ -22,6 +22,7 @@ from transformers import Trainer
 from lab.config import RunConfig
 from lab.data.preprocessing import IGNORE_INDEX
 from lab.insight.dynamics import TrainingDynamics
+from lab.methods.adapter import has_adapters, load_adapter_weights, save_adapters
 from lab.training import metrics as lab_metrics
 
 
@@ -57,7 +58,10 @@ class LabTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         if self.head_learning_rate is None or self.head_learning_rate == self.args.learning_rate:
             return optimizer
-        head = {id(param) for name, param in (model or self.model).named_parameters() if is_head_parameter(name)}
+        trained_model = model if model is not None else self.model
+        if trained_model is None:
+            return optimizer
+        head = {id(param) for name, param in trained_model.named_parameters() if is_head_parameter(name)}
         for group in list(optimizer.param_groups):  # before any step, so there is no state to move
             head_params = [param for param in group["params"] if id(param) in head]
             if head_params:
@@ -65,6 +69,30 @@ class LabTrainer(Trainer):
                 optimizer.add_param_group({**group, "params": head_params, "lr": self.head_learning_rate})
         optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
         return optimizer
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None) -> None:
+        """Bottleneck adapters save only what they trained (lab.methods.adapter), in checkpoints too; every
+        other model saves the Trainer's way."""
+        model = self.model
+        if model is None or not has_adapters(model):
+            return super()._save(output_dir, state_dict)
+        folder = Path(output_dir or self.args.output_dir or ".")
+        if self.args.should_save:
+            save_adapters(model, folder, base_model=getattr(getattr(model, "config", None), "name_or_path", ""))
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(str(folder))
+            torch.save(self.args, folder / "training_args.bin")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        model = model or self.model
+        if model is not None and has_adapters(model):
+            return load_adapter_weights(model, resume_from_checkpoint)
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self) -> None:
+        if self.model is not None and has_adapters(self.model) and self.state.best_model_checkpoint:
+            return load_adapter_weights(self.model, self.state.best_model_checkpoint)
+        return super()._load_best_model()
 
     def _get_eval_sampler(self, eval_dataset):
         # Not the Trainer's length-grouped eval sampler: its random order would not map predictions back to

@@ -1,0 +1,181 @@
+"""The PEFT methods the lab offers, one record each: the list of methods *is* this registry.
+
+A record says what family the method belongs to (low-rank, virtual tokens, adapts chosen modules,
+merges into the weights, saves an adapter instead of a model), the defaults an empty field picks
+(learning rate and head rate per task, pooling), which PeftSettings fields it reads (the New run
+form shows those) and how it builds its model. `lab.config` reads the method names and families from
+here, `lab.model.defaults` the rates and pooling, `lab.model.adapting` the builders, the standalone
+script and the export their rules. Adding a method: its record below, its module if peft has none
+(like `lab.methods.adapter`), and its words in ui/locales (`method.NAME.name` and `.what`).
+
+This module imports no torch, no peft and nothing of the lab outside lab.methods: lab.config imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from lab.methods import peft_configs
+
+# How a method turns the loaded model into the one it trains: `model` trains it whole, `head` freezes all
+# but the task head, `peft` wraps it with peft's config from `peft_config`, `adapter` adds the lab's
+# bottleneck adapters (lab.methods.adapter).
+Builder = Literal["model", "head", "peft", "adapter"]
+
+# The rate of the freshly initialised head beside the encoder or the adapters. At the encoder's or the
+# adapters' small rate the head lags, and the first evaluations sit on the single-class or all-O plateau.
+# Measured at the one-click budgets, 50 steps (validation at step 25, validation at 50, test at 50): IMDB
+# LoRA (rate 1e-3) with the head at 1e-3: accuracy 0.500 / 0.740 / 0.725, at 1e-2: 0.735 / 0.740 / 0.780,
+# 3e-2: 0.730 / 0.730 / 0.765, 5e-2: 0.685 / 0.725 / 0.765; WNUT-16 full fine-tuning (3e-4) with the head at
+# 3e-4: entity F1 0.000 / 0.000 / 0.000, at 3e-3: 0.000 / 0.016 / 0.031, at 1e-2: 0.149 / 0.345 / 0.376;
+# WNUT-16 LoRA (2e-3) with the head at 2e-3: 0.000 / 0.000 / 0.000, at 1e-2: 0.190 / 0.253 / 0.289.
+HEAD_LEARNING_RATES: Mapping[str, float] = {"classification": 1e-2, "ner": 1e-2}
+LOW_RANK_SETTINGS = ("r", "alpha", "lora_dropout", "target_modules", "merge_adapter")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One PEFT method. Rates were measured on the offline MiniLM (README, "Quality benchmark";
+    `python -m bench.lr_sweep` and `python -m bench.quality` reproduce them): small models and PEFT
+    methods want much larger rates than full fine-tuning of bert-base."""
+
+    name: str
+    builds: Builder
+    learning_rates: Mapping[str, float]  # per task: what an empty train.learning_rate picks
+    settings: tuple[str, ...] = ()  # the PeftSettings fields it reads, in the form's order
+    head_learning_rates: Mapping[str, float] = field(default_factory=lambda: dict(HEAD_LEARNING_RATES))
+    # Classification on a model with a BERT-style pooler: what `model.pooling: auto` picks. Measured (README,
+    # "Pooling"): offline IMDB, 1,000 reviews, 1 epoch, accuracy on 300 test reviews, frozen pooler / trained
+    # pooler / mean: head 0.603 / 0.577 / 0.780, LoRA 0.633 / 0.677 / 0.740, AdaLoRA 0.503 / 0.653 / 0.747.
+    # all-MiniLM-L6-v2 was trained with mean pooling; its pooler never was.
+    pooling: str = "mean"
+    low_rank: bool = False  # learns a low-rank update of chosen weight matrices
+    virtual_tokens: bool = False  # learns virtual tokens in front of the input (logits grow for NER prompts)
+    targets_modules: bool = False  # reads peft.target_modules
+    mergeable: bool = False  # its update folds into the base weights (merge, ONNX without peft)
+    attention_targets: bool = False  # peft has no default modules for it: the lab picks the attention's
+    peft_config: Optional[Callable[..., Any]] = None  # builds: peft; see lab.methods.peft_configs
+
+    @property
+    def saves_adapter(self) -> bool:
+        """Saves only what it trained, to load over the base model; full and head-only save a whole model."""
+        return self.builds in ("peft", "adapter")
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    if spec.name in METHODS:
+        raise ValueError(f"PEFT method {spec.name!r} is registered twice.")
+    if (spec.builds == "peft") != (spec.peft_config is not None):
+        raise ValueError(f"PEFT method {spec.name!r}: a peft config builder goes with builds='peft' only.")
+    METHODS[spec.name] = spec
+    return spec
+
+
+def method_spec(name: str) -> MethodSpec:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"Unknown PEFT method {name!r}; choose one of {', '.join(METHODS)}.") from None
+
+
+def names_where(test: Callable[[MethodSpec], bool]) -> tuple[str, ...]:
+    """The names of the registered methods that pass `test`, in registration order."""
+    return tuple(name for name, spec in METHODS.items() if test(spec))
+
+
+register_method(MethodSpec("full", "model", learning_rates={"classification": 5e-5, "ner": 3e-4}, pooling="pooler"))
+register_method(MethodSpec("head", "head", learning_rates={"classification": 5e-2, "ner": 1e-2}))
+register_method(
+    MethodSpec(
+        "lora",
+        "peft",
+        learning_rates={"classification": 1e-3, "ner": 5e-3},
+        settings=LOW_RANK_SETTINGS,
+        low_rank=True,
+        targets_modules=True,
+        mergeable=True,
+        peft_config=peft_configs.lora,
+    )
+)
+register_method(
+    MethodSpec(
+        "adalora",
+        "peft",
+        learning_rates={"classification": 2e-3, "ner": 6e-3},
+        settings=("r", "adalora_init_r", "alpha", "lora_dropout", "target_modules", "merge_adapter"),
+        low_rank=True,
+        targets_modules=True,
+        mergeable=True,
+        peft_config=peft_configs.adalora,
+    )
+)
+register_method(
+    MethodSpec(
+        "ia3",
+        "peft",
+        learning_rates={"classification": 3e-2, "ner": 1e-2},
+        settings=("target_modules",),
+        targets_modules=True,
+        mergeable=True,
+        peft_config=peft_configs.ia3,
+    )
+)
+register_method(
+    MethodSpec(
+        "prompt",
+        "peft",
+        learning_rates={"classification": 2e-2, "ner": 2e-2},
+        settings=("num_virtual_tokens",),
+        virtual_tokens=True,
+        peft_config=peft_configs.prompt,
+    )
+)
+register_method(
+    MethodSpec(
+        "prefix",
+        "peft",
+        learning_rates={"classification": 2e-2, "ner": 1e-2},
+        settings=("num_virtual_tokens",),
+        virtual_tokens=True,
+        peft_config=peft_configs.prefix,
+    )
+)
+register_method(
+    MethodSpec(
+        "loha",
+        "peft",
+        learning_rates={"classification": 6e-3, "ner": 6e-3},
+        settings=LOW_RANK_SETTINGS,
+        low_rank=True,
+        targets_modules=True,
+        mergeable=True,
+        attention_targets=True,
+        peft_config=peft_configs.loha,
+    )
+)
+register_method(
+    MethodSpec(
+        "lokr",
+        "peft",
+        learning_rates={"classification": 5e-3, "ner": 1e-2},
+        settings=LOW_RANK_SETTINGS,
+        low_rank=True,
+        targets_modules=True,
+        mergeable=True,
+        attention_targets=True,
+        peft_config=peft_configs.lokr,
+    )
+)
+register_method(
+    MethodSpec(
+        "adapter",
+        "adapter",
+        learning_rates={"classification": 1e-3, "ner": 5e-3},
+        settings=("adapter_layout", "bottleneck", "adapter_nonlinearity"),
+    )
+)
