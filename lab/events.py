@@ -83,6 +83,17 @@ class RunStartedEvent(Event):
 
 
 @dataclass(frozen=True)
+class TruncationEvent(Event):
+    """Words of an evaluated split that fall past max_length (NER): they count as predicted O, lost recall."""
+
+    kind: ClassVar[str] = "truncation"
+    split: str = ""
+    max_length: int = 0
+    words_cut: int = 0
+    words_total: int = 0
+
+
+@dataclass(frozen=True)
 class StepEvent(Event):
     """One logging interval of training (averaged over `logging_steps` optimizer steps)."""
 
@@ -187,6 +198,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StatusEvent,
         LogEvent,
         RunStartedEvent,
+        TruncationEvent,
         StepEvent,
         ProgressEvent,
         EvalEvent,

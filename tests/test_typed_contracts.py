@@ -57,6 +57,22 @@ def test_the_engine_says_device_precision_and_stages_as_fields_and_returns_what_
     assert run_view(events).device == "cpu (fp32)"
 
 
+def test_the_engine_counts_the_words_max_length_cuts_as_fields(tiny_model_dir, ner_conll, tmp_path):
+    from lab.training.engine import train
+
+    config = RunConfig(
+        task="ner",
+        data=DataConfig(dataset="", train_file=str(ner_conll)),
+        model=ModelConfig(name_or_path=tiny_model_dir),
+        train=TrainConfig(max_steps=1, eval_steps=1, logging_steps=1, max_length=8, train_batch_size=8),
+    )
+    events: list[Event] = []
+    train(config, tmp_path, sink=events.append)
+    cut = run_view(events).truncated
+    assert set(cut) == {"validation", "test"}
+    assert all(0 < event.words_cut < event.words_total and event.max_length == 8 for event in cut.values())
+
+
 def test_a_result_event_and_a_run_result_share_one_definition():
     result = RunResult("completed", "/runs/r1", {"accuracy": 0.9}, trainable_params=10, total_params=100)
     event = ResultEvent.of(result)

@@ -36,7 +36,16 @@ from lab.config import TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, RunConf
 from lab.data.preprocessing import EXAMPLE_INDEX, effective_max_length, make_collator, tokenize_splits, words_cut
 from lab.data.splits import LoadedData, load_splits
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, Message, is_out_of_memory
-from lab.events import EventSink, LogEvent, ResultEvent, RunResult, RunStartedEvent, StatusEvent, discard
+from lab.events import (
+    EventSink,
+    LogEvent,
+    ResultEvent,
+    RunResult,
+    RunStartedEvent,
+    StatusEvent,
+    TruncationEvent,
+    discard,
+)
 from lab.insight.dynamics import training_dynamics
 from lab.insight.projection import ProjectionCallback, head_module
 from lab.model.adapting import adapt, restore_adalora_ranks
@@ -253,6 +262,7 @@ def _word_references(loaded: LoadedData, tokenized, emit: EventSink, max_length:
         cut = sum(words_cut(ids, len(tags)) for ids, tags in zip(word_ids, gold))
         if cut:
             total = sum(len(tags) for tags in gold)
+            emit(TruncationEvent(split=split, max_length=max_length, words_cut=cut, words_total=total))
             emit(
                 LogEvent(
                     level="warning",

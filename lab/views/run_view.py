@@ -23,6 +23,7 @@ from lab.events import (
     RunStartedEvent,
     StatusEvent,
     StepEvent,
+    TruncationEvent,
 )
 from lab.training.metrics import is_average_row
 
@@ -43,6 +44,7 @@ class RunView:
     started: Optional[RunStartedEvent] = None  # device, precision, parameter counts (None in stores before it)
     stage: Optional[StatusEvent] = None  # what the run is doing now: its last "running" status (tokenising, ...)
     last_status: Optional[StatusEvent] = None  # the last change of state, with why (failed: the error)
+    truncated: dict[str, TruncationEvent] = field(default_factory=dict)  # NER: split -> words cut at max_length
     ranks: dict[int, dict[str, int]] = field(default_factory=dict)  # AdaLoRA: step -> module -> rank kept
     projections: list[ProjectionEvent] = field(default_factory=list)  # the validation vectors, per evaluation
 
@@ -136,6 +138,8 @@ class RunViewFolder:
                 view.projections.append(event)
             elif isinstance(event, RunStartedEvent):
                 view.started = event
+            elif isinstance(event, TruncationEvent):
+                view.truncated[event.split] = event
             if isinstance(event, StatusEvent):
                 view.last_status = event
                 view.stage = event if event.status == "running" else view.stage
