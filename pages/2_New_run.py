@@ -462,7 +462,7 @@ def estimate_section(config: RunConfig) -> None:
 
 def where_section(config: RunConfig) -> None:
     """A choice of this machine or the Ray cluster, once a cluster is named (RAY_ADDRESS, or a loaded config)."""
-    from lab.launch.ray_executor import ADDRESS_ENV
+    from lab.launch.ray_launcher import ADDRESS_ENV
 
     address = base.train.ray_address or os.environ.get(ADDRESS_ENV, "")
     if not address:

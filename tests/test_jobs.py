@@ -19,9 +19,10 @@ from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import LogEvent, ResultEvent, StatusEvent, StepEvent
 from lab.launch import scripted
+from lab.launch.processes import worker_command
 from lab.launch.runner import JobRunner
 from lab.launch.scripted import scripted_train
-from lab.launch.worker import run_stored_job, worker_command
+from lab.launch.worker import run_stored_job
 from lab.runs.resume import last_checkpoint, prepare_resume
 from lab.runs.store import RunStore
 
@@ -79,7 +80,7 @@ def first_step_seen(store: RunStore, run_id: str, step: int = 1) -> bool:
     return any(e.step >= step for e in events_of(store, run_id, StepEvent))
 
 
-# ---- thread executor ----------------------------------------------------------------------------
+# ---- thread launcher -----------------------------------------------------------------------------
 def test_thread_job_completes_with_metrics_report_and_ordered_events(runner: JobRunner, store: RunStore) -> None:
     run_id = runner.submit(config("steps=4"))
     assert runner.wait(run_id, timeout=20) == "completed"
@@ -152,6 +153,31 @@ def test_cancel_asked_from_another_process_reaches_the_runner(runner: JobRunner,
     assert runner.wait(run_id, timeout=10) == "cancelled"
 
 
+def test_a_full_queue_refuses_the_next_run_with_a_clear_message_and_records_nothing(store: RunStore) -> None:
+    runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], poll_seconds=0.05, max_queued=2)
+    try:
+        running = runner.submit(config("steps=100000,sleep=0.02"))
+        wait_for(lambda: first_step_seen(store, running))
+        waiting = [runner.submit(config("steps=1")) for _ in range(2)]
+        with pytest.raises(LabError, match=r"The queue is full: 2 runs are waiting\..*LAB_QUEUE_LIMIT"):
+            runner.submit(config("steps=1"))
+        assert len(store.list_runs()) == 3
+        runner.cancel(waiting[0])
+        runner.submit(config("steps=1"))  # a place freed up
+    finally:
+        runner.shutdown(timeout=20)
+
+
+def test_the_queue_bound_is_a_setting(store: RunStore, monkeypatch) -> None:
+    monkeypatch.setenv("LAB_QUEUE_LIMIT", "7")
+    runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[])
+    runner.shutdown(timeout=5)
+    assert runner.max_queued == 7
+    monkeypatch.setenv("LAB_QUEUE_LIMIT", "lots")
+    with pytest.raises(LabError, match="LAB_QUEUE_LIMIT must be a whole number"):
+        JobRunner(store, train_fn=scripted_train, gpu_ids=[])
+
+
 # ---- resume -------------------------------------------------------------------------------------
 def test_resume_continues_from_the_last_checkpoint_in_the_same_record(runner: JobRunner, store: RunStore) -> None:
     run_id = runner.submit(config("steps=12,ckpt=2,sleep=0.05"))
@@ -203,9 +229,9 @@ def test_only_ended_unfinished_runs_can_be_resumed(runner: JobRunner, store: Run
         prepare_resume(store, busy)
 
 
-# ---- process executor ---------------------------------------------------------------------------
+# ---- process launcher ----------------------------------------------------------------------------
 def test_process_job_writes_through_the_store(runner: JobRunner, store: RunStore) -> None:
-    run_id = runner.submit(config("steps=3"), executor="process")
+    run_id = runner.submit(config("steps=3"), local="process")
     assert runner.wait(run_id, timeout=60) == "completed"
     run = store.get_run(run_id)
     assert run.executor == "process" and run.metrics["accuracy"] == 0.75
@@ -217,7 +243,7 @@ def test_process_job_writes_through_the_store(runner: JobRunner, store: RunStore
 def test_process_job_stops_cooperatively_on_cancel(store: RunStore) -> None:
     runner = JobRunner(store, gpu_ids=[], command=fake_worker_command, cancel_grace_seconds=20, poll_seconds=0.05)
     try:
-        run_id = runner.submit(config("steps=100000,sleep=0.02"), executor="process")
+        run_id = runner.submit(config("steps=100000,sleep=0.02"), local="process")
         wait_for(lambda: first_step_seen(store, run_id))
         started = time.monotonic()
         runner.cancel(run_id)
@@ -238,7 +264,7 @@ def test_process_job_stops_cooperatively_on_cancel(store: RunStore) -> None:
 def test_cancel_escalates_to_sigterm_then_sigkill(
     runner: JobRunner, store: RunStore, deafness: str, expected_message: str
 ) -> None:
-    run_id = runner.submit(config(f"steps=100000,sleep=0.02,{deafness}"), executor="process")
+    run_id = runner.submit(config(f"steps=100000,sleep=0.02,{deafness}"), local="process")
     wait_for(lambda: first_step_seen(store, run_id))
     started = time.monotonic()
     runner.cancel(run_id)
@@ -261,7 +287,7 @@ def test_killed_worker_process_leaves_the_run_interrupted_after_reopening(store:
 
 
 def test_runner_marks_a_killed_worker_interrupted_and_keeps_going(runner: JobRunner, store: RunStore) -> None:
-    run_id = runner.submit(config("steps=100000,sleep=0.02"), executor="process")
+    run_id = runner.submit(config("steps=100000,sleep=0.02"), local="process")
     following = runner.submit(config("steps=2"))
     wait_for(lambda: first_step_seen(store, run_id))
     os.kill(store.get_run(run_id).owner_pid, signal.SIGKILL)
@@ -276,7 +302,7 @@ def test_worker_that_dies_before_training_fails_with_its_last_words(store: RunSt
 
     runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], command=broken_command, poll_seconds=0.05)
     try:
-        run_id = runner.submit(config("steps=2"), executor="process")
+        run_id = runner.submit(config("steps=2"), local="process")
         assert runner.wait(run_id, timeout=20) == "failed"
         message = store.get_run(run_id).message
         assert "exited with code 3" in message and "no lab here" in message and "worker.log" in message

@@ -21,7 +21,7 @@ from conftest import write_keyword_csv
 
 from lab.config import RunConfig
 from lab.events import EvalEvent, LogEvent, StepEvent
-from lab.launch.ray_executor import JOB_FILE, connect
+from lab.launch.ray_launcher import JOB_FILE, connect
 from lab.launch.runner import JobRunner
 from lab.runs.store import RunStore
 
@@ -253,14 +253,14 @@ class _JobThatWillNotStop:
 
 def test_a_resume_refuses_to_start_beside_an_earlier_job_that_will_not_stop(tmp_path, monkeypatch):
     from lab.errors import LabError
-    from lab.launch import ray_executor
+    from lab.launch import ray_launcher
 
-    monkeypatch.setattr(ray_executor, "PREVIOUS_JOB_STOP_SECONDS", 1)
+    monkeypatch.setattr(ray_launcher, "PREVIOUS_JOB_STOP_SECONDS", 1)
     (tmp_path / JOB_FILE).write_text(json.dumps({"address": "http://x:8265", "job_id": "raysubmit_old"}))
     stubborn = _JobThatWillNotStop()
     with pytest.raises(LabError, match="ray job stop raysubmit_old"):
-        ray_executor._stop_previous_job(stubborn, tmp_path)
+        ray_launcher._stop_previous_job(stubborn, tmp_path)
     assert stubborn.stop_requests == 1
     vanishing = _JobThatWillNotStop(vanishes=True)
-    ray_executor._stop_previous_job(vanishing, tmp_path)  # the submit that follows says the cluster is gone
+    ray_launcher._stop_previous_job(vanishing, tmp_path)  # the submit that follows says the cluster is gone
     assert vanishing.stop_requests == 1

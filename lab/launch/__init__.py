@@ -1,9 +1,11 @@
 """Launch: where and how a stored run trains.
 
-`execute` takes one queued run from start to its final status; `worker` is what a worker process
-(or torchrun) runs and how a terminal follows it; `runner` is the scheduler that runs jobs in
-threads or processes, one per device at a time; `ray_executor` and `ray_worker` run a job on a Ray
-cluster; `scripted` is a stand-in for the engine, for testing all of this without a model.
+`launchers` decides where a run trains (thread, process, torchrun or Ray) from its config; `execute`
+takes one queued run from start to its final status; `processes` starts a worker process and caps its
+log; `worker` is what a worker process (or torchrun) runs and how a terminal trains or follows a run;
+`runner` is the scheduler that runs jobs in the background, one per device at a time, in a bounded
+queue; `ray_launcher` submits a run to a Ray cluster and follows it, `ray_worker` runs inside that job;
+`scripted` is a stand-in for the engine, for testing all of this without a model.
 
 May import: `lab.runs`, `lab.training` and everything below. Never `lab.groups`, `lab.views` or `lab.cli`.
 """

@@ -2,7 +2,7 @@
 
 The run store stays on the lab's host, its one writer, so the job never opens it: the run's events, and
 at the end its result or its failure, go out as tagged JSON lines in the job's log, which the host
-tails (lab.launch.ray_executor). Everything else the job prints is its log. The job runs
+follows (lab.launch.ray_launcher). Everything else the job prints is its log. The job runs
 
     python -m lab.launch.ray_worker OUTPUT_DIR [CHECKPOINT]
 
@@ -39,8 +39,8 @@ def emit(tag: str, payload: dict[str, Any]) -> None:
 
 
 class LineSink:
-    """The run's events as tagged lines; the per-step progress at most once a second, since the host
-    fetches the whole log at each poll and a long run has many steps."""
+    """The run's events as tagged lines; the per-step progress at most once a second, so that a long run's
+    log (kept by Ray and by the host) does not grow with every optimizer step."""
 
     def __init__(self, progress_every_seconds: float = 1.0) -> None:
         self.progress_every_seconds = progress_every_seconds
@@ -59,9 +59,10 @@ def parse_line(line: str) -> Optional[tuple[str, dict[str, Any]]]:
     for tag in (EVENT_TAG, RESULT_TAG, FAILURE_TAG):
         if line.startswith(tag):
             try:
-                return tag, json.loads(line[len(tag) :])
+                payload = json.loads(line[len(tag) :])
             except json.JSONDecodeError:
                 return None  # a line cut short (the job killed mid-write) is only log
+            return (tag, payload) if isinstance(payload, dict) else None
     return None
 
 

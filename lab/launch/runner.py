@@ -1,15 +1,18 @@
 """The job runner: runs stored jobs in the background, one per device at a time, the rest queued.
 
-Three executors run the same job:
+Where each job trains is its launcher (lab.launch.launchers.choose_launcher):
 
 - `thread`: `train()` in a background thread of this process (the app's default). Cancel sets the
-  `should_stop` event the engine checks at every optimizer step.
-- `process`: `python -m lab train --run-id ID` (through torchrun when the config asks for more than
-  one device), in its own process group, for crash isolation and multi-GPU. Cancel raises a flag in
-  the store that the worker polls; if the worker has not stopped after a grace period it gets
-  SIGTERM, then SIGKILL of its whole process group.
+  `should_stop` event the engine checks at every optimizer step and between tokenisation batches.
+- `process` and `torchrun`: `python -m lab train --run-id ID` (through torchrun when the config asks for
+  more than one device), in its own process group, for crash isolation and multi-GPU. Cancel raises a
+  flag in the store that the worker polls; if the worker has not stopped after a grace period it gets
+  SIGTERM, then SIGKILL of its whole process group. Its output goes to the run's capped `worker.log`.
 - `ray`: a job on a Ray cluster (config `train.executor: ray`), followed from a thread of this process
-  (lab.launch.ray_executor). It takes no local device; the cluster schedules it. Cancel stops the job.
+  (lab.launch.ray_launcher). It takes no local device; the cluster schedules it. Cancel stops the job.
+
+The queue holds at most `max_queued` waiting jobs (LAB_QUEUE_LIMIT, default 50): a submit beyond that is
+refused with a LabError before any run is recorded.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from dataclasses import dataclass, field
 from typing import IO, Optional
 
 from lab.config import RunConfig
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
 from lab.launch.execute import TrainFn, default_train_fn, execute_run
-from lab.launch.ray_executor import RayJob
-from lab.launch.worker import WorkerCommand, cancel_run, settle_after_exit, worker_command, worker_env
+from lab.launch.launchers import LOCAL_LAUNCHERS, Launcher, choose_launcher, train_in_this_process
+from lab.launch.processes import WorkerCommand, cap_log, worker_command, worker_env, worker_log
+from lab.launch.worker import cancel_run, settle_after_exit
 from lab.runs.owner import HEARTBEAT_SECONDS
 from lab.runs.resume import prepare_resume
 from lab.runs.store import RunStore
@@ -37,13 +41,14 @@ from lab.training.openmp import release_openmp_team
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("thread", "process", "ray")
+QUEUE_LIMIT_ENV = "LAB_QUEUE_LIMIT"
+DEFAULT_QUEUE_LIMIT = 50  # a class's worth of runs; each waits for the one before it on the device
 
 
 @dataclass
 class _Job:
     run_id: str
-    executor: str
+    launcher: Launcher
     num_devices: int
     should_stop: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -55,14 +60,18 @@ class _Job:
     sigkill_at: Optional[float] = None
 
 
-def _executor_for(config: RunConfig, asked: str) -> str:
-    """The config decides whether a Ray cluster trains the run; locally, a thread cannot drive several
-    devices, so multi-device runs go through torchrun in a worker process."""
-    if config.train.executor == "ray":
-        return "ray"
-    if config.train.num_devices > 1:
-        return "process"
-    return "thread" if asked == "ray" else asked
+def queue_limit() -> int:
+    """How many jobs may wait in a runner's queue: LAB_QUEUE_LIMIT, or DEFAULT_QUEUE_LIMIT."""
+    text = os.environ.get(QUEUE_LIMIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_QUEUE_LIMIT
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ConfigError(f"{QUEUE_LIMIT_ENV} must be a whole number of at least 1, got {text!r}.")
+    return limit
 
 
 def visible_gpus() -> list[str]:
@@ -78,8 +87,8 @@ class JobRunner:
     """Runs stored jobs in the background, one per device at a time, the others first in, first out.
 
     Keep one per process (the app holds it in st.cache_resource). A thread job always takes device
-    slot 0 (the device the engine picks in this process); a process job takes `num_devices` free
-    slots and sees only those GPUs.
+    slot 0 (the device the engine picks in this process); a process or torchrun job takes
+    `num_devices` free slots and sees only those GPUs; a Ray job takes none.
     """
 
     def __init__(
@@ -90,8 +99,10 @@ class JobRunner:
         command: WorkerCommand = worker_command,
         cancel_grace_seconds: float = 10.0,
         poll_seconds: float = 0.25,
+        max_queued: Optional[int] = None,
     ) -> None:
         self.store = store
+        self.max_queued = queue_limit() if max_queued is None else max_queued
         self._train_fn = train_fn
         self.gpu_ids = visible_gpus() if gpu_ids is None else gpu_ids
         self.command = command
@@ -103,6 +114,7 @@ class JobRunner:
         self._running: dict[str, _Job] = {}
         self._jobs: dict[str, _Job] = {}
         self._cond = threading.Condition()
+        self._admission = threading.Lock()  # one submit at a time checks the bound, records and enqueues
         self._closing = threading.Event()
         self._loop_thread = threading.Thread(target=self._loop, name="lab-job-runner", daemon=True)
         self._loop_thread.start()
@@ -114,28 +126,31 @@ class JobRunner:
         return self._train_fn
 
     # -- public --
-    def submit(self, config: RunConfig, executor: str = "thread", group: str = "") -> str:
-        """Create the run (queued, in `group` when given) and schedule it; returns its id."""
-        if executor not in EXECUTORS:
-            raise LabError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
+    def submit(self, config: RunConfig, local: str = "thread", group: str = "") -> str:
+        """Create the run (queued, in `group` when given) and schedule it; returns its id. `local` is how a
+        one-device run trains on this machine: `thread` or `process` (see choose_launcher)."""
         config.validate()
-        executor = _executor_for(config, executor)
-        run = self.store.create_run(config, executor=executor, group=group)
-        self._enqueue(_Job(run.id, executor, config.train.num_devices))
+        launcher = choose_launcher(config, local)
+        with self._admission:
+            self._refuse_when_full()
+            run = self.store.create_run(config, executor=launcher, group=group)
+            self._enqueue(_Job(run.id, launcher, config.train.num_devices))
         return run.id
 
-    def resume(self, run_id: str, executor: Optional[str] = None) -> str:
-        """Queue an ended run again; it continues from its last checkpoint (see prepare_resume)."""
+    def resume(self, run_id: str, local: Optional[str] = None) -> str:
+        """Queue an ended run again; it continues from its last checkpoint (see prepare_resume). A local
+        run trains where it trained before unless `local` says otherwise."""
         run = self.store.get_run(run_id)
-        executor = executor or (run.executor if run.executor in EXECUTORS else "thread")
-        if executor not in EXECUTORS:
-            raise LabError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
-        with self._cond:
-            if run_id in self._running or any(job.run_id == run_id for job in self._queue):
-                raise LabError(f"Run {run_id} is already queued or running here.")
-        prepare_resume(self.store, run_id)
+        local = local or (run.executor if run.executor in LOCAL_LAUNCHERS else "thread")
         config = self.store.load_config(run_id)
-        self._enqueue(_Job(run_id, _executor_for(config, executor), config.train.num_devices))
+        launcher = choose_launcher(config, local)
+        with self._admission:
+            with self._cond:
+                if run_id in self._running or any(job.run_id == run_id for job in self._queue):
+                    raise LabError(f"Run {run_id} is already queued or running here.")
+            self._refuse_when_full()
+            prepare_resume(self.store, run_id)
+            self._enqueue(_Job(run_id, launcher, config.train.num_devices))
         return run_id
 
     def cancel(self, run_id: str) -> None:
@@ -190,8 +205,17 @@ class JobRunner:
         self._loop_thread.join(timeout)
 
     # -- scheduling --
+    def _refuse_when_full(self) -> None:
+        with self._cond:
+            waiting = len(self._queue)
+        if waiting >= self.max_queued:
+            raise LabError(
+                f"The queue is full: {waiting} runs are waiting. Cancel a queued run or wait for one to start, "
+                f"then submit again (the limit is {QUEUE_LIMIT_ENV}, now {self.max_queued})."
+            )
+
     def _enqueue(self, job: _Job) -> None:
-        if job.executor == "thread":
+        if job.launcher == "thread":
             # This caller's idle OpenMP team would slow the job's thread down (see lab.training.openmp).
             release_openmp_team()
         with self._cond:
@@ -215,9 +239,9 @@ class JobRunner:
                 self._cond.wait(self.poll_seconds)
 
     def _take_slots(self, job: _Job) -> Optional[list[int]]:
-        if job.executor == "ray":
+        if job.launcher == "ray":
             return []  # the cluster schedules it
-        if job.executor == "thread":
+        if job.launcher == "thread":
             return [0] if 0 in self._free_slots else None
         wanted = min(job.num_devices, self._slot_count)  # on CPU, torchrun's processes share the one slot
         if len(self._free_slots) < wanted:
@@ -244,14 +268,13 @@ class JobRunner:
                 self._job_done(job)
 
     def _start(self, job: _Job) -> None:
-        if job.executor in ("thread", "ray"):
+        if job.launcher in ("thread", "ray"):
             threading.Thread(
                 target=self._run_thread_job, args=(job,), name=f"lab-job-{job.run_id}", daemon=True
             ).start()
             return
         gpu_ids = [self.gpu_ids[slot] for slot in job.slots if slot < len(self.gpu_ids)]
-        log_path = self.store.run_dir(job.run_id) / "worker.log"
-        job.log_file = open(log_path, "ab")  # noqa: SIM115 (closed when the job ends)
+        job.log_file = open(worker_log(self.store, job.run_id), "ab")  # noqa: SIM115 (closed when the job ends)
         # A new session makes the worker (and torchrun's children) one process group we can signal.
         job.process = subprocess.Popen(
             self.command(job.run_id, job.num_devices),
@@ -263,14 +286,15 @@ class JobRunner:
 
     def _run_thread_job(self, job: _Job) -> None:
         try:
-            # Resolve train_fn inside the call: importing the engine takes 10-30 s on a cold process,
-            # and the run should say "running" (not "queued") while it does.
-            if job.executor == "ray":
-                train_fn: TrainFn = RayJob(job.run_id, self.store.run_dir(job.run_id) / "worker.log")
-                message = "Submitting to the Ray cluster."
-            else:
-                train_fn = lambda *args, **kwargs: self.train_fn(*args, **kwargs)  # noqa: E731
-                message = f"Training in a thread of pid {os.getpid()}."
+            # Resolve the engine inside the call: importing it takes 10-30 s on a cold process, and the
+            # run should say "running" (not "queued") while it does.
+            engine: TrainFn = lambda *args, **kwargs: self.train_fn(*args, **kwargs)  # noqa: E731
+            train_fn = train_in_this_process(job.launcher, self.store, job.run_id, engine)
+            message = (
+                "Submitting to the Ray cluster."
+                if job.launcher == "ray"
+                else f"Training in a thread of pid {os.getpid()}."
+            )
             execute_run(self.store, job.run_id, train_fn, job.should_stop, message=message)
         except BaseException:  # noqa: BLE001 - execute_run records the outcome; never kill the runner
             log.exception("Job %s ended abnormally", job.run_id)
@@ -290,12 +314,14 @@ class JobRunner:
         with self._cond:
             jobs = [job for job in self._running.values() if job.process is not None]
         for job in jobs:
+            assert job.process is not None
             returncode = job.process.poll()
+            log_path = worker_log(self.store, job.run_id)
             if returncode is not None:
-                log_path = self.store.run_dir(job.run_id) / "worker.log"
                 settle_after_exit(self.store, job.run_id, returncode, job.cancel_at is not None, log_path)
                 self._job_done(job)
             else:
+                cap_log(log_path)
                 self._escalate(job)
 
     def _escalate(self, job: _Job) -> None:
@@ -313,7 +339,8 @@ class JobRunner:
     def _signal_group(job: _Job, sig: signal.Signals) -> None:
         log.warning("Run %s did not stop in time; sending %s to its process group", job.run_id, sig.name)
         try:
-            os.killpg(job.process.pid, sig)
+            if job.process is not None:
+                os.killpg(job.process.pid, sig)
         except ProcessLookupError:
             pass  # already gone
 

@@ -1,5 +1,6 @@
-"""Worker processes: what `python -m lab train --run-id ID` runs (through torchrun for several
-devices), how its end is settled when it exits, and how a terminal trains or follows a run.
+"""Worker processes and terminals: what `python -m lab train --run-id ID` runs (through torchrun for
+several devices), how a worker's end is settled when it exits, and how a terminal trains or follows a
+run wherever its launcher (lab.launch.launchers) trains it.
 """
 
 from __future__ import annotations
@@ -8,11 +9,9 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -29,35 +28,30 @@ from lab.launch.execute import (
     on_sigterm,
     release_memory,
 )
+from lab.launch.launchers import choose_launcher, train_in_this_process
+from lab.launch.processes import WorkerCommand, cap_log, last_log_line, worker_command, worker_env, worker_log
 from lab.runs.owner import HEARTBEAT_SECONDS
 from lab.runs.records import RunRecord
 from lab.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 
-WorkerCommand = Callable[[str, int], list[str]]
-
-
-def launcher(python: str, num_devices: int) -> list[str]:
-    """How a worker module starts: the interpreter, through torchrun (the same interpreter) for several devices."""
-    if num_devices > 1:
-        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_devices}"]
-    return [python]
-
-
-def worker_command(run_id: str, num_devices: int) -> list[str]:
-    """`python -m lab train --run-id ID`, through torchrun for several devices."""
-    return [*launcher(sys.executable, num_devices), "-m", "lab", "train", "--run-id", run_id]
-
 
 class _OwnerWatch:
-    """In a worker process: beat the heartbeat, and turn a cancel flag in the store into should_stop."""
+    """In a worker process: beat the heartbeat, and turn a cancel flag in the store, or the caller's
+    `interrupted` event, into should_stop."""
 
     def __init__(
-        self, store: RunStore, run_id: str, should_stop: threading.Event, beat: bool, poll_seconds: float = 0.5
+        self,
+        store: RunStore,
+        run_id: str,
+        should_stop: threading.Event,
+        beat: bool,
+        interrupted: Optional[threading.Event] = None,
+        poll_seconds: float = 0.5,
     ) -> None:
         self.store, self.run_id, self.should_stop, self.beat = store, run_id, should_stop, beat
-        self.poll_seconds = poll_seconds
+        self.interrupted, self.poll_seconds = interrupted, poll_seconds
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"lab-watch-{run_id}", daemon=True)
         self._thread.start()
@@ -65,6 +59,8 @@ class _OwnerWatch:
     def _watch(self) -> None:
         last_beat = time.monotonic()
         while not self._done.wait(self.poll_seconds):
+            if self.interrupted is not None and self.interrupted.is_set():
+                self.should_stop.set()
             try:
                 if self.store.cancel_requested(self.run_id):
                     self.should_stop.set()
@@ -80,10 +76,17 @@ class _OwnerWatch:
 
 
 def run_stored_job(
-    run_id: str, store: RunStore, train_fn: Optional[TrainFn] = None, extra_sink: Optional[EventSink] = None
+    run_id: str,
+    store: RunStore,
+    train_fn: Optional[TrainFn] = None,
+    extra_sink: Optional[EventSink] = None,
+    interrupted: Optional[threading.Event] = None,
 ) -> int:
     """Train a stored run in this process (what `python -m lab train --run-id ID` runs); returns the
-    exit code. Under torchrun only rank 0 writes events, status and artifacts."""
+    exit code. Under torchrun only rank 0 writes events, status and artifacts.
+
+    A caller that handles SIGTERM and Ctrl-C itself (a sweep) passes the event its handlers set as
+    `interrupted`: the run then stops at its next step, and no handler of this function replaces the caller's."""
     train_fn = train_fn or default_train_fn()
     run = store.get_run(run_id)
     rank = int(os.environ.get("RANK", "0"))
@@ -92,9 +95,9 @@ def run_stored_job(
             f"Run {run_id} is {run.status}, not queued; an ended run continues with python -m lab resume {run_id}."
         )
     should_stop = threading.Event()
-    watch = _OwnerWatch(store, run_id, should_stop, beat=rank == 0)
+    watch = _OwnerWatch(store, run_id, should_stop, beat=rank == 0, interrupted=interrupted)
     previous = None
-    if threading.current_thread() is threading.main_thread():
+    if interrupted is None and threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if rank != 0:
@@ -158,23 +161,6 @@ def settle_after_exit(
         )
 
 
-def last_log_line(path: Path) -> str:
-    try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
-
-
-def worker_env(store: RunStore, gpu_ids: list[str]) -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", LAB_RUNS_DIR=str(store.runs_dir.resolve()))
-    if gpu_ids:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)  # a runner inside a torchrun job must not leak its rank to a new worker
-    return env
-
-
 def run_in_foreground(
     config: RunConfig,
     output_dir: str | Path | None = None,
@@ -186,9 +172,9 @@ def run_in_foreground(
     """`python -m lab train`: record the run in the store like any other (in `group` when given) and train
     it in this terminal, events going to the store and to `sink`. Returns the run id and the exit code."""
     store = store or RunStore()
-    run = store.create_run(
-        config, executor="ray" if config.train.executor == "ray" else "cli", output_dir=output_dir, group=group
-    )
+    # The store's `executor` column says "cli" for a run a terminal trains itself, "ray" for a cluster's.
+    recorded = "ray" if choose_launcher(config) == "ray" else "cli"
+    run = store.create_run(config, executor=recorded, output_dir=output_dir, group=group)
     note = LogEvent(
         message=f"Run {run.id}: folder {store.run_dir(run.id)}; "
         f"follow it elsewhere with python -m lab show {run.id} --follow"
@@ -205,22 +191,24 @@ def continue_in_foreground(
     sink: Optional[EventSink] = None,
     train_fn: Optional[TrainFn] = None,
     command: WorkerCommand = worker_command,
+    interrupted: Optional[threading.Event] = None,
 ) -> int:
-    """Train a queued run in this process, through torchrun for several devices, or as a Ray job
-    (`train.executor: ray`), following its events into `sink`. Returns the exit code."""
+    """Train a queued run from this terminal wherever its launcher trains it (in this process, through
+    torchrun, or as a Ray job), following its events into `sink`. Returns the exit code. `interrupted`:
+    as for `run_stored_job`."""
     config = store.load_config(run_id)
-    if config.train.executor == "ray" and train_fn is None:
-        from lab.launch.ray_executor import RayJob  # imports worker: lazily
-
-        return run_stored_job(run_id, store, RayJob(run_id, store.run_dir(run_id) / "worker.log"), sink)
-    num_devices = config.train.num_devices
-    if num_devices <= 1 or "RANK" in os.environ:
-        return run_stored_job(run_id, store, train_fn, sink)
-    log_path = store.run_dir(run_id) / "worker.log"
+    launcher = choose_launcher(config)
+    if launcher != "torchrun":
+        fn = train_in_this_process(launcher, store, run_id, train_fn or default_train_fn())
+        return run_stored_job(run_id, store, fn, sink, interrupted)
+    log_path = worker_log(store, run_id)
     seq, cancel_asked = store.last_seq(run_id), False
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            command(run_id, num_devices), stdout=log_file, stderr=subprocess.STDOUT, env=worker_env(store, [])
+            command(run_id, config.train.num_devices),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=worker_env(store, []),
         )
         while True:
             try:
@@ -229,12 +217,16 @@ def continue_in_foreground(
                 returncode = None
             except KeyboardInterrupt:  # the worker group got the same Ctrl-C; ask nicely, then end it
                 cancel_asked = True
+            if interrupted is not None and interrupted.is_set():
+                cancel_asked = True
+            if cancel_asked and returncode is None:
                 store.request_cancel(run_id)
                 _stop(process)
                 returncode = process.returncode
             for seq, event in store.events_since(run_id, seq):  # noqa: B007, B020 (the cursor moves on)
                 if sink is not None:
                     sink(event)
+            cap_log(log_path)
             if returncode is not None:
                 break
     settle_after_exit(store, run_id, returncode, cancel_asked, log_path)

@@ -1,12 +1,13 @@
-"""The Ray executor: a run trained by a job on a Ray cluster, followed live from the lab's host.
+"""The Ray launcher: a run trained by a job on a Ray cluster, followed live from the lab's host.
 
 `RayJob` is a train function (see lab.launch.execute) like the engine's, so the job runner and the CLI
 drive a cluster run as they drive a local one: `execute_run` claims it, records its events and settles
 how it ended. It submits `python -m lab.launch.ray_worker` through Ray's job-submission API (the lab's
 code as the job's working directory, the config in its environment, GPUs from `train.num_devices`),
-tails the job's log for the events the worker prints, stops the job when the run is cancelled, and
-turns the job's end into the run's: the worker's result or failure, or `interrupted` when the job died
-without saying (killed, or its node lost) so that a resume can carry on from the last checkpoint.
+follows the job's log as it grows (Ray's log-tail stream: each line arrives once) for the events the
+worker prints, stops the job when the run is cancelled, and turns the job's end into the run's: the
+worker's result or failure, or `interrupted` when the job died without saying (killed, or its node
+lost) so that a resume can carry on from the last checkpoint.
 
 Artifacts travel by a shared filesystem: the job writes the model, checkpoints and report into the
 run's folder at the same absolute path, so the runs folder must be on storage every node mounts there
@@ -15,9 +16,11 @@ run's folder at the same absolute path, so the runs folder must be on storage ev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import queue
 import shlex
 import signal
 import threading
@@ -29,8 +32,8 @@ from lab.config import RunConfig
 from lab.errors import LabError, one_line
 from lab.events import EventSink, LogEvent, RunResult, event_from_dict
 from lab.launch.execute import RunEndedElsewhere
+from lab.launch.processes import cap_log, last_log_line, torchrun_prefix
 from lab.launch.ray_worker import CONFIG_ENV, EVENT_TAG, FAILURE_TAG, RESULT_TAG, RUN_ID_ENV, parse_line
-from lab.launch.worker import last_log_line, launcher
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ LAB_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the lab pac
 UPLOAD_EXCLUDES = ["/runs", "/mlruns", "/tests", "/docs", "/.ci", "__pycache__", "*.db", "*.log"]
 FINAL_STATES = {"SUCCEEDED", "FAILED", "STOPPED"}
 LOST_CONTACT_SECONDS = 60  # how long the cluster may not answer before the run counts as interrupted
+LAST_LINES_SECONDS = 10  # how long the log's last lines may take to arrive after the job ended
 PREVIOUS_JOB_STOP_SECONDS = 30  # how long a resume waits for an earlier attempt's job to stop
 
 
@@ -60,7 +64,7 @@ def connect(address: str):
     try:
         from ray.job_submission import JobSubmissionClient
     except ImportError:
-        raise LabError("The ray executor needs the ray package: pip install -r requirements.txt.") from None
+        raise LabError("The ray launcher needs the ray package: pip install -r requirements.txt.") from None
     # Ray's SDK logs each packaging step at INFO on the terminal; the lab says what matters itself.
     logging.getLogger("ray").setLevel(logging.WARNING)
     try:
@@ -79,7 +83,7 @@ def entrypoint(config: RunConfig, output_dir: Path, checkpoint: Optional[str]) -
         [str(Path(checkpoint).resolve())] if checkpoint else []
     )
     # `python` as the node's environment finds it: this machine's interpreter path may not exist there.
-    return shlex.join(launcher("python", config.train.num_devices) + module)
+    return shlex.join(torchrun_prefix("python", config.train.num_devices) + module)
 
 
 def gpus_wanted(config: RunConfig) -> int:
@@ -139,26 +143,65 @@ class RayJob:
             raise
 
 
+class _LogTail:
+    """The job's log as it grows, read from Ray's log-tail stream in a thread of its own. The stream starts
+    at the log's beginning, so a tail opened again after a dropped connection skips the `skip` characters
+    already taken."""
+
+    def __init__(self, client: Any, job_id: str, skip: int = 0) -> None:
+        self.client, self.job_id, self.skip = client, job_id, skip
+        self.chunks: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.ended = threading.Event()  # the stream closed: the job's log is complete, or the connection dropped
+        self.failed = False
+        threading.Thread(target=self._run, name=f"lab-ray-log-{job_id}", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._tail())
+        except Exception:  # noqa: BLE001 - a dropped connection: the follower opens another tail
+            self.failed = True
+            log.debug("The log tail of Ray job %s dropped", self.job_id, exc_info=True)
+        finally:
+            self.ended.set()
+
+    async def _tail(self) -> None:
+        skip = self.skip
+        async for chunk in self.client.tail_job_logs(self.job_id):
+            if skip:
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+            if chunk:
+                self.chunks.put(chunk)
+
+    def drain(self) -> str:
+        taken = []
+        while True:
+            try:
+                taken.append(self.chunks.get_nowait())
+            except queue.Empty:
+                return "".join(taken)
+
+
 class _Follower:
-    """Reads a job's log as it grows, passes the worker's events on, and keeps the rest as the run's log."""
+    """Follows a job's log as it grows, passes the worker's events on, and keeps the rest as the run's log."""
 
     def __init__(self, client: Any, job_id: str, sink: EventSink, log_path: Path, poll_seconds: float) -> None:
         self.client, self.job_id, self.sink, self.poll_seconds = client, job_id, sink, poll_seconds
         self.log_path = log_path
-        self.read_upto = 0  # characters of the log already handled (whole lines only)
+        self.received = 0  # characters of the job's log taken so far
+        self.partial = ""  # the start of a line whose end has not arrived yet
         self.result: Optional[dict[str, Any]] = None
         self.failure: Optional[dict[str, Any]] = None
         self.stop_sent = False
 
     def follow(self, should_stop: threading.Event, run_id: str, output_dir: Path) -> RunResult:
         with open(self.log_path, "a", encoding="utf-8") as self.log_file:
+            tail = _LogTail(self.client, self.job_id)
             lost_since: Optional[float] = None
             while True:
                 try:
                     if should_stop.is_set() and not self.stop_sent:
                         self.stop_sent = _stop_quietly(self.client, self.job_id)
                     status = str(self.client.get_job_status(self.job_id).value)
-                    self._read_new_lines(final=status in FINAL_STATES)
                     lost_since = None
                 except Exception as exc:  # noqa: BLE001 - the dashboard restarts, the network blips
                     lost_since = lost_since or time.monotonic()
@@ -167,46 +210,76 @@ class _Follower:
                             "interrupted",
                             (
                                 f"Lost the Ray cluster for {LOST_CONTACT_SECONDS} s ({one_line(exc, limit=200)}); "
-                                f"its job "
-                                f"{self.job_id} may still be training. Resume with python -m lab resume {run_id}: "
-                                f"the resume stops that job first."
+                                f"its job {self.job_id} may still be training. Resume with python -m lab resume "
+                                f"{run_id}: the resume stops that job first."
                             ),
                         ) from None
                     status = ""
+                self._take(tail.drain())
                 if status in FINAL_STATES:
                     break
+                if tail.ended.is_set() and status:
+                    tail = _LogTail(self.client, self.job_id, skip=self.received)
                 if self.stop_sent:
                     time.sleep(self.poll_seconds)
                 else:
                     should_stop.wait(self.poll_seconds)
+            self._take_last_lines(tail)
         return self._outcome(should_stop.is_set(), run_id, output_dir)
 
-    def _read_new_lines(self, final: bool = False) -> None:
-        text = self.client.get_job_logs(self.job_id)
-        end = len(text) if final else text.rfind("\n", self.read_upto) + 1
-        if end <= self.read_upto:
-            return
-        for line in text[self.read_upto : end].splitlines():
-            self._handle(line)
-        self.read_upto = end
+    def _take_last_lines(self, tail: _LogTail) -> None:
+        # The stream closes once the ended job's log is read to its end; a stream that dropped instead
+        # gives way to one read of the whole log.
+        tail.ended.wait(LAST_LINES_SECONDS)
+        self._take(tail.drain())
+        if tail.failed or not tail.ended.is_set():
+            try:
+                self._take(self.client.get_job_logs(self.job_id)[self.received :])
+            except Exception:  # noqa: BLE001 - the cluster went away: the lines so far are what there is
+                log.warning("Could not read the end of Ray job %s's log", self.job_id, exc_info=True)
+        if self.partial:
+            self._handle(self.partial)
+            self.partial = ""
         self.log_file.flush()
+
+    def _take(self, text: str) -> None:
+        if not text:
+            return
+        self.received += len(text)
+        *lines, self.partial = (self.partial + text).split("\n")
+        for line in lines:
+            self._handle(line)
+        self.log_file.flush()
+        cap_log(self.log_path)
 
     def _handle(self, line: str) -> None:
         parsed = parse_line(line)
-        if parsed is None:
-            self.log_file.write(line + "\n")
-            return
-        tag, payload = parsed
-        if tag == RESULT_TAG:
-            self.result = payload
-        elif tag == FAILURE_TAG:
-            self.failure = payload
-        elif tag == EVENT_TAG:
-            self.sink(event_from_dict(payload))
+        if parsed is not None:
+            tag, payload = parsed
+            if tag == RESULT_TAG:
+                self.result = payload
+                return
+            if tag == FAILURE_TAG and {"status", "message"} <= payload.keys():
+                self.failure = payload
+                return
+            if tag == EVENT_TAG:
+                try:
+                    self.sink(event_from_dict(payload))
+                    return
+                except (KeyError, TypeError, ValueError):
+                    pass  # JSON that is no event the lab knows: only log
+        self.log_file.write(line + "\n")
 
     def _outcome(self, cancel_asked: bool, run_id: str, output_dir: Path) -> RunResult:
         if self.result is not None:
-            result = RunResult(**self.result)
+            try:
+                result = RunResult(**self.result)
+            except TypeError:
+                raise RunEndedElsewhere(
+                    "failed",
+                    f"Ray job {self.job_id} reported a result this lab cannot read: is the cluster's lab "
+                    f"the same version as this one? Its log is in {self.log_path}.",
+                ) from None
             if result.status == "completed" and not (output_dir / "report.json").is_file():
                 raise LabError(
                     f"Ray job {self.job_id} finished, but its report is not in {output_dir} on this "
