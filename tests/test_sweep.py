@@ -7,13 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from lab.config import RunConfig
-from lab.errors import ConfigError
-from lab.groups.sweep import Param, parse_param
+from lab.errors import ConfigError, LabError
+from lab.events import EvalEvent, StepEvent
+from lab.groups.sweep import Param, SweepSetup, create_study, parse_param, run_sweep
+from lab.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,12 +50,12 @@ def sweep_args(tiny_model_dir, ner_conll, name, trials, *extra):
     ]
 
 
-def lab(runs_dir, *args, **popen):
+def lab(runs_dir, *args, timeout=600, **popen):
     env = dict(os.environ, PYTHONPATH=str(ROOT), LAB_RUNS_DIR=str(runs_dir))
     command = [sys.executable, "-m", "lab", *map(str, args)]
     if popen:
         return subprocess.Popen(command, env=env, cwd=ROOT, text=True, **popen)
-    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def group_runs(runs_dir, name):
@@ -128,3 +131,87 @@ def test_the_param_grammar(text, expected):
 def test_a_bad_param_is_one_clear_error(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_param(text, RunConfig())
+
+
+# ---- a sweep always ends -------------------------------------------------------------------------------
+def scripted_trials(store: RunStore, outcomes: list[str]):
+    """A RunTrial whose runs end as `outcomes` says, one after the other, without training."""
+    remaining = list(outcomes)
+
+    def run_trial(config, group, sink, prune) -> str:
+        run_id = store.create_run(config, executor="cli", group=group).id
+        store.mark_running(run_id)
+        outcome = remaining.pop(0)
+        if outcome == "completed":
+            sink(EvalEvent(split="validation", step=1, metrics={"accuracy": 0.5}))
+            store.finish(run_id, "completed", "Finished.")
+        else:
+            store.finish(run_id, outcome, f"Model /nonexistent/model-{len(remaining)} was not found.")
+        return run_id
+
+    return run_trial
+
+
+def sweep_setup(name: str, trials: int) -> SweepSetup:
+    base = RunConfig()
+    return SweepSetup(name, base, [parse_param("peft.r=int:4:8", base)], trials, "accuracy", pruner="none")
+
+
+def test_a_sweep_whose_trials_keep_failing_stops_after_three_with_the_last_error(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    setup = sweep_setup("broken", trials=10)
+    study = create_study(store, setup)
+    with pytest.raises(LabError, match=r"last 3 trials failed\. .*: Model /nonexistent/model-7 was not found\."):
+        run_sweep(store, study, setup, scripted_trials(store, ["failed"] * 10))
+    assert len(store.list_runs()) == 3
+
+
+def test_failed_trials_count_towards_the_total_and_only_failures_in_a_row_stop_a_sweep(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    setup = sweep_setup("patchy", trials=6)
+    outcomes = ["failed", "failed", "completed", "failed", "failed", "completed"]
+    assert run_sweep(store, create_study(store, setup), setup, scripted_trials(store, outcomes)) == "finished"
+    assert sorted(run.status for run in store.list_runs()) == ["completed"] * 2 + ["failed"] * 4
+
+
+def test_the_sweep_of_a_model_that_does_not_exist_ends_with_its_error(sentiment_csv, tmp_path):
+    started = time.monotonic()
+    result = lab(
+        tmp_path,
+        *("sweep", "--train-file", sentiment_csv, "--model", "/nonexistent/model"),
+        *("--param", "peft.r=int:4:8", "--trials", "1", "--name", "missing-model"),
+        timeout=120,
+    )
+    assert time.monotonic() - started < 120
+    assert result.returncode != 0
+    runs = group_runs(tmp_path, "missing-model")
+    assert 1 <= len(runs) <= 3 and {run["status"] for run in runs} == {"failed"}
+    assert "/nonexistent/model" in result.stdout + result.stderr
+
+
+def test_sigterm_stops_a_sweep_at_once_and_leaves_it_resumable(tiny_model_dir, ner_conll, tmp_path):
+    process = lab(
+        tmp_path,
+        *sweep_args(tiny_model_dir, ner_conll, "stopped", 3, "--pruner", "none"),
+        *("--set", "train.max_steps=100000"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    store = RunStore(tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while not any(
+            isinstance(event, StepEvent) for run in store.list_runs() for _, event in store.events_since(run.id)
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, "the first trial never trained"
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert time.monotonic() - stopped_at < 15
+    assert process.returncode == 130, stderr[-2000:]
+    assert "--resume 'stopped'" in stdout and "Traceback" not in stderr and "Exception ignored" not in stderr
+    (run,) = store.list_runs()
+    assert store.get_run(run.id).status == "cancelled"

@@ -1,8 +1,18 @@
-"""`python -m lab sweep`: an Optuna search over config fields, each trial a run in the store (lab.groups.sweep)."""
+"""`python -m lab sweep`: an Optuna search over config fields, each trial a run in the store (lab.groups.sweep).
+
+SIGTERM and Ctrl-C stop the sweep: the handlers only set an event, the running trial stops at its next
+step, and the command exits 130 saying how to resume; a second signal ends the process at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
 
 from lab.cli.flags import add_config_flags, config_from_args
 from lab.errors import LabError
@@ -15,7 +25,8 @@ EPILOG = """\
   section.field=choice:A,B,...   one of the values          peft.r=choice:4,8,16
 A trial's value is its best validation METRIC (the test split is never used for the choice). With
 --pruner median a trial whose validation metric is below the median of earlier trials at the same step
-is stopped early and marked pruned. The study is kept in RUNS_DIR/sweeps/NAME.db:
+is stopped early and marked pruned. A failed trial counts as one of the trials; after 3 failures in a
+row the sweep stops with the last one's error. The study is kept in RUNS_DIR/sweeps/NAME.db:
 python -m lab sweep --resume NAME continues it and runs only the missing trials."""
 
 
@@ -75,6 +86,8 @@ def command_sweep(args: argparse.Namespace) -> int:
         flush=True,
     )
 
+    stop = threading.Event()
+
     def run_trial(config, group, sink, prune) -> str:
         run = store.create_run(config, executor="cli", group=group)
         reporter = TerminalReporter(details=False)
@@ -85,14 +98,22 @@ def command_sweep(args: argparse.Namespace) -> int:
             if prune():
                 store.request_cancel(run.id)
 
-        continue_in_foreground(store, run.id, both)
+        continue_in_foreground(store, run.id, both, interrupted=stop)
         return run.id
 
-    def on_trial(number: int, status: str, value) -> None:
+    def on_trial(number: int, status: str, value, message: str) -> None:
         shown = f"{setup.metric} {value:.4f}" if value is not None else ""
-        print(f"  trial {number}: {status} {shown}".rstrip(), flush=True)
+        print(
+            f"  trial {number}: {status} {shown}".rstrip() + (f": {message}" if status == "failed" else ""), flush=True
+        )
 
-    run_sweep(store, study, setup, run_trial, on_trial)
+    with _stop_on_signals(stop):
+        end = run_sweep(store, study, setup, run_trial, on_trial, should_stop=stop)
+    if end == "stopped":
+        print(
+            f"Sweep {setup.name!r} stopped; continue it with python -m lab sweep --resume {setup.name!r}.", flush=True
+        )
+        return 130
     best = best_trial(study)
     if best is None:
         print("No trial completed.")
@@ -103,3 +124,24 @@ def command_sweep(args: argparse.Namespace) -> int:
         + f" (run {best.user_attrs.get('run_id', '?')})"
     )
     return 0
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """While the sweep runs, SIGTERM and Ctrl-C set `stop` (nothing raises inside whatever the signal
+    interrupts); a second one gets the usual behaviour: SIGTERM ends the process, Ctrl-C raises."""
+    usual: dict[signal.Signals, signal.Handlers | Callable[[int, FrameType | None], Any]] = {
+        signal.SIGTERM: signal.SIG_DFL,
+        signal.SIGINT: signal.default_int_handler,
+    }
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        signal.signal(signum, usual[signal.Signals(signum)])
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in usual}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

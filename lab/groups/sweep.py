@@ -8,29 +8,44 @@ in Optuna's own storage beside the run store (SQLite, `runs/sweeps/NAME.db`), wi
 (base config, parameters, metric) as study attributes, so `python -m lab sweep --resume NAME` continues a
 sweep after a crash or a restart and runs only the trials still missing. Trials run one at a time.
 
+A sweep always ends: a failed trial counts as one of its trials, and after MAX_CONSECUTIVE_FAILURES
+failures in a row (a wrong model path fails every trial) it stops with the last trial's error. A stop
+request (the `should_stop` event that the CLI's SIGTERM and Ctrl-C handlers set), or a trial cancelled
+from elsewhere, ends it before the next trial; `--resume` continues it.
+
 A `--param` is `section.field=KIND:...`: `log:LOW:HIGH` (float, log scale), `float:LOW:HIGH`,
 `int:LOW:HIGH` or `choice:A,B,...` (values parsed as YAML scalars).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 
 from lab.config import RunConfig
-from lab.errors import ConfigError, LabError
+from lab.errors import ConfigError, LabError, one_line
 from lab.events import EvalEvent, Event, EventSink
 from lab.runs.records import slugify
 from lab.runs.store import RunStore
 
+log = logging.getLogger(__name__)
+
 SWEEPS_DIR = "sweeps"
 KINDS = ("log", "float", "int", "choice")
 PRUNERS = ("median", "none")
+MAX_CONSECUTIVE_FAILURES = 3
+# A trial's run status, kept on the trial: a failed run counts as an ended trial; a run lost with a crashed
+# sweep, or stopped by the user, does not, so --resume runs it again.
+RUN_STATUS_ATTR = "run_status"
+SweepEnd = Literal["finished", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,7 @@ class Param:
     def suggest(self, trial) -> Any:
         if self.kind == "choice":
             return trial.suggest_categorical(self.key, list(self.choices))
+        assert self.low is not None and self.high is not None  # parse_param gives every range both bounds
         if self.kind == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high))
         return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log")
@@ -126,7 +142,8 @@ def create_study(store: RunStore, setup: SweepSetup):
             f"A sweep named {setup.name!r} exists; continue it with python -m lab sweep --resume "
             f"{setup.name!r}, or choose another --name."
         )
-    study = optuna.create_study(study_name=setup.name, storage=_storage(path), direction=setup.direction)
+    direction = optuna.study.StudyDirection[setup.direction.upper()]
+    study = optuna.create_study(study_name=setup.name, storage=_storage(path), direction=direction)
     study.set_user_attr("base", setup.base.to_dict())
     study.set_user_attr("params", [param.to_dict() for param in setup.params])
     for key in ("trials", "metric", "pruner", "seed"):
@@ -170,6 +187,18 @@ def _sampler_and_pruner(setup: SweepSetup, finished: int):
 
 
 RunTrial = Callable[[RunConfig, str, EventSink, Callable[[], bool]], str]
+OnTrial = Callable[[int, str, Optional[float], str], None]
+
+
+def _ended_trials(study) -> int:
+    """Trials that count towards the sweep's total: completed, pruned, and failed runs."""
+    from optuna.trial import TrialState
+
+    return sum(
+        trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (trial.state == TrialState.FAIL and trial.user_attrs.get(RUN_STATUS_ATTR) == "failed")
+        for trial in study.get_trials(deepcopy=False)
+    )
 
 
 def run_sweep(
@@ -177,22 +206,24 @@ def run_sweep(
     study,
     setup: SweepSetup,
     run_trial: RunTrial,
-    on_trial: Callable[[int, str, Optional[float]], None] = lambda number, status, value: None,
-) -> Any:
-    """Ask, train, tell until `setup.trials` trials have ended (completed, pruned or failed). A trial left
-    running by a crash is told failed and run again. `run_trial(config, group, sink, prune)` trains one
-    run (sink: its events; prune(): a check the sink may use) and returns its run id."""
+    on_trial: OnTrial = lambda number, status, value, message: None,
+    should_stop: Optional[threading.Event] = None,
+) -> SweepEnd:
+    """Ask, train, tell until `setup.trials` trials have ended (completed, pruned or failed); returns
+    "finished", or "stopped" when `should_stop` was set or a trial was cancelled (resumable). Raises
+    LabError after MAX_CONSECUTIVE_FAILURES failed trials in a row. A trial left running by a crash is told
+    failed and run again. `run_trial(config, group, sink, prune)` trains one run (sink: its events;
+    prune(): a check the sink may use) and returns its run id."""
     from optuna.trial import TrialState
 
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL)  # its process died with it
-    done = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    sampler, pruner = _sampler_and_pruner(setup, len(done))
-    study.sampler, study.pruner = sampler, pruner
-    while (
-        len([t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)])
-        < setup.trials
-    ):
+    should_stop = should_stop or threading.Event()
+    for lost in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(lost.number, state=TrialState.FAIL)  # its process died with it
+    study.sampler, study.pruner = _sampler_and_pruner(setup, _ended_trials(study))
+    failures_in_a_row = 0
+    while _ended_trials(study) < setup.trials:
+        if should_stop.is_set():
+            return "stopped"
         trial = study.ask()
         values = {param.key: param.suggest(trial) for param in setup.params}
         config = setup.base.with_overrides([f"{key}={_scalar(value)}" for key, value in values.items()])
@@ -204,6 +235,7 @@ def run_sweep(
         run_id = run_trial(config, group_of(setup.name), sink, lambda: bool(pruned_at))  # noqa: B023
         trial.set_user_attr("run_id", run_id)
         run = store.get_run(run_id)
+        trial.set_user_attr(RUN_STATUS_ATTR, run.status)
         value = (max(best) if setup.direction == "maximize" else min(best)) if best else None
         if pruned_at and run.status in ("cancelled", "completed"):
             store.mark_pruned(
@@ -212,16 +244,22 @@ def run_sweep(
                 f"{setup.metric} was below the median of earlier trials at that step.",
             )
             study.tell(trial, state=TrialState.PRUNED)
-            on_trial(trial.number, "pruned", value)
+            on_trial(trial.number, "pruned", value, "")
         elif run.status == "completed" and value is not None:
             study.tell(trial, value)
-            on_trial(trial.number, "completed", value)
+            on_trial(trial.number, "completed", value, "")
         else:
             study.tell(trial, state=TrialState.FAIL)
-            on_trial(trial.number, run.status, value)
+            on_trial(trial.number, run.status, value, run.message)
             if run.status in ("cancelled", "interrupted"):
-                raise KeyboardInterrupt  # the user stopped it: the sweep stops too, resumable
-    return study
+                return "stopped"  # the user stopped it: the sweep stops too, resumable
+        failures_in_a_row = failures_in_a_row + 1 if run.status == "failed" else 0
+        if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES and _ended_trials(study) < setup.trials:
+            raise LabError(
+                f"Sweep {setup.name!r} stopped: its last {failures_in_a_row} trials failed. "
+                f"The last one (run {run_id}): {one_line(run.message)}"
+            )
+    return "finished"
 
 
 def best_trial(study) -> Optional[Any]:
@@ -252,10 +290,13 @@ def parse_params(texts: Sequence[str], base: RunConfig) -> list[Param]:
     return params
 
 
-def runner_trial(runner, store: RunStore, poll_seconds: float = 0.5) -> RunTrial:
+def runner_trial(
+    runner, store: RunStore, should_stop: Optional[threading.Event] = None, poll_seconds: float = 0.5
+) -> RunTrial:
     """A RunTrial for the app: the trial goes through the job runner like any run, and its events are read
-    back from the store for the pruner; a pruned trial is cancelled at its next optimizer step."""
-    import time
+    back from the store for the pruner; a pruned trial, or any trial once `should_stop` is set, is
+    cancelled at its next optimizer step."""
+    stopping = should_stop or threading.Event()
 
     def run_trial(config: RunConfig, group: str, sink: EventSink, prune: Callable[[], bool]) -> str:
         run_id, seq = runner.submit(config, group=group), 0
@@ -265,7 +306,7 @@ def runner_trial(runner, store: RunStore, poll_seconds: float = 0.5) -> RunTrial
                 sink(event)
             if ended:
                 return run_id
-            if prune():
+            if prune() or stopping.is_set():
                 try:
                     runner.cancel(run_id)
                 except LabError:
@@ -275,17 +316,18 @@ def runner_trial(runner, store: RunStore, poll_seconds: float = 0.5) -> RunTrial
     return run_trial
 
 
-def start_in_background(runner, store: RunStore, setup: SweepSetup) -> Any:
-    """Create the study and run it in a daemon thread (the app's Sweeps page); returns the thread."""
-    import threading
-
+def start_in_background(
+    runner, store: RunStore, setup: SweepSetup, should_stop: Optional[threading.Event] = None
+) -> threading.Thread:
+    """Create the study and run it in a daemon thread (the app's Sweeps page); returns the thread. Setting
+    `should_stop` cancels the running trial and ends the sweep."""
     study = create_study(store, setup)
 
     def work() -> None:
         try:
-            run_sweep(store, study, setup, runner_trial(runner, store))
-        except KeyboardInterrupt:
-            pass  # a trial was cancelled: the sweep stops, resumable
+            run_sweep(store, study, setup, runner_trial(runner, store, should_stop), should_stop=should_stop)
+        except LabError as exc:  # trials kept failing: each failed run shows its error on the Sweeps page
+            log.warning("%s", exc)
 
     thread = threading.Thread(target=work, name=f"lab-sweep-{setup.name}", daemon=True)
     thread.start()
