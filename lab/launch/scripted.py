@@ -43,7 +43,7 @@ LAST_STEP: dict[str, int] = {}
 # The tensor an "oom" run held when it failed: a test checks that the failed run let it go.
 HELD: list[weakref.ref] = []
 # The parameter counts and time a scripted run reports.
-SCRIPTED_SUMMARY = {"trainable_params": 10, "total_params": 100, "wall_seconds": 0.1}
+SCRIPTED_SUMMARY: dict[str, Any] = {"trainable_params": 10, "total_params": 100, "wall_seconds": 0.1}
 
 
 def options(name: str) -> dict[str, str]:
