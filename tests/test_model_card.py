@@ -1,10 +1,12 @@
 """Every saved model folder has a Hugging Face model card, as huggingface_hub itself reads it."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
+from lab.model.parameters import format_share
 from lab.training.engine import train
 
 
@@ -23,7 +25,8 @@ def test_the_model_card_carries_metadata_results_and_the_config(method, library,
     train(config, tmp_path)
     card = ModelCard.load(tmp_path / "model" / "README.md")
     data = card.data.to_dict()
-    assert data["base_model"] == tiny_model_dir and data["library_name"] == library
+    # The card is published: it names the local base model and the data file by their base names.
+    assert data["base_model"] == Path(tiny_model_dir).name and data["library_name"] == library
     assert data["pipeline_tag"] == "token-classification" and method in data["tags"]
     report = json.loads((tmp_path / "report.json").read_text())
     (result,) = card.data.eval_results and [r for r in card.data.eval_results if r.metric_type == "f1"]
@@ -31,5 +34,8 @@ def test_the_model_card_carries_metadata_results_and_the_config(method, library,
     text = card.text
     assert "| label | precision | recall | f1 | support |" in text
     assert all(f"| {row['label']} |" in text for row in report["per_label"])
-    assert f"{report['trainable_params']:,} of {report['total_params']:,}" in text
+    share = format_share(report["trainable_params"], report["total_params"])
+    assert f"{report['trainable_params']:,} of {report['total_params']:,} ({share})" in text
+    assert not [place for place in (tiny_model_dir, ner_conll, tmp_path) if str(place) in card.content]
+    assert f"train_file: {Path(ner_conll).name}" in text
     assert "Hardware: cpu" in text and "```yaml" in text and f"method: {method}" in text

@@ -1,7 +1,9 @@
 """Push to the hub, up to the upload call (this machine reaches no hub): the folder that would go up is
-complete and loads; without a network the CLI says so in one line; the token shows up nowhere."""
+complete, private unless asked, free of pickles and of this machine's paths; without a network the CLI
+says so in one line; the token shows up nowhere."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +21,12 @@ TOKEN = "hf_" + "TestTokenNeverShown1234"
 
 
 class RecordingHub:
-    """Stands in for huggingface_hub.HfApi at the network boundary: records the calls it would send."""
+    """Stands in for huggingface_hub.HfApi at the network boundary: records the calls it would send, and
+    keeps a copy of the folder as it was uploaded (in `uploaded`)."""
 
-    def __init__(self):
+    def __init__(self, uploaded: Path | None = None):
         self.calls = []
+        self.uploaded = uploaded
 
     def create_repo(self, repo_id, **options):
         self.calls.append(("create_repo", repo_id, options))
@@ -30,6 +34,8 @@ class RecordingHub:
 
     def upload_folder(self, **options):
         self.calls.append(("upload_folder", options))
+        if self.uploaded is not None:
+            shutil.copytree(options["folder_path"], self.uploaded)
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +51,50 @@ def pushed_run(tiny_model_dir, sentiment_csv, tmp_path_factory):
     return folder, store, run_id
 
 
-def test_the_folder_that_would_be_uploaded_is_complete_and_loads(pushed_run):
+def test_the_folder_that_would_be_uploaded_is_complete_private_and_names_no_path_of_this_machine(
+    pushed_run, tiny_model_dir, sentiment_csv, tmp_path
+):
     from lab.inference.predict import Predictor
 
-    _, store, run_id = pushed_run
+    folder, store, run_id = pushed_run
     model_dir = store.output_dir(store.get_run(run_id)) / "model"
-    hub = RecordingHub()
-    url = push_folder(model_dir, "someone/tiny-lora", private=True, api=hub)
+    hub = RecordingHub(uploaded=tmp_path / "uploaded")
+    url = push_folder(model_dir, "someone/tiny-lora", api=hub)  # no choice made: private
     assert url == "https://huggingface.co/someone/tiny-lora"
     (create, name, options), (upload, upload_options) = hub.calls
     assert (create, name, options["private"]) == ("create_repo", "someone/tiny-lora", True)
-    uploaded = Path(upload_options["folder_path"])
-    files = check_push_folder(uploaded)
+    files = check_push_folder(hub.uploaded)
     assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "lab_model.json"} <= set(files)
-    assert Predictor(uploaded).predict(["a fine film"])[0].label in ("neg", "pos")
+    # No pickle goes up (the Trainer's training_args.bin runs code when loaded), and no absolute path.
+    uploaded = sorted(path for path in hub.uploaded.rglob("*") if path.is_file())
+    assert not [path.name for path in uploaded if path.suffix in (".bin", ".pt", ".pkl")]
+    for path in uploaded:
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        assert not [place for place in (tiny_model_dir, sentiment_csv, folder, ROOT) if str(place) in text], path.name
+    assert f"base_model: {Path(tiny_model_dir).name}" in (hub.uploaded / "README.md").read_text()
+    assert Predictor(model_dir).predict(["a fine film"])[0].label in ("neg", "pos")  # the run's own copy still loads
+
+
+def test_a_model_folder_keeps_no_pickle(pushed_run):
+    _, store, run_id = pushed_run
+    model_dir = store.output_dir(store.get_run(run_id)) / "model"
+    assert (model_dir / "adapter_model.safetensors").is_file() and not (model_dir / "training_args.bin").exists()
+
+
+@pytest.mark.parametrize("flags, private", [([], True), (["--private"], True), (["--public"], False)])
+def test_lab_push_is_private_unless_public_is_asked_for(pushed_run, monkeypatch, capsys, flags, private):
+    import lab.publish.push
+    from lab.cli.main import main
+
+    folder, store, run_id = pushed_run
+    asked = {}
+    monkeypatch.setenv("LAB_RUNS_DIR", str(folder / "runs"))
+    monkeypatch.setattr(
+        lab.publish.push, "push_folder", lambda model_dir, repo_id, private: asked.update(private=private) or "URL"
+    )
+    assert main(["push", run_id, "someone/tiny-lora", *flags]) == 0
+    assert asked == {"private": private}
+    assert ("private" if private else "public") in capsys.readouterr().out
 
 
 def test_offline_push_is_one_line_and_the_token_is_nowhere(pushed_run):

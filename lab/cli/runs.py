@@ -77,11 +77,13 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     push = subparsers.add_parser(
         "push",
         help="Upload a completed run's model or adapter folder, with its model "
-        "card, to the Hugging Face hub (token: HF_TOKEN or your login).",
+        "card, to the Hugging Face hub (token: HF_TOKEN or your login); private unless --public.",
     )
     push.add_argument("run", help="Run id, name, or the start of an id.")
     push.add_argument("repo_id", help="OWNER/NAME of the hub repository (created when it does not exist).")
-    push.add_argument("--private", action="store_true", help="Create the repository private.")
+    visibility = push.add_mutually_exclusive_group()
+    visibility.add_argument("--public", action="store_true", help="Create the repository public: anyone can read it.")
+    visibility.add_argument("--private", action="store_true", help="Create the repository private (the default).")
     push.set_defaults(handler=cmd_push)
 
     delete = subparsers.add_parser("delete", help="Delete an ended run: its record, events and folder.")
@@ -148,8 +150,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     from lab.publish.push import push_folder
 
     _, model_dir = completed_model_dir(open_store(args), args.run)
-    url = push_folder(model_dir, args.repo_id, private=args.private)
-    print(f"pushed {model_dir} to {url}")
+    url = push_folder(model_dir, args.repo_id, private=not args.public)
+    print(f"pushed {model_dir} to {url} ({'public' if args.public else 'private'})")
     return 0
 
 

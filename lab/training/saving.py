@@ -13,6 +13,9 @@ from lab.model.loading import MODEL_INFO_FILE
 from lab.training.trainer import virtual_token_offset
 
 REPORT_FILE = "report.json"
+# The Trainer pickles its arguments beside every save; the model folder is what users share and load, and
+# a pickle runs code when it is loaded, so that folder keeps none (the checkpoints keep theirs to resume).
+TRAINER_PICKLE = "training_args.bin"
 
 
 def save_model(
@@ -22,6 +25,7 @@ def save_model(
     (`max_length`: where training cut sequences; `pooling`: the resolved model.pooling)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(model_dir))
+    (model_dir / TRAINER_PICKLE).unlink(missing_ok=True)
     info = {
         "task": config.task,
         "peft_method": config.peft.method,
