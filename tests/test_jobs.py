@@ -384,6 +384,28 @@ def test_resume_continues_the_step_counter_and_loss_curve(request, store: RunSto
     assert all(b > a for a, b in zip(resumed_steps, resumed_steps[1:]))
 
 
+def test_a_thread_job_cancelled_while_it_tokenises_stops_before_training(
+    request, store: RunStore, tmp_path: Path
+) -> None:
+    model_dir = real_engine(request)
+    big_csv = tmp_path / "big.csv"
+    rows = "".join(
+        f"the film number {i} was {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n" for i in range(60_000)
+    )
+    big_csv.write_text("text,label\n" + rows)
+    runner = JobRunner(store, gpu_ids=[], poll_seconds=0.05)
+    try:
+        run_id = runner.submit(engine_config(model_dir, big_csv, "tokenising", max_steps=2))
+        wait_for(lambda: "tokenising" in [e.message for e in events_of(store, run_id, StatusEvent)], timeout=120)
+        cancelled_at = time.monotonic()
+        runner.cancel(run_id)
+        assert runner.wait(run_id, timeout=60) == "cancelled"
+        assert time.monotonic() - cancelled_at < 3  # one batch of rows, not the whole file
+    finally:
+        runner.shutdown(timeout=60)
+    assert not events_of(store, run_id, StepEvent)
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
 def test_torchrun_two_processes_make_one_run_with_events_once(request, store: RunStore, sentiment_csv: Path) -> None:
     model_dir = real_engine(request)

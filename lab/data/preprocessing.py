@@ -14,7 +14,8 @@ into zero pieces (a lone zero-width space) is predicted "O", and still counts as
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from datasets import DatasetDict
@@ -138,6 +139,26 @@ def _tokenize_ner(batch: dict[str, list], tokenizer: Any, max_length: int) -> di
     return dict(encoded)
 
 
+class TokenisingStopped(Exception):
+    """Tokenising stopped on request (see tokenize_splits)."""
+
+
+class _StopBetweenBatches:
+    """A batch function that first checks a stop event. It pickles as the function alone, so the
+    datasets cache fingerprint stays the function's (an event holds a lock, which cannot be hashed)."""
+
+    def __init__(self, function: Callable[..., dict[str, list]], should_stop: Optional[threading.Event]) -> None:
+        self.function, self.should_stop = function, should_stop
+
+    def __call__(self, batch: dict[str, list], **kwargs: Any) -> dict[str, list]:
+        if self.should_stop is not None and self.should_stop.is_set():
+            raise TokenisingStopped()
+        return self.function(batch, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_StopBetweenBatches, (self.function, None))
+
+
 def tokenize_splits(
     splits: DatasetDict,
     tokenizer: Any,
@@ -146,13 +167,15 @@ def tokenize_splits(
     names: Optional[Sequence[str]] = None,
     position_limit: Optional[int] = None,
     reserved: int = 0,
+    should_stop: Optional[threading.Event] = None,
 ) -> DatasetDict:
     """Tokenise the splits `names` (default: every split), with truncation and no padding.
 
     Sequences are cut at `effective_max_length(tokenizer, max_length, position_limit, reserved)`.
     Columns: input_ids, attention_mask, token_type_ids (when the tokenizer makes them), labels,
     length; NER also gets word_ids (-1 for special tokens). Rows stay in the order of `splits`, so
-    row i still pairs with the words and tags of example i.
+    row i still pairs with the words and tags of example i. Raises TokenisingStopped before the next
+    batch of rows once `should_stop` is set (a run cancelled while it tokenises a large file).
     """
     if task == "ner" and not getattr(tokenizer, "is_fast", False):
         raise ModelError(
@@ -164,7 +187,7 @@ def tokenize_splits(
     for name in names or list(splits):
         split = splits[name]
         tokenized[name] = split.map(
-            function,
+            _StopBetweenBatches(function, should_stop),
             batched=True,
             remove_columns=split.column_names,
             fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},

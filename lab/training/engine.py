@@ -33,7 +33,14 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from lab.config import TRUST_REMOTE_CODE_WARNING, VIRTUAL_TOKEN_METHODS, RunConfig
-from lab.data.preprocessing import EXAMPLE_INDEX, effective_max_length, make_collator, tokenize_splits, words_cut
+from lab.data.preprocessing import (
+    EXAMPLE_INDEX,
+    TokenisingStopped,
+    effective_max_length,
+    make_collator,
+    tokenize_splits,
+    words_cut,
+)
 from lab.data.splits import LoadedData, load_splits
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, Message, is_out_of_memory
 from lab.events import (
@@ -149,7 +156,16 @@ def train(
         )
     )
     emit(StatusEvent(status="running", message=Message("tokenising", "stage_tokenising")))
-    tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, max_length)
+    try:
+        tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, max_length, should_stop=should_stop)
+    except TokenisingStopped:  # cancelled before any step: nothing trained, nothing to save
+        return RunResult(
+            status="cancelled",
+            output_dir=str(output_dir),
+            trainable_params=params.trainable,
+            total_params=params.total,
+            wall_seconds=time.time() - started,
+        )
     references = _word_references(loaded, tokenized, emit, max_length) if config.task == "ner" else None
     preflight = estimate(config, loaded)
     emit(LogEvent(message=preflight.describe(), level="warning" if preflight.warning else "info"))
