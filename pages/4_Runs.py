@@ -99,9 +99,10 @@ def compare(records: dict, ids: list[str]) -> None:
     table = comparison_frame(runs, views, duration_units()).astype(object)
     for name, show in SHOWN.items():
         table.loc[name] = table.loc[name].map(show)
-    # st.table renders Markdown: names, datasets and models are shown as typed.
-    table = table.map(plain_text).rename(columns=plain_text, index=comparison_row_name)
-    st.table(table)
+    # st.table renders Markdown: the runs' names, datasets and models are shown as typed.
+    for name in ("dataset", "model"):
+        table.loc[name] = table.loc[name].map(plain_text)
+    st.table(table.rename(columns=plain_text, index=comparison_row_name))
 
 
 def export_onnx_button(row, run_id: str, model_dir, output) -> None:

@@ -201,6 +201,15 @@ def test_small_formatters():
     assert format_share(None, 10) == format_share(float("nan")) == "–"
 
 
+def test_plain_text_shows_a_name_as_typed_where_markdown_renders():
+    from lab.views.formatting import plain_text
+
+    name = "![x](http://e.com/a.png) **b** :red[c] $x$ a\nb"
+    shown = plain_text(name)
+    assert "![" not in shown and "**" not in shown and ":red[" not in shown and "\n" not in shown
+    assert shown.replace("\\", "") == name.replace("\n", " ")  # Markdown drops the escapes: the text as typed
+
+
 def test_entities_html_highlights_by_type_and_escapes_text():
     rendered = entities_html(["<b>Ada</b>", "met", "Paris"], ["B-PER", "O", "B-LOC"])
     assert rendered.count('class="lab-entity"') == 2
