@@ -27,6 +27,7 @@ RUNS_PAGE = "pages/4_Runs.py"
 PLAYGROUND_PAGE = "pages/5_Playground.py"
 COMPARE_PAGE = "pages/6_Compare.py"
 SWEEPS_PAGE = "pages/7_Sweeps.py"
+LESSONS_PAGE = "pages/8_Lessons.py"
 
 STATUS_COLOURS = {
     "queued": "gray",
@@ -95,6 +96,7 @@ NAVIGATION = (
     (RUNS_PAGE, "pages.runs", ":material/table_rows:"),
     (COMPARE_PAGE, "pages.compare", ":material/compare:"),
     (SWEEPS_PAGE, "pages.sweeps", ":material/manage_search:"),
+    (LESSONS_PAGE, "pages.lessons", ":material/school:"),
     (PLAYGROUND_PAGE, "pages.playground", ":material/science:"),
 )
 

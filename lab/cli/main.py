@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from lab.cli.flags import add_config_flags
+from lab.cli.lesson import add_lesson_command
 from lab.cli.runs import add_run_commands
 from lab.cli.sweep import add_sweep_command
 from lab.cli.train import command_compare, command_config, command_predict, command_train
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_sweep_command(commands)
+    add_lesson_command(commands)
     add_run_commands(commands)
     return parser
 

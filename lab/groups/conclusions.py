@@ -1,0 +1,359 @@
+"""A lesson's conclusion, computed from what its runs measured: a list of `Finding`s, each a sentence code
+and the figures that fill it. Nothing is written before the runs end: which value won and by how much, what
+diverged, where validation loss turned up, what early stopping saved, where returns stop, how far seeds
+spread, what truncation cut.
+
+`FINDINGS` holds the English sentences (the CLI's and the JSON's); the app's catalogues hold the same
+sentences under `lessons.finding.CODE` in each language (tests/test_lessons.py keeps the English alike).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from lab.groups.lessons import Lesson
+
+# Scores this close to the best count as tied: a test set of a few hundred examples cannot tell them apart.
+TIE_MARGIN = 0.005
+# A larger value that gains less than this over a smaller one has stopped paying back ("returns stop").
+RETURNS_MARGIN = 0.01
+# A training loss that ends above this share of where it started barely moved; above RISEN, it diverged
+# (a few per cent either way is the noise of small batches).
+BARELY_MOVED = 0.95
+RISEN = 1.1
+
+
+@dataclass
+class RunOutcome:
+    """One run of a lesson as the conclusion reads it."""
+
+    value: Any  # the varied setting's value in this run
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)  # held-out test metrics; empty until the run ends
+    losses: list[float] = field(default_factory=list)  # training loss at each logging step
+    validation_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) per evaluation
+    best_validation: Optional[float] = None  # the best validation value of the task's metric
+    steps: int = 0  # optimizer steps done
+    max_steps: int = 0  # steps the run was set to take
+    trainable_params: Optional[int] = None
+    total_params: Optional[int] = None
+    seconds: Optional[float] = None
+    words_cut: Optional[tuple[int, int]] = None  # NER: test words truncation cut, of all test words
+    split_seed: Optional[int] = None  # the seed that carved the data splits
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence of a conclusion: its code and the figures that fill it. Keys ending in `_seconds` hold
+    seconds, which the reader writes as a duration in its language; every other value is text already."""
+
+    code: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+# The English sentences; {value} and {values} name the varied setting's values as `key=value`.
+FINDINGS = {
+    "waiting": "No run has finished yet: the conclusion is written from the runs' results as they come in.",
+    "partial": "{done} of {total} runs have finished; this is drawn from those.",
+    "best": "{value} scored best: {metric} {score} on the held-out test set.",
+    "tied": "{values} tied for best at {metric} {score} (within {margin} of each other).",
+    "margin": (
+        "That is {difference} above {runner_up} ({runner_up_score}) and {spread} above the worst, {worst} "
+        "({worst_score})."
+    ),
+    "diverged": "At {value} the training loss rose from {first} to {last}: too large a step, the run diverged.",
+    "barely_moved": "At {value} the training loss barely moved ({first} to {last}): too small a step.",
+    "learned": "At {value} the training loss fell from {first} to {last}.",
+    "turned_up": (
+        "Without early stopping, validation loss was lowest at step {best_step} ({best_loss}) and rose to "
+        "{last_loss} by step {last_step} while the training loss fell to {train_loss}: past step {best_step} "
+        "the model memorised the training set."
+    ),
+    "no_turn": (
+        "Validation loss fell until the last evaluation (step {last_step}, {last_loss}): these epochs did not"
+        " yet overfit."
+    ),
+    "early_stop": (
+        "With early stopping (patience {patience}) the run stopped at step {steps} of {max_steps}, "
+        "{saved_seconds} sooner, at {metric} {score} against {other_score} for the full run."
+    ),
+    "no_early_stop": (
+        "Early stopping (patience {patience}) never stopped the run: the validation metric kept improving."
+    ),
+    "returns_stop": "Returns stop at {value}: no larger value gains more than {margin} over it.",
+    "cost": "{value}: {metric} {score}, training {trainable} parameters ({share} of the model) in {run_seconds}.",
+    "spread": (
+        "The {count} seeds scored from {low} to {high} ({metric}; spread {spread}, standard deviation "
+        "{deviation}): believe a difference between two settings only when it is larger than that."
+    ),
+    "repeat": (
+        "Everything else was fixed: the same data split (data.split_seed {split_seed}), config and code. The "
+        "seed sets the new weights, dropout and the order of batches, so one seed run again repeats its run."
+    ),
+    "uncut": "At {value}, truncation cut no test word.",
+    "recall": "Entity recall went from {low_recall} at {low} to {high_recall} at {high}.",
+    "cut": (
+        "At {value}, truncation cut {cut} of {words} test words ({share}); a cut word counts as tagged O, so "
+        "its entities are lost."
+    ),
+    "failed": "{values} did not finish ({status}); the conclusion leaves them out.",
+}
+
+
+def seconds_in_english(seconds: float) -> str:
+    return f"{seconds:.0f} s"
+
+
+def finding_text(
+    finding: Finding, templates: Mapping[str, str] = FINDINGS, duration: Callable[[float], str] = seconds_in_english
+) -> str:
+    """A finding as a sentence of `templates` (English by default; the app passes its language's), its
+    seconds written by `duration`."""
+    values = {key: duration(value) if key.endswith("_seconds") else value for key, value in finding.values.items()}
+    return templates[finding.code].format(**values)
+
+
+def conclude(lesson: Lesson, outcomes: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    """The conclusion of a lesson's runs (in the order of the lesson's values), from their measurements only."""
+    finished = [run for run in outcomes if metric in run.metrics]
+    if not finished:
+        return [Finding("waiting")]
+    findings = []
+    if len(finished) < len(outcomes):
+        active = any(run.status in ("queued", "running") for run in outcomes)
+        if active:
+            findings.append(Finding("partial", {"done": len(finished), "total": len(outcomes)}))
+        else:
+            lost = [run for run in outcomes if metric not in run.metrics]
+            status = ", ".join(sorted({run.status for run in lost}))
+            findings.append(Finding("failed", {"values": _names(lesson, lost), "status": status}))
+    findings += _winner(lesson, finished, metric)
+    specific = {
+        "train.learning_rate": _loss_movement,
+        "train.early_stopping_patience": _overfitting,
+        "data.train_subset": _returns,
+        "peft.r": _returns,
+        "peft.method": _costs,
+        "train.seed": _spread,
+        "train.max_length": _truncation,
+    }.get(lesson.setting)
+    if specific is not None:
+        findings += specific(lesson, finished if specific is not _loss_movement else list(outcomes), metric)
+    return findings
+
+
+def _named(lesson: Lesson, value: Any) -> str:
+    return f"{lesson.setting.split('.')[-1]}={_shown(value)}"
+
+
+def _names(lesson: Lesson, runs: Sequence[RunOutcome]) -> str:
+    return ", ".join(_named(lesson, run.value) for run in runs)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _score(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _winner(lesson: Lesson, finished: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    ranked = sorted(finished, key=lambda run: -run.metrics[metric])
+    best = ranked[0].metrics[metric]
+    tied = [run for run in finished if best - run.metrics[metric] <= TIE_MARGIN]  # in the lesson's order
+    if len(tied) > 1:
+        winner = Finding(
+            "tied",
+            {"values": _names(lesson, tied), "metric": metric, "score": _score(best), "margin": _score(TIE_MARGIN)},
+        )
+    else:
+        winner = Finding("best", {"value": _named(lesson, ranked[0].value), "metric": metric, "score": _score(best)})
+    findings = [winner]
+    rest = ranked[len(tied) :]
+    if rest:
+        runner_up, worst = rest[0], ranked[-1]
+        findings.append(
+            Finding(
+                "margin",
+                {
+                    "difference": _score(best - runner_up.metrics[metric]),
+                    "runner_up": _named(lesson, runner_up.value),
+                    "runner_up_score": _score(runner_up.metrics[metric]),
+                    "spread": _score(best - worst.metrics[metric]),
+                    "worst": _named(lesson, worst.value),
+                    "worst_score": _score(worst.metrics[metric]),
+                },
+            )
+        )
+    return findings
+
+
+def _loss_movement(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    """Per rate: did the training loss fall, barely move, or rise (or turn NaN)?"""
+    findings = []
+    for run in runs:
+        if len(run.losses) < 2:
+            continue
+        window = max(1, len(run.losses) // 4)  # the first and last quarter of logged losses, against noise
+        first, last = statistics.fmean(run.losses[:window]), statistics.fmean(run.losses[-window:])
+        values = {"value": _named(lesson, run.value), "first": f"{first:.3f}", "last": f"{last:.3f}"}
+        if math.isnan(last) or last > RISEN * first:
+            findings.append(Finding("diverged", values))
+        elif last > BARELY_MOVED * first:
+            findings.append(Finding("barely_moved", values))
+        else:
+            findings.append(Finding("learned", values))
+    return findings
+
+
+def _overfitting(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    """Where the longest run's validation loss turned up, and what the early-stopped run saved."""
+    findings = []
+    full = max(runs, key=lambda run: run.steps)
+    if len(full.validation_losses) >= 2:
+        best_step, best_loss = min(full.validation_losses, key=lambda point: point[1])
+        last_step, last_loss = full.validation_losses[-1]
+        if last_step > best_step:
+            findings.append(
+                Finding(
+                    "turned_up",
+                    {
+                        "best_step": best_step,
+                        "best_loss": f"{best_loss:.3f}",
+                        "last_step": last_step,
+                        "last_loss": f"{last_loss:.3f}",
+                        "train_loss": f"{full.losses[-1]:.3f}" if full.losses else "–",
+                    },
+                )
+            )
+        else:
+            findings.append(Finding("no_turn", {"last_step": last_step, "last_loss": f"{last_loss:.3f}"}))
+    for run in runs:
+        if run is full or not _as_number(run.value):
+            continue
+        if run.steps < full.steps:
+            saved = (full.seconds or 0) - (run.seconds or 0)
+            findings.append(
+                Finding(
+                    "early_stop",
+                    {
+                        "patience": _shown(run.value),
+                        "steps": run.steps,
+                        "max_steps": run.max_steps or full.steps,
+                        "saved_seconds": max(0.0, saved),
+                        "metric": metric,
+                        "score": _score(run.metrics[metric]),
+                        "other_score": _score(full.metrics[metric]),
+                    },
+                )
+            )
+        else:
+            findings.append(Finding("no_early_stop", {"patience": _shown(run.value)}))
+    return findings
+
+
+def _returns(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    """The smallest value that no larger one beats by more than RETURNS_MARGIN (data size, LoRA's rank)."""
+    ordered = sorted(runs, key=lambda run: _as_number(run.value))
+    findings = []
+    if lesson.setting == "peft.r":
+        findings += _costs(lesson, ordered, metric)
+    for index, run in enumerate(ordered[:-1]):
+        larger = ordered[index + 1 :]
+        if all(other.metrics[metric] - run.metrics[metric] <= RETURNS_MARGIN for other in larger):
+            findings.append(
+                Finding("returns_stop", {"value": _named(lesson, run.value), "margin": _score(RETURNS_MARGIN)})
+            )
+            break
+    return findings
+
+
+def _costs(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    """Each run's metric beside what it trained and how long it took, cheapest first."""
+    from lab.model.parameters import format_share
+
+    ordered = sorted(runs, key=lambda run: run.trainable_params or 0)
+    return [
+        Finding(
+            "cost",
+            {
+                "value": _named(lesson, run.value),
+                "metric": metric,
+                "score": _score(run.metrics[metric]),
+                "trainable": f"{run.trainable_params:,}",
+                "share": format_share(run.trainable_params / run.total_params),
+                "run_seconds": run.seconds or 0.0,
+            },
+        )
+        for run in ordered
+        if run.trainable_params and run.total_params
+    ]
+
+
+def _spread(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    scores = [run.metrics[metric] for run in runs]
+    findings = []
+    if len(scores) >= 2:
+        findings.append(
+            Finding(
+                "spread",
+                {
+                    "count": len(scores),
+                    "metric": metric,
+                    "low": _score(min(scores)),
+                    "high": _score(max(scores)),
+                    "spread": _score(max(scores) - min(scores)),
+                    "deviation": _score(statistics.pstdev(scores)),
+                },
+            )
+        )
+    split_seeds = {run.split_seed for run in runs if run.split_seed is not None}
+    if len(split_seeds) == 1:
+        findings.append(Finding("repeat", {"split_seed": split_seeds.pop()}))
+    return findings
+
+
+def _truncation(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    """The words each length cut, and the entity recall from the shortest length to the longest."""
+    ordered = sorted(runs, key=lambda run: _as_number(run.value))
+    findings = [
+        Finding(
+            "cut",
+            {
+                "value": _named(lesson, run.value),
+                "cut": f"{run.words_cut[0]:,}",
+                "words": f"{run.words_cut[1]:,}",
+                "share": f"{run.words_cut[0] / run.words_cut[1]:.1%}",
+            },
+        )
+        if run.words_cut and run.words_cut[1]
+        else Finding("uncut", {"value": _named(lesson, run.value)})
+        for run in ordered
+    ]
+    with_recall = [run for run in ordered if "recall" in run.metrics]
+    if len(with_recall) >= 2:
+        low, high = with_recall[0], with_recall[-1]
+        findings.append(
+            Finding(
+                "recall",
+                {
+                    "low": _named(lesson, low.value),
+                    "low_recall": _score(low.metrics["recall"]),
+                    "high": _named(lesson, high.value),
+                    "high_recall": _score(high.metrics["recall"]),
+                },
+            )
+        )
+    return findings
+
+
+def _as_number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0

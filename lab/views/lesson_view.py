@@ -1,0 +1,59 @@
+"""A lesson's group of runs as the Lessons page draws it: one row per value of the varied setting, the metric
+against that value, each run's curves, and the conclusion (lab.groups.conclusions) in the page's words."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from lab.groups.conclusions import Finding, finding_text
+from lab.groups.lessons import LessonRun
+from lab.training.metrics import primary_metric_name
+from lab.views.formatting import DURATION_UNITS, format_duration
+from lab.views.run_view import RunView, run_view
+
+TABLE_COLUMNS = ["value", "status", "test", "best validation", "trainable", "trainable share", "train seconds", "run"]
+
+
+def lesson_table(runs: Sequence[LessonRun]) -> pd.DataFrame:
+    """One row per value: status, held-out test metric, best validation metric, what trained, time. Numbers
+    stay numbers (None until the run ends)."""
+    rows = []
+    for run in runs:
+        record, outcome = run.record, run.outcome
+        trainable, total = outcome.trainable_params, outcome.total_params
+        rows.append(
+            {
+                "value": outcome.value,
+                "status": record.status,
+                "test": record.metrics.get(primary_metric_name(record.task)),
+                "best validation": outcome.best_validation,
+                "trainable": trainable,
+                "trainable share": trainable / total if trainable and total else None,
+                "train seconds": outcome.seconds,
+                "run": record.id,
+            }
+        )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def metric_by_value(runs: Sequence[LessonRun]) -> pd.DataFrame:
+    """value and held-out test metric of the finished runs, for the metric-against-value chart."""
+    rows = [
+        {"value": run.outcome.value, "metric": run.record.metrics[metric]}
+        for run in runs
+        if (metric := primary_metric_name(run.record.task)) in run.record.metrics
+    ]
+    return pd.DataFrame(rows, columns=["value", "metric"])
+
+
+def run_views(store: Any, runs: Sequence[LessonRun]) -> dict[str, RunView]:
+    """Each run's events folded for its curves, keyed by its value as text."""
+    return {str(run.outcome.value): run_view(event for _, event in store.events_since(run.record.id)) for run in runs}
+
+
+def finding_in_words(finding: Finding, templates: Mapping[str, str], units: Sequence[str] = DURATION_UNITS) -> str:
+    """A finding in a page's language: `templates` by code, durations in its `units`."""
+    return finding_text(finding, templates, lambda seconds: format_duration(seconds, units))

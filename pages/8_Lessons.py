@@ -1,0 +1,254 @@
+"""Lessons: experiments that each answer one question, with runs that vary one setting and a conclusion
+computed from their results as they finish.
+
+A lesson's runs queue through the job runner like any other and form a group in the run store
+(lab.groups.lessons), so the lesson survives a reload and its runs show on the Runs page too.
+"""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from lab.config import TASKS
+from lab.data.builtin import BUILTINS
+from lab.errors import LabError
+from lab.groups.conclusions import FINDINGS, Finding
+from lab.groups.lessons import (
+    GROUP_PREFIX,
+    LESSONS,
+    Lesson,
+    expected_seconds,
+    group_name,
+    lesson_base,
+    lesson_conclusion,
+    lesson_configs,
+    lesson_of_group,
+    lesson_runs,
+)
+from lab.training.metrics import primary_metric_name
+from lab.views.formatting import format_share, smooth, thinned
+from lab.views.lesson_view import finding_in_words, lesson_table, metric_by_value, run_views
+from ui import charts
+from ui.common import get_runner, get_store, page_setup, status_name, task_name, user_errors, wait_for_training_stack
+from ui.i18n import duration, duration_units, t
+
+page_setup("pages.lessons")
+st.title(t("pages.lessons"))
+st.caption(t("lessons.intro"))
+store = get_store()
+YOUR_DATA = ""  # the dataset choice that stands for the New run form's own file
+
+
+def title(lesson: Lesson) -> str:
+    return t(f"lessons.{lesson.name}.title")
+
+
+def lesson_list() -> None:
+    for lesson in LESSONS.values():
+        st.markdown(
+            f"**{title(lesson)}** (`{lesson.name}`): {t(f'lessons.{lesson.name}.question')}  \n"
+            + t("lessons.planned", time=duration(lesson.planned_seconds), setting=lesson.setting)
+        )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def estimated_seconds(configs_yaml: tuple[str, ...]) -> float:
+    from lab.config import RunConfig
+
+    wait_for_training_stack()
+    return expected_seconds([RunConfig.from_yaml(text) for text in configs_yaml])
+
+
+def chosen_data(task: str, base) -> list[str]:
+    """The dataset overrides: a built-in of the task, or the file the Data / New run page holds."""
+    names = [name for name, spec in BUILTINS.items() if spec.task == task]
+    form = st.session_state.get("form") or {}
+    own_file = form.get("task") == task and (form.get("data") or {}).get("train_file")
+    options = names + ([YOUR_DATA] if own_file else [])
+    dataset = st.selectbox(
+        t("field.data.dataset"),
+        options,
+        index=options.index(base.data.dataset) if base.data.dataset in options else 0,
+        format_func=lambda n: BUILTINS[n].title if n else t("lessons.your_data", file=own_file),
+        key=f"lesson-dataset-{task}",
+    )
+    if dataset != YOUR_DATA:
+        return [f"data.dataset={dataset}"]
+    data = form["data"]
+    return ["data.dataset="] + [f"data.{name}={value}" for name, value in data.items() if name != "dataset"]
+
+
+def launch_form() -> None:
+    name = st.selectbox(
+        t("lessons.choose"),
+        list(LESSONS),
+        index=None,
+        format_func=lambda n: title(LESSONS[n]),
+        placeholder=t("lessons.choose_placeholder"),
+        key="lesson-name",
+    )
+    if name is None:
+        return
+    lesson = LESSONS[name]
+    st.markdown(t(f"lessons.{name}.question"))
+    task = st.radio(
+        t("form.task"), TASKS, index=TASKS.index(lesson.task), format_func=task_name, horizontal=True, key="lesson-task"
+    )
+    base = lesson_base(lesson, task)
+    left, right = st.columns(2)
+    with left:
+        data = chosen_data(task, base)
+    model = right.text_input(t("form.model_id"), base.model.name_or_path, key="lesson-model")
+    config = base.with_overrides([*data, f"model.name_or_path={model.strip()}"])
+    configs = lesson_configs(lesson, config)
+    values = ", ".join(str(c.flat()[lesson.setting]) for c in configs)
+    st.caption(t("lessons.values", setting=lesson.setting, values=values, count=len(configs)))
+    with st.spinner(t("lessons.estimating")):
+        seconds = estimated_seconds(tuple(c.to_yaml() for c in configs))
+    st.caption(t("lessons.expected", time=duration(seconds)))
+    if st.button(t("lessons.launch", count=len(configs)), type="primary", icon=":material/play_arrow:"):
+        group = group_name(lesson, config)
+        runner = get_runner()
+        for run_config in configs:
+            runner.submit(run_config, group=group)
+        st.query_params["group"] = group
+        st.toast(t("lessons.queued", count=len(configs)))
+        st.rerun()
+
+
+def in_language(finding: Finding) -> str:
+    values = dict(finding.values)
+    if "metric" in values:
+        values["metric"] = t(f"lessons.metric.{values['metric']}")
+    templates = {code: t(f"lessons.finding.{code}") for code in FINDINGS}
+    return finding_in_words(Finding(finding.code, values), templates, duration_units())
+
+
+def metric_chart(lesson: Lesson, runs, metric: str) -> go.Figure:
+    """The test metric against the varied value (a log axis for rates, sizes and ranks)."""
+    points = metric_by_value(runs)
+    figure = go.Figure()
+    figure.add_scatter(
+        x=points["value"].astype(str) if lesson.setting in CATEGORICAL else points["value"],
+        y=points["metric"],
+        mode="lines+markers",
+        name=t(f"lessons.metric.{metric}"),
+    )
+    if lesson.setting in LOG_AXIS:
+        figure.update_xaxes(type="log")
+    figure.update_layout(
+        title=t("lessons.metric_by_value", metric=t(f"lessons.metric.{metric}"), setting=lesson.setting),
+        xaxis_title=lesson.setting,
+        yaxis_title=t(f"lessons.metric.{metric}"),
+        height=360,
+    )
+    return figure
+
+
+CATEGORICAL = ("peft.method", "train.seed", "train.early_stopping_patience")
+LOG_AXIS = ("train.learning_rate", "data.train_subset", "peft.r")
+
+
+def loss_chart(views, colours: dict[str, str]) -> go.Figure:
+    """Training loss (smoothed, solid) and validation loss (dashed) of every run: where they part ways."""
+    figure = go.Figure()
+    for label, view in views.items():
+        colour = colours[label]
+        steps = view.steps
+        if not steps.empty:
+            figure.add_scatter(
+                x=thinned(steps["step"].tolist()),
+                y=thinned(smooth(steps["loss"].tolist(), 0.6)),
+                mode="lines",
+                name=t("lessons.training_loss", value=label),
+                line={"color": colour},
+            )
+        evaluations = view.evaluations
+        if "loss" in evaluations and not evaluations.empty:
+            figure.add_scatter(
+                x=evaluations["step"].tolist(),
+                y=evaluations["loss"].tolist(),
+                mode="lines+markers",
+                name=t("lessons.validation_loss", value=label),
+                line={"color": colour, "dash": "dash"},
+            )
+    figure.update_layout(
+        title=t("lessons.losses"), xaxis_title=t("chart.step"), yaxis_title=t("chart.loss"), height=400
+    )
+    return figure
+
+
+def lesson_group(group: str, polling: bool) -> None:
+    lesson = lesson_of_group(group)
+    runs = lesson_runs(store, lesson, group) if lesson else []
+    if lesson is None or not runs:
+        st.info(t("lessons.empty"))
+        return
+    metric = primary_metric_name(runs[0].record.task)
+    st.markdown(f"#### {title(lesson)}\n{t(f'lessons.{lesson.name}.question')}")
+    done = sum(not run.record.is_active for run in runs)
+    st.progress(done / len(runs), text=t("lessons.progress", done=done, total=len(runs)))
+    st.markdown(f"**{t('lessons.conclusion')}**")
+    st.markdown("\n".join(f"- {in_language(finding)}" for finding in lesson_conclusion(lesson, runs)))
+    table = lesson_table(runs)
+    shown = table.assign(
+        value=table["value"].astype(str),
+        status=table["status"].map(status_name),
+        **{
+            "train seconds": table["train seconds"].map(duration),
+            "trainable share": table["trainable share"].map(format_share),
+        },
+    )
+    st.dataframe(
+        shown.drop(columns=["run"]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "value": st.column_config.TextColumn(lesson.setting),
+            "status": st.column_config.TextColumn(t("history.status")),
+            "test": st.column_config.NumberColumn(t("history.test", metric=metric), format="%.3f"),
+            "best validation": st.column_config.NumberColumn(
+                t("history.best_validation", metric=metric), format="%.3f"
+            ),
+            "trainable": st.column_config.NumberColumn(t("history.trainable_parameters"), format="localized"),
+            "trainable share": st.column_config.TextColumn(t("history.trainable_share")),
+            "train seconds": st.column_config.TextColumn(t("history.wall_time")),
+        },
+    )
+    views = run_views(store, runs)
+    colours = charts.series_colours(list(views))
+    left, right = st.columns(2)
+    left.plotly_chart(metric_chart(lesson, runs, metric), width="stretch", key="lesson-metric")
+    right.plotly_chart(loss_chart(views, colours), width="stretch", key="lesson-losses")
+    _, scores = charts.compare_curves(views, 0.6, metric, colours)
+    st.plotly_chart(scores, width="stretch", key="lesson-validation")
+    cancel_remaining(runs)
+    if polling and not any(run.record.is_active for run in runs):
+        st.rerun()  # the whole page, once: it stops polling
+
+
+def cancel_remaining(runs) -> None:
+    active = [run.record for run in runs if run.record.is_active]
+    if active and st.button(t("compare.cancel", count=len(active)), icon=":material/stop:"):
+        runner = get_runner()
+        for record in active:
+            try:
+                runner.cancel(record.id)
+            except LabError:
+                pass  # ended meanwhile
+        st.rerun()
+
+
+with user_errors():
+    lesson_list()
+    groups = [name for name in store.groups() if name.startswith(GROUP_PREFIX)]
+    with st.expander(t("lessons.new"), expanded=not groups, icon=":material/add:"):
+        launch_form()
+    if groups:
+        wanted = st.query_params.get("group")
+        group = st.selectbox(t("lessons.group"), groups, index=groups.index(wanted) if wanted in groups else 0)
+        st.query_params["group"] = group
+        active = any(run.is_active for run in store.list_runs(group=group))
+        # Redrawn every few seconds while a run of the lesson is queued or running.
+        st.fragment(lesson_group, run_every=3 if active else None)(group, active)
+    else:
+        st.caption(t("lessons.none_yet"))

@@ -1,0 +1,216 @@
+"""Lessons: runs that vary one setting, and a conclusion computed from what they measured.
+
+The CLI test trains the learning-rate lesson on the tiny BERT; the conclusion tests feed measured results
+(through a scripted stand-in for the engine, or as outcomes) and check that the sentences follow them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.groups.conclusions import FINDINGS, RunOutcome, conclude, finding_text
+from lab.groups.lessons import LESSONS, get_lesson, lesson_base, lesson_configs
+from lab.launch import scripted
+from lab.runs.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lab(*args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *map(str, args)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
+
+
+def test_lesson_list_names_each_lesson_with_its_question_and_time():
+    result = lab("lesson", "list")
+    assert result.returncode == 0, result.stderr
+    for lesson in LESSONS.values():
+        assert lesson.name in result.stdout and lesson.question in result.stdout
+    assert set(LESSONS) == {
+        "learning-rate",
+        "data-size",
+        "overfitting",
+        "what-to-train",
+        "lora-rank",
+        "seeds",
+        "ner-length",
+    }
+    assert "about 12 min on 2 CPU cores" in result.stdout  # learning-rate's planned time
+
+
+def test_learning_rate_lesson_writes_one_run_per_value_and_names_the_winner(tiny_model_dir, sentiment_csv, tmp_path):
+    report_path = tmp_path / "lesson.json"
+    result = lab(
+        "lesson",
+        "run",
+        "learning-rate",
+        "--train-file",
+        sentiment_csv,
+        "--model",
+        tiny_model_dir,
+        "--max-steps",
+        "3",
+        "--max-length",
+        "32",
+        "--set",
+        "train.eval_steps=3",
+        "--name",
+        "cli lesson",
+        "--json",
+        report_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Expected time: about" in result.stdout
+    report = json.loads(report_path.read_text())
+    assert report["lesson"] == "learning-rate" and report["question"] == LESSONS["learning-rate"].question
+    values = [run["value"] for run in report["runs"]]
+    assert values == sorted(values) and len(values) == 4  # one run per rate, low to high
+    best = max(run["metrics"]["accuracy"] for run in report["runs"])
+    winners = [run["value"] for run in report["runs"] if best - run["metrics"]["accuracy"] <= 0.005]
+    assert all(f"learning_rate={value:g}" in report["conclusion"] for value in winners), report
+    assert f"accuracy {best:.3f}" in report["conclusion"]
+    stored = RunStore().list_runs(group="lesson learning-rate cli lesson")
+    assert sorted(run.id for run in stored) == sorted(run["id"] for run in report["runs"])
+
+
+def scripted_engine(measured: dict[float, tuple[float, list[float]]]):
+    """A stand-in for the engine whose test accuracy and training losses depend on the run's learning rate."""
+
+    def train(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
+        accuracy, losses = measured[config.train.learning_rate]
+        for step, loss in enumerate(losses, start=1):
+            sink(scripted.StepEvent(step=step, max_steps=len(losses), loss=loss))
+        metrics = {"accuracy": accuracy, "macro_f1": accuracy}
+        sink(scripted.ResultEvent(metrics=metrics, per_label=scripted.PER_LABEL, output_dir=str(output_dir)))
+        return scripted.RunResult(
+            "completed", str(output_dir), metrics, scripted.PER_LABEL, **scripted.SCRIPTED_SUMMARY
+        )
+
+    return train
+
+
+def run_lesson(arguments: list[str], train_fn) -> dict:
+    from lab.cli.lesson import command_lesson_run
+    from lab.cli.main import build_parser
+
+    args = build_parser().parse_args(["lesson", "run", *arguments])
+    assert command_lesson_run(args, train_fn=train_fn) == 0
+    return json.loads(Path(args.json).read_text())
+
+
+@pytest.mark.parametrize("winner", [1e-3, 1e-4])
+def test_the_conclusion_follows_what_the_runs_measured(winner, tiny_model_dir, sentiment_csv, tmp_path):
+    falling, rising, flat = [0.7, 0.6, 0.5, 0.4], [0.7, 0.9, 1.4, 2.5], [0.70, 0.70, 0.69, 0.69]
+    measured = {1e-5: (0.52, flat), 1e-4: (0.61, falling), 1e-3: (0.64, falling), 3e-2: (0.50, rising)}
+    measured[winner] = (0.81, falling)
+    flags = ["learning-rate", "--train-file", str(sentiment_csv), "--model", tiny_model_dir, "--lr", "1e-3"]
+    report = run_lesson(
+        [*flags, "--name", f"scripted {winner}", "--json", str(tmp_path / "r.json")], scripted_engine(measured)
+    )
+    conclusion = report["conclusion"]
+    assert [run["value"] for run in report["runs"]] == [1e-5, 1e-4, 1e-3, 3e-2]
+    assert conclusion.startswith(f"learning_rate={winner:g} scored best: accuracy 0.810")
+    assert "At learning_rate=0.03 the training loss rose from" in conclusion  # too large: it diverged
+    assert "At learning_rate=1e-05 the training loss barely moved" in conclusion  # too small
+
+
+def outcome(value, score, **measured) -> RunOutcome:
+    return RunOutcome(value=value, status="completed", metrics={"accuracy": score}, **measured)
+
+
+def english(findings) -> str:
+    return " ".join(finding_text(finding) for finding in findings)
+
+
+def test_tied_values_are_named_together_with_their_best_score():
+    text = english(conclude(get_lesson("seeds"), [outcome(1, 0.801), outcome(2, 0.804), outcome(3, 0.7)], "accuracy"))
+    assert text.startswith("seed=1, seed=2 tied for best at accuracy 0.804")
+    assert "from 0.700 to 0.804" in text and "spread 0.104" in text
+
+
+def test_overfitting_says_where_validation_turned_up_and_what_early_stopping_saved():
+    full = outcome(
+        0, 0.70, steps=100, losses=[0.7, 0.3, 0.05], validation_losses=[(20, 0.6), (40, 0.45), (60, 0.5), (100, 0.9)]
+    )
+    full.seconds = 300.0
+    stopped = outcome(2, 0.74, steps=60, max_steps=100, validation_losses=[(20, 0.6), (40, 0.45), (60, 0.5)])
+    stopped.seconds = 180.0
+    findings = conclude(get_lesson("overfitting"), [full, stopped], "accuracy")
+    assert [finding.code for finding in findings] == ["best", "margin", "turned_up", "early_stop"]
+    assert "lowest at step 40 (0.450) and rose to 0.900 by step 100" in english(findings)
+    assert findings[-1].values["saved_seconds"] == 120.0 and findings[-1].values["steps"] == 60
+
+
+def test_returns_stop_where_larger_values_gain_less_than_the_margin():
+    runs = [outcome(1, 0.70), outcome(4, 0.78), outcome(16, 0.785), outcome(64, 0.781)]
+    assert "Returns stop at train_subset=4:" in english(conclude(get_lesson("data-size"), runs, "accuracy"))
+
+
+def test_a_lesson_varies_only_its_setting_on_the_task_budget():
+    lesson = get_lesson("lora-rank")
+    configs = lesson_configs(lesson, lesson_base(lesson))
+    assert [(c.peft.r, c.peft.alpha) for c in configs] == [(1, 2), (4, 8), (16, 32), (64, 128)]
+    assert len({c.with_overrides(["peft.r=8", "peft.alpha=16", "name="]).to_yaml() for c in configs}) == 1
+    ner = lesson_configs(get_lesson("ner-length"), lesson_base(get_lesson("ner-length")))
+    assert [c.train.max_length for c in ner] == [16, 32, 64] and {c.data.dataset for c in ner} == {"wnut16"}
+
+
+def test_the_catalogue_has_the_lessons_english_sentences_and_questions():
+    from ui.i18n import catalogue
+
+    english = catalogue("en")
+    for code, sentence in FINDINGS.items():
+        assert english[f"lessons.finding.{code}"] == sentence, code
+    for lesson in LESSONS.values():
+        assert english[f"lessons.{lesson.name}.question"] == lesson.question
+
+
+def lessons_page(runs_dir: Path, monkeypatch, **query):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LAB_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page("pages/8_Lessons.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_the_lessons_page_lists_every_lesson_in_the_pages_language(language, tmp_path, monkeypatch):
+    from ui.i18n import catalogue
+
+    at = lessons_page(tmp_path / "runs", monkeypatch, lang=language)
+    words = catalogue(language)
+    text = "\n".join(element.value for element in at.markdown)
+    assert at.title[0].value == words["pages.lessons"]
+    for lesson in LESSONS.values():
+        assert words[f"lessons.{lesson.name}.title"] in text
+        assert words[f"lessons.{lesson.name}.question"] in text
+    assert words["lessons.none_yet"] in [caption.value for caption in at.caption]
+
+
+def test_a_lessons_page_draws_its_runs_and_writes_the_conclusion_in_chinese(tmp_path, monkeypatch):
+    from lab.launch.worker import run_in_foreground
+
+    store, group, lesson = RunStore(tmp_path / "runs"), "lesson learning-rate page", get_lesson("learning-rate")
+    falling = [0.7, 0.6, 0.5, 0.4]
+    measured = {1e-5: (0.52, falling), 1e-4: (0.61, falling), 1e-3: (0.83, falling), 3e-2: (0.50, [0.7, 1.5])}
+    for config in lesson_configs(lesson, lesson_base(lesson)):
+        run_in_foreground(config, store=store, group=group, train_fn=scripted_engine(measured))
+    at = lessons_page(tmp_path / "runs", monkeypatch, lang="zh", group=group)
+    text = "\n".join(element.value for element in at.markdown)
+    assert "learning_rate=0.001 得分最高：在留出的测试集上 准确率 为 0.830" in text
+    assert "在 learning_rate=0.03 时训练损失从 0.700 升到 1.500" in text
+    assert len(at.get("plotly_chart")) == 3  # metric against rate, the losses, the validation metric
