@@ -8,6 +8,7 @@ Classification shows the label probabilities; NER shows the text with entities h
 import streamlit as st
 
 from lab.errors import LabError
+from lab.views.formatting import plain_text
 from lab.views.playground import attributions_html, entities_html, example_text, find_test_mistakes
 from ui import charts
 from ui.common import get_store, method_name, page_setup, task_name, user_errors, wait_for_training_stack
@@ -50,7 +51,8 @@ def why(model_dir: str, words: list[str], word: int | None = None) -> None:
     with st.spinner(t("playground.explaining")):
         found = explanation(model_dir, " ".join(words), word)
     st.markdown(attributions_html(found.words, found.attributions), unsafe_allow_html=True)
-    st.caption(t("playground.why_caption", target=found.target, probability=f"{found.probability:.1%}"))
+    # A label is the user's data: shown as typed, not as Markdown.
+    st.caption(t("playground.why_caption", target=plain_text(found.target), probability=f"{found.probability:.1%}"))
 
 
 def classify(predictor, model_dir: str, text: str) -> None:
