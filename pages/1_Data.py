@@ -14,14 +14,24 @@ import yaml
 from lab.config import DEFAULT_MODEL, TASKS, DataConfig
 from lab.data.builtin import BUILTINS
 from lab.hub import is_offline
-from lab.views.data_view import UPLOAD_TYPES, DataOverview, data_overview, save_upload, token_lengths, truncated_share
+from lab.views.data_view import (
+    UPLOAD_TYPES,
+    DataOverview,
+    TokenLengths,
+    data_overview,
+    save_upload,
+    token_lengths,
+    truncated_share,
+)
 from ui import charts
 from ui.common import NEW_RUN_PAGE, get_store, page_setup, task_name, user_errors, wait_for_training_stack
 from ui.i18n import field_help, message, t
 from ui.widgets import column_mapping
 
-# What "Train on this data" passes to the New run page (the task's default keeps its subset sizes).
+# What "Train on this data" passes to the New run page (a built-in dataset keeps the task's subset sizes;
+# a file of the user's trains on all of it).
 HANDED_OVER = ("dataset", "train_file", "text_column", "label_column", "tokens_column", "tags_column")
+WHOLE_FILE = {"train_subset": 0, "eval_subset": 0}
 
 page_setup("pages.data")
 st.title(t("pages.data"))
@@ -41,6 +51,12 @@ def load_tokenizer(model: str):
     from lab.model.loading import load_tokenizer as load
 
     return load(ModelConfig(name_or_path=model))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def load_lengths(data_yaml: str, task: str, model: str, max_length: int) -> TokenLengths:
+    # Reruns (every click) reuse the lengths; a new model or max_length measures again.
+    return token_lengths(load_tokenizer(model), load_overview(data_yaml, task).examples, task, max_length)
 
 
 def choose_data(task: str) -> DataConfig | None:
@@ -80,7 +96,7 @@ def show_overview(overview: DataOverview, task: str) -> None:
     st.dataframe(overview.preview, hide_index=True, height=250)
 
 
-def show_lengths(overview: DataOverview, task: str) -> None:
+def show_lengths(overview: DataOverview, task: str, data_yaml: str) -> None:
     st.subheader(t("data.labels_and_lengths"))
     left, right = st.columns([3, 1])
     model = left.text_input(t("data.tokenizer_model"), DEFAULT_MODEL, help=field_help("model", "name_or_path"))
@@ -89,12 +105,15 @@ def show_lengths(overview: DataOverview, task: str) -> None:
     )
     with st.spinner(t("data.loading_tokenizer")):
         tokenizer = load_tokenizer(model)
-    lengths = token_lengths(tokenizer, overview.examples, task)
+    measured = load_lengths(data_yaml, task, model, int(max_length))
+    lengths = measured.lengths
     share = truncated_share(lengths, max_length)
     left, right = st.columns(2)
     left.plotly_chart(charts.label_distribution(overview.label_counts, task), width="stretch")
     right.plotly_chart(charts.token_length_histogram(lengths, max_length, model), width="stretch")
     right.markdown(t(f"data.truncated.{task}", share=f"{share:.1%}", count=f"{len(lengths):,}", max_length=max_length))
+    if measured.clipped:
+        right.caption(t(f"data.lengths_clipped.{task}", count=f"{measured.clipped:,}", limit=f"{measured.limit:,}"))
     if task == "ner" and overview.examples:
         show_alignment(overview, tokenizer, max_length)
 
@@ -125,11 +144,14 @@ with user_errors():
     task = st.radio(t("form.task"), TASKS, format_func=task_name, horizontal=True)
     data_config = choose_data(task)
     if data_config is not None:
+        data_yaml = yaml.safe_dump(dataclasses.asdict(data_config))
         with st.spinner(t("data.loading")):
-            overview = load_overview(yaml.safe_dump(dataclasses.asdict(data_config)), task)
+            overview = load_overview(data_yaml, task)
         show_overview(overview, task)
-        show_lengths(overview, task)
+        show_lengths(overview, task, data_yaml)
         if st.button(t("data.train_on_this"), icon=":material/tune:", type="primary"):
             chosen = {name: value for name, value in dataclasses.asdict(data_config).items() if name in HANDED_OVER}
+            if data_config.train_file:
+                chosen.update(WHOLE_FILE)
             st.session_state["new-run-data"] = {"task": task, "data": chosen}
             st.switch_page(NEW_RUN_PAGE)

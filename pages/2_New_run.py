@@ -160,11 +160,28 @@ def data_section(task: str) -> DataConfig:
         for name in COLUMN_FIELDS[task]:
             setattr(data, name, getattr(d, name))
         column_mapping(task, data, key)
+    # Switching the source starts from its own sample sizes: all of a user's file, the built-in default's
+    # sample of IMDB (2,000 / 500), never one carried over to the other.
+    shown = key("data-source-shown")  # the source this form showed last, until a new form (a YAML, a task)
+    switched, state[shown] = state.get(shown, files) != files, files
     left, right = st.columns(2)
-    with left:
-        data.train_subset = number("data", "train_subset", d.train_subset, min_value=0, step=100)
-    with right:
-        data.eval_subset = number("data", "eval_subset", d.eval_subset, min_value=0, step=100)
+    for column, name in ((left, "train_subset"), (right, "eval_subset")):
+        with column:
+            value = getattr(d, name)
+            if switched:
+                value = 0 if files == "files" else getattr(default_config(task).data, name)
+            setattr(
+                data,
+                name,
+                st.number_input(
+                    t(f"field.data.{name}"),
+                    value=value,
+                    min_value=0,
+                    step=100,
+                    key=key(f"data.{name}.{files}"),
+                    help=field_help("data", name),
+                ),
+            )
     return data
 
 

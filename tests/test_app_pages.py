@@ -154,7 +154,7 @@ def fill_form(at: AppTest, train_file: Path, model: str) -> AppTest:
 def expected_form_config(train_file: Path, model: str) -> RunConfig:
     config = RunConfig(task="classification", name="form-run")
     config.data.dataset, config.data.train_file = "", str(train_file)
-    config.data.train_subset, config.data.eval_subset = 2000, 500  # the classification default's subsets
+    config.data.train_subset, config.data.eval_subset = 0, 0  # a user's file: all of it, not IMDB's sample sizes
     config.model.name_or_path = model
     config.peft.r = 4
     config.train.learning_rate, config.train.train_batch_size, config.train.epochs = 0.002, 8, 1.0

@@ -101,15 +101,30 @@ def data_overview(data_cfg: DataConfig, task: str, sample: int = 2000) -> DataOv
     )
 
 
-def token_lengths(tokenizer: Any, examples: Sequence[Any], task: str) -> list[int]:
-    """Sub-word tokens per example (special tokens included), without truncation."""
-    if not examples:
-        return []
+@dataclass
+class TokenLengths:
+    lengths: list[int]  # sub-word tokens per example, special tokens included
+    clipped: int  # how many examples were measured on their start only
+    limit: int  # that start: characters per text, or words per sentence for NER
+
+
+def token_lengths(tokenizer: Any, examples: Sequence[Any], task: str, max_length: int) -> TokenLengths:
+    """Sub-word tokens per example, without truncation, of the start of each text that training reads
+    (lab.data.preprocessing.clip_text): many times `max_length` tokens, never a whole 50 MB field. Whether
+    an example is truncated at `max_length` is exact; a longer length counts up to that start."""
+    from lab.data.preprocessing import CHARACTERS_PER_TOKEN, WORDS_PER_TOKEN, clip_text, clip_words
+
     if task == "ner":
-        encoded = tokenizer(list(examples), is_split_into_words=True, truncation=False)
+        clipped = [clip_words(words, max_length) for words in examples]
+        cut = sum(short != list(words) for short, words in zip(clipped, examples))
+        encoded = tokenizer(clipped, is_split_into_words=True, truncation=False) if clipped else {"input_ids": []}
+        limit = max_length * WORDS_PER_TOKEN
     else:
-        encoded = tokenizer(list(examples), truncation=False)
-    return [len(ids) for ids in encoded["input_ids"]]
+        texts = [clip_text(text, max_length) for text in examples]
+        cut = sum(len(short) < len(text) for short, text in zip(texts, examples))
+        encoded = tokenizer(texts, truncation=False) if texts else {"input_ids": []}
+        limit = max_length * CHARACTERS_PER_TOKEN
+    return TokenLengths([len(ids) for ids in encoded["input_ids"]], cut, limit)
 
 
 def truncated_share(lengths: Sequence[int], max_length: int) -> float:
