@@ -507,6 +507,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ("killed server", lambda: scenario_killed_server(work)),
             ("two readers", lambda: scenario_two_readers(work)),
         ]
+        from bench.store_faults import STORE_SCENARIOS, run_scenario
+
+        scenarios += [(title, lambda title=title: run_scenario(title, work)) for title in STORE_SCENARIOS]
         if not args.skip_load:
             model = tiny if args.quick else args.load_model
             scenarios.append(

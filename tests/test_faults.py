@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bench.reliability import scenario_disk_full, scenario_oom_engine, scenario_oom_job
+from bench.store_faults import STORE_SCENARIOS, run_scenario
 from lab.config import RunConfig
 from lab.events import EvalEvent, StepEvent
 from lab.launch import scripted
@@ -69,6 +70,16 @@ def test_out_of_memory_in_the_real_engine_frees_the_model_and_the_next_run_train
 
 def test_disk_full_while_saving_fails_cleanly_and_earlier_runs_are_intact(tmp_path, tiny_model_dir, sentiment_csv):
     row = scenario_disk_full(tmp_path, tiny_model_dir, sentiment_csv)
+    assert row.passed, row.observed
+
+
+@pytest.mark.parametrize("title", list(STORE_SCENARIOS))
+def test_the_run_store_degrades_instead_of_crashing(title, tmp_path):
+    """Read-only, locked, damaged and full stores; owners a reader cannot look at; deleted folders; escape
+    codes; long histories (bench/store_faults.py says what each stages and expects)."""
+    row = run_scenario(title, tmp_path)
+    if row.observed.startswith("skipped"):
+        pytest.skip(row.observed)
     assert row.passed, row.observed
 
 

@@ -16,7 +16,8 @@ import pytest
 from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import EvalEvent, LogEvent, StatusEvent, StepEvent
-from lab.runs.owner import STALE_AFTER_SECONDS, Owner, process_identity
+from lab.runs import connection
+from lab.runs.owner import STALE_AFTER_SECONDS, Owner, boot_id, host_id, pid_namespace, process_identity
 from lab.runs.sink import StoreSink
 from lab.runs.store import RunStore
 
@@ -180,15 +181,150 @@ def test_run_of_a_dead_owner_is_interrupted_on_open(store: RunStore) -> None:
     assert reopened.get_run(mine).status == "queued"  # this process is alive: its run is left alone
 
 
-def test_owner_liveness_uses_pid_identity_and_heartbeat() -> None:
-    me, now = Owner.current(), time.time()
-    assert not me.is_dead(now, now)
-    assert Owner(me.host, me.pid, "another-boot:123").is_dead(now, now)  # our pid, reused: not the owner
-    assert Owner(me.host, 2**22 + 12345, me.identity).is_dead(now, now)  # no such process
-    elsewhere = Owner(socket.gethostname() + "-other", 1, "")
-    assert not elsewhere.is_dead(now - 5, now)
-    assert elsewhere.is_dead(now - STALE_AFTER_SECONDS - 1, now)
+def identity(pid: int, ticks: str = "1", machine: str = "", boot: str = "", namespace: str = "") -> str:
+    return "/".join(("v2", machine or host_id(), boot or boot_id(), namespace or pid_namespace(), str(pid), ticks))
+
+
+FRESH, STALE = 5.0, STALE_AFTER_SECONDS + 1
+
+
+@pytest.mark.parametrize(
+    "who, heartbeat_age, dead",
+    [
+        ("me", None, False),  # looked at directly: a missing heartbeat does not matter
+        ("my pid, another start time", FRESH, True),  # the pid was reused: not the owner
+        ("no such process", FRESH, True),
+        ("another boot of this machine", FRESH, True),
+        ("another PID namespace, beating", FRESH, False),  # its pid means another process here
+        ("another PID namespace, silent", STALE, True),
+        ("another machine, beating", FRESH, False),
+        ("another machine, silent", STALE, True),
+        ("an older lab's identity, beating", FRESH, False),
+        ("an older lab's identity, silent", STALE, True),
+    ],
+)
+def test_owner_liveness_by_machine_boot_namespace_and_process_start(who, heartbeat_age, dead) -> None:
+    me = Owner.current()
+    ticks = me.identity.rsplit("/", 1)[1]
+    owners = {
+        "me": me,
+        "my pid, another start time": Owner(me.host, me.pid, identity(me.pid, ticks + "9")),
+        "no such process": Owner(me.host, 2**22 + 12345, identity(2**22 + 12345)),
+        "another boot of this machine": Owner(me.host, me.pid, identity(me.pid, ticks, boot="0-old-boot")),
+        "another PID namespace, beating": Owner(me.host, 1, identity(1, namespace="4026599999")),
+        "another PID namespace, silent": Owner(me.host, 1, identity(1, namespace="4026599999")),
+        "another machine, beating": Owner("elsewhere", me.pid, identity(me.pid, machine="other-machine")),
+        "another machine, silent": Owner("elsewhere", me.pid, identity(me.pid, machine="other-machine")),
+        "an older lab's identity, beating": Owner(socket.gethostname(), 1, f"{boot_id()}:1"),
+        "an older lab's identity, silent": Owner(socket.gethostname(), 1, f"{boot_id()}:1"),
+    }
+    assert owners[who].is_dead(heartbeat_age) is dead
     assert process_identity(os.getpid()) == me.identity
+
+
+def test_heartbeats_are_timed_by_the_stores_clock_not_the_owners(store: RunStore, monkeypatch) -> None:
+    """An owner whose clock is 6 minutes behind, judged by its heartbeat: still alive."""
+    import lab.runs.owner as owner
+
+    monkeypatch.setattr(owner, "pid_namespace", lambda: "4026599999")  # a reader cannot look at its process
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 360)
+    run_id = make_run(store)
+    store.mark_running(run_id)
+    store.heartbeat([run_id])
+    monkeypatch.undo()
+    assert RunStore(store.runs_dir).get_run(run_id).status == "running"
+
+
+def test_finish_records_the_real_outcome_of_a_run_another_process_marked_interrupted(store: RunStore) -> None:
+    run_id = make_run(store)
+    store.mark_running(run_id)
+    judge = (
+        "import sys; from lab.runs.owner import Owner; Owner.is_dead = lambda self, age: True;"
+        "from lab.runs.store import RunStore; RunStore(sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", judge, str(store.runs_dir)], cwd=REPO, check=True)
+    assert store.get_run(run_id).status == "interrupted"
+    assert store.finish(run_id, "completed", "Finished in 3 s.", metrics={"accuracy": 0.9})
+    run = store.get_run(run_id)
+    assert (run.status, run.metrics) == ("completed", {"accuracy": 0.9})
+    statuses = [e.status for _, e in store.events_since(run_id) if isinstance(e, StatusEvent)]
+    assert statuses == ["queued", "running", "interrupted", "completed"]
+
+
+def test_an_owner_that_interrupted_its_own_run_does_not_overwrite_that(store: RunStore) -> None:
+    run_id = make_run(store)
+    store.mark_running(run_id)
+    assert store.finish(run_id, "interrupted", "SIGTERM")
+    assert not store.finish(run_id, "failed", "later")
+    assert store.get_run(run_id).status == "interrupted"
+
+
+def test_reading_a_store_an_older_lab_made_leaves_it_as_it_was(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = RunStore(tmp_path)
+    old = store.create_run(RunConfig(name="older")).id
+    store.close()
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN group_name")
+        conn.execute("ALTER TABLE runs DROP COLUMN ended_by")
+        conn.execute("PRAGMA user_version = 1")
+    reader = RunStore(tmp_path)
+    assert [run.id for run in reader.list_runs()] == [old] and reader.get_run(old).group_name == ""
+    assert reader.groups() == [] and reader.find_run("older").id == old
+    reader.close()
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        assert "group_name" not in columns and conn.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_a_runs_folder_without_a_store_reads_as_empty_and_stays_empty(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    assert store.list_runs() == [] and store.groups() == []
+    assert not (tmp_path / "runs" / "lab.db").exists()
+    make_run(store)  # the first write makes it
+    assert len(RunStore(tmp_path / "runs").list_runs()) == 1
+
+
+def test_the_store_is_backed_up_on_writes_at_most_once_per_interval(store: RunStore, monkeypatch) -> None:
+    backup = store.db_path.with_name("lab.db.backup")
+    make_run(store)
+    deadline = time.monotonic() + 10
+    while not backup.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = backup.stat().st_mtime_ns
+    make_run(store)
+    time.sleep(0.3)
+    assert backup.stat().st_mtime_ns == first  # within the interval: no second copy
+    monkeypatch.setattr(connection, "BACKUP_EVERY_SECONDS", 0.0)
+    store.backup_now()
+    assert store.db_path.with_name("lab.db.backup.1").exists()  # the previous copy is kept
+    restored = RunStore(store.runs_dir / "restored")
+    restored.close()
+    (store.runs_dir / "restored" / "lab.db").write_bytes(backup.read_bytes())
+    assert len(RunStore(store.runs_dir / "restored").list_runs()) == 2
+
+
+def test_a_full_disk_at_the_end_of_a_run_is_recorded_once_space_is_freed(store: RunStore, monkeypatch) -> None:
+    import lab.launch.execute as execute
+    from bench.store_faults import injected_full_disk
+    from lab.launch.execute import execute_run
+    from lab.launch.scripted import scripted_train
+
+    monkeypatch.setattr(execute, "FINAL_WRITE_RETRY_SECONDS", 0.05)
+    run_id = store.create_run(RunConfig(name="steps=3")).id
+    with injected_full_disk() as full:
+
+        def train(*args, **kwargs):
+            scripted_train(*args, **kwargs)
+            full.set()  # the disk fills while the model is saved
+            threading.Timer(1.5, full.clear).start()  # the user frees space a little later
+            raise OSError(28, "No space left on device", "model.safetensors")
+
+        assert execute_run(store, run_id, train, threading.Event()) == "failed"
+    run = RunStore(store.runs_dir).get_run(run_id)
+    assert run.status == "failed" and run.message.startswith("The disk is full (model.safetensors)")
 
 
 def test_sink_buffers_step_events_and_flushes_urgent_ones_at_once(store: RunStore) -> None:
@@ -341,7 +477,7 @@ def test_a_run_whose_last_events_cannot_be_written_still_ends_with_the_stores_er
     assert execute_run(store, run_id, scripted_train, threading.Event()) == "failed"
     run = RunStore(store.runs_dir).get_run(run_id)
     assert run.status == "failed"
-    assert run.message == "The run store could not be written: database or disk is full"
+    assert run.message.startswith("The disk is full: free some space")
 
 
 def test_a_yaml_config_with_a_train_file_flag_records_the_file_as_the_dataset(

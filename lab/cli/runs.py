@@ -29,7 +29,7 @@ from lab.events import (
 )
 from lab.launch.execute import EXIT_CODES
 from lab.launch.worker import cancel_run, continue_in_foreground
-from lab.runs.records import RunRecord
+from lab.runs.records import RunRecord, inert
 from lab.runs.resume import prepare_resume
 from lab.runs.store import RunStore
 
@@ -91,8 +91,15 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     delete.set_defaults(handler=cmd_delete)
 
 
-def open_store(args: argparse.Namespace) -> RunStore:
-    return RunStore(getattr(args, "runs_dir", None))
+# How long a command waits for a store another process holds locked before it says so. A run in this
+# terminal (resume, show --follow) waits as long as any worker.
+WAIT_FOR_LOCK_SECONDS = 5.0
+
+
+def open_store(args: argparse.Namespace, patient: bool = False) -> RunStore:
+    if patient:
+        return RunStore(getattr(args, "runs_dir", None))
+    return RunStore(getattr(args, "runs_dir", None), busy_timeout=WAIT_FOR_LOCK_SECONDS)
 
 
 # ---- handlers -----------------------------------------------------------------------------------
@@ -156,7 +163,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    store = open_store(args, patient=args.follow)
     run = store.find_run(args.run)
     if args.follow:
         for _, event in store.follow(run.id):
@@ -174,13 +181,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     store = open_store(args)
     run = store.find_run(args.run)
     cancel_run(store, run.id)
-    print(f"Asked run {run.id} to stop; it stops at its next optimizer step.")
+    print(f"Asked run {inert(run.id)} to stop; it stops at its next optimizer step.")
     deadline = time.monotonic() + args.wait
     while args.wait > 0 and time.monotonic() < deadline:
         store.recover_orphans()
         run = store.get_run(run.id)
         if not run.is_active:
-            print(f"Run {run.id} is {run.status}.")
+            print(f"Run {inert(run.id)} is {inert(run.status)}.")
             return 0
         time.sleep(0.5)
     if args.wait > 0:
@@ -190,7 +197,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    store = open_store(args)
+    store = open_store(args, patient=True)
     run = store.find_run(args.run)
     checkpoint = prepare_resume(store, run.id)
     print(
@@ -203,7 +210,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         store, run.id, sink=lambda event: print(line, file=sys.stderr) if (line := format_event(event)) else None
     )
     run = store.get_run(run.id)
-    print(f"Run {run.id} {run.status}" + (f": {run.message}" if run.message else "."))
+    print(inert(f"Run {run.id} {run.status}" + (f": {run.message}" if run.message else ".")))
     return code
 
 
@@ -211,7 +218,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     store = open_store(args)
     run = store.find_run(args.run)
     store.delete_run(run.id)
-    print(f"Deleted run {run.id} ({run.name}) and its folder.")
+    print(inert(f"Deleted run {run.id} ({run.name}) and its folder."))
     return 0
 
 
@@ -252,34 +259,41 @@ def run_details(store: RunStore, run: RunRecord) -> dict[str, Any]:
 
 
 def describe_run(store: RunStore, run: RunRecord, with_traceback: bool = False) -> str:
+    # Each field one inert line: a name or message cannot move the cursor, recolour or fake a line.
     lines = [
-        f"Run {run.id}  ({run.name})",
-        f"Status:   {run.status}" + (f": {run.message}" if run.message else ""),
-        f"Task:     {run.task} on {run.dataset}; model {run.model}; PEFT {run.peft_method}; "
-        f"{run.executor} executor, {run.num_devices} device(s), attempt {run.attempt}",
+        inert(f"Run {run.id}  ({run.name})"),
+        inert(f"Status:   {run.status}" + (f": {run.message}" if run.message else "")),
+        inert(
+            f"Task:     {run.task} on {run.dataset}; model {run.model}; PEFT {run.peft_method}; "
+            f"{run.executor} executor, {run.num_devices} device(s), attempt {run.attempt}"
+        ),
         f"Created:  {_when(run.created_at)}   started: {_when(run.started_at)}   finished: {_when(run.finished_at)}",
-        f"Folder:   {store.run_dir(run.id)}",
+        inert(f"Folder:   {store.run_dir(run.id)}"),
     ]
     if run.output_dir:
-        lines.append(f"Output:   {run.output_dir}")
+        lines.append(inert(f"Output:   {run.output_dir}"))
     if run.metrics:
-        lines.append("Metrics:  " + ", ".join(f"{k} {_number(v)}" for k, v in run.metrics.items()))
+        lines.append(inert("Metrics:  " + ", ".join(f"{k} {_number(v)}" for k, v in run.metrics.items())))
     if run.per_label:
         rows = [tuple(_number(row.get(key)) for key in LABEL_ROW) for row in run.per_label]
         lines += ["", "Per label (test):", _table(LABEL_ROW, rows)]
     if run.traceback and with_traceback:
-        lines += ["", "Traceback:", run.traceback.rstrip()]
+        lines += ["", "Traceback:", inert(run.traceback.rstrip(), multiline=True)]
     elif run.traceback:
-        lines.append(f"(python -m lab show {run.id} --traceback prints the full traceback)")
+        lines.append(inert(f"(python -m lab show {run.id} --traceback prints the full traceback)"))
     config_path = store.run_dir(run.id) / "config.yaml"
     if config_path.is_file():
-        lines += ["", "Config:", config_path.read_text(encoding="utf-8").rstrip()]
+        lines += ["", "Config:", inert(config_path.read_text(encoding="utf-8").rstrip(), multiline=True)]
     return "\n".join(lines)
 
 
 def format_event(event: Event) -> str:
-    """One line per event, for following a run in a terminal; none for the per-step progress events
+    """One inert line per event, for following a run in a terminal; none for the per-step progress events
     (the step lines come every `logging_steps`)."""
+    return inert(_event_line(event))
+
+
+def _event_line(event: Event) -> str:
     if isinstance(event, ProgressEvent):
         return ""
     if isinstance(event, StepEvent):
@@ -305,7 +319,7 @@ def format_event(event: Event) -> str:
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
-    cells = [tuple(map(str, header))] + [tuple("" if c is None else str(c) for c in row) for row in rows]
+    cells = [tuple(map(str, header))] + [tuple("" if c is None else inert(c) for c in row) for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 

@@ -6,7 +6,6 @@ a full disk, Ctrl-C, SIGTERM, any other exception.
 
 from __future__ import annotations
 
-import errno
 import gc
 import json
 import logging
@@ -17,19 +16,23 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, Message, is_out_of_memory, one_line
 from lab.events import EventSink
+from lab.runs.connection import is_disk_full
 from lab.runs.sink import StoreSink, tee
 from lab.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 
 TrainFn = Callable[..., Any]
-FINAL_WRITE_ATTEMPTS = 3
+FINAL_WRITE_ATTEMPTS = 3  # for a store error other than a full disk
+# A full disk is waited out: the outcome stays in memory and is written as soon as space is freed.
+FINAL_WRITE_RETRY_SECONDS = 2.0
+FINAL_WRITE_PATIENCE_SECONDS = 24 * 3600.0
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 130, "interrupted": 130}
 
 
@@ -97,28 +100,91 @@ def execute_run(
     return status
 
 
+@dataclass
+class Outcome:
+    """How a run ended, held in memory until the store has taken it."""
+
+    status: str
+    message: str
+    traceback: str = ""
+    metrics: Optional[dict[str, Any]] = None
+    per_label: Optional[list[dict[str, Any]]] = None
+    summary: Optional[dict[str, Any]] = None
+
+
 def _settle(
     store: RunStore, run_id: str, raised: Optional[BaseException], trace: str, result: Any, should_stop: threading.Event
 ) -> str:
-    """Write the run's final status. If the store refuses that write too, retry a few times with the
-    store's own error as the message, so the run does not stay `running` while its owner lives."""
+    """Work out how the run ended, then record it (`record_outcome`); returns its status."""
+    outcome = None
+    if raised is None:
+        try:
+            outcome = _completed_outcome(store, run_id, result)
+        except Exception as exc:  # noqa: BLE001 - report.json could not be written (a full disk)
+            raised, trace = exc, traceback.format_exc()
+    if outcome is None:
+        assert raised is not None
+        status, text = describe_failure(raised, run_id, should_stop.is_set() or _cancel_asked(store, run_id))
+        outcome = Outcome(status, text, trace)
+    record_outcome(store, run_id, outcome)
+    return outcome.status
+
+
+def _cancel_asked(store: RunStore, run_id: str) -> bool:
     try:
-        if raised is None:
-            return _record_result(store, run_id, result)
-        cancel_asked = should_stop.is_set() or store.cancel_requested(run_id)
-        status, text = describe_failure(raised, run_id, cancel_asked)
-        store.finish(run_id, status, text, trace)
-        return status
-    except Exception as exc:  # noqa: BLE001
-        text = f"The run store could not be written: {one_line(exc)}"
-        for attempt in range(FINAL_WRITE_ATTEMPTS):
-            try:
-                store.finish(run_id, "failed", text, traceback.format_exc())
-                break
-            except Exception:  # noqa: BLE001
-                log.warning("Could not record the end of run %s (attempt %d)", run_id, attempt + 1)
-                time.sleep(1.0)
-        return "failed"
+        return store.cancel_requested(run_id)
+    except LabError:
+        return False  # the store cannot be read: nobody's request can be seen either
+
+
+def record_outcome(store: RunStore, run_id: str, outcome: Outcome) -> bool:
+    """Write a run's final status. On a full disk, keep the outcome in memory and retry every few seconds
+    until space is freed (so the run never reads `interrupted` with a false cause); any other store error
+    is retried a few times, then recorded as the store's own error. False when nothing could be written."""
+    deadline = time.monotonic() + FINAL_WRITE_PATIENCE_SECONDS
+    failures, waiting_said = 0, False
+    while True:
+        try:
+            store.finish(
+                run_id,
+                outcome.status,
+                outcome.message,
+                outcome.traceback,
+                metrics=outcome.metrics,
+                per_label=outcome.per_label,
+                summary=outcome.summary,
+            )
+            if waiting_said:
+                log.warning("Recorded the end of run %s (%s) now that there is space.", run_id, outcome.status)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the store refused the final status
+            failures += 1
+            full = is_disk_full(exc)
+            if time.monotonic() > deadline or (not full and failures >= FINAL_WRITE_ATTEMPTS):
+                return _record_store_error(store, run_id, exc)
+            if full and not waiting_said:
+                log.warning(
+                    "The disk is full: run %s %s, which is recorded as soon as space is freed "
+                    "(python -m lab delete RUN removes an old run; Ctrl-C gives up).",
+                    run_id,
+                    outcome.status,
+                )
+                waiting_said = True
+            time.sleep(FINAL_WRITE_RETRY_SECONDS)
+
+
+def _record_store_error(store: RunStore, run_id: str, error: Exception) -> bool:
+    # The outcome itself could not be stored (not even its metrics): say why, so the run does not stay
+    # `running` while its owner lives.
+    text = f"The run store could not be written: {one_line(error)}"
+    for attempt in range(FINAL_WRITE_ATTEMPTS):
+        try:
+            store.finish(run_id, "failed", text, traceback.format_exc())
+            return True
+        except Exception:  # noqa: BLE001
+            log.warning("Could not record the end of run %s (attempt %d)", run_id, attempt + 1)
+            time.sleep(1.0)
+    return False
 
 
 def describe_failure(exc: BaseException, run_id: str, cancel_asked: bool) -> tuple[str, str]:
@@ -135,6 +201,16 @@ def describe_failure(exc: BaseException, run_id: str, cancel_asked: bool) -> tup
             "interrupted_sigterm",
             run=run_id,
         )
+    if is_disk_full(exc):  # the OS's ENOSPC, SQLite's SQLITE_FULL, or a library's wrapped "os error 28"
+        filename = getattr(exc, "filename", None)
+        where = f" ({filename})" if filename else ""
+        return "failed", Message(
+            f"The disk is full{where}: free some space (python -m lab delete removes old runs), "
+            f"then resume it with python -m lab resume {run_id}.",
+            "disk_full",
+            where=where,
+            run=run_id,
+        )
     if isinstance(exc, LabError):
         return "failed", exc.message
     if isinstance(exc, sqlite3.Error):
@@ -143,19 +219,11 @@ def describe_failure(exc: BaseException, run_id: str, cancel_asked: bool) -> tup
         detail = str(exc).splitlines()[0][:200] if str(exc) else ""
         detail = f" ({detail})" if detail else ""
         return "failed", Message(f"Out of memory: {OUT_OF_MEMORY_ADVICE}.{detail}", "oom", detail=detail)
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        where = f" ({exc.filename})" if exc.filename else ""
-        return "failed", Message(
-            f"The disk is full{where}: free some space (python -m lab delete removes old runs), "
-            f"then resume it with python -m lab resume {run_id}.",
-            "disk_full",
-            where=where,
-            run=run_id,
-        )
     return "failed", one_line(f"{type(exc).__name__}: {exc}", limit=2000)
 
 
-def _record_result(store: RunStore, run_id: str, result: Any) -> str:
+def _completed_outcome(store: RunStore, run_id: str, result: Any) -> Outcome:
+    """The outcome of a run whose training returned; writes report.json beside its model."""
     status = getattr(result, "status", "completed")
     status = status if status in ("completed", "cancelled") else "completed"
     summary = {
@@ -175,8 +243,7 @@ def _record_result(store: RunStore, run_id: str, result: Any) -> str:
         message = Message(f"Finished in {seconds:.0f} s.", "finished", seconds=f"{seconds:.0f}")
     else:
         message = Message("Finished.")
-    store.finish(run_id, status, message, metrics=metrics, per_label=per_label, summary=summary)
-    return status
+    return Outcome(status, message, metrics=metrics, per_label=per_label, summary=summary)
 
 
 def _write_report(

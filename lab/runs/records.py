@@ -1,4 +1,5 @@
 """What a run is to its readers: the `RunRecord` row, its statuses, and how run ids are made and checked."""
+
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import re
 import secrets
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -51,6 +53,7 @@ class RunRecord:
     # Where the engine writes checkpoints, model and report: '' means the run's folder (CLI --output sets it).
     output_dir: str = ""
     group_name: str = ""  # the comparison or sweep the run belongs to; '' for a run of its own
+    ended_by: str = ""  # identity of the process that wrote the final status
 
     @property
     def is_active(self) -> bool:
@@ -70,6 +73,24 @@ def slugify(text: str, max_length: int = 40) -> str:
 def clean_name(name: str) -> str:
     """The display name: printable, one line, at most 100 characters."""
     return "".join(ch for ch in name if ch.isprintable()).strip()[:100]
+
+
+# Invisible characters that reorder what a terminal shows (the "Trojan Source" overrides and isolates).
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def inert(text: object, multiline: bool = False) -> str:
+    """Text a terminal prints literally: control characters (escape sequences, carriage returns, bells) and
+    bidirectional overrides removed. One line unless `multiline` (then newlines and tabs stay)."""
+    kept = []
+    for ch in str(text):
+        if multiline and ch in "\n\t":
+            kept.append(ch)
+        elif ch in "\n\r\t":
+            kept.append(" ")
+        elif unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS:
+            kept.append(ch)
+    return "".join(kept)
 
 
 def new_run_id(name: str, task: str) -> str:

@@ -1,4 +1,5 @@
 """Resume: turn an ended run back into a queued one that continues from its last checkpoint."""
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,11 @@ def last_checkpoint(folder: Path) -> Optional[Path]:
     skipping one a kill cut off mid-save)."""
     if not folder.is_dir():
         return None
-    steps = [(int(m.group(1)), path) for path in folder.iterdir()
-             if (m := _CHECKPOINT.match(path.name)) and (path / _CHECKPOINT_COMPLETE_MARKER).is_file()]
+    steps = [
+        (int(m.group(1)), path)
+        for path in folder.iterdir()
+        if (m := _CHECKPOINT.match(path.name)) and (path / _CHECKPOINT_COMPLETE_MARKER).is_file()
+    ]
     return max(steps)[1] if steps else None
 
 
@@ -54,9 +58,16 @@ def prepare_resume(store: RunStore, run_id: str) -> Optional[Path]:
     over (and says so) when none was written. Returns the checkpoint, or None."""
     run = store.get_run(run_id)
     trained = run.status != "failed" or trained_a_step(store, run_id)  # only a failed run's history matters
-    refusal = resume_refusal(run, trained, store.run_dir(run_id) / "config.yaml")
+    config_path = store.run_dir(run_id) / "config.yaml"
+    refusal = resume_refusal(run, trained, config_path)
     if refusal:
         raise LabError(refusal)
+    if not config_path.is_file():  # refused before requeue, which would clear how the run ended
+        ended = f"{run.status}: {run.message}" if run.message else run.status
+        raise LabError(
+            f"Run {run_id} cannot be resumed: its folder {config_path.parent} (with config.yaml) was deleted. "
+            f"How it ended stays in its record ({ended})."
+        )
     output_dir = store.output_dir(run)
     checkpoints = output_dir / "checkpoints"
     checkpoint = last_checkpoint(checkpoints)
@@ -65,8 +76,10 @@ def prepare_resume(store: RunStore, run_id: str) -> Optional[Path]:
             shutil.rmtree(partial, ignore_errors=True)
     (output_dir / "report.json").unlink(missing_ok=True)
     if checkpoint is not None:
-        message = (f"Resuming from {checkpoint.name} (step {checkpoint.name.split('-')[1]}), with its optimizer "
-                   f"and scheduler state.")
+        message = (
+            f"Resuming from {checkpoint.name} (step {checkpoint.name.split('-')[1]}), with its optimizer "
+            f"and scheduler state."
+        )
     else:
         message = "No checkpoint was written before the run stopped: starting it over from step 0."
     store.requeue(run_id, str(checkpoint or ""), message)

@@ -1,11 +1,17 @@
 """The run store's SQLite schema, and the upgrade of a store made by an older lab."""
+
 from __future__ import annotations
 
 import sqlite3
 
-_SCHEMA_VERSION = 2
-# Columns added after version 1, for stores made before them: (name, definition).
-_ADDED_COLUMNS = (("group_name", "TEXT NOT NULL DEFAULT ''"),)
+SCHEMA_VERSION = 3
+# Columns added after version 1, for stores made before them: (name, definition, value of old rows).
+# ended_by: the identity of the process that wrote the final status (an owner's own, or a reader's
+# that found the owner dead).
+_ADDED_COLUMNS = (
+    ("group_name", "TEXT NOT NULL DEFAULT ''", "''"),
+    ("ended_by", "TEXT NOT NULL DEFAULT ''", "''"),
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -33,7 +39,8 @@ CREATE TABLE IF NOT EXISTS runs (
     resume_from TEXT NOT NULL DEFAULT '',
     attempt INTEGER NOT NULL DEFAULT 1,
     output_dir TEXT NOT NULL DEFAULT '',
-    group_name TEXT NOT NULL DEFAULT ''
+    group_name TEXT NOT NULL DEFAULT '',
+    ended_by TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 CREATE TABLE IF NOT EXISTS events (
@@ -52,7 +59,27 @@ def create_or_upgrade(conn: sqlite3.Connection) -> None:
     for statement in filter(str.strip, _SCHEMA.split(";")):
         conn.execute(statement)
     present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    for name, definition in _ADDED_COLUMNS:
+    for name, definition, _ in _ADDED_COLUMNS:
         if name not in present:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
-    conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def needs_upgrade(conn: sqlite3.Connection) -> bool:
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION or not has_runs_table(conn):
+        return True
+    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    return any(name not in present for name, _, _ in _ADDED_COLUMNS)
+
+
+def has_runs_table(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'runs'").fetchone() is not None
+
+
+def readable_runs(conn: sqlite3.Connection) -> str:
+    """What a read says after FROM to see every current column: `runs` itself, or, for a store an older
+    lab made and nobody has written since, a view of it with the missing columns at their defaults
+    (reading must not upgrade it: the store may be read-only, full or locked)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    missing = [f"{value} AS {name}" for name, _, value in _ADDED_COLUMNS if name not in present]
+    return f"(SELECT *, {', '.join(missing)} FROM runs) AS runs" if missing else "runs"

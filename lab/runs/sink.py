@@ -1,13 +1,16 @@
 """Buffered writing of a run's events into the store."""
+
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from lab.events import EvalEvent, Event, EventSink, ResultEvent, StatusEvent
 from lab.runs.store import RunStore
 
 log = logging.getLogger(__name__)
+LOG_EVERY_SECONDS = 60.0
 
 
 class StoreSink:
@@ -46,13 +49,16 @@ class StoreSink:
                 raise
 
     def _flush_loop(self) -> None:
+        last_said = -LOG_EVERY_SECONDS
         while not self._closed.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
             try:
                 self.flush()
-            except Exception:
-                log.exception("Could not write events of run %s; retrying", self.run_id)
+            except Exception as exc:  # kept in the buffer; said once a minute, not every half second
+                if time.monotonic() - last_said >= LOG_EVERY_SECONDS:
+                    log.warning("Could not write events of run %s; retrying: %s", self.run_id, exc)
+                    last_said = time.monotonic()
 
     def close(self) -> None:
         """Stop the background thread and write what is left."""
