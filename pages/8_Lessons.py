@@ -5,6 +5,8 @@ A lesson's runs queue through the job runner like any other and form a group in 
 (lab.groups.lessons), so the lesson survives a reload and its runs show on the Runs page too.
 """
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -26,7 +28,7 @@ from lab.groups.lessons import (
 )
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import format_share, smooth, thinned
-from lab.views.lesson_view import finding_in_words, lesson_table, metric_by_value, run_views
+from lab.views.lesson_view import finding_in_words, length_example, lesson_table, metric_by_value, run_views
 from ui import charts
 from ui.common import get_runner, get_store, page_setup, status_name, task_name, user_errors, wait_for_training_stack
 from ui.i18n import duration, duration_units, t
@@ -58,23 +60,35 @@ def estimated_seconds(configs_yaml: tuple[str, ...]) -> float:
     return expected_seconds([RunConfig.from_yaml(text) for text in configs_yaml])
 
 
-def chosen_data(task: str, base) -> list[str]:
-    """The dataset overrides: a built-in of the task, or the file the Data / New run page holds."""
+# What the Data / New run page's own file brings with it; the lesson keeps its own subsets and budget.
+FILE_FIELDS = (
+    "train_file",
+    "validation_file",
+    "test_file",
+    "text_column",
+    "label_column",
+    "tokens_column",
+    "tags_column",
+)
+
+
+def chosen_data(task: str, base) -> dict[str, str]:
+    """The data fields to set: a built-in of the task, or the file the Data / New run page holds."""
     names = [name for name, spec in BUILTINS.items() if spec.task == task]
     form = st.session_state.get("form") or {}
-    own_file = form.get("task") == task and (form.get("data") or {}).get("train_file")
+    own = form.get("data") or {}
+    own_file = own.get("train_file") if form.get("task") == task else ""
     options = names + ([YOUR_DATA] if own_file else [])
     dataset = st.selectbox(
         t("field.data.dataset"),
         options,
         index=options.index(base.data.dataset) if base.data.dataset in options else 0,
-        format_func=lambda n: BUILTINS[n].title if n else t("lessons.your_data", file=own_file),
+        format_func=lambda n: BUILTINS[n].title if n else t("lessons.your_data", file=Path(own_file).name),
         key=f"lesson-dataset-{task}",
     )
     if dataset != YOUR_DATA:
-        return [f"data.dataset={dataset}"]
-    data = form["data"]
-    return ["data.dataset="] + [f"data.{name}={value}" for name, value in data.items() if name != "dataset"]
+        return {"dataset": dataset}
+    return {"dataset": "", **{name: own[name] for name in FILE_FIELDS if own.get(name)}}
 
 
 def launch_form() -> None:
@@ -98,7 +112,9 @@ def launch_form() -> None:
     with left:
         data = chosen_data(task, base)
     model = right.text_input(t("form.model_id"), base.model.name_or_path, key="lesson-model")
-    config = base.with_overrides([*data, f"model.name_or_path={model.strip()}"])
+    config = base.with_overrides([f"model.name_or_path={model.strip()}"])
+    for name, value in data.items():  # set, not parsed: a file's path is any text
+        setattr(config.data, name, value)
     configs = lesson_configs(lesson, config)
     values = ", ".join(str(c.flat()[lesson.setting]) for c in configs)
     st.caption(t("lessons.values", setting=lesson.setting, values=values, count=len(configs)))
@@ -221,9 +237,36 @@ def lesson_group(group: str, polling: bool) -> None:
     right.plotly_chart(loss_chart(views, colours), width="stretch", key="lesson-losses")
     _, scores = charts.compare_curves(views, 0.6, metric, colours)
     st.plotly_chart(scores, width="stretch", key="lesson-validation")
+    if lesson.setting == "train.max_length" and runs[0].record.task == "ner":
+        lengths = tuple(int(run.outcome.value) for run in runs)
+        sentence_lengths(store.load_config(runs[0].record.id).to_yaml(), lengths)
     cancel_remaining(runs)
     if polling and not any(run.record.is_active for run in runs):
         st.rerun()  # the whole page, once: it stops polling
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def length_table(config_yaml: str, lengths: tuple[int, ...]):
+    from lab.config import RunConfig
+
+    wait_for_training_stack()
+    return length_example(RunConfig.from_yaml(config_yaml), lengths)
+
+
+def sentence_lengths(config_yaml: str, lengths: tuple[int, ...]) -> None:
+    """One test sentence at each max_length: which words keep a piece, and which are cut (tagged O)."""
+    st.markdown(f"**{t('lessons.alignment')}**")
+    st.caption(t("lessons.alignment_caption"))
+    table = length_table(config_yaml, lengths)
+    st.dataframe(
+        table.rename(columns=str),
+        hide_index=True,
+        column_config={
+            "word": st.column_config.TextColumn(t("data.column.word")),
+            "tag": st.column_config.TextColumn(t("data.column.label")),
+            **{str(length): st.column_config.CheckboxColumn(t("lessons.kept_at", length=length)) for length in lengths},
+        },
+    )
 
 
 def cancel_remaining(runs) -> None:

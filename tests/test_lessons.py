@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.events import ResultEvent, RunResult, StepEvent, TruncationEvent
 from lab.groups.conclusions import FINDINGS, RunOutcome, conclude, finding_text
 from lab.groups.lessons import LESSONS, get_lesson, lesson_base, lesson_configs
 from lab.launch import scripted
@@ -87,12 +88,10 @@ def scripted_engine(measured: dict[float, tuple[float, list[float]]]):
     def train(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
         accuracy, losses = measured[config.train.learning_rate]
         for step, loss in enumerate(losses, start=1):
-            sink(scripted.StepEvent(step=step, max_steps=len(losses), loss=loss))
+            sink(StepEvent(step=step, max_steps=len(losses), loss=loss))
         metrics = {"accuracy": accuracy, "macro_f1": accuracy}
-        sink(scripted.ResultEvent(metrics=metrics, per_label=scripted.PER_LABEL, output_dir=str(output_dir)))
-        return scripted.RunResult(
-            "completed", str(output_dir), metrics, scripted.PER_LABEL, **scripted.SCRIPTED_SUMMARY
-        )
+        sink(ResultEvent(metrics=metrics, per_label=scripted.PER_LABEL, output_dir=str(output_dir)))
+        return RunResult("completed", str(output_dir), metrics, scripted.PER_LABEL, **scripted.SCRIPTED_SUMMARY)
 
     return train
 
@@ -173,12 +172,20 @@ def test_the_catalogue_has_the_lessons_english_sentences_and_questions():
         assert english[f"lessons.{lesson.name}.question"] == lesson.question
 
 
-def lessons_page(runs_dir: Path, monkeypatch, **query):
+def app_test():
+    """The app, once the training stack is imported here: the app's warm-up thread then imports nothing, and
+    a test that imports transformers meanwhile cannot race it (its lazy modules are not thread-safe)."""
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
 
+    import lab.training.engine  # noqa: F401
+
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+
+
+def lessons_page(runs_dir: Path, monkeypatch, **query):
     monkeypatch.setenv("LAB_RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at = app_test()
     at.query_params.update(query)
     at.run()
     at.switch_page("pages/8_Lessons.py")
@@ -214,3 +221,53 @@ def test_a_lessons_page_draws_its_runs_and_writes_the_conclusion_in_chinese(tmp_
     assert "learning_rate=0.001 得分最高：在留出的测试集上 准确率 为 0.830" in text
     assert "在 learning_rate=0.03 时训练损失从 0.700 升到 1.500" in text
     assert len(at.get("plotly_chart")) == 3  # metric against rate, the losses, the validation metric
+
+
+def test_the_ner_length_lesson_shows_the_words_each_length_cuts(tiny_model_dir, ner_conll, tmp_path, monkeypatch):
+    from lab.launch.worker import run_in_foreground
+
+    store, group, lesson = RunStore(tmp_path / "runs"), "lesson ner-length page", get_lesson("ner-length")
+    base = lesson_base(lesson).with_overrides(
+        ["data.dataset=", f"data.train_file={ner_conll}", f"model.name_or_path={tiny_model_dir}"]
+    )
+    scores = {16: 0.20, 32: 0.45, 64: 0.47}
+
+    def engine(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
+        length = config.train.max_length
+        if length < 64:  # what the engine says when truncation cut test words
+            sink(TruncationEvent(split="test", max_length=length, words_cut=64 // length * 10, words_total=400))
+        sink(StepEvent(step=1, max_steps=1, loss=1.0))
+        metrics = {"f1": scores[length], "recall": scores[length] - 0.05}
+        sink(ResultEvent(metrics=metrics, output_dir=str(output_dir)))
+        return RunResult("completed", str(output_dir), metrics, [], **scripted.SCRIPTED_SUMMARY)
+
+    for config in lesson_configs(lesson, base):
+        run_in_foreground(config, store=store, group=group, train_fn=engine)
+    at = lessons_page(tmp_path / "runs", monkeypatch, group=group)
+    text = "\n".join(element.value for element in at.markdown)
+    assert "At max_length=16, truncation cut 40 of 400 test words (10.0%)" in text
+    assert "At max_length=64, truncation cut no test word." in text
+    assert "Entity recall went from 0.150 at max_length=16 to 0.420 at max_length=64." in text
+    (table,) = [frame.value for frame in at.dataframe if "word" in frame.value.columns]
+    assert list(table.columns) == ["word", "tag", "16", "32", "64"]
+    assert table["64"].sum() >= table["32"].sum() >= table["16"].sum()  # a shorter length keeps fewer words
+
+
+def test_the_launch_form_states_the_expected_time_before_queuing(tiny_model_dir, sentiment_csv, tmp_path, monkeypatch):
+    from lab.config import default_config
+
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    at = app_test()
+    at.run()
+    at.switch_page("pages/8_Lessons.py")
+    form = default_config("classification").with_overrides(["data.dataset=", f"data.train_file={sentiment_csv}"])
+    at.session_state["form"] = form.to_dict()  # the file chosen on the Data page
+    at.run()
+    at.selectbox(key="lesson-name").set_value("seeds").run()
+    at.selectbox(key="lesson-dataset-classification").set_value("").run()  # the page's own file
+    at.text_input(key="lesson-model").set_value(tiny_model_dir).run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [caption.value for caption in at.caption]
+    assert "3 runs, one after another, with train.seed = 1, 2, 3." in captions
+    assert any(caption.startswith("Expected time on this machine: about ") for caption in captions), captions
+    assert not RunStore(tmp_path / "runs").list_runs()  # nothing queued before the button

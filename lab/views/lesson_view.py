@@ -57,3 +57,38 @@ def run_views(store: Any, runs: Sequence[LessonRun]) -> dict[str, RunView]:
 def finding_in_words(finding: Finding, templates: Mapping[str, str], units: Sequence[str] = DURATION_UNITS) -> str:
     """A finding in a page's language: `templates` by code, durations in its `units`."""
     return finding_text(finding, templates, lambda seconds: format_duration(seconds, units))
+
+
+def words_kept(tokenizer: Any, words: Sequence[str], tags: Sequence[str], lengths: Sequence[int]) -> pd.DataFrame:
+    """One row per word of a sentence: the word, its tag, and for each max_length whether any piece of it
+    is left after truncation (a word with none counts as tagged O)."""
+    from lab.data.preprocessing import label_alignment_view
+
+    table = pd.DataFrame({"word": list(words), "tag": list(tags)})
+    for length in lengths:
+        kept = {row["word_index"] for row in label_alignment_view(tokenizer, words, tags, length)}
+        table[length] = [index in kept for index in range(len(words))]
+    return table
+
+
+def length_example(config: Any, lengths: Sequence[int], candidates: int = 300) -> pd.DataFrame:
+    """`words_kept` for one test sentence of a NER config's data: the first whose entity words the shortest
+    length cuts, else the longest of the first `candidates`."""
+    from lab.data.splits import load_splits
+    from lab.model.loading import load_tokenizer
+
+    loaded = load_splits(config.data, config.task, config.data.split_seed, log=lambda note: None)
+    tokenizer = load_tokenizer(config.model, pre_split_words=True)
+    test, names = loaded.splits["test"], loaded.label_names
+    count = min(candidates, len(test))
+    sentences = [list(words) for words in test.select(range(count))["tokens"]]
+    tags = [[names[tag] for tag in row] for row in test.select(range(count))["tags"]]
+    if not sentences:
+        return pd.DataFrame(columns=["word", "tag", *lengths])
+    shortest = min(lengths)
+    for words, sentence_tags in zip(sentences, tags):
+        table = words_kept(tokenizer, words, sentence_tags, [shortest])
+        if ((~table[shortest]) & (table["tag"] != "O")).any():
+            return words_kept(tokenizer, words, sentence_tags, lengths)
+    longest = max(range(len(sentences)), key=lambda index: len(sentences[index]))
+    return words_kept(tokenizer, sentences[longest], tags[longest], lengths)
