@@ -19,7 +19,8 @@ from lab.config import RunConfig
 from lab.errors import LabError
 from lab.events import LogEvent, ResultEvent, StatusEvent, StepEvent
 from lab.launch import scripted
-from lab.launch.processes import worker_command
+from lab.launch.launchers import choose_launcher
+from lab.launch.processes import cap_log, last_log_line, worker_command
 from lab.launch.runner import JobRunner
 from lab.launch.scripted import scripted_train
 from lab.launch.worker import run_stored_job
@@ -315,6 +316,32 @@ def test_stored_job_refuses_a_run_that_is_not_queued(store: RunStore) -> None:
     assert run_stored_job(run_id, store, train_fn=scripted_train) == 0
     with pytest.raises(LabError, match="not queued"):
         run_stored_job(run_id, store, train_fn=scripted_train)
+
+
+def test_a_worker_log_past_its_cap_moves_aside_while_the_worker_keeps_writing(tmp_path: Path) -> None:
+    path = tmp_path / "worker.log"
+    with open(path, "ab") as worker_output:  # as a worker process holds it
+        worker_output.write(b"early line\n" * 200)
+        worker_output.flush()
+        cap_log(path, max_bytes=1000)
+        worker_output.write(b"late line\n")
+        worker_output.flush()
+    assert path.read_bytes() == b"late line\n"
+    assert (tmp_path / "worker.log.1").read_bytes() == b"early line\n" * 200
+    assert last_log_line(path) == "late line"
+
+
+@pytest.mark.parametrize(
+    "train, local, expected",
+    [
+        ({}, "thread", "thread"),
+        ({}, "process", "process"),
+        ({"num_devices": 2}, "thread", "torchrun"),
+        ({"executor": "ray", "num_devices": 2}, "process", "ray"),
+    ],
+)
+def test_one_function_says_where_a_run_trains(train: dict, local: str, expected: str) -> None:
+    assert choose_launcher(RunConfig.from_dict({"train": train}), local) == expected
 
 
 def test_worker_command_uses_torchrun_for_several_devices() -> None:

@@ -1,18 +1,26 @@
-"""The Ray executor against a real local Ray cluster (`ray start --head` on 127.0.0.1).
+"""The Ray launcher against a real local Ray cluster, kept on loopback.
 
-`.ci/run` starts one and names it in LAB_TEST_RAY_ADDRESS; without it this module starts its own and
-stops it at the end. Every run here trains the tiny BERT for real in a Ray job, its events coming
-back through the job's log into the store while it trains.
+Ray binds several of its servers to every interface of the machine, whatever `--node-ip-address` says,
+and an open Ray job API runs any code. So the tests that need a cluster run only inside a network
+namespace whose one interface is loopback (`.ci/run` runs the whole suite in one:
+`unshare -n -p -f --mount-proc`); elsewhere they skip, saying so. `.ci/run` starts the head there and
+names it in LAB_TEST_RAY_ADDRESS; without it this module starts its own and stops it at the end. Every
+run here trains the tiny BERT for real in a Ray job, its events coming back through the job's log into
+the store while it trains. The follower's own tests use a stand-in for the cluster's client and run anywhere.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import ipaddress
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,8 +28,8 @@ import pytest
 from conftest import write_keyword_csv
 
 from lab.config import RunConfig
-from lab.events import EvalEvent, LogEvent, StepEvent
-from lab.launch.ray_launcher import JOB_FILE, connect
+from lab.events import EvalEvent, LogEvent, RunResult, StepEvent
+from lab.launch.ray_launcher import JOB_FILE, _Follower, connect
 from lab.launch.runner import JobRunner
 from lab.runs.store import RunStore
 
@@ -35,8 +43,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def only_loopback() -> bool:
+    """Whether this process's network namespace has no interface but loopback."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
 @pytest.fixture(scope="module")
 def ray_address():
+    if not only_loopback():
+        pytest.skip(
+            "Ray listens on every interface: these tests run inside a loopback-only network namespace, "
+            "as .ci/run runs them (unshare -n -p -f --mount-proc)"
+        )
     if os.environ.get(ADDRESS_ENV):
         yield os.environ[ADDRESS_ENV]
         return
@@ -264,3 +282,95 @@ def test_a_resume_refuses_to_start_beside_an_earlier_job_that_will_not_stop(tmp_
     vanishing = _JobThatWillNotStop(vanishes=True)
     ray_launcher._stop_previous_job(vanishing, tmp_path)  # the submit that follows says the cluster is gone
     assert vanishing.stop_requests == 1
+
+
+# ---- Ray stays on loopback ---------------------------------------------------------------------------
+def listening_sockets() -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, str]]:
+    """(address, port, command line of its process) of every TCP socket listening in this namespace."""
+    owners = {}
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                owners[target[8:-1]] = (fd.parents[1] / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # a process or descriptor that went away meanwhile
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] != "0A":  # TCP_LISTEN
+                continue
+            address_hex, port_hex = fields[1].split(":")
+            # The kernel prints the address as 32-bit words in host (little-endian) order.
+            raw = b"".join(bytes.fromhex(address_hex[i : i + 8])[::-1] for i in range(0, len(address_hex), 8))
+            address = ipaddress.ip_address(raw)
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            found.append((address, int(port_hex, 16), owners.get(fields[9], "?")))
+    return found
+
+
+def test_no_process_of_the_test_cluster_listens_beyond_loopback(ray_address):
+    ray_sockets = [entry for entry in listening_sockets() if "ray" in entry[2]]
+    dashboard_port = int(ray_address.rsplit(":", 1)[1])
+    assert dashboard_port in [port for _, port, _ in ray_sockets], ray_sockets  # the cluster is seen
+    beyond = [entry for entry in ray_sockets if not entry[0].is_loopback]
+    assert not beyond, f"Ray listens beyond loopback: {beyond}"
+
+
+# ---- the follower, with a stand-in for the cluster's client ---------------------------------------------
+class _JobClient:
+    """One job's client: its log comes through the tail stream in `chunks` (cut anywhere), its status
+    turns SUCCEEDED after a few polls; a whole-log read is counted. `drop_after`: the first stream drops
+    after that many chunks, as a dashboard restart drops it."""
+
+    def __init__(self, chunks: list[str], drop_after: int | None = None) -> None:
+        self.chunks, self.drop_after = chunks, drop_after
+        self.whole_log_reads, self.tails, self.polls = 0, 0, 0
+
+    def get_job_status(self, job_id):
+        self.polls += 1
+        return type("Status", (), {"value": "SUCCEEDED" if self.polls > 5 else "RUNNING"})()
+
+    async def tail_job_logs(self, job_id):
+        self.tails += 1
+        for number, chunk in enumerate(self.chunks):
+            if self.tails == 1 and number == self.drop_after:
+                raise RuntimeError("WebSocket connection closed unexpectedly")
+            await asyncio.sleep(0.01)
+            yield chunk
+
+    def get_job_logs(self, job_id):
+        self.whole_log_reads += 1
+        return "".join(self.chunks)
+
+
+def job_log_chunks() -> list[str]:
+    step = json.dumps(StepEvent(step=1, max_steps=2, loss=0.5).to_dict())
+    result = json.dumps(dataclasses.asdict(RunResult(status="completed", completed_steps=2)))
+    text = (
+        "Training run r1 in process 42.\n"
+        f"@lab-event {step}\n"
+        '@lab-event {"not": "an event"}\n'
+        "@lab-event [1, 2]\n"
+        f"@lab-result {result}\n"
+    )
+    return [text[i : i + 17] for i in range(0, len(text), 17)]  # lines arrive cut anywhere
+
+
+@pytest.mark.parametrize("drop_after", [None, 3])
+def test_the_follower_takes_each_line_of_the_log_once_and_keeps_stray_json_as_log(tmp_path, drop_after):
+    (tmp_path / "report.json").write_text("{}")
+    client, received = _JobClient(job_log_chunks(), drop_after), []
+    follower = _Follower(client, "raysubmit_1", received.append, tmp_path / "worker.log", poll_seconds=0.05)
+    result = follower.follow(threading.Event(), "r1", tmp_path)
+    assert result.status == "completed" and result.completed_steps == 2
+    assert [(type(event), event.step) for event in received] == [(StepEvent, 1)]
+    assert (tmp_path / "worker.log").read_text().splitlines() == [
+        "Training run r1 in process 42.",
+        '@lab-event {"not": "an event"}',
+        "@lab-event [1, 2]",
+    ]
+    if drop_after is None:
+        assert client.whole_log_reads == 0 and client.tails == 1  # never the whole log again

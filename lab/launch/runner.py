@@ -211,7 +211,11 @@ class JobRunner:
         if waiting >= self.max_queued:
             raise LabError(
                 f"The queue is full: {waiting} runs are waiting. Cancel a queued run or wait for one to start, "
-                f"then submit again (the limit is {QUEUE_LIMIT_ENV}, now {self.max_queued})."
+                f"then submit again (the limit is {QUEUE_LIMIT_ENV}, now {self.max_queued}).",
+                code="queue_full",
+                waiting=waiting,
+                setting=QUEUE_LIMIT_ENV,
+                limit=self.max_queued,
             )
 
     def _enqueue(self, job: _Job) -> None:
