@@ -143,7 +143,7 @@ def test_overfitting_says_where_validation_turned_up_and_what_early_stopping_sav
     stopped = outcome(2, 0.74, steps=60, max_steps=100, validation_losses=[(20, 0.6), (40, 0.45), (60, 0.5)])
     stopped.seconds = 180.0
     findings = conclude(get_lesson("overfitting"), [full, stopped], "accuracy")
-    assert [finding.code for finding in findings] == ["best", "margin", "turned_up", "early_stop"]
+    assert [finding.code for finding in findings] == ["best", "margin_one", "turned_up", "early_stop"]
     assert "lowest at step 40 (0.450) and rose to 0.900 by step 100" in english(findings)
     assert findings[-1].values["saved_seconds"] == 120.0 and findings[-1].values["steps"] == 60
 

@@ -111,9 +111,9 @@ def format_lesson(runs, setting: str) -> str:
 
     if not runs:
         return "No runs in this lesson."
-    metric = primary_metric_name(runs[0].record.task)
+    metric, width = primary_metric_name(runs[0].record.task), max(12, len(setting) + 2)
     lines = [
-        f"  {setting:<24}{'status':<12}{'test ' + metric:>14}{'best val.':>11}"
+        f"  {setting:<{width}}{'status':<12}{'test ' + metric:>14}{'best val.':>11}"
         f"{'trainable':>13}{'share':>10}{'train s':>9}"
     ]
     for run in runs:
@@ -125,5 +125,5 @@ def format_lesson(runs, setting: str) -> str:
         count = f"{trainable:,}" if trainable else "–"
         share = format_share(trainable / total) if trainable and total else "–"
         seconds = f"{outcome.seconds:.0f}" if outcome.seconds is not None else "–"
-        lines.append(f"  {value:<24}{record.status:<12}{test:>14}{best:>11}{count:>13}{share:>10}{seconds:>9}")
+        lines.append(f"  {value:<{width}}{record.status:<12}{test:>14}{best:>11}{count:>13}{share:>10}{seconds:>9}")
     return "\n".join(lines)

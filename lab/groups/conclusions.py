@@ -65,6 +65,7 @@ FINDINGS = {
         "That is {difference} above {runner_up} ({runner_up_score}) and {spread} above the worst, {worst} "
         "({worst_score})."
     ),
+    "margin_one": "That is {difference} above {runner_up} ({runner_up_score}).",
     "diverged": "At {value} the training loss rose from {first} to {last}: too large a step, the run diverged.",
     "barely_moved": "At {value} the training loss barely moved ({first} to {last}): too small a step.",
     "learned": "At {value} the training loss fell from {first} to {last}.",
@@ -177,19 +178,20 @@ def _winner(lesson: Lesson, finished: Sequence[RunOutcome], metric: str) -> list
     rest = ranked[len(tied) :]
     if rest:
         runner_up, worst = rest[0], ranked[-1]
-        findings.append(
-            Finding(
-                "margin",
-                {
-                    "difference": _score(best - runner_up.metrics[metric]),
-                    "runner_up": _named(lesson, runner_up.value),
-                    "runner_up_score": _score(runner_up.metrics[metric]),
-                    "spread": _score(best - worst.metrics[metric]),
-                    "worst": _named(lesson, worst.value),
-                    "worst_score": _score(worst.metrics[metric]),
-                },
-            )
-        )
+        values = {
+            "difference": _score(best - runner_up.metrics[metric]),
+            "runner_up": _named(lesson, runner_up.value),
+            "runner_up_score": _score(runner_up.metrics[metric]),
+        }
+        if worst is runner_up:
+            findings.append(Finding("margin_one", values))
+        else:
+            worst_values = {
+                "spread": _score(best - worst.metrics[metric]),
+                "worst": _named(lesson, worst.value),
+                "worst_score": _score(worst.metrics[metric]),
+            }
+            findings.append(Finding("margin", {**values, **worst_values}))
     return findings
 
 
