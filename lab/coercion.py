@@ -93,7 +93,11 @@ def load_untrusted_yaml(text: str) -> Any:
     Raises ConfigError (with PyYAML's own errors left to the caller, which knows the file)."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"The config is {len(text):,} characters; a run config is at most {MAX_CONFIG_BYTES:,}.")
-    return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass: no Python objects
+    loader = _BoundedLoader(text)  # a SafeLoader: no Python objects, only YAML's plain types
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def quoted(key: str) -> str:

@@ -1,9 +1,12 @@
 """Typed configuration of one fine-tuning run.
 
-A run is a `RunConfig`: five sections (`data`, `model`, `peft`, `train`, `tracking`) of dataclasses whose
-fields carry a `help` text in their metadata. The same help feeds the CLI, the app's widgets and
-`python -m lab config --example`. Configs round-trip through YAML; unknown keys are named in the
-error, values are coerced from strings (for `--set key=value`) and checked in `validate()`.
+A run is a `RunConfig`: five sections (`data`, `model`, `peft`, `train`, `tracking`) of dataclasses.
+Each field's metadata holds what a person needs to set it: its help text and its `Limits` (bounds,
+the widget's step and number format); its type gives its kind and, as a Literal, its choices.
+`config_field(section, name)` reads them as one `ConfigField`, so the CLI's help, the app's widgets
+(ui.widgets.config_widget), `python -m lab config --example` and `validate()` share one source.
+Configs round-trip through YAML (bounded: lab.coercion.load_untrusted_yaml); unknown keys are named
+in the error, values are coerced from strings (for `--set key=value`) and checked in `validate()`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, get_args
 
 import yaml
 
-from lab.coercion import build_dataclass, suggest
+from lab.coercion import MAX_CONFIG_BYTES, build_dataclass, load_untrusted_yaml, quoted, suggest
+from lab.config_fields import (
+    SEED_LIMIT,
+    ConfigField,
+    cores_present,
+    describe_field,
+    devices_present,
+)
+from lab.config_fields import field_metadata as _help
 from lab.errors import ConfigError
 from lab.methods.registry import METHODS, names_where
 
@@ -65,10 +76,6 @@ TRUST_REMOTE_CODE_WARNING = (
 )
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
-
-
 @dataclass
 class DataConfig:
     dataset: str = field(
@@ -99,22 +106,52 @@ class DataConfig:
         metadata=_help("NER tagging scheme of your files; auto detects IOB2 / BIOES / IOB1 from the tags."),
     )
     validation_share: float = field(
-        default=0.1, metadata=_help("Share of train carved out for validation when the data has no validation split.")
+        default=0.1,
+        metadata=_help(
+            "Share of train carved out for validation when the data has no validation split.",
+            gt=0,
+            lt=0.5,
+            step=0.05,
+            as_range=True,
+        ),
     )
     test_share: float = field(
-        default=0.1, metadata=_help("Share of train carved out for test when the data has no test split.")
+        default=0.1,
+        metadata=_help(
+            "Share of train carved out for test when the data has no test split.",
+            gt=0,
+            lt=0.5,
+            step=0.05,
+            as_range=True,
+        ),
     )
     train_subset: int = field(
-        default=0, metadata=_help("Train on only this many examples (seeded sample), for quick demos; 0 uses all.")
+        default=0,
+        metadata=_help(
+            "Train on only this many examples (seeded sample), for quick demos; 0 uses all.",
+            ge=0,
+            step=100,
+            hint=" (0 uses all)",
+        ),
     )
     eval_subset: int = field(
-        default=0, metadata=_help("Evaluate on at most this many validation and test examples; 0 uses all.")
+        default=0,
+        metadata=_help(
+            "Evaluate on at most this many validation and test examples; 0 uses all.",
+            ge=0,
+            step=100,
+            hint=" (0 uses all)",
+        ),
     )
     split_seed: int = field(
         default=42,
         metadata=_help(
             "Seed for carving validation and test from train and for the subsets. Kept apart from train.seed, so "
-            "runs that differ in their training seed are scored on the same examples."
+            "runs that differ in their training seed are scored on the same examples.",
+            ge=0,
+            le=SEED_LIMIT,
+            as_range=True,
+            hint=" (numpy's limit)",
         ),
     )
     source: DataSource = field(
@@ -140,7 +177,14 @@ class ModelConfig:
     )
     dropout: Optional[float] = field(
         default=None,
-        metadata=_help("Override the model's hidden and attention dropout (0 to <1); empty keeps the model's own."),
+        metadata=_help(
+            "Override the model's hidden and attention dropout (0 to <1); empty keeps the model's own.",
+            ge=0,
+            lt=1,
+            step=0.05,
+            as_range=True,
+            hint=" (or empty)",
+        ),
     )
     pooling: Pooling = field(
         default="auto",
@@ -163,9 +207,19 @@ class PeftSettings:
             "adapter: bottleneck adapters after the attention and feed-forward outputs."
         ),
     )
-    r: int = field(default=8, metadata=_help("Rank of the low-rank update (lora, loha, lokr; adalora's target rank)."))
-    alpha: int = field(default=16, metadata=_help("Scaling of the low-rank update (effective scale alpha / r)."))
-    lora_dropout: float = field(default=0.1, metadata=_help("Dropout on the low-rank branch."))
+    r: int = field(
+        default=8,
+        metadata=_help(
+            "Rank of the low-rank update (lora, loha, lokr; adalora's target rank).", ge=1, title="LoRA rank r"
+        ),
+    )
+    alpha: int = field(
+        default=16,
+        metadata=_help("Scaling of the low-rank update (effective scale alpha / r).", ge=1, title="LoRA alpha"),
+    )
+    lora_dropout: float = field(
+        default=0.1, metadata=_help("Dropout on the low-rank branch.", ge=0, lt=1, step=0.05, as_range=True)
+    )
     target_modules: list[str] = field(
         default_factory=list,
         metadata=_help(
@@ -173,8 +227,12 @@ class PeftSettings:
             "all-linear adapts every linear layer outside the head."
         ),
     )
-    adalora_init_r: int = field(default=12, metadata=_help("AdaLoRA: starting rank of every module before pruning."))
-    num_virtual_tokens: int = field(default=20, metadata=_help("Prompt / prefix tuning: number of virtual tokens."))
+    adalora_init_r: int = field(
+        default=12, metadata=_help("AdaLoRA: starting rank of every module before pruning.", ge=1)
+    )
+    num_virtual_tokens: int = field(
+        default=20, metadata=_help("Prompt / prefix tuning: number of virtual tokens.", ge=1)
+    )
     merge_adapter: bool = field(
         default=False, metadata=_help("LoRA family: also save a copy with the adapter merged into the base weights.")
     )
@@ -187,7 +245,7 @@ class PeftSettings:
     )
     bottleneck: int = field(
         default=64,
-        metadata=_help("Bottleneck adapters: width of the down-projection (fewer is smaller and coarser)."),
+        metadata=_help("Bottleneck adapters: width of the down-projection (fewer is smaller and coarser).", ge=1),
     )
     adapter_nonlinearity: AdapterNonlinearity = field(
         default="relu", metadata=_help("Bottleneck adapters: the non-linearity between down- and up-projection.")
@@ -198,49 +256,93 @@ class PeftSettings:
 class TrainConfig:
     learning_rate: Optional[float] = field(
         default=None,
-        metadata=_help("Peak learning rate; empty picks the default measured for the task and PEFT method."),
+        metadata=_help(
+            "Peak learning rate; empty picks the default measured for the task and PEFT method.",
+            gt=0,
+            lt=1,
+            step=1e-5,
+            number_format="%g",
+            hint=" (or empty for the default); typical values are 1e-5 to 1e-2",
+        ),
     )
     head_learning_rate: Optional[float] = field(
         default=None,
         metadata=_help(
             "Peak learning rate of the newly initialised task head (the classifier, and a trained pooler); "
-            "empty picks the default measured for the task and PEFT method. Head-only training uses learning_rate."
+            "empty picks the default measured for the task and PEFT method. Head-only training uses learning_rate.",
+            gt=0,
+            lt=1,
+            step=1e-4,
+            number_format="%g",
+            hint=" (or empty for the default)",
         ),
     )
     train_batch_size: int = field(
-        default=16, metadata=_help("Examples per device per optimizer step (before accumulation).")
+        default=16, metadata=_help("Examples per device per optimizer step (before accumulation).", ge=1, le=4096)
     )
     eval_batch_size: int = field(
-        default=64, metadata=_help("Examples per forward pass in evaluation (no gradients, so larger).")
+        default=64, metadata=_help("Examples per forward pass in evaluation (no gradients, so larger).", ge=1, le=16384)
     )
-    epochs: float = field(default=1.0, metadata=_help("Passes over the training data."))
-    max_steps: int = field(default=0, metadata=_help("Stop after this many optimizer steps; 0 uses epochs."))
+    epochs: float = field(default=1.0, metadata=_help("Passes over the training data.", ge=0, le=1000, step=0.5))
+    max_steps: int = field(
+        default=0,
+        metadata=_help(
+            "Stop after this many optimizer steps; 0 uses epochs.", ge=0, le=10_000_000, hint=" (0 means use epochs)"
+        ),
+    )
     optimizer: Optimizer = field(
         default="adamw", metadata=_help("adamw (default), sgd with momentum, or adafactor (less optimizer memory).")
     )
-    momentum: float = field(default=0.9, metadata=_help("SGD momentum."))
+    momentum: float = field(default=0.9, metadata=_help("SGD momentum.", ge=0, step=0.05))
     lr_scheduler: Scheduler = field(default="linear", metadata=_help("How the learning rate moves after warmup."))
     warmup_ratio: float = field(
-        default=0.06, metadata=_help("Share of steps spent warming the learning rate up from 0.")
+        default=0.06,
+        metadata=_help(
+            "Share of steps spent warming the learning rate up from 0.", ge=0, lt=1, step=0.01, as_range=True
+        ),
     )
-    weight_decay: float = field(default=0.01, metadata=_help("Decoupled weight decay (L2) for AdamW / SGD."))
+    weight_decay: float = field(
+        default=0.01, metadata=_help("Decoupled weight decay (L2) for AdamW / SGD.", ge=0, step=0.01)
+    )
     gradient_accumulation_steps: int = field(
-        default=1, metadata=_help("Batches summed per optimizer step: effective batch = batch size x this.")
+        default=1,
+        metadata=_help("Batches summed per optimizer step: effective batch = batch size x this.", ge=1, le=1024),
     )
     max_length: int = field(
-        default=128, metadata=_help("Longest sequence in sub-word tokens; longer texts are truncated.")
+        default=128,
+        metadata=_help(
+            "Longest sequence in sub-word tokens; longer texts are truncated.",
+            ge=8,
+            le=8192,
+            step=8,
+            as_range=True,
+            hint=" tokens",
+        ),
     )
     seed: int = field(
         default=42,
-        metadata=_help("Seed for initialisation, dropout and shuffling (the data splits use data.split_seed)."),
+        metadata=_help(
+            "Seed for initialisation, dropout and shuffling (the data splits use data.split_seed).",
+            ge=0,
+            le=SEED_LIMIT,
+            as_range=True,
+            hint=" (numpy's limit)",
+        ),
     )
     precision: Precision = field(default="auto", metadata=_help("auto: bf16 on a GPU that supports it, else fp32."))
-    eval_steps: int = field(default=0, metadata=_help("Evaluate every this many optimizer steps; 0 once per epoch."))
-    logging_steps: int = field(default=10, metadata=_help("Report training loss every this many optimizer steps."))
+    eval_steps: int = field(
+        default=0,
+        metadata=_help(
+            "Evaluate every this many optimizer steps; 0 once per epoch.", ge=0, hint=" (0 evaluates once per epoch)"
+        ),
+    )
+    logging_steps: int = field(
+        default=10, metadata=_help("Report training loss every this many optimizer steps.", ge=1)
+    )
     early_stopping_patience: int = field(
         default=0,
         metadata=_help(
-            "Stop after this many evaluations without improving the validation metric; 0 never stops early."
+            "Stop after this many evaluations without improving the validation metric; 0 never stops early.", ge=0
         ),
     )
     gradient_checkpointing: bool = field(
@@ -249,15 +351,22 @@ class TrainConfig:
     group_by_length: bool = field(
         default=True, metadata=_help("Batch examples of similar length together so dynamic padding pads less.")
     )
-    save_total_limit: int = field(default=2, metadata=_help("Checkpoints kept (one is written at each evaluation)."))
+    save_total_limit: int = field(
+        default=2, metadata=_help("Checkpoints kept (one is written at each evaluation).", ge=1)
+    )
     device: Device = field(default="auto", metadata=_help("auto picks CUDA, then MPS, then CPU."))
     num_devices: int = field(
-        default=1, metadata=_help("GPUs (or CPU processes) to train on; above 1 launches torchrun.")
+        default=1,
+        metadata=_help(
+            "GPUs (or CPU processes) to train on; above 1 launches torchrun.", ge=1, machine_limit=devices_present
+        ),
     )
     torch_compile: bool = field(
         default=False, metadata=_help("Compile the model with torch.compile (GPU; slow to start).")
     )
-    dataloader_workers: int = field(default=0, metadata=_help("Background processes preparing batches."))
+    dataloader_workers: int = field(
+        default=0, metadata=_help("Background processes preparing batches.", ge=0, machine_limit=cores_present)
+    )
     executor: Executor = field(
         default="local",
         metadata=_help(
@@ -330,26 +439,37 @@ class RunConfig:
     @classmethod
     def from_yaml(cls, text: str) -> RunConfig:
         try:
-            data = yaml.safe_load(text)
+            data = load_untrusted_yaml(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"The config is not valid YAML: {_yaml_problem(exc)}") from None
         except RecursionError:
             raise ConfigError("The config is nested too deeply to be a run config (sections of key: value).") from None
+        except ValueError as exc:  # PyYAML's int() of a number over Python's 4,300 digits
+            raise ConfigError(f"The config holds a value that cannot be read: {str(exc)[:100]}.") from None
         return cls.from_dict(data or {})
+
+    @classmethod
+    def from_yaml_bytes(cls, content: bytes, origin: str) -> RunConfig:
+        """A config from a file's bytes (a path, an upload's name in `origin`), refused past MAX_CONFIG_BYTES
+        before it is decoded or parsed."""
+        if len(content) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"Config file {origin} is over {MAX_CONFIG_BYTES:,} bytes; a run config is a few KB.")
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"Config file {origin} is not UTF-8 text.") from None
+        try:
+            return cls.from_yaml(text)
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         if not _is_file(str(path)):
             raise ConfigError(f"Config file {path} does not exist.")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"Config file {path} is not UTF-8 text.") from None
-        try:
-            return cls.from_yaml(text)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        with path.open("rb") as file:  # one byte past the cap says it is too long, without reading a huge file
+            return cls.from_yaml_bytes(file.read(MAX_CONFIG_BYTES + 1), str(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
@@ -371,7 +491,7 @@ class RunConfig:
                 raise ConfigError(f"Unknown config key {key!r}. {suggest(parts[-1], node)}")
             try:
                 node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError):  # not a YAML scalar: the field's coercion judges the text
                 node[parts[-1]] = raw
         return RunConfig.from_dict(data)
 
@@ -385,60 +505,13 @@ class RunConfig:
             if not ok:
                 problems.append(message)
 
-        need(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}.")
-        need(p.method in PEFT_METHODS, f"Unknown PEFT method {p.method!r}; choose one of {', '.join(PEFT_METHODS)}.")
-        need(t.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}.")
-        need(
-            t.lr_scheduler in SCHEDULERS,
-            f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {t.lr_scheduler!r}.",
-        )
-        need(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}.")
-        need(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {t.device!r}.")
-        need(t.executor in RUN_EXECUTORS, f"executor must be one of {', '.join(RUN_EXECUTORS)}, got {t.executor!r}.")
-        need(d.tag_scheme in TAG_SCHEMES, f"tag_scheme must be one of {', '.join(TAG_SCHEMES)}, got {d.tag_scheme!r}.")
-        need(d.source in DATA_SOURCES, f"data.source must be one of {', '.join(DATA_SOURCES)}, got {d.source!r}.")
-        need(t.learning_rate is None or t.learning_rate > 0, "learning_rate must be > 0 (or empty for the default).")
-        need(
-            t.learning_rate is None or t.learning_rate < 1,
-            "learning_rate must be below 1; typical values are 1e-5 to 1e-2.",
-        )
-        need(
-            t.head_learning_rate is None or 0 < t.head_learning_rate < 1,
-            "head_learning_rate must be above 0 and below 1 (or empty for the default).",
-        )
-        need(t.train_batch_size >= 1, "train_batch_size must be >= 1.")
-        need(t.eval_batch_size >= 1, "eval_batch_size must be >= 1.")
+        problems += field_problems(self)
         need(t.epochs > 0 or t.max_steps > 0, "epochs must be > 0 (or set max_steps).")
-        need(t.max_steps >= 0, "max_steps must be >= 0 (0 means use epochs).")
-        need(t.momentum >= 0, "momentum must be >= 0.")
-        need(0 <= t.warmup_ratio < 1, "warmup_ratio must be between 0 and 1.")
-        need(t.weight_decay >= 0, "weight_decay must be >= 0.")
-        need(t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1.")
-        need(8 <= t.max_length <= 8192, "max_length must be between 8 and 8192 tokens.")
-        need(t.eval_steps >= 0, "eval_steps must be >= 0 (0 evaluates once per epoch).")
-        need(t.logging_steps >= 1, "logging_steps must be >= 1.")
-        need(t.early_stopping_patience >= 0, "early_stopping_patience must be >= 0.")
-        need(t.save_total_limit >= 1, "save_total_limit must be >= 1.")
-        need(t.num_devices >= 1, "num_devices must be >= 1.")
-        need(t.dataloader_workers >= 0, "dataloader_workers must be >= 0.")
-        need(0 <= t.seed < 2**32, "seed must be between 0 and 4294967295 (numpy's limit).")
-        need(0 <= d.split_seed < 2**32, "split_seed must be between 0 and 4294967295 (numpy's limit).")
-        need(p.r >= 1, "LoRA rank r must be >= 1.")
-        need(p.alpha >= 1, "LoRA alpha must be >= 1.")
-        need(0 <= p.lora_dropout < 1, "lora_dropout must be between 0 and 1.")
         need(
             p.method != "adalora" or p.adalora_init_r >= p.r,
             "adalora_init_r must be >= r (AdaLoRA prunes from init_r down to r).",
         )
-        need(p.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1.")
-        need(p.bottleneck >= 1, "bottleneck must be >= 1.")
-        need(m.dropout is None or 0 <= m.dropout < 1, "dropout must be between 0 and 1 (or empty).")
-        need(m.pooling in POOLINGS, f"model.pooling must be one of {', '.join(POOLINGS)}, got {m.pooling!r}.")
         need(bool(m.name_or_path.strip()), "model name_or_path is empty; use 'minilm' for the offline default.")
-        need(0 < d.validation_share < 0.5, "validation_share must be between 0 and 0.5.")
-        need(0 < d.test_share < 0.5, "test_share must be between 0 and 0.5.")
-        need(d.train_subset >= 0, "train_subset must be >= 0 (0 uses all).")
-        need(d.eval_subset >= 0, "eval_subset must be >= 0 (0 uses all).")
         need(bool(d.dataset or d.train_file), "Choose a dataset or give a train_file.")
         if check_paths:
             for label, path in (
@@ -446,7 +519,7 @@ class RunConfig:
                 ("validation_file", d.validation_file),
                 ("test_file", d.test_file),
             ):
-                need(not path or _is_file(path), f"{label} {path!r} does not exist or is not a file.")
+                need(not path or _is_file(path), f"{label} {quoted(path)} does not exist or is not a file.")
         if problems:
             raise ConfigError("Invalid config: " + " ".join(problems))
         return self
@@ -461,10 +534,48 @@ SECTIONS = {
 }
 
 
+def config_field(section: str, name: str) -> ConfigField:
+    """Field `section.name` (section '' for task and name): its help, label key, kind, choices and limits."""
+    return describe_field(SECTIONS.get(section, RunConfig), section, name)
+
+
 def field_help(section: str, name: str) -> str:
     """The help text of `section.name` (section '' for top-level fields)."""
-    cls = SECTIONS.get(section, RunConfig)
-    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
+    return config_field(section, name).help
+
+
+def field_problems(config: RunConfig) -> list[str]:
+    """Every field's value outside its choices, bounds or this machine's limits, one sentence each."""
+    problems = []
+    for section, cls in [("", RunConfig), *SECTIONS.items()]:
+        owner = getattr(config, section) if section else config
+        for declared in dataclasses.fields(cls):
+            if declared.name in SECTIONS:
+                continue
+            problem = config_field(section, declared.name).problem(getattr(owner, declared.name), owner)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+@dataclass(frozen=True)
+class ConsentNeeded:
+    """A setting that runs code from elsewhere or sends the run elsewhere, which a person must confirm."""
+
+    setting: str  # trust_remote_code, mlflow_uri or ray_address
+    value: str  # the model whose code runs, the tracking URI, the cluster's address
+
+
+def settings_needing_consent(config: RunConfig) -> list[ConsentNeeded]:
+    """What a config from a file asks that the person launching it must confirm first."""
+    needed = []
+    if config.model.trust_remote_code:
+        needed.append(ConsentNeeded("trust_remote_code", config.model.name_or_path))
+    if config.tracking.mlflow_uri:
+        needed.append(ConsentNeeded("mlflow_uri", config.tracking.mlflow_uri))
+    if config.train.ray_address:
+        needed.append(ConsentNeeded("ray_address", config.train.ray_address))
+    return needed
 
 
 def example_yaml(task: str) -> str:

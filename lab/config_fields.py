@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import types
 import typing
@@ -90,14 +89,16 @@ class ConfigField:
         return self.limits.title or self.name
 
     def widget_range(self, section_value: Any = None) -> tuple[Optional[float], Optional[float]]:
-        """The smallest and largest value a number widget offers: the bounds (an exclusive one as the next value
-        inside), and the machine's limit when `section_value` (the field's section, e.g. a TrainConfig) is given."""
+        """The smallest and largest value a number widget offers: the field's bounds, and the machine's limit when
+        `section_value` (the field's section, e.g. a TrainConfig) is given."""
         limits, whole = self.limits, self.kind == "whole"
         low, high = limits.ge, limits.le
-        if low is None and limits.gt is not None:  # the next value inside an exclusive bound
-            low = limits.gt + 1 if whole else math.nextafter(limits.gt, math.inf)
+        # An exclusive bound of a number stays the widget's edge: a typed 0 learning rate is then refused with a
+        # reason at launch, where the next float above it would be taken silently.
+        if low is None and limits.gt is not None:
+            low = limits.gt + 1 if whole else limits.gt
         if high is None and limits.lt is not None:
-            high = limits.lt - 1 if whole else math.nextafter(limits.lt, -math.inf)
+            high = limits.lt - 1 if whole else limits.lt
         machine = limits.machine_limit(section_value) if limits.machine_limit and section_value is not None else None
         if machine is not None:
             high = machine[0] if high is None else min(high, machine[0])

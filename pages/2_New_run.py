@@ -33,6 +33,7 @@ from lab.config import (
     RunConfig,
     TrainConfig,
     default_config,
+    settings_needing_consent,
 )
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError, Message, ModelError
@@ -59,7 +60,16 @@ from ui.common import (
     wait_for_training_stack,
 )
 from ui.i18n import field_help, message, t
-from ui.widgets import COLUMN_FIELDS, column_mapping
+from ui.widgets import (
+    COLUMN_FIELDS,
+    CONSENTED,
+    code_span,
+    column_mapping,
+    config_widget,
+    consent_checkbox,
+    consent_text,
+    consented,
+)
 
 OTHER_MODEL = "other"
 
@@ -83,6 +93,7 @@ def key(name: str) -> str:
 
 def restart_form(config: RunConfig) -> None:
     state["form"], state["form-version"] = config.to_dict(), state["form-version"] + 1
+    state.pop(CONSENTED, None)  # a new config is confirmed anew
 
 
 def on_task_change() -> None:
@@ -92,26 +103,13 @@ def on_task_change() -> None:
     restart_form(fresh)
 
 
-def number(section: str, name: str, value, label: str = "", **options):
-    """A number field for config field `section.name`, labelled `field.section.name` in the catalogue."""
-    return st.number_input(
-        label or t(f"field.{section}.{name}"),
-        value=value,
-        key=key(f"{section}.{name}"),
-        help=field_help(section, name),
-        **options,
-    )
+def setting(section: str, name: str, value, label: str = "", **options):
+    """The widget of config field `section.name` (its kind, bounds, step and label from the config's declaration)."""
+    return config_widget(section, name, value, key(f"{section}.{name}"), label=label, **options)
 
 
 def choice(section: str, name: str, options, value, **extra):
-    return st.selectbox(
-        t(f"field.{section}.{name}"),
-        options,
-        index=list(options).index(value),
-        key=key(f"{section}.{name}"),
-        help=field_help(section, name),
-        **extra,
-    )
+    return config_widget(section, name, value, key(f"{section}.{name}"), options=options, **extra)
 
 
 def data_section(task: str) -> DataConfig:
@@ -170,18 +168,7 @@ def data_section(task: str) -> DataConfig:
             value = getattr(d, name)
             if switched:
                 value = 0 if files == "files" else getattr(default_config(task).data, name)
-            setattr(
-                data,
-                name,
-                st.number_input(
-                    t(f"field.data.{name}"),
-                    value=value,
-                    min_value=0,
-                    step=100,
-                    key=key(f"data.{name}.{files}"),
-                    help=field_help("data", name),
-                ),
-            )
+            setattr(data, name, config_widget("data", name, value, key(f"data.{name}.{files}")))
     return data
 
 
@@ -230,13 +217,13 @@ def peft_section(task: str) -> PeftSettings:
     columns = st.columns(3)
     if method in LORA_FAMILY:
         with columns[0]:
-            peft.r = number("peft", "r", p.r, t("form.target_rank") if method == "adalora" else "", min_value=1)
+            peft.r = setting("peft", "r", p.r, t("form.target_rank") if method == "adalora" else "")
         with columns[1]:
-            peft.alpha = number("peft", "alpha", p.alpha, min_value=1)
+            peft.alpha = setting("peft", "alpha", p.alpha)
         with columns[2]:
-            peft.lora_dropout = number("peft", "lora_dropout", p.lora_dropout, min_value=0.0, max_value=0.99, step=0.05)
+            peft.lora_dropout = setting("peft", "lora_dropout", p.lora_dropout)
         if method == "adalora":
-            peft.adalora_init_r = number("peft", "adalora_init_r", p.adalora_init_r, min_value=1)
+            peft.adalora_init_r = setting("peft", "adalora_init_r", p.adalora_init_r)
         peft.merge_adapter = st.checkbox(
             t("field.peft.merge_adapter"),
             p.merge_adapter,
@@ -245,7 +232,7 @@ def peft_section(task: str) -> PeftSettings:
         )
     elif method in VIRTUAL_TOKEN_METHODS:
         with columns[0]:
-            peft.num_virtual_tokens = number("peft", "num_virtual_tokens", p.num_virtual_tokens, min_value=1)
+            peft.num_virtual_tokens = setting("peft", "num_virtual_tokens", p.num_virtual_tokens)
     if method in TARGETED_METHODS:
         targets = st.text_input(
             t("field.peft.target_modules"),
@@ -283,7 +270,11 @@ def count(config_yaml: str, num_labels: int) -> tuple[int, int, list[dict]]:
 
 
 def parameter_summary(config: RunConfig) -> str:
-    """Show the trainable parameters; returns why the model cannot be used ('' when it can)."""
+    """Show the trainable parameters; returns why the model cannot be used ('' when it can). With
+    trust_remote_code, loading the model runs its code: that waits for the confirmation beside Launch."""
+    if not consented(settings_needing_consent(config)):
+        st.info(t("form.waits_for_consent", model=code_span(config.model.name_or_path)), icon=":material/lock:")
+        return ""
     try:
         with st.spinner(t("form.counting")):
             trainable, total, parts = count(config.to_yaml(), label_count(config.data, config.task))
@@ -316,19 +307,16 @@ def training_section(task: str, peft: PeftSettings) -> TrainConfig:
     columns = st.columns(3)
     with columns[0]:
         default_lr = DEFAULT_LEARNING_RATES[task][peft.method]
-        train.learning_rate = number(
+        train.learning_rate = setting(
             "train",
             "learning_rate",
             was.learning_rate,
-            min_value=0.0,
-            step=1e-5,
-            format="%g",
             placeholder=t("form.default_rate_for", rate=f"{default_lr:g}", method=method_name(peft.method)),
         )
     with columns[1]:
-        train.train_batch_size = number("train", "train_batch_size", was.train_batch_size, min_value=1)
+        train.train_batch_size = setting("train", "train_batch_size", was.train_batch_size)
     with columns[2]:
-        train.epochs = number("train", "epochs", float(was.epochs), min_value=0.1, step=0.5)
+        train.epochs = setting("train", "epochs", was.epochs)
     return train
 
 
@@ -340,66 +328,41 @@ def advanced_section(config: RunConfig) -> None:
         columns = st.columns(3)
         with columns[0]:
             train.lr_scheduler = choice("train", "lr_scheduler", SCHEDULERS, was.lr_scheduler)
-            train.warmup_ratio = number(
-                "train", "warmup_ratio", was.warmup_ratio, min_value=0.0, max_value=0.99, step=0.01
-            )
+            train.warmup_ratio = setting("train", "warmup_ratio", was.warmup_ratio)
             if config.peft.method != "head":  # head-only training's learning rate is the head's
                 unset = replace(config, train=replace(train, head_learning_rate=None))
                 default_head_rate = head_learning_rate_for(unset)
-                train.head_learning_rate = number(
+                train.head_learning_rate = setting(
                     "train",
                     "head_learning_rate",
                     was.head_learning_rate,
-                    min_value=0.0,
-                    step=1e-4,
-                    format="%g",
                     placeholder=t("form.default_rate", rate=f"{default_head_rate:g}"),
                 )
-            train.weight_decay = number("train", "weight_decay", was.weight_decay, min_value=0.0, step=0.01)
-            config.model.dropout = number(
-                "model",
-                "dropout",
-                base.model.dropout,
-                min_value=0.0,
-                max_value=0.99,
-                step=0.05,
-                placeholder=t("form.models_own"),
-            )
+            train.weight_decay = setting("train", "weight_decay", was.weight_decay)
+            config.model.dropout = setting("model", "dropout", base.model.dropout, placeholder=t("form.models_own"))
             train.optimizer = choice("train", "optimizer", OPTIMIZERS, was.optimizer)
         with columns[1]:
-            train.gradient_accumulation_steps = number(
-                "train", "gradient_accumulation_steps", was.gradient_accumulation_steps, min_value=1
+            train.gradient_accumulation_steps = setting(
+                "train", "gradient_accumulation_steps", was.gradient_accumulation_steps
             )
-            train.max_length = number("train", "max_length", was.max_length, min_value=8, max_value=8192, step=8)
+            train.max_length = setting("train", "max_length", was.max_length)
             train.precision = choice("train", "precision", PRECISIONS, was.precision)
-            train.early_stopping_patience = number(
-                "train", "early_stopping_patience", was.early_stopping_patience, min_value=0
-            )
-            train.max_steps = number("train", "max_steps", was.max_steps, min_value=0)
+            train.early_stopping_patience = setting("train", "early_stopping_patience", was.early_stopping_patience)
+            train.max_steps = setting("train", "max_steps", was.max_steps)
         with columns[2]:
-            train.seed = number("train", "seed", was.seed, min_value=0)
-            data.split_seed = number("data", "split_seed", base.data.split_seed, min_value=0)
-            train.eval_steps = number("train", "eval_steps", was.eval_steps, min_value=0)
-            train.logging_steps = number("train", "logging_steps", was.logging_steps, min_value=1)
-            train.eval_batch_size = number("train", "eval_batch_size", was.eval_batch_size, min_value=1)
-            train.num_devices = number("train", "num_devices", was.num_devices, min_value=1)
+            train.seed = setting("train", "seed", was.seed)
+            data.split_seed = setting("data", "split_seed", base.data.split_seed)
+            train.eval_steps = setting("train", "eval_steps", was.eval_steps)
+            train.logging_steps = setting("train", "logging_steps", was.logging_steps)
+            train.eval_batch_size = setting("train", "eval_batch_size", was.eval_batch_size)
+            train.num_devices = setting("train", "num_devices", was.num_devices, within=train)
             data.source = choice("data", "source", DATA_SOURCES, base.data.source)
             if config.task == "classification":
                 config.model.pooling = choice("model", "pooling", POOLINGS, base.model.pooling)
         if config.task == "ner" and data.train_file:
             data.tag_scheme = choice("data", "tag_scheme", TAG_SCHEMES, base.data.tag_scheme)
-        train.gradient_checkpointing = st.checkbox(
-            t("field.train.gradient_checkpointing"),
-            was.gradient_checkpointing,
-            key=key("train.gradient_checkpointing"),
-            help=field_help("train", "gradient_checkpointing"),
-        )
-        config.model.trust_remote_code = st.checkbox(
-            t("field.model.trust_remote_code"),
-            base.model.trust_remote_code,
-            key=key("model.trust_remote_code"),
-            help=field_help("model", "trust_remote_code"),
-        )
+        train.gradient_checkpointing = setting("train", "gradient_checkpointing", was.gradient_checkpointing)
+        config.model.trust_remote_code = setting("model", "trust_remote_code", base.model.trust_remote_code)
         if config.model.trust_remote_code:
             model = config.model.name_or_path
             warning = Message(TRUST_REMOTE_CODE_WARNING.format(model=model), "trust_remote_code", model=model)
@@ -451,7 +414,7 @@ def config_files(config: RunConfig) -> None:
             state["yaml-loaded"] = uploaded.file_id
             with user_errors():
                 # Validate before filling the form: a value outside a widget's range would break every rerun.
-                loaded = RunConfig.from_yaml(uploaded.getvalue().decode("utf-8", errors="replace"))
+                loaded = RunConfig.from_yaml_bytes(uploaded.getvalue(), uploaded.name)
                 restart_form(loaded.validate(check_paths=False))
                 st.rerun()
 
@@ -468,7 +431,9 @@ def preflight(config_yaml: str) -> tuple[str, str]:
 def estimate_section(config: RunConfig) -> None:
     with st.expander(t("form.estimate_title"), icon=":material/timer:"):
         st.caption(t("form.estimate_caption"))
-        if st.button(t("form.estimate"), key="estimate"):
+        if config.model.trust_remote_code and not consented(settings_needing_consent(config)):
+            st.info(t("form.waits_for_consent", model=code_span(config.model.name_or_path)), icon=":material/lock:")
+        elif st.button(t("form.estimate"), key="estimate"):
             with user_errors(), st.spinner(t("form.estimating")):
                 config.validate()
                 text, warning = preflight(config.to_yaml())
@@ -502,6 +467,8 @@ def launch_section(config: RunConfig, model_problem: str) -> None:
     busy = runner.running() + runner.queued()
     if busy:
         st.info(t("form.busy", count=len(busy), runs=", ".join(busy)), icon=":material/hourglass_top:")
+    needed = settings_needing_consent(config)
+    confirmed = consent_checkbox(needed, key) if needed else True
     if st.button(
         t("form.launch"),
         type="primary",
@@ -509,6 +476,9 @@ def launch_section(config: RunConfig, model_problem: str) -> None:
         disabled=bool(model_problem),
         help=t("form.launch_blocked") if model_problem else None,
     ):
+        if not confirmed:
+            st.error(t("form.consent_first"), icon=":material/gpp_maybe:")
+            return
         with user_errors():
             config.validate()
             run_id = launch(config)
@@ -516,6 +486,10 @@ def launch_section(config: RunConfig, model_problem: str) -> None:
             open_run(run_id)
 
 
+if settings_needing_consent(base):  # a loaded YAML (or the Advanced box) asks for code or places from elsewhere
+    st.warning(
+        t("form.consent_warning", what=consent_text(settings_needing_consent(base))), icon=":material/gpp_maybe:"
+    )
 with user_errors():
     left, right = st.columns([2, 1])
     name = left.text_input(
@@ -538,7 +512,7 @@ with user_errors():
     model_problem = parameter_summary(RunConfig(task=task, data=data, model=model, peft=peft))
     st.subheader(t("form.training"))
     train = training_section(task, peft)
-    config = RunConfig(task=task, name=name, data=data, model=model, peft=peft, train=train)
+    config = RunConfig(task=task, name=name, data=data, model=model, peft=peft, train=train, tracking=base.tracking)
     advanced_section(config)
     state["form"] = config.to_dict()  # survives a visit to another page
     estimate_section(config)

@@ -2,8 +2,8 @@
 
 The expected texts in tests/fixtures/cli_output/ were written by the CLI before the config's fields
 carried their bounds and widget kinds; a change to the help a field carries, a flag or an example
-config shows up here as a diff. If the change is meant, regenerate the file with the command in
-`COMMANDS` (with COLUMNS=100) and say so in the commit.
+config shows up here as a diff. If the change is meant (a new command, method or field), regenerate
+the files with `python tests/test_cli_output.py` and say so in the commit.
 """
 
 import os
@@ -23,16 +23,21 @@ COMMANDS = {
 }
 
 
+def cli_output(args: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="100")
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
+
+
 @pytest.mark.parametrize("expected_file", sorted(COMMANDS))
 def test_cli_help_and_example_configs_read_as_before(expected_file):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="100")
-    result = subprocess.run(
-        [sys.executable, "-m", "lab", *COMMANDS[expected_file]],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-    )
+    result = cli_output(COMMANDS[expected_file])
     assert result.returncode == 0, result.stderr
     assert result.stdout == (EXPECTED / expected_file).read_text(encoding="utf-8")
+
+
+if __name__ == "__main__":  # regenerate the expected texts after a deliberate change
+    for name, args in COMMANDS.items():
+        (EXPECTED / name).write_text(cli_output(args).stdout, encoding="utf-8")
+        print("wrote", EXPECTED / name)

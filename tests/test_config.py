@@ -1,8 +1,11 @@
 """Run configuration: validation messages a person can act on, YAML round trip, --set overrides."""
 
+import dataclasses
+import os
+
 import pytest
 
-from lab.config import RunConfig, default_config, example_yaml, field_help
+from lab.config import SECTIONS, RunConfig, config_field, default_config, example_yaml, field_help
 from lab.errors import ConfigError
 
 
@@ -26,6 +29,11 @@ from lab.errors import ConfigError
         ("model.name_or_path=", "model name_or_path is empty"),
         ("data.train_file=/no/such/file.csv", "train_file '/no/such/file.csv' does not exist"),
         ("data.validation_share=0.7", "validation_share must be between 0 and 0.5"),
+        ("train.train_batch_size=100000000", "train_batch_size must be at most 4096"),
+        ("train.max_steps=1000000000", "max_steps must be at most 10000000"),
+        ("train.gradient_accumulation_steps=100000", "gradient_accumulation_steps must be at most 1024"),
+        ("train.num_devices=4096", "num_devices must be at most"),
+        ("train.dataloader_workers=10000", "dataloader_workers must be at most"),
         ("train.seed=-1", "seed must be between 0"),
         ("task=translation", "task must be one of classification, ner"),
     ],
@@ -109,5 +117,68 @@ def test_the_head_trains_at_the_head_only_rate_unless_told_otherwise():
         assert head_learning_rate_for(head_only) == 1e-3
         fast = lora.with_overrides(["train.learning_rate=0.2"])
         assert head_learning_rate_for(fast) == 0.2
-    with pytest.raises(ConfigError, match="head_learning_rate must be above 0"):
+    with pytest.raises(ConfigError, match="head_learning_rate must be below 1"):
         default_config("ner").with_overrides(["train.head_learning_rate=2"]).validate()
+
+
+def every_field():
+    for section, cls in [("", RunConfig), *SECTIONS.items()]:
+        for f in dataclasses.fields(cls):
+            if f.name not in SECTIONS:
+                yield config_field(section, f.name)
+
+
+def with_value(field, value) -> RunConfig:
+    config = default_config()
+    setattr(getattr(config, field.section) if field.section else config, field.name, value)
+    return config
+
+
+def test_the_form_and_validation_read_the_same_bounds():
+    """Each number field's widget range (read from the same metadata) is what validation accepts: an inclusive
+    edge validates, an exclusive one (a learning rate of 0) is refused with the field named, and so is a
+    value one step outside."""
+    checked = 0
+    section = default_config().train
+    for field in every_field():
+        if field.kind not in ("whole", "number"):
+            continue
+        low, high = field.widget_range(section)
+        limits, step = field.limits, field.limits.step or (1 if field.kind == "whole" else 0.01)
+        for edge, inclusive in ((low, limits.gt is None), (high, limits.lt is None)):
+            if edge is not None:
+                assert (field.problem(edge, section) is None) == (inclusive or field.kind == "whole"), field.name
+        for outside in (low - step if low is not None else None, high + step if high is not None else None):
+            if outside is not None:
+                problem = field.problem(outside, section)
+                assert problem and field.title in problem, (field.name, outside)
+                with pytest.raises(ConfigError, match=field.title):
+                    with_value(field, outside).validate(check_paths=False)
+                checked += 1
+    assert checked >= 25
+
+
+def test_every_field_has_a_label_kind_and_the_choices_of_its_literal():
+    fields = {f"{f.section}.{f.name}": f for f in every_field()}
+    assert fields["train.optimizer"].kind == "choice" and fields["train.optimizer"].choices == (
+        "adamw",
+        "sgd",
+        "adafactor",
+    )
+    assert fields["train.max_length"].kind == "whole" and fields["train.max_length"].widget_range() == (8, 8192)
+    assert fields["train.learning_rate"].optional and fields["train.learning_rate"].kind == "number"
+    assert fields["model.trust_remote_code"].kind == "check" and fields["peft.target_modules"].kind == "names"
+    assert fields[".name"].label_key == "field.name" and fields["data.dataset"].label_key == "field.data.dataset"
+
+
+def test_a_machine_holds_only_the_devices_and_cores_it_has():
+    cores = os.cpu_count() or 1
+    default_config().with_overrides([f"train.dataloader_workers={cores}", "train.device=cpu"]).validate()
+    default_config().with_overrides([f"train.num_devices={cores}", "train.device=cpu"]).validate()
+    with pytest.raises(ConfigError) as raised:
+        default_config().with_overrides([f"train.num_devices={cores + 1}", "train.device=cpu"]).validate()
+    assert str(raised.value) == f"Invalid config: num_devices must be at most {cores}, the CPU cores of this machine."
+    # A Ray cluster counts its own GPUs and cores.
+    default_config().with_overrides(
+        ["train.num_devices=64", "train.executor=ray", "train.dataloader_workers=64"]
+    ).validate()
