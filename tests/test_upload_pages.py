@@ -46,7 +46,7 @@ def test_the_data_page_names_the_upload_measures_what_training_reads_and_hands_o
     assert any(caption.value == "Source: your files: train my-reviews.csv" for caption in at.caption)
     clipped = [c.value for c in at.caption if "measured on their first" in c.value]
     assert clipped == [
-        "1 long texts were measured on their first 8,192 characters only: training reads no more of them at this max_length."
+        "Texts longer than training reads at this max_length (1) are measured on their first 8,192 characters."
     ]
     widget(at.button, "Train on this data").click().run()
     assert not at.exception, [e.value for e in at.exception]
