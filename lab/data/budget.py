@@ -4,7 +4,7 @@ Every file is bounded before it is believed: its size on disk (`MAX_FILE_BYTES`)
 (`MAX_ROWS`: rows, records or sentences) and its cells (`MAX_CELLS`: rows x columns, or words). A
 refusal is one line naming the file and the bound.
 
-Parsed files are kept by content hash (`PARSED_FILES` of them, each under `PARSED_FILE_BYTES`): the
+Parsed files are kept by content hash (the latest `PARSED_FILES`, files of `PARSED_BYTES` in all): the
 Data and New run pages rerun on every click, and parse a file once.
 """
 
@@ -23,9 +23,9 @@ from lab.errors import DataError
 MAX_FILE_BYTES = 256 * 2**20
 MAX_ROWS = 1_000_000
 MAX_CELLS = 20_000_000
-# Parsed files kept in memory; a larger file is parsed each time it is read.
+# Parsed files kept in memory, and their size on disk in all; a larger file is parsed each time it is read.
 PARSED_FILES = 8
-PARSED_FILE_BYTES = 64 * 2**20
+PARSED_BYTES = 64 * 2**20
 
 
 def megabytes(size: int) -> str:
@@ -58,7 +58,7 @@ def check_cells(path: Path, cells: int, unit: str = "cells") -> None:
 
 # ---- parsed files, by content ------------------------------------------------------------------
 Parsed = TypeVar("Parsed")
-_parsed: OrderedDict[tuple, Any] = OrderedDict()
+_parsed: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()  # key -> (parsed, file size)
 _digests: dict[tuple[str, int, int], str] = {}
 _lock = threading.Lock()  # the app's sessions read files from several threads
 
@@ -68,7 +68,7 @@ def content_hash(path: Path) -> Optional[str]:
     is too large to keep parsed or cannot be read (the parser then says why)."""
     try:
         stat = path.stat()
-        if not path.is_file() or stat.st_size > PARSED_FILE_BYTES:
+        if not path.is_file() or stat.st_size > PARSED_BYTES:
             return None
         identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         with _lock:
@@ -93,10 +93,11 @@ def parsed_once(kind: str, path: Path, arguments: tuple, parse: Callable[[], Par
     with _lock:
         if key in _parsed:
             _parsed.move_to_end(key)
-            return _parsed[key]
+            return _parsed[key][0]
+    size = path.stat().st_size  # content_hash just read it
     result = parse()
     with _lock:
-        _parsed[key] = result
-        while len(_parsed) > PARSED_FILES:
+        _parsed[key] = (result, size)
+        while len(_parsed) > PARSED_FILES or sum(size for _, size in _parsed.values()) > PARSED_BYTES:
             _parsed.popitem(last=False)
     return result
