@@ -112,3 +112,22 @@ def test_a_value_is_shown_as_its_first_characters_and_its_type():
     started = time.perf_counter()
     assert shown(nested).endswith("(list)") and len(shown(nested)) < 100
     assert time.perf_counter() - started < 0.1
+
+
+def test_the_new_run_page_refuses_an_oversized_or_exploding_yaml_upload(tmp_path, monkeypatch):
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/2_New_run.py")
+    at.run()
+    uploads = [
+        ("huge.yaml", ("name: " + "x" * MAX_CONFIG_BYTES + "\n").encode(), "huge.yaml is over 262,144 bytes"),
+        ("bomb.yaml", alias_bomb().encode(), "bomb.yaml: The config expands to more than"),
+    ]
+    for name, content, message in uploads:
+        at.file_uploader(key="yaml-upload").set_value((name, content, "application/x-yaml"))
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any(message in error.value for error in at.error), [error.value[:200] for error in at.error]
+        assert next(t for t in at.text_input if t.label == "Run name").value == ""  # the form kept its config
