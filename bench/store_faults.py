@@ -64,6 +64,7 @@ def _store_with_runs(runs_dir: Path, names: tuple[str, ...] = ("steps=3", "steps
     for run_id in ids:
         execute_run(store, run_id, scripted_train, threading.Event())
     store.close()
+    gc.collect()  # closes the connections of the threads that trained them (the last close checkpoints)
     return ids
 
 
@@ -127,7 +128,6 @@ def scenario_read_only_store(work: Path) -> Row:
 def scenario_locked_store(work: Path) -> Row:
     runs_dir = work / "locked"
     (run_id,) = _store_with_runs(runs_dir, ("steps=2",))
-    gc.collect()  # connections of the threads that trained those runs
     holder = sqlite3.connect(runs_dir / "lab.db", isolation_level=None, timeout=30)  # waits out a backup
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # another program holding the whole file
     holder.execute("BEGIN EXCLUSIVE")
@@ -232,7 +232,10 @@ def scenario_full_disk_during_run(work: Path) -> Row:
     from lab.runs.store import RunStore
 
     disk = work / "small-disk"
-    with small_disk(disk) as real, injected_full_disk() as injected:
+    with (
+        small_disk(disk) as real,
+        contextlib.nullcontext(threading.Event()) if real else injected_full_disk() as injected,
+    ):
         runs_dir = disk / "runs"
         (old,) = _store_with_runs(runs_dir, ("steps=2",))
         if real:
@@ -300,7 +303,11 @@ print(run_id, flush=True)
 time.sleep(120)
 """
 OTHER_NAMESPACE = "import lab.runs.owner as owner; owner.pid_namespace = lambda: '4026599999'"
-CLOCK_BEHIND = "_real = time.time; time.time = lambda: _real() - 360"
+# A host whose clock is behind, as a reader sees it: another hostname (so its process cannot be looked at)
+# and time.time() 6 minutes late.
+CLOCK_BEHIND = (
+    "import socket; socket.gethostname = lambda: 'other-host'; _real = time.time; time.time = lambda: _real() - 360"
+)
 
 
 def _start_owner(runs_dir: Path, patch: str, prefix: list[str]) -> tuple[subprocess.Popen[str], str]:
@@ -370,7 +377,7 @@ def scenario_finish_after_a_false_interrupt(work: Path) -> Row:
     store.mark_running(run_id)
     judge = (
         "import sys; sys.path.insert(0, sys.argv[2]); from lab.runs.owner import Owner;"
-        "Owner.is_dead = lambda self, age: True; from lab.runs.store import RunStore; RunStore(sys.argv[1])"
+        "Owner.is_dead = lambda self, *args: True; from lab.runs.store import RunStore; RunStore(sys.argv[1])"
     )
     subprocess.run([sys.executable, "-c", judge, str(runs_dir), str(REPO)], check=True)
     marked = store.get_run(run_id).status

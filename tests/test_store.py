@@ -226,7 +226,9 @@ def test_heartbeats_are_timed_by_the_stores_clock_not_the_owners(store: RunStore
     """An owner whose clock is 6 minutes behind, judged by its heartbeat: still alive."""
     import lab.runs.owner as owner
 
-    monkeypatch.setattr(owner, "pid_namespace", lambda: "4026599999")  # a reader cannot look at its process
+    # Another host as the reader sees it: its process cannot be looked at, only its heartbeat.
+    monkeypatch.setattr(owner, "pid_namespace", lambda: "4026599999")
+    monkeypatch.setattr(socket, "gethostname", lambda: "other-host")
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() - 360)
     run_id = make_run(store)
@@ -240,7 +242,7 @@ def test_finish_records_the_real_outcome_of_a_run_another_process_marked_interru
     run_id = make_run(store)
     store.mark_running(run_id)
     judge = (
-        "import sys; from lab.runs.owner import Owner; Owner.is_dead = lambda self, age: True;"
+        "import sys; from lab.runs.owner import Owner; Owner.is_dead = lambda self, *args: True;"
         "from lab.runs.store import RunStore; RunStore(sys.argv[1])"
     )
     subprocess.run([sys.executable, "-c", judge, str(store.runs_dir)], cwd=REPO, check=True)

@@ -71,14 +71,14 @@ def connect(db_path: Path, timeout: float, read_only: bool) -> sqlite3.Connectio
     uri = "file:" + quote(str(db_path.resolve()))
     if not read_only:
         return _configured(sqlite3.connect(uri + "?mode=rwc", uri=True, timeout=timeout, isolation_level=None), timeout)
-    conn = _configured(sqlite3.connect(uri + "?mode=ro", uri=True, timeout=timeout, isolation_level=None), timeout)
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=timeout, isolation_level=None)
     try:
-        conn.execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchall()
+        _configured(conn, timeout).execute("SELECT 1 FROM sqlite_schema LIMIT 1").fetchall()
         return conn
     except sqlite3.OperationalError as exc:
+        conn.close()
         if getattr(exc, "sqlite_errorname", "") != "SQLITE_CANTOPEN":
             raise
-        conn.close()
     # A WAL store whose shared-memory file is gone cannot be opened read-only in a folder nobody may
     # write; nobody can be writing it either, so reading the file as it stands is exact.
     return _configured(sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None), timeout)
