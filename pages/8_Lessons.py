@@ -7,6 +7,7 @@ A lesson's runs queue through the job runner like any other and form a group in 
 
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -26,12 +27,14 @@ from lab.groups.lessons import (
     lesson_of_group,
     lesson_runs,
 )
+from lab.runs.records import slugify
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import format_share, smooth, thinned
+from lab.views.handout import HandoutSection, handout_html
 from lab.views.lesson_view import finding_in_words, length_example, lesson_table, metric_by_value, run_views
 from ui import charts
 from ui.common import get_runner, get_store, page_setup, status_name, task_name, user_errors, wait_for_training_stack
-from ui.i18n import duration, duration_units, t
+from ui.i18n import duration, duration_units, language, t
 
 page_setup("pages.lessons")
 st.title(t("pages.lessons"))
@@ -131,10 +134,14 @@ def launch_form() -> None:
         st.rerun()
 
 
+def metric_word(metric: str) -> str:
+    return t(f"lessons.metric.{metric}")
+
+
 def in_language(finding: Finding) -> str:
     values = dict(finding.values)
     if "metric" in values:
-        values["metric"] = t(f"lessons.metric.{values['metric']}")
+        values["metric"] = metric_word(values["metric"])
     templates = {code: t(f"lessons.finding.{code}") for code in FINDINGS}
     return finding_in_words(Finding(finding.code, values), templates, duration_units())
 
@@ -147,14 +154,16 @@ def metric_chart(lesson: Lesson, runs, metric: str) -> go.Figure:
         x=points["value"].astype(str) if lesson.setting in CATEGORICAL else points["value"],
         y=points["metric"],
         mode="lines+markers",
-        name=t(f"lessons.metric.{metric}"),
+        name=metric_word(metric),
     )
     if lesson.setting in LOG_AXIS:
         figure.update_xaxes(type="log")
+    elif lesson.setting in CATEGORICAL:
+        figure.update_xaxes(type="category")  # "0" and "2" are names here, not a scale
     figure.update_layout(
-        title=t("lessons.metric_by_value", metric=t(f"lessons.metric.{metric}"), setting=lesson.setting),
+        title=t("lessons.metric_by_value", metric=metric_word(metric), setting=lesson.setting),
         xaxis_title=lesson.setting,
-        yaxis_title=t(f"lessons.metric.{metric}"),
+        yaxis_title=metric_word(metric),
         height=360,
     )
     return figure
@@ -221,28 +230,95 @@ def lesson_group(group: str, polling: bool) -> None:
         column_config={
             "value": st.column_config.TextColumn(lesson.setting),
             "status": st.column_config.TextColumn(t("history.status")),
-            "test": st.column_config.NumberColumn(t("history.test", metric=metric), format="%.3f"),
+            "test": st.column_config.NumberColumn(t("history.test", metric=metric_word(metric)), format="%.3f"),
             "best validation": st.column_config.NumberColumn(
-                t("history.best_validation", metric=metric), format="%.3f"
+                t("history.best_validation", metric=metric_word(metric)), format="%.3f"
             ),
             "trainable": st.column_config.NumberColumn(t("history.trainable_parameters"), format="localized"),
             "trainable share": st.column_config.TextColumn(t("history.trainable_share")),
             "train seconds": st.column_config.TextColumn(t("history.wall_time")),
         },
     )
-    views = run_views(store, runs)
-    colours = charts.series_colours(list(views))
+    by_value, losses, scores = lesson_figures(lesson, runs, metric)
     left, right = st.columns(2)
-    left.plotly_chart(metric_chart(lesson, runs, metric), width="stretch", key="lesson-metric")
-    right.plotly_chart(loss_chart(views, colours), width="stretch", key="lesson-losses")
-    _, scores = charts.compare_curves(views, 0.6, metric, colours)
+    left.plotly_chart(by_value, width="stretch", key="lesson-metric")
+    right.plotly_chart(losses, width="stretch", key="lesson-losses")
     st.plotly_chart(scores, width="stretch", key="lesson-validation")
     if lesson.setting == "train.max_length" and runs[0].record.task == "ner":
-        lengths = tuple(int(run.outcome.value) for run in runs)
-        sentence_lengths(store.load_config(runs[0].record.id).to_yaml(), lengths)
+        sentence_lengths(store.load_config(runs[0].record.id).to_yaml(), lesson_lengths(runs))
     cancel_remaining(runs)
     if polling and not any(run.record.is_active for run in runs):
         st.rerun()  # the whole page, once: it stops polling
+
+
+def lesson_figures(lesson: Lesson, runs, metric: str) -> tuple[go.Figure, go.Figure, go.Figure]:
+    """The metric against the value, the training and validation losses, the validation metric by step."""
+    views = run_views(store, runs)
+    colours = charts.series_colours(list(views))
+    _, scores = charts.compare_curves(views, 0.6, metric, colours)
+    return metric_chart(lesson, runs, metric), loss_chart(views, colours), scores
+
+
+def lesson_lengths(runs) -> tuple[int, ...]:
+    return tuple(int(run.outcome.value) for run in runs)
+
+
+def handout(group: str) -> None:
+    """Prepare the lesson as one HTML file (charts, tables, conclusion, config, script), then offer it."""
+    if st.button(t("lessons.handout"), icon=":material/description:", help=t("lessons.handout_help")):
+        st.session_state["lesson-handout"] = (group, language(), handout_file(group))
+    prepared = st.session_state.get("lesson-handout")
+    if prepared and prepared[:2] == (group, language()):
+        st.download_button(
+            t("lessons.handout_download"),
+            prepared[2],
+            file_name=f"{slugify(group)}.html",
+            mime="text/html",
+            icon=":material/download:",
+        )
+
+
+def handout_file(group: str) -> str:
+    from lab.publish.standalone import standalone_script
+
+    lesson = lesson_of_group(group)
+    runs = lesson_runs(store, lesson, group) if lesson else []
+    if lesson is None or not runs:
+        raise LabError(f"The lesson {group!r} has no runs.")
+    metric = primary_metric_name(runs[0].record.task)
+    config = store.load_config(runs[0].record.id)
+    table = lesson_table(runs)
+    shown = pd.DataFrame(
+        {
+            lesson.setting: table["value"].astype(str),
+            t("history.status"): table["status"].map(status_name),
+            t("history.test", metric=metric_word(metric)): table["test"].map(
+                lambda x: "–" if pd.isna(x) else f"{x:.3f}"
+            ),
+            t("history.best_validation", metric=metric_word(metric)): table["best validation"].map(
+                lambda x: "–" if pd.isna(x) else f"{x:.3f}"
+            ),
+            t("history.trainable_parameters"): table["trainable"].map(lambda x: "–" if pd.isna(x) else f"{x:,.0f}"),
+            t("history.trainable_share"): table["trainable share"].map(format_share),
+            t("history.wall_time"): table["train seconds"].map(duration),
+        }
+    )
+    sections = [
+        HandoutSection(t("lessons.conclusion"), bullets=[in_language(f) for f in lesson_conclusion(lesson, runs)]),
+        HandoutSection(t("lessons.handout_runs"), table=shown, figures=lesson_figures(lesson, runs, metric)),
+    ]
+    if lesson.setting == "train.max_length" and runs[0].record.task == "ner":
+        kept = length_table(config.to_yaml(), lesson_lengths(runs)).rename(columns=str)
+        sections.append(HandoutSection(t("lessons.alignment"), paragraphs=[t("lessons.alignment_caption")], table=kept))
+    values = ",".join(str(run.outcome.value) for run in runs)
+    command = f"python -m lab lesson run {lesson.name} lesson.yaml --values {values}"
+    sections += [
+        HandoutSection(t("lessons.handout_config"), code=config.to_yaml(), notes=[t("lessons.handout_config_note")]),
+        HandoutSection(t("lessons.handout_command"), code=command, notes=[t("lessons.handout_command_note")]),
+        HandoutSection(t("lessons.handout_script"), code=standalone_script(config)),
+    ]
+    subtitle = f"{t(f'lessons.{lesson.name}.question')} · {config.dataset_name} · {config.model.name_or_path}"
+    return handout_html(title(lesson), language(), sections, subtitle=subtitle)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -293,5 +369,6 @@ with user_errors():
         active = any(run.is_active for run in store.list_runs(group=group))
         # Redrawn every few seconds while a run of the lesson is queued or running.
         st.fragment(lesson_group, run_every=3 if active else None)(group, active)
+        handout(group)
     else:
         st.caption(t("lessons.none_yet"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -222,6 +223,18 @@ def test_a_lessons_page_draws_its_runs_and_writes_the_conclusion_in_chinese(tmp_
     assert "在 learning_rate=0.03 时训练损失从 0.700 升到 1.500" in text
     assert len(at.get("plotly_chart")) == 3  # metric against rate, the losses, the validation metric
 
+    from ui.i18n import catalogue
+
+    (prepare,) = [button for button in at.button if button.label == catalogue("zh")["lessons.handout"]]
+    prepare.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    handout = at.session_state["lesson-handout"][2]
+    assert '<html lang="zh">' in handout and "learning_rate=0.001 得分最高" in handout
+    assert handout.count('class="chart"') == 3 and "<table" in handout
+    assert "python -m lab lesson run learning-rate lesson.yaml --values 1e-05,0.0001,0.001,0.03" in handout
+    assert "task: classification" in handout and "from transformers import (" in handout  # config, script
+    assert not re.search(r"<(script|link|img)[^>]*(src|href)=", handout)  # nothing to fetch: it opens offline
+
 
 def test_the_ner_length_lesson_shows_the_words_each_length_cuts(tiny_model_dir, ner_conll, tmp_path, monkeypatch):
     from lab.launch.worker import run_in_foreground
@@ -271,3 +284,21 @@ def test_the_launch_form_states_the_expected_time_before_queuing(tiny_model_dir,
     assert "3 runs, one after another, with train.seed = 1, 2, 3." in captions
     assert any(caption.startswith("Expected time on this machine: about ") for caption in captions), captions
     assert not RunStore(tmp_path / "runs").list_runs()  # nothing queued before the button
+
+
+def test_a_handout_is_one_escaped_self_contained_html_file():
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from lab.views.handout import HandoutSection, handout_html
+
+    figure = go.Figure(go.Scatter(x=[1, 2], y=[0.5, 0.8]))
+    sections = [
+        HandoutSection("Runs <b>", table=pd.DataFrame({"value": ["<img src=x onerror=alert(1)>"]}), figures=[figure]),
+        HandoutSection("Config", code="name: <script>alert(1)</script>"),
+    ]
+    page = handout_html("Lesson & more", "en", sections, subtitle="a question?")
+    assert page.startswith("<!DOCTYPE html>") and '<html lang="en">' in page
+    assert "<img src=x" not in page and "<script>alert(1)" not in page and "Runs &lt;b&gt;" in page
+    assert page.count("<script") == 2  # plotly.js inlined once, and the chart's own call
+    assert "@media print" in page
