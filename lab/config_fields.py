@@ -60,7 +60,7 @@ def devices_present(train: Any) -> Optional[tuple[int, str]]:
     if torch.cuda.is_available():
         return torch.cuda.device_count(), "the CUDA GPUs of this machine"
     if train.device == "cuda":
-        return 0, "this machine has no CUDA GPU"
+        return None  # the run's device check says there is no CUDA here, which is the problem to fix first
     return os.cpu_count() or 1, "the CPU cores of this machine (no GPU here)"
 
 
