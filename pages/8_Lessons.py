@@ -358,8 +358,9 @@ def cancel_remaining(runs) -> None:
 
 
 with user_errors():
-    lesson_list()
     groups = [name for name in store.groups() if name.startswith(GROUP_PREFIX)]
+    with st.expander(t("lessons.all"), expanded=not groups, icon=":material/school:"):
+        lesson_list()
     with st.expander(t("lessons.new"), expanded=not groups, icon=":material/add:"):
         launch_form()
     if groups:
