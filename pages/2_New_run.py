@@ -15,7 +15,6 @@ from lab.cli.flags import cli_command
 from lab.config import (
     DATA_SOURCES,
     DEFAULT_MODEL,
-    LORA_FAMILY,
     OPTIMIZERS,
     PEFT_METHODS,
     POOLINGS,
@@ -23,21 +22,21 @@ from lab.config import (
     RUN_EXECUTORS,
     SCHEDULERS,
     TAG_SCHEMES,
-    TARGETED_METHODS,
     TASKS,
     TRUST_REMOTE_CODE_WARNING,
-    VIRTUAL_TOKEN_METHODS,
     DataConfig,
     ModelConfig,
     PeftSettings,
     RunConfig,
     TrainConfig,
+    config_field,
     default_config,
     settings_needing_consent,
 )
 from lab.data.builtin import BUILTINS
 from lab.errors import LabError, Message, ModelError
 from lab.hub import is_offline
+from lab.methods.registry import method_spec
 from lab.views.data_view import (
     SUGGESTED_MODELS,
     UPLOAD_TYPES,
@@ -202,50 +201,30 @@ def model_section() -> ModelConfig:
 
 
 def peft_section(task: str) -> PeftSettings:
+    """The method, and the settings its registry record says it reads (lab.methods.registry)."""
     p = base.peft
     method = choice("peft", "method", PEFT_METHODS, p.method, format_func=method_name)
-    peft = PeftSettings(
-        method=method,
-        r=p.r,
-        alpha=p.alpha,
-        lora_dropout=p.lora_dropout,
-        target_modules=list(p.target_modules),
-        adalora_init_r=p.adalora_init_r,
-        num_virtual_tokens=p.num_virtual_tokens,
-        merge_adapter=p.merge_adapter,
-    )
+    spec = method_spec(method)
+    peft = replace(p, method=method, target_modules=list(p.target_modules))
+    in_columns = [name for name in spec.settings if config_field("peft", name).kind in ("whole", "number", "choice")]
     columns = st.columns(3)
-    if method in LORA_FAMILY:
-        with columns[0]:
-            peft.r = setting("peft", "r", p.r, t("form.target_rank") if method == "adalora" else "")
-        with columns[1]:
-            peft.alpha = setting("peft", "alpha", p.alpha)
-        with columns[2]:
-            peft.lora_dropout = setting("peft", "lora_dropout", p.lora_dropout)
-        if method == "adalora":
-            peft.adalora_init_r = setting("peft", "adalora_init_r", p.adalora_init_r)
-        peft.merge_adapter = st.checkbox(
-            t("field.peft.merge_adapter"),
-            p.merge_adapter,
-            key=key("peft.merge_adapter"),
-            help=field_help("peft", "merge_adapter"),
-        )
-    elif method in VIRTUAL_TOKEN_METHODS:
-        with columns[0]:
-            peft.num_virtual_tokens = setting("peft", "num_virtual_tokens", p.num_virtual_tokens)
-    if method in TARGETED_METHODS:
-        targets = st.text_input(
-            t("field.peft.target_modules"),
-            ", ".join(p.target_modules),
-            key=key("peft.target_modules"),
-            help=field_help("peft", "target_modules"),
-        )
-        peft.target_modules = [name.strip() for name in targets.split(",") if name.strip()]
+    for index, name in enumerate(in_columns):
+        with columns[index % 3]:
+            label = t("form.target_rank") if (method == "adalora" and name == "r") else ""
+            setattr(peft, name, setting("peft", name, getattr(p, name), label))
+    for name in spec.settings:
+        if name not in in_columns:  # checkboxes and module lists, the page's width
+            setattr(peft, name, setting("peft", name, getattr(p, name)))
+    if spec.builds == "adapter":
+        st.caption(t("form.not_mergeable"))
     with st.container(border=True):  # what the method trains, what it freezes, its idea in one formula
         st.markdown(t(f"method.{method}.what"))
         from lab.model.defaults import ONE_CLICK_RESULTS
 
         measured = ONE_CLICK_RESULTS[task]
+        if method not in measured["results"]:
+            st.caption(t("form.not_measured", dataset=measured["dataset"]))
+            return peft
         mean, spread = measured["results"][method]
         full, _ = measured["results"]["full"]
         seeds = len(measured["seeds"])

@@ -148,3 +148,24 @@ def test_it_exports_to_onnx_without_merging(tiny_model_dir, sentiment_csv, tmp_p
     train(tiny_run("classification", tiny_model_dir, sentiment_csv, max_steps=4), tmp_path)
     result = export_onnx(tmp_path, tmp_path / "onnx", ["a wonderful film", "a dull and boring story here"])
     assert result.path.is_file() and result.max_abs_difference < 1e-3
+
+
+def test_the_new_run_page_shows_the_adapters_own_settings_and_puts_them_in_the_config(tmp_path, monkeypatch):
+    pytest.importorskip("streamlit")
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/2_New_run.py").run()
+    next(w for w in at.selectbox if w.label == "Method").set_value("adapter").run()
+    labels = {w.label for w in [*at.number_input, *at.selectbox]}
+    assert {"Bottleneck width", "Adapter layout", "Non-linearity"} <= labels and "Rank r" not in labels
+    next(w for w in at.number_input if w.label == "Bottleneck width").set_value(16)
+    next(w for w in at.selectbox if w.label == "Adapter layout").set_value("pfeiffer").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = RunConfig.from_yaml(next(code.value for code in at.code if code.language == "yaml"))
+    assert (shown.peft.method, shown.peft.bottleneck, shown.peft.adapter_layout) == ("adapter", 16, "pfeiffer")
+    assert any("cannot be merged" in c.value or "no merged copy" in c.value for c in at.caption)
