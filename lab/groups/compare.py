@@ -40,7 +40,7 @@ def parse_methods(text: str | Sequence[str]) -> list[str]:
 
 def comparison_base(task: str) -> RunConfig:
     """The budget a comparison starts from: the Home page's one-click run for the task (its offline form:
-    WNUT-16 for NER), so nine runs take minutes each on a laptop CPU."""
+    WNUT-16 for NER), so each method's run takes minutes on a laptop CPU."""
     from lab.groups.one_click import one_click_runs
 
     return next(
