@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 
-from lab.config import DEFAULT_MODEL, NO_ADAPTER_METHODS, RunConfig
+from lab.config import DEFAULT_MODEL, RunConfig
 from lab.data.builtin import BUILTINS
 from lab.data.splits import LoadedData
 from lab.events import LABEL_ROW
+from lab.methods.registry import method_spec
 from lab.model.parameters import format_share
 
 CARD_FILE = "README.md"
@@ -34,6 +35,15 @@ def public_name(value: str) -> str:
     if value == DEFAULT_MODEL or _is_default_model_folder(value):
         return DEFAULT_MODEL_HUB_ID
     return Path(value).name if os.path.isabs(value) else value
+
+
+def _loaded_with(method: str) -> str:
+    builds = method_spec(method).builds
+    if builds == "peft":
+        return " or peft's `PeftModel.from_pretrained` over the base model."
+    if builds == "adapter":
+        return " or `lab.methods.adapter.load_adapters` over the base model (bottleneck adapters, not peft's)."
+    return " or transformers' `AutoModelFor...from_pretrained`."
 
 
 def public_config(config: RunConfig) -> dict[str, Any]:
@@ -69,7 +79,7 @@ def card_metadata(config: RunConfig, result: Any) -> dict[str, Any]:
     ]
     metadata = {
         "base_model": base,
-        "library_name": "transformers" if config.peft.method in NO_ADAPTER_METHODS else "peft",
+        "library_name": "peft" if method_spec(config.peft.method).builds == "peft" else "transformers",
         "datasets": [dataset],
         "pipeline_tag": PIPELINES[config.task],
         "tags": ["fine-tuning-lab", config.peft.method, config.task],
@@ -141,12 +151,7 @@ def model_card(config: RunConfig, loaded: LoadedData, result: Any, device: str) 
         yaml.safe_dump(public_config(config), sort_keys=False, allow_unicode=True).strip(),
         "```",
         "",
-        "Load it with `python -m lab predict THIS_FOLDER --text \"...\"`"
-        + (
-            " or transformers' `AutoModelFor...from_pretrained`."
-            if config.peft.method in NO_ADAPTER_METHODS
-            else " or peft's `PeftModel.from_pretrained` over the base model."
-        ),
+        "Load it with `python -m lab predict THIS_FOLDER --text \"...\"`" + _loaded_with(config.peft.method),
         "",
     ]
     return "\n".join(lines)
