@@ -63,6 +63,15 @@ def test_only_the_adapters_the_layer_norms_and_the_head_train(model_type, layout
     assert not any(name.endswith("dense.weight") for name in others if "classifier" not in name)
 
 
+def test_the_parameter_view_shows_the_adapters_in_every_layer():
+    from lab.model.parameters import parameters_by_part
+
+    model = apply_peft(tiny_encoder("bert"), adapter_settings(), "classification", total_steps=10)
+    parts = {row["part"]: row for row in parameters_by_part(model)}
+    assert parts["layer 0"]["trainable"] == parts["layer 1"]["trainable"] > 2 * (2 * 32 * 8 + 8 + 32)
+    assert parts["head"]["trainable"] == parts["head"]["total"]
+
+
 def test_an_encoder_without_layer_outputs_it_knows_is_refused_in_one_line_naming_its_type():
     with pytest.raises(ModelError) as refused:
         apply_peft(tiny_encoder("gpt2"), adapter_settings(), "classification", total_steps=10)
@@ -112,6 +121,11 @@ def test_it_saves_only_its_own_weights_and_reloads_for_prediction(
     text = "Anna lives in Paris" if task == "ner" else "a wonderful film"
     reloaded = predictor.predict([text])[0]
     assert reloaded.tags if task == "ner" else reloaded.label
+    if task == "classification":  # "Why this answer?" reads the reloaded adapters too
+        from lab.inference.explain import explain
+
+        explained = explain(predictor, text, steps=4)
+        assert explained.target == reloaded.label and len(explained.attributions) == len(text.split())
     up = next(name for name in weights if name.endswith("adapter.up.weight"))
     assert torch.equal(predictor.model.get_parameter(up).detach(), weights[up])  # trained, not zero-initialised
     assert weights[up].abs().sum() > 0
