@@ -64,9 +64,10 @@ class EvaluationScorer:
             metrics = lab_metrics.entity_metrics(true_tags, pred_tags, scheme=self.scheme)
             confusion = lab_metrics.token_confusion_matrix(true_tags, pred_tags, names)
         else:
-            report = lab_metrics.classification_report(labels, predicted, names)
-            metrics = lab_metrics.classification_metrics(labels, predicted, names)
-            confusion = lab_metrics.confusion_matrix(labels, predicted, names)
+            gold, guessed = labels.tolist(), predicted.tolist()
+            report = lab_metrics.classification_report(gold, guessed, names)
+            metrics = lab_metrics.classification_metrics(gold, guessed, names)
+            confusion = lab_metrics.confusion_matrix(gold, guessed, names)
         self.last_metrics = {k: float(v) for k, v in metrics.items()}
         self.last_per_label = lab_metrics.report_to_records(report)
         self.last_confusion = confusion
