@@ -13,7 +13,7 @@ import pytest
 
 LAB = Path(__file__).resolve().parents[1] / "lab"
 # Each room and the rooms it must never import (everything above it in the order).
-ORDER = ("data", "model", "insight", "training", "inference", "publish", "runs", "launch", "groups")
+ORDER = ("data", "model", "insight", "training", "inference", "publish", "runs", "accounts", "launch", "groups")
 FORBIDDEN = {
     room: tuple(f"lab.{above}" for above in ORDER[i + 1 :]) + ("lab.views", "lab.cli") for i, room in enumerate(ORDER)
 }

@@ -50,6 +50,7 @@ def command_lesson_list(args: argparse.Namespace) -> int:
 
 def command_lesson_run(args: argparse.Namespace, train_fn=None) -> int:
     """Train the lesson's runs in this terminal (with `train_fn`, a test's stand-in for the engine)."""
+    from lab.cli.acting import store_for
     from lab.cli.train import TerminalReporter
     from lab.data.builtin import BUILTINS
     from lab.groups.conclusions import finding_text
@@ -64,14 +65,17 @@ def command_lesson_run(args: argparse.Namespace, train_fn=None) -> int:
         parse_values,
     )
     from lab.launch.worker import run_in_foreground
-    from lab.runs.store import RunStore
 
     started = time.monotonic()
     lesson = get_lesson(args.lesson)
     task = args.task or (BUILTINS[args.dataset].task if args.dataset in BUILTINS else lesson.task)
     base = config_from_args(args, budget=lesson_base(lesson, task))
     values = parse_values(args.values, lesson) if args.values else None
-    configs, group, store = lesson_configs(lesson, base, values), group_name(lesson, base, args.name or ""), RunStore()
+    configs, group, store = (
+        lesson_configs(lesson, base, values),
+        group_name(lesson, base, args.name or ""),
+        store_for(args),
+    )
     print(f"{lesson.question}\n", flush=True)
     print(
         f"{len(configs)} runs varying {lesson.setting} on {base.dataset_name} ({base.task}, "

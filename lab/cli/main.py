@@ -8,11 +8,13 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
+from lab.cli.acting import ACTING_COMMANDS, add_as_flag
 from lab.cli.flags import add_config_flags
 from lab.cli.lesson import add_lesson_command
 from lab.cli.runs import add_run_commands
 from lab.cli.sweep import add_sweep_command
 from lab.cli.train import command_compare, command_config, command_predict, command_train
+from lab.cli.users import add_users_command
 from lab.config import PEFT_METHODS, TASKS
 from lab.errors import LabError
 
@@ -85,7 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_command(commands)
     add_lesson_command(commands)
     add_run_commands(commands)
+    add_users_command(commands)
+    for name in ACTING_COMMANDS:
+        for command in _leaf_parsers(commands.choices[name]):
+            add_as_flag(command)
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parser itself, or the parsers of its actions (`lesson run`), where a command's flags go."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return [leaf for sub in action.choices.values() for leaf in _leaf_parsers(sub)]
+    return [parser]
 
 
 COMMANDS = {"train": command_train, "compare": command_compare, "config": command_config, "predict": command_predict}

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any, Optional
 
+from lab.cli.acting import store_for
 from lab.errors import LabError
 from lab.events import (
     LABEL_ROW,
@@ -97,9 +98,8 @@ WAIT_FOR_LOCK_SECONDS = 5.0
 
 
 def open_store(args: argparse.Namespace, patient: bool = False) -> RunStore:
-    if patient:
-        return RunStore(getattr(args, "runs_dir", None))
-    return RunStore(getattr(args, "runs_dir", None), busy_timeout=WAIT_FOR_LOCK_SECONDS)
+    """The store as the command's account (`--as`) sees it."""
+    return store_for(args, busy_timeout=None if patient else WAIT_FOR_LOCK_SECONDS)
 
 
 # ---- handlers -----------------------------------------------------------------------------------

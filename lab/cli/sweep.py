@@ -56,13 +56,13 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def command_sweep(args: argparse.Namespace) -> int:
+    from lab.cli.acting import store_for
     from lab.cli.train import TerminalReporter
     from lab.groups.sweep import SweepSetup, best_trial, create_study, load_study, parse_params, run_sweep
     from lab.launch.worker import continue_in_foreground
-    from lab.runs.store import RunStore
     from lab.training.metrics import primary_metric_name
 
-    store = RunStore()
+    store = store_for(args)
     if args.resume:
         study, setup = load_study(store, args.resume)
     else:

@@ -22,10 +22,10 @@ def command_train(args: argparse.Namespace) -> int:
 
         return run_stored_job(args.run_id, RunStore())
     config = config_from_args(args)
+    from lab.cli.acting import store_for
     from lab.launch.worker import run_in_foreground
-    from lab.runs.store import RunStore
 
-    store = RunStore()
+    store = store_for(args)
     run_id, code = run_in_foreground(config, output_dir=args.output, sink=TerminalReporter(), store=store)
     run = store.get_run(run_id)
     if run.status == "failed":
@@ -37,15 +37,15 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_compare(args: argparse.Namespace) -> int:
+    from lab.cli.acting import store_for
     from lab.groups.compare import comparison_base, plan_comparison
     from lab.launch.worker import run_in_foreground
-    from lab.runs.store import RunStore
     from lab.training.metrics import primary_metric_name
 
     started = time.monotonic()
     task = args.task or (RunConfig.load(args.config).task if args.config else "classification")
     base = config_from_args(args, budget=comparison_base(task))
-    comparison, store = plan_comparison(base, args.methods, args.name or ""), RunStore()
+    comparison, store = plan_comparison(base, args.methods, args.name or ""), store_for(args)
     count, metric = len(comparison.configs), primary_metric_name(base.task)
     print(
         f"Comparing {count} methods on {base.dataset_name} ({base.task}, {base.model.name_or_path}), "

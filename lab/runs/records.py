@@ -54,6 +54,8 @@ class RunRecord:
     output_dir: str = ""
     group_name: str = ""  # the comparison or sweep the run belongs to; '' for a run of its own
     ended_by: str = ""  # identity of the process that wrote the final status
+    owner: str = ""  # the account the run belongs to; '' before accounts existed, or the CLI as the teacher
+    shared: bool = False  # a teacher shared it with the class: every account may see it
 
     @property
     def is_active(self) -> bool:
@@ -61,6 +63,33 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+TEACHER, STUDENT = "teacher", "student"
+ROLES = (TEACHER, STUDENT)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking at the store: a teacher sees and acts on every run, a student on their own runs and
+    on those a teacher shared (which they may see and follow, not change)."""
+
+    name: str
+    role: str = STUDENT
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.role == TEACHER
+
+    def may_see(self, run: RunRecord) -> bool:
+        return self.is_teacher or run.owner == self.name or run.shared
+
+    def may_change(self, run: RunRecord) -> bool:
+        return self.is_teacher or run.owner == self.name
+
+    def visible_sql(self) -> tuple[str, tuple[Any, ...]]:
+        """A WHERE condition (and its values) that keeps the runs this viewer may see."""
+        return ("1", ()) if self.is_teacher else ("(owner = ? OR shared = 1)", (self.name,))
 
 
 def slugify(text: str, max_length: int = 40) -> str:
@@ -110,4 +139,5 @@ def record_from_row(row: sqlite3.Row) -> RunRecord:
     for key in ("metrics", "per_label", "summary"):
         data[key] = json.loads(data[key])
     data["cancel_requested"] = bool(data["cancel_requested"])
+    data["shared"] = bool(data["shared"])
     return RunRecord(**data)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Columns added after version 1, for stores made before them: (name, definition, value of old rows).
 # ended_by: the identity of the process that wrote the final status (an owner's own, or a reader's
-# that found the owner dead).
+# that found the owner dead). owner: the account the run belongs to ('' before accounts, or the CLI acting
+# as the teacher); shared: a teacher shared it with the class.
 _ADDED_COLUMNS = (
     ("group_name", "TEXT NOT NULL DEFAULT ''", "''"),
     ("ended_by", "TEXT NOT NULL DEFAULT ''", "''"),
+    ("owner", "TEXT NOT NULL DEFAULT ''", "''"),
+    ("shared", "INTEGER NOT NULL DEFAULT 0", "0"),
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -40,7 +43,9 @@ CREATE TABLE IF NOT EXISTS runs (
     attempt INTEGER NOT NULL DEFAULT 1,
     output_dir TEXT NOT NULL DEFAULT '',
     group_name TEXT NOT NULL DEFAULT '',
-    ended_by TEXT NOT NULL DEFAULT ''
+    ended_by TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    shared INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 CREATE TABLE IF NOT EXISTS events (

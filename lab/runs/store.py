@@ -23,6 +23,7 @@ read-only, full or locked store still lists and shows its runs; an error a user 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ from lab.runs.owner import STORE_NOW_SQL, Owner
 from lab.runs.records import (
     FINAL_STATUSES,
     RunRecord,
+    Viewer,
     check_run_id,
     clean_name,
     new_run_id,
@@ -66,11 +68,23 @@ class RunStore(Liveness):
     """Thread-safe handle on a runs directory. Each thread (and each forked process) gets its own
     SQLite connection; writers wait up to `busy_timeout` seconds for the write lock (the CLI's reads and
     deletes wait less), then say the store is locked.
+
+    A handle `seen_by(viewer)` reads, lists and changes only the runs that viewer may (lab.runs.records.Viewer);
+    to it another person's run does not exist. A plain handle sees every run.
     """
+
+    viewer: Optional[Viewer] = None
 
     def __init__(self, runs_dir: str | Path | None = None, busy_timeout: float = 30.0) -> None:
         super().__init__(Path(runs_dir) if runs_dir is not None else default_runs_dir(), DB_NAME, busy_timeout)
         self.recover_orphans()
+
+    def seen_by(self, viewer: Optional[Viewer]) -> RunStore:
+        """This store as `viewer` sees it (None: every run); it shares this handle's connections. Runs it
+        creates belong to the viewer."""
+        scoped = copy.copy(self)
+        scoped.viewer = viewer
+        return scoped
 
     # -- runs --
     def run_dir(self, run_id: str) -> Path:
@@ -82,11 +96,19 @@ class RunStore(Liveness):
 
     @one_line_errors
     def create_run(
-        self, config: RunConfig, executor: str = "thread", output_dir: str | Path | None = None, group: str = ""
+        self,
+        config: RunConfig,
+        executor: str = "thread",
+        output_dir: str | Path | None = None,
+        group: str = "",
+        owner: Optional[str] = None,
     ) -> RunRecord:
         """Make the run's folder with its config and a `queued` row owned by this process. The engine
         writes into the run's folder unless `output_dir` (the CLI's --output) names another. `group`
-        names the comparison or sweep the run belongs to."""
+        names the comparison or sweep the run belongs to; `owner` the account it belongs to (by default
+        this handle's viewer, else nobody's: the teacher's)."""
+        if owner is None:
+            owner = self.viewer.name if self.viewer else ""
         name = clean_name(config.name) or config.task
         for _ in range(10):
             run_id = new_run_id(name, config.task)
@@ -100,12 +122,12 @@ class RunStore(Liveness):
             raise LabError(f"Could not find a free run id in {self.runs_dir}.")
         (folder / "checkpoints").mkdir()
         config.save(folder / "config.yaml")
-        owner, now = Owner.current(), time.time()
+        process, now = Owner.current(), time.time()
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, task, dataset, model, peft_method, executor, num_devices, status,"
-                " created_at, owner_host, owner_pid, owner_identity, heartbeat_at, output_dir, group_name)"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, {STORE_NOW_SQL}, ?, ?)",
+                " created_at, owner_host, owner_pid, owner_identity, heartbeat_at, output_dir, group_name, owner)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, {STORE_NOW_SQL}, ?, ?, ?)",
                 (
                     run_id,
                     name,
@@ -116,11 +138,12 @@ class RunStore(Liveness):
                     executor,
                     config.train.num_devices,
                     now,
-                    owner.host,
-                    owner.pid,
-                    owner.identity,
+                    process.host,
+                    process.pid,
+                    process.identity,
                     str(Path(output_dir).resolve()) if output_dir else "",
                     clean_name(group),
+                    owner,
                 ),
             )
             self._append(
@@ -135,6 +158,8 @@ class RunStore(Liveness):
         return Path(run.output_dir) if run.output_dir else self.run_dir(run.id)
 
     def load_config(self, run_id: str) -> RunConfig:
+        if self.viewer is not None:
+            self.get_run(run_id)  # another person's run is not there for this viewer
         path = self.run_dir(run_id) / "config.yaml"
         config = RunConfig.load(path)
         if "split_seed:" not in path.read_text(encoding="utf-8"):
@@ -146,9 +171,28 @@ class RunStore(Liveness):
     @one_line_errors
     def get_run(self, run_id: str) -> RunRecord:
         row = self._conn.execute(f"SELECT * FROM {self._runs} WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
+        if row is None or not self._may_see(record_from_row(row)):
             raise LabError(f"No run with id {run_id!r} in {self.runs_dir}; `python -m lab runs` lists them.")
         return record_from_row(row)
+
+    def _may_see(self, run: RunRecord) -> bool:
+        return self.viewer is None or self.viewer.may_see(run)
+
+    def check_may_change(self, run: RunRecord) -> None:
+        """Refuse, in one line, a change by a viewer who may only look at this run (one a teacher shared)."""
+        if self.viewer is not None and not self.viewer.may_change(run):
+            raise LabError(
+                f"Run {run.id} belongs to {run.owner or 'the teacher'}; only they or a teacher may change it."
+            )
+
+    @one_line_errors
+    def share_run(self, run_id: str, shared: bool = True) -> None:
+        """Show a run to the whole class (or stop showing it); a teacher's decision."""
+        self.check_may_change(self.get_run(run_id))
+        if self.viewer is not None and not self.viewer.is_teacher:
+            raise LabError("Only a teacher may share a run with the class.")
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET shared = ? WHERE id = ?", (int(shared), run_id))
 
     @one_line_errors
     def find_run(self, ref: str) -> RunRecord:
@@ -157,12 +201,16 @@ class RunStore(Liveness):
         if not ref:
             raise LabError("Give a run id or name; `python -m lab runs` lists them.")
         runs = self._runs
-        row = self._conn.execute(f"SELECT * FROM {runs} WHERE id = ?", (ref,)).fetchone()
+        seen, seen_values = self.viewer.visible_sql() if self.viewer else ("1", ())
+        row = self._conn.execute(f"SELECT * FROM {runs} WHERE id = ? AND {seen}", (ref, *seen_values)).fetchone()
         if row is not None:
             return record_from_row(row)
-        by_name = self._conn.execute(f"SELECT * FROM {runs} WHERE name = ? ORDER BY created_at DESC", (ref,)).fetchall()
+        by_name = self._conn.execute(
+            f"SELECT * FROM {runs} WHERE name = ? AND {seen} ORDER BY created_at DESC", (ref, *seen_values)
+        ).fetchall()
         by_prefix = self._conn.execute(
-            f"SELECT * FROM {runs} WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC", (len(ref), ref)
+            f"SELECT * FROM {runs} WHERE substr(id, 1, ?) = ? AND {seen} ORDER BY created_at DESC",
+            (len(ref), ref, *seen_values),
         ).fetchall()
         for rows in (by_name, by_prefix):
             if len(rows) == 1:
@@ -177,20 +225,24 @@ class RunStore(Liveness):
         """Newest first (of one group, when given). Also marks runs whose worker died as interrupted, so the
         list tells the truth."""
         self.recover_orphans()
-        where, values = ("WHERE group_name = ?", (group,)) if group is not None else ("", ())
+        where, values = self.viewer.visible_sql() if self.viewer else ("1", ())
+        if group is not None:
+            where, values = f"{where} AND group_name = ?", (*values, group)
         rows = self._conn.execute(
-            f"SELECT * FROM {self._runs} {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            f"SELECT * FROM {self._runs} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?",
             (*values, -1 if limit is None else limit),
         ).fetchall()
         return [record_from_row(row) for row in rows]
 
     @one_line_errors
     def groups(self) -> list[str]:
-        """The names of the run groups (comparisons, sweeps), newest first."""
+        """The names of the run groups (comparisons, sweeps) with a run this handle sees, newest first."""
+        seen, seen_values = self.viewer.visible_sql() if self.viewer else ("1", ())
         rows = self._conn.execute(
             f"SELECT group_name, MAX(created_at) AS newest FROM {self._runs}"
-            " WHERE group_name != ''"
-            " GROUP BY group_name ORDER BY newest DESC"
+            f" WHERE group_name != '' AND {seen}"
+            " GROUP BY group_name ORDER BY newest DESC",
+            seen_values,
         ).fetchall()
         return [row["group_name"] for row in rows]
 
@@ -199,6 +251,7 @@ class RunStore(Liveness):
         """Delete an ended run: its folder first (on a full disk that frees the room the index needs to
         forget it), then its record and events."""
         run = self.get_run(run_id)  # an unknown id gets its own message
+        self.check_may_change(run)
         if run.is_active:
             raise LabError(f"Run {run_id} is {run.status}; cancel it first (python -m lab cancel {run_id}).")
         self.check_writable()  # before anything is removed
@@ -307,6 +360,8 @@ class RunStore(Liveness):
     @one_line_errors
     def requeue(self, run_id: str, resume_from: str, message: str) -> None:
         """Put an ended run back in the queue for another attempt in the same record (resume)."""
+        if self.viewer is not None:
+            self.check_may_change(self.get_run(run_id))
         owner = Owner.current()
         with self._write() as conn:
             updated = conn.execute(
@@ -322,6 +377,8 @@ class RunStore(Liveness):
 
     @one_line_errors
     def request_cancel(self, run_id: str) -> None:
+        if self.viewer is not None:
+            self.check_may_change(self.get_run(run_id))
         with self._write() as conn:
             conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
 

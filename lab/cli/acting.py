@@ -1,0 +1,42 @@
+"""Who a CLI command acts as: `--as NAME` on every command that creates or reads runs; without it the
+CLI is the machine owner's tool and acts as the teacher (it sees every run)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+from lab.accounts.book import AccountBook, cli_viewer
+from lab.runs.store import RunStore, default_runs_dir
+
+# The commands that create or read runs, and so take --as.
+ACTING_COMMANDS = (
+    "train",
+    "compare",
+    "sweep",
+    "lesson",
+    "runs",
+    "show",
+    "cancel",
+    "resume",
+    "export",
+    "push",
+    "delete",
+)
+
+
+def add_as_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="NAME",
+        help="Act as this account (`python -m lab users list`): see and change only what NAME may, and own "
+        "the runs made. Without it the command acts as the teacher.",
+    )
+
+
+def store_for(args: argparse.Namespace, busy_timeout: Optional[float] = None) -> RunStore:
+    """The run store as the command's account sees it."""
+    runs_dir = getattr(args, "runs_dir", None)
+    store = RunStore(runs_dir) if busy_timeout is None else RunStore(runs_dir, busy_timeout=busy_timeout)
+    return store.seen_by(cli_viewer(AccountBook(runs_dir or default_runs_dir()), getattr(args, "as_user", None)))

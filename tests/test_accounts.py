@@ -1,0 +1,198 @@
+"""A class on one server: accounts (off until the first exists), each person's own runs, and what the
+CLI does for a named account. The app's login gate and the fair queue have tests of their own below."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+
+import pytest
+
+from lab.accounts.book import MAX_FAILED_LOGINS, AccountBook, LoginRefused
+from lab.cli.main import main
+from lab.config import RunConfig
+from lab.errors import LabError
+from lab.runs.records import Viewer
+from lab.runs.store import RunStore
+
+TEACHER_PASSWORD, BOB_PASSWORD, CAROL_PASSWORD = "teach-3x4mple", "bob-s3cret-pw", "carol-s3cret-pw"
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def book(runs_dir) -> AccountBook:
+    book = AccountBook(runs_dir)
+    book.add("alice", "teacher", TEACHER_PASSWORD)
+    book.add("bob", "student", BOB_PASSWORD)
+    book.add("carol", "student", CAROL_PASSWORD)
+    return book
+
+
+def finished_run(store: RunStore, owner: str, name: str) -> str:
+    run = store.create_run(RunConfig(name=name), owner=owner)
+    model_dir = store.run_dir(run.id) / "model"
+    model_dir.mkdir()
+    store.finish(run.id, "completed", metrics={"test_accuracy": 0.9})
+    return run.id
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- accounts ---------------------------------------------------------------------------------------
+def test_without_accounts_the_cli_sees_every_run_as_before(runs_dir, capsys):
+    store = RunStore(runs_dir)
+    run_id = finished_run(store, "", "solo")
+    assert not AccountBook(runs_dir).enabled()
+    assert not (runs_dir / "accounts.db").exists()  # reading the book created nothing
+    code, out, _ = cli(capsys, "runs")
+    assert code == 0 and run_id in out
+    code, out, _ = cli(capsys, "show", run_id)
+    assert code == 0 and "solo" in out
+
+
+def test_users_add_reads_the_password_from_stdin_and_stores_only_a_hash(runs_dir, capsys, monkeypatch, caplog):
+    monkeypatch.setattr("sys.stdin", io.StringIO(TEACHER_PASSWORD + "\n"))
+    code, out, _ = cli(capsys, "users", "add", "Alice", "--role", "teacher")
+    assert code == 0 and "alice (teacher)" in out and "log in" in out
+    code, out, _ = cli(capsys, "users", "list")
+    assert "alice" in out and "teacher" in out
+    book = AccountBook(runs_dir)
+    book.log_in("alice", TEACHER_PASSWORD)
+    for path in runs_dir.rglob("*"):
+        if path.is_file():
+            assert TEACHER_PASSWORD.encode() not in path.read_bytes(), path
+    assert TEACHER_PASSWORD not in caplog.text
+    (stored,) = sqlite3.connect(runs_dir / "accounts.db").execute("SELECT password_hash FROM users").fetchone()
+    assert stored.startswith("$argon2id$")
+    assert (runs_dir / "accounts.db").stat().st_mode & 0o077 == 0  # only the lab's user may read it
+
+
+def test_users_passwd_and_remove(book, runs_dir, capsys, monkeypatch):
+    token = book.log_in("bob", BOB_PASSWORD)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-new-password\n"))
+    assert cli(capsys, "users", "passwd", "bob")[0] == 0
+    assert book.session(token) is None  # the old session ended with the old password
+    with pytest.raises(LoginRefused):
+        book.log_in("bob", BOB_PASSWORD)
+    assert book.log_in("bob", "a-new-password")
+    assert cli(capsys, "users", "remove", "bob")[0] == 0
+    assert book.get("bob") is None
+    code, _, err = cli(capsys, "users", "remove", "bob")
+    assert code == 2 and err.count("\n") == 1 and "No user 'bob'" in err
+
+
+def test_a_short_password_or_a_bad_name_is_refused_in_one_line(runs_dir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    code, _, err = cli(capsys, "users", "add", "dave", "--role", "student")
+    assert code == 2 and "too short" in err and err.count("\n") == 1
+    with pytest.raises(LabError, match="not a user name"):
+        AccountBook(runs_dir).add("../etc", "student", "long-enough-pw")
+
+
+def test_sessions_survive_a_new_handle_and_end_at_logout(book, runs_dir):
+    token = book.log_in("Bob ", BOB_PASSWORD)
+    account = AccountBook(runs_dir).session(token)  # another server process, or a reload
+    assert account is not None and account.name == "bob" and account.role == "student"
+    book.log_out(token)
+    assert AccountBook(runs_dir).session(token) is None
+    assert book.session("made-up-token") is None
+
+
+def test_failed_logins_are_rate_limited_per_name(book):
+    for _ in range(MAX_FAILED_LOGINS):
+        with pytest.raises(LoginRefused, match="Wrong user name or password"):
+            book.log_in("bob", "guess-guess")
+    with pytest.raises(LoginRefused, match="Too many failed logins for 'bob': try again in"):
+        book.log_in("bob", BOB_PASSWORD)  # even the right password waits out the window
+    assert book.log_in("carol", CAROL_PASSWORD)  # another name is not held up
+
+
+# ---- each person's own runs ---------------------------------------------------------------------
+def test_a_student_sees_only_their_own_and_shared_runs_a_teacher_sees_all(book, runs_dir):
+    store = RunStore(runs_dir)
+    bobs, carols, teachers = (
+        finished_run(store, "bob", "b1"),
+        finished_run(store, "carol", "c1"),
+        finished_run(store, "", "t1"),
+    )
+    as_bob = store.seen_by(Viewer("bob", "student"))
+    assert {run.id for run in as_bob.list_runs()} == {bobs}
+    with pytest.raises(LabError, match="No run with id"):
+        as_bob.get_run(carols)
+    with pytest.raises(LabError, match="No run"):
+        as_bob.find_run("c1")
+    with pytest.raises(LabError, match="No run"):
+        as_bob.load_config(carols)
+    for change in (as_bob.delete_run, as_bob.request_cancel):
+        with pytest.raises(LabError, match="No run"):
+            change(carols)
+    teacher = store.seen_by(Viewer("alice", "teacher"))
+    assert {run.id for run in teacher.list_runs()} == {bobs, carols, teachers}
+    teacher.share_run(teachers)
+    assert as_bob.get_run(teachers).shared
+    with pytest.raises(LabError, match="only they or a teacher may change it"):
+        as_bob.delete_run(teachers)
+    with pytest.raises(LabError, match="Only a teacher"):
+        as_bob.share_run(bobs)
+    new = as_bob.create_run(RunConfig(name="mine"))
+    assert new.owner == "bob"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", "{run}"],
+        ["show", "{run}", "--json"],
+        ["cancel", "{run}"],
+        ["resume", "{run}"],
+        ["delete", "{run}"],
+        ["export", "{run}", "--onnx", "out"],
+        ["push", "{run}", "someone/repo"],
+    ],
+)
+def test_the_cli_as_a_student_refuses_another_students_run_in_one_line(book, runs_dir, capsys, command):
+    carols = finished_run(RunStore(runs_dir), "carol", "carols-run")
+    for ref in (carols, "carols-run", carols[:12]):
+        code, out, err = cli(capsys, *[part.format(run=ref) for part in command], "--as", "bob")
+        assert code == 2 and not out
+        assert err.startswith("error: No run") and err.count("\n") == 1, err
+    assert RunStore(runs_dir).get_run(carols).status == "completed"  # nothing touched it
+
+
+def test_the_cli_acts_as_the_teacher_without_as_and_as_the_named_account_with_it(book, runs_dir, capsys):
+    store = RunStore(runs_dir)
+    bobs, carols = finished_run(store, "bob", "b1"), finished_run(store, "carol", "c1")
+    code, out, _ = cli(capsys, "runs", "--as", "bob")
+    assert bobs in out and carols not in out
+    code, out, _ = cli(capsys, "runs")
+    assert bobs in out and carols in out
+    code, out, _ = cli(capsys, "runs", "--as", "alice")
+    assert bobs in out and carols in out
+    code, _, err = cli(capsys, "delete", bobs, "--as", "bob")
+    assert code == 0
+    code, _, err = cli(capsys, "runs", "--as", "nobody")
+    assert code == 2 and "No user 'nobody'" in err
+
+
+def test_an_older_store_without_owners_reads_as_the_teachers(runs_dir):
+    store = RunStore(runs_dir)
+    run_id = finished_run(store, "", "old")
+    with sqlite3.connect(runs_dir / "lab.db") as conn:  # the columns an older lab did not have
+        conn.execute("ALTER TABLE runs DROP COLUMN owner")
+        conn.execute("ALTER TABLE runs DROP COLUMN shared")
+        conn.execute("PRAGMA user_version = 3")
+    reader = RunStore(runs_dir)
+    assert reader.get_run(run_id).owner == ""
+    assert reader.seen_by(Viewer("bob", "student")).list_runs() == []
+    assert [run.id for run in reader.seen_by(Viewer("alice", "teacher")).list_runs()] == [run_id]
+    reader.create_run(RunConfig(name="new"), owner="bob")  # the first write upgrades the store
+    assert len(reader.list_runs()) == 2
