@@ -28,6 +28,7 @@ from ui.common import (
     status_name,
     task_name,
     user_errors,
+    wait_for_training_stack,
 )
 from ui.i18n import duration, message, t
 
@@ -283,6 +284,7 @@ def _padded(values: list[float]) -> list[float]:
 
 
 def script(run_id: str) -> None:
+    wait_for_training_stack()  # the script's module imports transformers, which the warm-up may be importing
     from lab.publish.standalone import standalone_script
 
     code = standalone_script(store.load_config(run_id))

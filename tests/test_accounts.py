@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import time
 
 import pytest
 
@@ -196,3 +197,127 @@ def test_an_older_store_without_owners_reads_as_the_teachers(runs_dir):
     assert [run.id for run in reader.seen_by(Viewer("alice", "teacher")).list_runs()] == [run_id]
     reader.create_run(RunConfig(name="new"), owner="bob")  # the first write upgrades the store
     assert len(reader.list_runs()) == 2
+
+
+# ---- the fair queue ---------------------------------------------------------------------------------
+def scripted_config(name: str) -> RunConfig:
+    config = RunConfig(name=name)
+    config.data.dataset = "imdb"
+    return config
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def queue_runner(runs_dir):
+    from lab.launch.fairness import Quotas
+    from lab.launch.runner import JobRunner
+    from lab.launch.scripted import scripted_train
+
+    runners = []
+
+    def make(**quotas) -> JobRunner:
+        runner = JobRunner(
+            RunStore(runs_dir), train_fn=scripted_train, gpu_ids=[], poll_seconds=0.02, quotas=Quotas(**quotas)
+        )
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        runner.shutdown(timeout=30)
+
+
+def hold_the_device(runner) -> str:
+    """A run that keeps the one device busy until cancelled, so the others queue up behind it."""
+    busy = runner.submit(scripted_config("busy,steps=100000,sleep=0.02"), owner="zed")
+    wait_until(lambda: runner.store.get_run(busy).status == "running")
+    return busy
+
+
+def test_the_queue_takes_turns_between_people_and_the_teacher_goes_first(queue_runner):
+    runner = queue_runner()
+    busy = hold_the_device(runner)
+    order = [("bob", "bob-1"), ("bob", "bob-2"), ("bob", "bob-3"), ("carol", "carol-1"), ("dave", "dave-1")]
+    ids = {name: runner.submit(scripted_config(f"{name},steps=1"), owner=owner) for owner, name in order}
+    ids["teacher-1"] = runner.submit(scripted_config("teacher-1,steps=1"), owner="alice", first=True)
+    runner.cancel(busy)
+    for run_id in ids.values():
+        assert runner.wait(run_id, timeout=30) == "completed"
+    runs = {run.name.split(",")[0]: run for run in runner.store.list_runs()}
+    started = sorted(ids, key=lambda name: runs[name].started_at)
+    assert started == ["teacher-1", "bob-1", "carol-1", "dave-1", "bob-2", "bob-3"]
+    assert runs["bob-2"].owner == "bob" and runs["teacher-1"].owner == "alice"
+
+
+def test_without_accounts_the_queue_is_first_in_first_out(queue_runner):
+    runner = queue_runner()
+    busy = runner.submit(scripted_config("busy,steps=100000,sleep=0.02"))
+    wait_until(lambda: runner.store.get_run(busy).status == "running")
+    ids = [runner.submit(scripted_config(f"run-{i},steps=1")) for i in range(4)]
+    runner.cancel(busy)
+    for run_id in ids:
+        runner.wait(run_id, timeout=30)
+    runs = {run.id: run for run in runner.store.list_runs()}
+    assert sorted(ids, key=lambda run_id: runs[run_id].started_at) == ids
+
+
+def test_a_person_over_their_queue_quota_is_refused_in_one_line_and_the_teacher_is_not(queue_runner):
+    runner = queue_runner(queued=2)
+    hold_the_device(runner)
+    for _ in range(2):
+        runner.submit(scripted_config("bob,steps=1"), owner="bob")
+    with pytest.raises(LabError) as refused:
+        runner.submit(scripted_config("bob,steps=1"), owner="bob")
+    assert str(refused.value).startswith("You have 2 runs waiting, the most one person may queue")
+    assert "LAB_QUEUED_PER_PERSON = 2" in str(refused.value) and "\n" not in str(refused.value)
+    assert refused.value.code == "queue_person_full"
+    runner.submit(scripted_config("carol,steps=1"), owner="carol")  # others still may
+    for _ in range(3):
+        runner.submit(scripted_config("teacher,steps=1"), owner="alice", first=True)
+    assert sum(run.owner == "bob" for run in runner.store.list_runs()) == 2  # the refused run was never recorded
+
+
+def test_a_person_over_their_disk_quota_is_refused(queue_runner, runs_dir):
+    runner = queue_runner(disk_gb=0.001)
+    first = runner.submit(scripted_config("bob,steps=1"), owner="bob")
+    runner.wait(first, timeout=30)
+    (RunStore(runs_dir).run_dir(first) / "model.bin").write_bytes(b"\0" * 1_100_000)
+    with pytest.raises(LabError, match=r"Your runs take 0\.00 GB on disk.*LAB_DISK_PER_PERSON_GB = 0\.001.*delete"):
+        runner.submit(scripted_config("bob,steps=1"), owner="bob")
+    runner.wait(runner.submit(scripted_config("carol,steps=1"), owner="carol"), timeout=30)
+
+
+def test_a_person_at_their_running_limit_waits_while_others_start():
+    from lab.launch.fairness import Quotas, next_in_line
+
+    class Job:
+        def __init__(self, owner: str, first: bool = False) -> None:
+            self.owner, self.first = owner, first
+
+    queue = [Job("bob"), Job("bob"), Job("carol")]
+    assert next_in_line(queue, {"bob": 1}, {}, Quotas(running=1)) == 2
+    assert next_in_line(queue[:2], {"bob": 1}, {}, Quotas(running=1)) is None
+    assert next_in_line(queue, {"bob": 1}, {}, Quotas()) == 0
+    assert next_in_line([Job("bob"), Job("alice", first=True)], {}, {}, Quotas(teacher_first=False)) == 0
+
+
+def test_a_student_cannot_cancel_or_resume_another_students_run_through_the_app_runner(book, queue_runner):
+    from lab.launch.personal import PersonalRunner
+
+    runner = queue_runner()
+    carols = runner.submit(scripted_config("carol,steps=100000,sleep=0.02"), owner="carol")
+    as_bob = PersonalRunner(runner, Viewer("bob", "student"))
+    for act in (as_bob.cancel, as_bob.resume):
+        with pytest.raises(LabError, match="No run"):
+            act(carols)
+    assert runner.store.get_run(carols).is_active
+    mine = as_bob.submit(scripted_config("bob,steps=1"))
+    assert runner.store.get_run(mine).owner == "bob"
+    PersonalRunner(runner, Viewer("alice", "teacher")).cancel(carols)  # a teacher may
+    assert runner.wait(carols, timeout=30) == "cancelled"

@@ -17,6 +17,7 @@ import streamlit as st
 from lab.errors import LabError
 from lab.runs.store import RunStore, default_runs_dir
 from lab.views.data_view import for_the_page
+from ui.auth import current_viewer, require_login
 from ui.i18n import language_switch, message, t
 
 HOME_PAGE = "app.py"
@@ -79,12 +80,17 @@ def _runs_dir() -> str:
 
 
 def get_store() -> RunStore:
-    return _store(_runs_dir())
+    """The run store as the logged-in person sees it (every run while accounts are off)."""
+    return _store(_runs_dir()).seen_by(current_viewer())
 
 
 def get_runner():
-    """The process-wide lab.runs.jobs.JobRunner."""
-    return _runner(_runs_dir())
+    """The process-wide lab.launch.runner.JobRunner, acting for the logged-in person (their runs, their
+    quotas) when accounts are on."""
+    from lab.launch.personal import PersonalRunner
+
+    runner, viewer = _runner(_runs_dir()), current_viewer()
+    return runner if viewer is None else PersonalRunner(runner, viewer)
 
 
 # Each page and the catalogue key of its name.
@@ -114,6 +120,7 @@ def page_setup(page_key: str) -> None:
         menu_items={"About": t("app.about")},
     )
     _warm_up()
+    require_login()
     with st.sidebar:
         st.markdown(f"**{t('app.name')}**")
         for page, label_key, icon in NAVIGATION:

@@ -11,8 +11,13 @@ Where each job trains is its launcher (lab.launch.launchers.choose_launcher):
 - `ray`: a job on a Ray cluster (config `train.executor: ray`), followed from a thread of this process
   (lab.launch.ray_launcher). It takes no local device; the cluster schedules it. Cancel stops the job.
 
+Slots (lab.launch.slots): one per GPU, the CPU counting as one, or `parallel` of them when asked (a
+comparison's or a sweep's --parallel N); with more than one slot a one-device run trains in a worker
+process of its own, so runs side by side train as each would alone. With `parallel`, Ray jobs count too.
+
 The queue holds at most `max_queued` waiting jobs (LAB_QUEUE_LIMIT, default 50): a submit beyond that is
-refused with a LabError before any run is recorded.
+refused with a LabError before any run is recorded. Jobs start round-robin across the people who own
+them, within each person's quotas (lab.launch.fairness); with one person, first in, first out.
 """
 
 from __future__ import annotations
@@ -24,15 +29,17 @@ import subprocess
 import threading
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import IO, Optional
 
 from lab.config import RunConfig
 from lab.errors import ConfigError, LabError
 from lab.launch.execute import TrainFn, default_train_fn, execute_run
+from lab.launch.fairness import Quotas, next_in_line, refuse_over_quota
 from lab.launch.launchers import LOCAL_LAUNCHERS, Launcher, choose_launcher, train_in_this_process
 from lab.launch.processes import WorkerCommand, cap_log, worker_command, worker_env, worker_log
+from lab.launch.slots import check_devices_here, cpu_threads_per_slot, device_slots, gpus_for, pick_slots
 from lab.launch.worker import cancel_run, settle_after_exit
 from lab.runs.owner import HEARTBEAT_SECONDS
 from lab.runs.resume import prepare_resume
@@ -50,6 +57,9 @@ class _Job:
     run_id: str
     launcher: Launcher
     num_devices: int
+    owner: str = ""  # the account the run belongs to: the queue takes turns between them
+    first: bool = False  # a teacher's run: may go first, counts against no quota
+    devices: list[str] = field(default_factory=list)  # train.devices: the GPUs it may take (empty: any)
     should_stop: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     slots: list[int] = field(default_factory=list)
@@ -84,11 +94,13 @@ def visible_gpus() -> list[str]:
 
 
 class JobRunner:
-    """Runs stored jobs in the background, one per device at a time, the others first in, first out.
+    """Runs stored jobs in the background, one per device at a time, the others in turn: round-robin
+    across their owners, first in, first out for each.
 
     Keep one per process (the app holds it in st.cache_resource). A thread job always takes device
     slot 0 (the device the engine picks in this process); a process or torchrun job takes
-    `num_devices` free slots and sees only those GPUs; a Ray job takes none.
+    `num_devices` free slots (among its train.devices) and sees only those GPUs; a Ray job takes none,
+    or one of the `parallel` slots when the runner was asked for that many runs at once.
     """
 
     def __init__(
@@ -100,15 +112,24 @@ class JobRunner:
         cancel_grace_seconds: float = 10.0,
         poll_seconds: float = 0.25,
         max_queued: Optional[int] = None,
+        quotas: Optional[Quotas] = None,
+        parallel: Optional[int] = None,
     ) -> None:
         self.store = store
         self.max_queued = queue_limit() if max_queued is None else max_queued
+        self.quotas = Quotas.from_env() if quotas is None else quotas
+        self._last_served: dict[str, int] = {}  # owner -> the count of starts when their last job started
+        self._starts = 0
         self._train_fn = train_fn
         self.gpu_ids = visible_gpus() if gpu_ids is None else gpu_ids
         self.command = command
         self.cancel_grace_seconds = cancel_grace_seconds
         self.poll_seconds = poll_seconds
-        self._slot_count = max(1, len(self.gpu_ids))
+        if parallel is not None and parallel < 1:
+            raise LabError(f"Runs at once (--parallel) must be at least 1, got {parallel}.")
+        # `parallel` slots (GPUs shared round-robin, or the CPU split), else one per GPU; see lab.launch.slots.
+        self.parallel = parallel
+        self._slot_count = parallel or device_slots(self.gpu_ids)
         self._free_slots = set(range(self._slot_count))
         self._queue: deque[_Job] = deque()
         self._running: dict[str, _Job] = {}
@@ -126,15 +147,21 @@ class JobRunner:
         return self._train_fn
 
     # -- public --
-    def submit(self, config: RunConfig, local: str = "thread", group: str = "") -> str:
-        """Create the run (queued, in `group` when given) and schedule it; returns its id. `local` is how a
-        one-device run trains on this machine: `thread` or `process` (see choose_launcher)."""
+    def submit(
+        self, config: RunConfig, local: str = "thread", group: str = "", owner: str = "", first: bool = False
+    ) -> str:
+        """Create the run (queued, in `group` when given, belonging to `owner`) and schedule it; returns its
+        id. `local` is how a one-device run trains on this machine: `thread` or `process` (see
+        choose_launcher). `first`: a teacher's run, ahead of the students' and within no quota."""
         config.validate()
-        launcher = choose_launcher(config, local)
+        launcher = choose_launcher(config, local, self._slot_count)
+        check_devices_here(config, self.gpu_ids)
         with self._admission:
             self._refuse_when_full()
-            run = self.store.create_run(config, executor=launcher, group=group)
-            self._enqueue(_Job(run.id, launcher, config.train.num_devices))
+            self._refuse_over_quota(owner, first)
+            run = self.store.create_run(config, executor=launcher, group=group, owner=owner)
+            devices = config.train.devices
+            self._enqueue(_Job(run.id, launcher, config.train.num_devices, owner=owner, first=first, devices=devices))
         return run.id
 
     def resume(self, run_id: str, local: Optional[str] = None) -> str:
@@ -143,14 +170,16 @@ class JobRunner:
         run = self.store.get_run(run_id)
         local = local or (run.executor if run.executor in LOCAL_LAUNCHERS else "thread")
         config = self.store.load_config(run_id)
-        launcher = choose_launcher(config, local)
+        launcher = choose_launcher(config, local, self._slot_count)
         with self._admission:
             with self._cond:
                 if run_id in self._running or any(job.run_id == run_id for job in self._queue):
                     raise LabError(f"Run {run_id} is already queued or running here.")
             self._refuse_when_full()
+            self._refuse_over_quota(run.owner, first=False)
             prepare_resume(self.store, run_id)
-            self._enqueue(_Job(run_id, launcher, config.train.num_devices))
+            devices = config.train.devices
+            self._enqueue(_Job(run_id, launcher, config.train.num_devices, owner=run.owner, devices=devices))
         return run_id
 
     def cancel(self, run_id: str) -> None:
@@ -218,6 +247,13 @@ class JobRunner:
                 limit=self.max_queued,
             )
 
+    def _refuse_over_quota(self, owner: str, first: bool) -> None:
+        if first:
+            return
+        with self._cond:
+            waiting = sum(job.owner == owner for job in self._queue)
+        refuse_over_quota(self.store, owner, waiting, self.quotas)
+
     def _enqueue(self, job: _Job) -> None:
         if job.launcher == "thread":
             # This caller's idle OpenMP team would slow the job's thread down (see lab.training.openmp).
@@ -244,22 +280,27 @@ class JobRunner:
 
     def _take_slots(self, job: _Job) -> Optional[list[int]]:
         if job.launcher == "ray":
-            return []  # the cluster schedules it
+            # The cluster places it; a runner asked for `parallel` runs at once counts it as one of them.
+            return [] if self.parallel is None else pick_slots(self._free_slots, 1, [])
         if job.launcher == "thread":
             return [0] if 0 in self._free_slots else None
-        wanted = min(job.num_devices, self._slot_count)  # on CPU, torchrun's processes share the one slot
-        if len(self._free_slots) < wanted:
-            return None
-        return sorted(self._free_slots)[:wanted]
+        # On CPU, torchrun's processes share the slots there are; on GPUs each process needs its own.
+        wanted = min(job.num_devices, self._slot_count, len(self.gpu_ids) or self._slot_count)
+        return pick_slots(self._free_slots, wanted, self.gpu_ids, job.devices)
 
     def _start_ready_jobs(self) -> None:
         ready = []
         with self._cond:
-            while self._queue:  # strictly in order: a job that does not fit yet holds the ones behind it
-                slots = self._take_slots(self._queue[0])
-                if slots is None:
+            while self._queue:  # strictly in turn: a job that does not fit yet holds the ones behind it
+                running = Counter(job.owner for job in self._running.values())
+                turn = next_in_line(self._queue, running, self._last_served, self.quotas)
+                slots = None if turn is None else self._take_slots(self._queue[turn])
+                if turn is None or slots is None:
                     break
-                job = self._queue.popleft()
+                job = self._queue[turn]
+                del self._queue[turn]
+                self._starts += 1
+                self._last_served[job.owner] = self._starts
                 job.slots = slots
                 self._free_slots -= set(slots)
                 self._running[job.run_id] = job
@@ -277,14 +318,14 @@ class JobRunner:
                 target=self._run_thread_job, args=(job,), name=f"lab-job-{job.run_id}", daemon=True
             ).start()
             return
-        gpu_ids = [self.gpu_ids[slot] for slot in job.slots if slot < len(self.gpu_ids)]
+        gpu_ids = gpus_for(job.slots, self.gpu_ids)
         job.log_file = open(worker_log(self.store, job.run_id), "ab")  # noqa: SIM115 (closed when the job ends)
         # A new session makes the worker (and torchrun's children) one process group we can signal.
         job.process = subprocess.Popen(
             self.command(job.run_id, job.num_devices),
             stdout=job.log_file,
             stderr=subprocess.STDOUT,
-            env=worker_env(self.store, gpu_ids),
+            env=worker_env(self.store, gpu_ids, cpu_threads_per_slot(self._slot_count, self.gpu_ids)),
             start_new_session=True,
         )
 

@@ -1,0 +1,141 @@
+"""The app with accounts (streamlit.testing.v1.AppTest, no browser): every page asks for a login first,
+in both languages; a session survives a reload and ends at logout; a student's pages show only their
+own runs, and a run id in the URL does not open someone else's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.accounts.book import AccountBook
+from lab.config import RunConfig
+from lab.runs.store import RunStore
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 120
+PAGES = ["app.py", *sorted(str(path.relative_to(REPO)) for path in (REPO / "pages").glob("*.py"))]
+BOB_PASSWORD = "bob-s3cret-pw"
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def book(runs_dir) -> AccountBook:
+    book = AccountBook(runs_dir)
+    book.add("alice", "teacher", "teach-3x4mple")
+    book.add("bob", "student", BOB_PASSWORD)
+    book.add("carol", "student", "carol-s3cret-pw")
+    return book
+
+
+def finished_run(store: RunStore, owner: str, name: str) -> str:
+    run = store.create_run(RunConfig(name=name), owner=owner)
+    store.finish(run.id, "completed", metrics={"test_accuracy": 0.9})
+    return run.id
+
+
+def open_page(page: str, **query: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    if page != "app.py":
+        at.run()
+        at.switch_page(page)
+    return at.run()
+
+
+def tables(at: AppTest) -> str:
+    return "".join(element.value.to_csv() for element in at.dataframe)
+
+
+def shows_only_the_login_form(at: AppTest, title: str) -> bool:
+    return (
+        not at.exception
+        and [element.value for element in at.title] == [title]
+        and len(at.text_input) == 2
+        and not at.selectbox
+        and not at.dataframe
+    )
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_shows_only_a_login_form_while_nobody_is_logged_in(book, page):
+    assert shows_only_the_login_form(open_page(page), "Log in")
+
+
+def test_the_login_form_speaks_chinese_too(book):
+    at = open_page("pages/4_Runs.py", lang="zh")
+    assert shows_only_the_login_form(at, "登录")
+    at = log_in(at, "bob", "wrong-password")
+    assert any("用户名或密码错误" in element.value for element in at.error)
+
+
+def log_in(at: AppTest, name: str, password: str) -> AppTest:
+    at.text_input(key="auth-name").input(name)
+    at.text_input(key="auth-password").input(password)
+    (submit,) = [button for button in at.button if button.proto.is_form_submitter]
+    return submit.click().run()
+
+
+def test_logging_in_survives_a_reload_and_logging_out_ends_the_session(book, runs_dir):
+    bobs = finished_run(RunStore(runs_dir), "bob", "bobs-run")
+    at = log_in(open_page("pages/4_Runs.py"), "bob", BOB_PASSWORD)
+    assert not at.exception and at.title[0].value != "Log in"
+    assert any("bob" in caption.value for caption in at.sidebar.caption)
+    token = at.query_params["session"]
+    token = token[0] if isinstance(token, list) else token
+    reloaded = open_page("pages/3_Live_run.py", session=token, run=bobs)
+    assert not reloaded.exception and reloaded.title[0].value != "Log in"
+    reloaded.button(key="auth-log-out").click().run()
+    assert shows_only_the_login_form(reloaded, "Log in")
+    assert book.session(token) is None
+    assert shows_only_the_login_form(open_page("pages/4_Runs.py", session=token), "Log in")
+
+
+def test_a_wrong_password_is_refused_and_repeated_tries_are_limited(book):
+    at = open_page("app.py")
+    for _ in range(5):
+        at = log_in(at, "bob", "not-the-password")
+        assert "Wrong user name or password" in at.error[0].value
+    at = log_in(at, "bob", BOB_PASSWORD)
+    assert "Too many failed logins" in at.error[0].value and at.title[0].value == "Log in"
+
+
+def test_a_student_sees_only_their_runs_and_a_url_does_not_open_another_students_run(book, runs_dir):
+    store = RunStore(runs_dir)
+    bobs, carols = finished_run(store, "bob", "bobs-run"), finished_run(store, "carol", "carols-run")
+    token = book.log_in("bob", BOB_PASSWORD)
+
+    live = open_page("pages/3_Live_run.py", session=token, run=carols)
+    assert not live.exception
+    assert live.selectbox[0].options and all(carols not in option for option in live.selectbox[0].options)
+    assert any(carols in element.value for element in live.error)  # "no such run", nothing of it shown
+    assert carols not in "".join(str(element.value) for element in [*live.markdown, *live.caption])
+
+    runs_page = open_page("pages/4_Runs.py", session=token)
+    assert not runs_page.exception
+    shown = tables(runs_page)
+    assert bobs in shown and carols not in shown
+
+    playground = open_page("pages/5_Playground.py", session=token, run=carols)
+    assert not playground.exception
+    assert carols not in "".join(str(option) for box in playground.selectbox for option in box.options)
+
+    teacher = open_page("pages/4_Runs.py", session=book.log_in("alice", "teach-3x4mple"))
+    shown = tables(teacher)
+    assert bobs in shown and carols in shown
+
+
+def test_without_accounts_nobody_is_asked_to_log_in(runs_dir):
+    run_id = finished_run(RunStore(runs_dir), "", "solo")
+    at = open_page("pages/4_Runs.py")
+    assert not at.exception and "Log in" not in [element.value for element in at.title]
+    assert run_id in tables(at)
+    assert "session" not in at.query_params
