@@ -24,7 +24,15 @@ from lab.views.data_view import (
     truncated_share,
 )
 from ui import charts
-from ui.common import NEW_RUN_PAGE, get_store, page_setup, task_name, user_errors, wait_for_training_stack
+from ui.common import (
+    NEW_RUN_PAGE,
+    get_store,
+    page_setup,
+    task_name,
+    upload_owner,
+    user_errors,
+    wait_for_training_stack,
+)
 from ui.i18n import field_help, message, t
 from ui.widgets import column_mapping
 
@@ -78,7 +86,7 @@ def choose_data(task: str) -> DataConfig | None:
     uploaded = st.file_uploader(t("data.training_file", hint=t(f"data.file_hint.{task}")), type=UPLOAD_TYPES)
     if uploaded is None:
         return None
-    path = save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir)
+    path = save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir, upload_owner())
     config = DataConfig(dataset="", train_file=str(path))
     column_mapping(task, config)
     return config

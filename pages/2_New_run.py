@@ -55,6 +55,7 @@ from ui.common import (
     open_run,
     page_setup,
     task_name,
+    upload_owner,
     user_errors,
     wait_for_training_stack,
 )
@@ -136,7 +137,11 @@ def data_section(task: str) -> DataConfig:
     else:
         data.dataset = ""
         uploaded = st.file_uploader(t("form.upload"), key=key("upload"), type=UPLOAD_TYPES)
-        uploaded_path = str(save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir)) if uploaded else ""
+        uploaded_path = (
+            str(save_upload(uploaded.name, uploaded.getvalue(), get_store().runs_dir, upload_owner()))
+            if uploaded
+            else ""
+        )
         # The uploaded path is part of the key: a new upload makes a new field showing its path.
         data.train_file = st.text_input(
             t("field.data.train_file"),

@@ -131,10 +131,19 @@ def show(name: str) -> None:
     st.caption(t("sweeps.cli", group=group_of(name), name=name))
 
 
-with user_errors():
-    with st.expander(t("sweeps.new"), icon=":material/add:", expanded=not sweep_names(store)):
-        new_sweep()
+def visible_sweeps() -> list[str]:
+    """The sweeps this person may see: with accounts, a student's are those with a trial of theirs."""
     names = sweep_names(store)
+    if store.viewer is None or store.viewer.is_teacher:
+        return names
+    groups = set(store.groups())
+    return [name for name in names if group_of(name) in groups]
+
+
+with user_errors():
+    with st.expander(t("sweeps.new"), icon=":material/add:", expanded=not visible_sweeps()):
+        new_sweep()
+    names = visible_sweeps()
     if names:
         wanted = st.query_params.get("sweep")
         name = st.selectbox(t("sweeps.sweep"), names, index=names.index(wanted) if wanted in names else 0)

@@ -321,3 +321,28 @@ def test_a_student_cannot_cancel_or_resume_another_students_run_through_the_app_
     assert runner.store.get_run(mine).owner == "bob"
     PersonalRunner(runner, Viewer("alice", "teacher")).cancel(carols)  # a teacher may
     assert runner.wait(carols, timeout=30) == "cancelled"
+
+
+def test_uploads_belong_to_their_owner(book, queue_runner, runs_dir, sentiment_csv):
+    from lab.launch.personal import PersonalRunner
+    from lab.views.uploads import save_upload
+
+    data = sentiment_csv.read_bytes()
+    bobs_upload = save_upload("reviews.csv", data, runs_dir, owner="bob")
+    carols_upload = save_upload("reviews.csv", data, runs_dir, owner="carol")
+    assert bobs_upload != carols_upload  # the same file uploaded twice is two people's files
+    runner = queue_runner()
+    as_carol = PersonalRunner(runner, Viewer("carol", "student"))
+    someone_elses = [str(bobs_upload), str(RunStore(runs_dir).create_run(RunConfig(), owner="bob").id)]
+    someone_elses[1] = str(RunStore(runs_dir).run_dir(someone_elses[1]) / "config.yaml")
+    for path in someone_elses:
+        config = scripted_config("carol,steps=1")
+        config.data.train_file = path
+        with pytest.raises(LabError, match="is not yours to train on") as refused:
+            as_carol.submit(config)
+        assert refused.value.code == "not_your_file"
+    config = scripted_config("carol,steps=1")
+    config.data.train_file = str(carols_upload)
+    assert runner.wait(as_carol.submit(config), timeout=30) == "completed"
+    config.data.train_file = str(bobs_upload)
+    PersonalRunner(runner, Viewer("alice", "teacher")).submit(config)  # a teacher may use any file

@@ -84,6 +84,12 @@ def get_store() -> RunStore:
     return _store(_runs_dir()).seen_by(current_viewer())
 
 
+def upload_owner() -> str:
+    """Whose an upload made now is ('' while accounts are off)."""
+    viewer = current_viewer()
+    return viewer.name if viewer is not None else ""
+
+
 def get_runner():
     """The process-wide lab.launch.runner.JobRunner, acting for the logged-in person (their runs, their
     quotas) when accounts are on."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from lab.accounts.uploads import check_own_data_files
 from lab.config import RunConfig
 from lab.launch.runner import JobRunner
 from lab.runs.records import Viewer
@@ -19,6 +20,7 @@ class PersonalRunner:
         self.store = runner.store.seen_by(viewer)
 
     def submit(self, config: RunConfig, local: str = "thread", group: str = "") -> str:
+        check_own_data_files(config, self.runner.store.runs_dir, self.viewer)
         return self.runner.submit(config, local, group, owner=self.viewer.name, first=self.viewer.is_teacher)
 
     def resume(self, run_id: str, local: Optional[str] = None) -> str:

@@ -17,17 +17,18 @@ import threading
 import time
 from pathlib import Path
 
+from lab.accounts.uploads import OWNER_FILE, UPLOADS_FOLDER
 from lab.data.readers import UPLOAD_SUFFIXES
 from lab.errors import DataError
 
-UPLOADS_FOLDER = "uploads"
 # An upload nobody trains on is kept this long after it was last uploaded (the Data page reads it meanwhile).
 UNUSED_UPLOAD_SECONDS = 24 * 3600
 _HASH_CHARACTERS = 16
 
 
-def save_upload(file_name: str, data: bytes, runs_dir: str | Path) -> Path:
-    """Keep an uploaded file under `<runs dir>/uploads/<hash>/` and return its path; prune old unused ones."""
+def save_upload(file_name: str, data: bytes, runs_dir: str | Path, owner: str = "") -> Path:
+    """Keep an uploaded file under `<runs dir>/uploads/<hash>/` and return its path; prune old unused ones.
+    With accounts the folder is the `owner`'s alone (lab.accounts.uploads)."""
     suffix = Path(file_name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         raise DataError(
@@ -36,11 +37,14 @@ def save_upload(file_name: str, data: bytes, runs_dir: str | Path) -> Path:
     if not data:
         raise DataError(f"{file_name} is empty.")
     uploads = Path(runs_dir) / UPLOADS_FOLDER
-    path = uploads / hashlib.sha256(data).hexdigest()[:_HASH_CHARACTERS] / f"{_safe_stem(file_name)}{suffix}"
+    digest = hashlib.sha256(f"{owner}\0".encode() + data if owner else data).hexdigest()
+    path = uploads / digest[:_HASH_CHARACTERS] / f"{_safe_stem(file_name)}{suffix}"
     if path.is_file() and path.stat().st_size == len(data):
         os.utime(path)  # uploaded again: recently used
         return path
     _write_whole(path, data, file_name)
+    if owner:
+        (path.parent / OWNER_FILE).write_text(owner, encoding="utf-8")
     prune_uploads(runs_dir, keep=path)
     return path
 
