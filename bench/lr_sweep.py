@@ -1,4 +1,5 @@
-"""`python -m bench.lr_sweep`: the learning-rate sweep behind `lab.model.defaults.DEFAULT_LEARNING_RATES`.
+"""`python -m bench.lr_sweep`: the learning-rate sweep behind each method's default rates (the
+`learning_rates` of its record in `lab.methods.registry`, read through `lab.model.defaults`).
 
 Trains one small run per (method, rate) with the lab's engine on an offline dataset and prints the
 held-out metric of each, so the README's "Default learning rates" table can be reproduced (or
