@@ -183,10 +183,18 @@ def manage(records: dict, ids: list[str]) -> None:
             icon=":material/download:",
             on_click="ignore",
         )
+    viewer = store.viewer
+    if viewer is not None and not viewer.may_change(run):
+        return  # a run a teacher shared: to look at and download, not to push or delete
     if model_dir.is_dir() and run.status == "completed":
         export_onnx_button(row, run_id, model_dir, output)
         with row.popover(t("history.push"), icon=":material/cloud_upload:"):
             push_to_hub(model_dir)
+    if viewer is not None and viewer.is_teacher:
+        shared = row.toggle(t("history.share"), value=run.shared, key=f"share-{run_id}", help=t("history.share_help"))
+        if shared != run.shared:
+            store.share_run(run_id, shared)
+            st.rerun()
     with row.popover(t("history.delete"), icon=":material/delete:"):
         st.markdown(t("history.delete_question", name=plain_text(run.name)))
         if st.button(t("history.delete_for_good"), type="primary", key="delete-confirm"):

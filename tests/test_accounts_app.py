@@ -139,3 +139,17 @@ def test_without_accounts_nobody_is_asked_to_log_in(runs_dir):
     assert not at.exception and "Log in" not in [element.value for element in at.title]
     assert run_id in tables(at)
     assert "session" not in at.query_params
+
+
+def test_a_teacher_shares_a_run_with_the_class_and_a_student_may_look_but_not_delete_it(book, runs_dir):
+    store = RunStore(runs_dir)
+    carols = finished_run(store, "carol", "carols-run")
+    teacher = open_page("pages/4_Runs.py", session=book.log_in("alice", "teach-3x4mple"))
+    teacher.selectbox[-1].set_value(carols).run()
+    teacher.toggle(key=f"share-{carols}").set_value(True).run()
+    assert not teacher.exception and store.get_run(carols).shared
+
+    bob = open_page("pages/4_Runs.py", session=book.log_in("bob", BOB_PASSWORD))
+    assert not bob.exception and carols in tables(bob)
+    assert all(button.key != "delete-confirm" for button in bob.button)
+    assert not bob.toggle  # sharing is a teacher's decision
