@@ -48,6 +48,20 @@ def test_lesson_list_names_each_lesson_with_its_question_and_time():
     assert "about 12 min on 2 CPU cores" in result.stdout  # learning-rate's planned time
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["magic"], "invalid choice: 'magic'"),
+        (["lora-rank", "--peft", "full"], "choose --peft lora or adalora or loha or lokr"),
+        (["seeds", "--values", ""], "Give at least one value of train.seed"),
+    ],
+)
+def test_a_lesson_asked_wrongly_says_so_in_one_line_before_training(args, message):
+    result = lab("lesson", "run", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Expected time" not in result.stdout  # nothing started
+
+
 def test_learning_rate_lesson_writes_one_run_per_value_and_names_the_winner(tiny_model_dir, sentiment_csv, tmp_path):
     report_path = tmp_path / "lesson.json"
     result = lab(
@@ -120,6 +134,20 @@ def test_the_conclusion_follows_what_the_runs_measured(winner, tiny_model_dir, s
     assert conclusion.startswith(f"learning_rate={winner:g} scored best: accuracy 0.810")
     assert "At learning_rate=0.03 the training loss rose from" in conclusion  # too large: it diverged
     assert "At learning_rate=1e-05 the training loss barely moved" in conclusion  # too small
+
+
+def test_an_interrupted_run_stops_the_whole_lesson(tiny_model_dir, sentiment_csv, tmp_path):
+    from lab.cli.lesson import command_lesson_run
+    from lab.cli.main import build_parser
+
+    def interrupted(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
+        raise KeyboardInterrupt  # Ctrl-C in the terminal, during the first run
+
+    flags = ["learning-rate", "--train-file", str(sentiment_csv), "--model", tiny_model_dir, "--name", "ctrl-c"]
+    args = build_parser().parse_args(["lesson", "run", *flags])
+    assert command_lesson_run(args, train_fn=interrupted) == 130
+    runs = RunStore().list_runs(group="lesson learning-rate ctrl-c")
+    assert [run.status for run in runs] == ["cancelled"]  # the other three rates never started
 
 
 def outcome(value, score, **measured) -> RunOutcome:

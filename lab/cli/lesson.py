@@ -70,7 +70,7 @@ def command_lesson_run(args: argparse.Namespace, train_fn=None) -> int:
     lesson = get_lesson(args.lesson)
     task = args.task or (BUILTINS[args.dataset].task if args.dataset in BUILTINS else lesson.task)
     base = config_from_args(args, budget=lesson_base(lesson, task))
-    values = parse_values(args.values, lesson) if args.values else None
+    values = parse_values(args.values, lesson) if args.values is not None else None
     configs, group, store = (
         lesson_configs(lesson, base, values),
         group_name(lesson, base, args.name or ""),
@@ -92,6 +92,8 @@ def command_lesson_run(args: argparse.Namespace, train_fn=None) -> int:
         run = store.get_run(run_id)
         print(f"  {run.status}: {run.message}" if run.status != "completed" else "  completed", flush=True)
         outcome = outcome or code
+        if run.status in ("interrupted", "cancelled"):  # Ctrl-C or a signal stops the lesson, not only this run
+            break
     runs = lesson_runs(store, lesson, group)
     print(f"\n{group}\n{format_lesson(runs, lesson.setting)}\n")
     for finding in lesson_conclusion(lesson, runs):
