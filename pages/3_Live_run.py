@@ -69,14 +69,16 @@ def controls(run: RunRecord, view: RunView) -> None:
         f"{where} · `{run.id}`"
     )
     row = st.container(horizontal=True)
-    if run.is_active and row.button(t("live.cancel"), icon=":material/stop_circle:"):
+    # A run a teacher shared with the class is to follow, not to stop or restart.
+    may_change = store.viewer is None or store.viewer.may_change(run)
+    if may_change and run.is_active and row.button(t("live.cancel"), icon=":material/stop_circle:"):
         with user_errors():
             get_runner().cancel(run.id)
             st.toast(t("live.cancelling"))
             time.sleep(0.3)
             st.rerun()
     # The same rule as `lab resume`: no Resume for a run that failed before its first step.
-    resumable = not resume_refusal(run, trained=view.last_step is not None or view.progress is not None)
+    resumable = may_change and not resume_refusal(run, trained=view.last_step is not None or view.progress is not None)
     if resumable and row.button(t("live.resume"), icon=":material/replay:"):
         with user_errors():
             get_runner().resume(run.id)

@@ -153,3 +153,15 @@ def test_a_teacher_shares_a_run_with_the_class_and_a_student_may_look_but_not_de
     assert not bob.exception and carols in tables(bob)
     assert all(button.key != "delete-confirm" for button in bob.button)
     assert not bob.toggle  # sharing is a teacher's decision
+
+
+def test_a_student_follows_a_shared_run_without_a_cancel_button(book, runs_dir):
+    store = RunStore(runs_dir)
+    carols = store.create_run(RunConfig(name="carols-live-run"), owner="carol").id  # queued
+    store.seen_by(None).share_run(carols)
+    bob = open_page("pages/3_Live_run.py", session=book.log_in("bob", BOB_PASSWORD), run=carols)
+    assert not bob.exception and not bob.error
+    assert "Cancel run" not in [button.label for button in bob.button]
+    carol = open_page("pages/3_Live_run.py", session=book.log_in("carol", "carol-s3cret-pw"), run=carols)
+    assert "Cancel run" in [button.label for button in carol.button]
+    store.finish(carols, "cancelled")
