@@ -165,3 +165,17 @@ def test_a_student_follows_a_shared_run_without_a_cancel_button(book, runs_dir):
     carol = open_page("pages/3_Live_run.py", session=book.log_in("carol", "carol-s3cret-pw"), run=carols)
     assert "Cancel run" in [button.label for button in carol.button]
     store.finish(carols, "cancelled")
+
+
+def test_with_a_school_login_configured_and_no_local_account_pages_ask_for_it(runs_dir):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.secrets["auth"] = {
+        "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+        "cookie_secret": "test-only-secret",
+        "client_id": "lab",
+        "client_secret": "test-only",
+        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
+    }
+    at.run()
+    assert not at.exception and [element.value for element in at.title] == ["Log in"]
+    assert [button.label for button in at.button] == ["Log in with your school account"]
