@@ -146,6 +146,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             return []
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]  # one GPU id, as YAML reads `--set train.devices=1`
+        if isinstance(value, list):  # GPU ids read as numbers (devices: [0, 1]) are names too
+            value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key} must be a list of names, got {shown(value)}.")
         return list(value)

@@ -228,6 +228,14 @@ class RunConfig:
         )
         need(bool(m.name_or_path.strip()), "model name_or_path is empty; use 'minilm' for the offline default.")
         need(bool(d.dataset or d.train_file), "Choose a dataset or give a train_file.")
+        need(
+            all(gpu.isdigit() for gpu in t.devices),
+            f"train.devices lists GPU ids like 0,1 (as CUDA_VISIBLE_DEVICES names them), got {', '.join(t.devices)}.",
+        )
+        need(
+            not t.devices or t.num_devices <= len(t.devices),
+            f"train.num_devices is {t.num_devices} but train.devices names {len(t.devices)}: name as many GPUs.",
+        )
         if check_paths:
             for label, path in (
                 ("train_file", d.train_file),

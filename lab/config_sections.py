@@ -266,6 +266,13 @@ class TrainConfig:
             "GPUs (or CPU processes) to train on; above 1 launches torchrun.", ge=1, machine_limit=devices_present
         ),
     )
+    devices: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Which GPUs the run may use, as CUDA_VISIBLE_DEVICES names them (0, 1, ...); empty: any free one. "
+            "Runs of a comparison or sweep take one free GPU each; without a GPU the CPU is one slot."
+        ),
+    )
     torch_compile: bool = field(
         default=False, metadata=_help("Compile the model with torch.compile (GPU; slow to start).")
     )

@@ -13,7 +13,7 @@ from lab.cli.flags import add_config_flags
 from lab.cli.lesson import add_lesson_command
 from lab.cli.runs import add_run_commands
 from lab.cli.sweep import add_sweep_command
-from lab.cli.train import command_compare, command_config, command_predict, command_train
+from lab.cli.train import add_parallel_flag, command_compare, command_config, command_predict, command_train
 from lab.cli.users import add_users_command
 from lab.config import PEFT_METHODS, TASKS
 from lab.errors import LabError
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--methods", default="all", help=f"Comma-separated PEFT methods ({', '.join(PEFT_METHODS)}), or all (default)."
     )
+    add_parallel_flag(compare)
 
     add_sweep_command(commands)
     add_lesson_command(commands)

@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 from lab.cli.flags import add_config_flags, config_from_args
+from lab.cli.train import add_parallel_flag, runs_at_once
 from lab.errors import LabError
 
 EPILOG = """\
@@ -52,6 +53,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--direction", choices=("maximize", "minimize"), default="maximize")
     sweep.add_argument("--pruner", choices=("median", "none"), default="median")
     sweep.add_argument("--resume", metavar="NAME", help="Continue the sweep NAME (its own setup; other flags ignored).")
+    add_parallel_flag(sweep)
     sweep.set_defaults(handler=command_sweep)
 
 
@@ -107,8 +109,12 @@ def command_sweep(args: argparse.Namespace) -> int:
             f"  trial {number}: {status} {shown}".rstrip() + (f": {message}" if status == "failed" else ""), flush=True
         )
 
-    with _stop_on_signals(stop):
-        end = run_sweep(store, study, setup, run_trial, on_trial, should_stop=stop)
+    parallel = runs_at_once(args)
+    with stop_on_signals(stop):
+        if parallel > 1:
+            end = _sweep_side_by_side(store, study, setup, on_trial, stop, parallel)
+        else:
+            end = run_sweep(store, study, setup, run_trial, on_trial, should_stop=stop)
     if end == "stopped":
         print(
             f"Sweep {setup.name!r} stopped; continue it with python -m lab sweep --resume {setup.name!r}.", flush=True
@@ -126,8 +132,21 @@ def command_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_side_by_side(store, study, setup, on_trial, stop: threading.Event, parallel: int):
+    """`parallel` trials at once, each through a job runner in a worker process of its own."""
+    from lab.groups.parallel import group_runner
+    from lab.groups.sweep import run_sweep, runner_trial
+
+    print(f"{parallel} trials at once, each in a worker process of its own.", flush=True)
+    runner = group_runner(store, parallel)
+    try:
+        return run_sweep(store, study, setup, runner_trial(runner, store, stop), on_trial, stop, parallel)
+    finally:
+        runner.shutdown(cancel=True, timeout=60)
+
+
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """While the sweep runs, SIGTERM and Ctrl-C set `stop` (nothing raises inside whatever the signal
     interrupts); a second one gets the usual behaviour: SIGTERM ends the process, Ctrl-C raises."""
     usual: dict[signal.Signals, signal.Handlers | Callable[[int, FrameType | None], Any]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,14 @@ def command_compare(args: argparse.Namespace) -> int:
     base = config_from_args(args, budget=comparison_base(task))
     comparison, store = plan_comparison(base, args.methods, args.name or ""), store_for(args)
     count, metric = len(comparison.configs), primary_metric_name(base.task)
+    parallel = runs_at_once(args)
     print(
         f"Comparing {count} methods on {base.dataset_name} ({base.task}, {base.model.name_or_path}), "
         f"each at its default learning rate; group {comparison.group!r}.",
         flush=True,
     )
+    if parallel > 1:
+        return compare_side_by_side(comparison.start, comparison.group, store, parallel, metric, started)
 
     def train_here(config: RunConfig, group: str) -> int:
         print(f"[{comparison.configs.index(config) + 1}/{count}] {config.peft.method}", flush=True)
@@ -65,6 +69,57 @@ def command_compare(args: argparse.Namespace) -> int:
     print(f"\n{comparison.group}\n{format_comparison(store.list_runs(group=comparison.group))}")
     print(f"{count} runs in {time.monotonic() - started:.0f} s (the whole comparison)")
     return next((code for code in codes if code), 0)
+
+
+def add_parallel_flag(parser: argparse.ArgumentParser) -> None:
+    """--parallel N on a command that trains a group of runs (compare, sweep)."""
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="Runs at once (default: one per GPU here, the CPU counting as one), each in a worker process of "
+        "its own; on a Ray cluster N jobs at once.",
+    )
+
+
+def runs_at_once(args: argparse.Namespace) -> int:
+    """--parallel, or one per free device slot here."""
+    if args.parallel is not None and args.parallel < 1:
+        raise LabError(f"--parallel must be at least 1, got {args.parallel}.")
+    if args.parallel:
+        return args.parallel
+    from lab.groups.parallel import default_parallel
+
+    return default_parallel()
+
+
+def compare_side_by_side(start, group: str, store, parallel: int, metric: str, started: float) -> int:
+    """Train a comparison's runs `parallel` at a time through a job runner; Ctrl-C or SIGTERM cancels them
+    all. Prints each run as it ends, with when it started and ended, then the table."""
+    from lab.cli.sweep import stop_on_signals
+    from lab.groups.parallel import group_runner, wait_for_runs
+    from lab.launch.execute import EXIT_CODES
+
+    print(f"{parallel} runs at once, each in a worker process of its own.", flush=True)
+    runner, stop = group_runner(store, parallel), threading.Event()
+
+    def on_end(run) -> None:
+        score = f"test {metric} {run.metrics[metric]:.3f}" if metric in run.metrics else run.message
+        print(f"  {run.peft_method}: {run.status}: {score} ({_clock(run.started_at)}-{_clock(run.finished_at)})")
+
+    try:
+        run_ids = start(lambda config, group: runner.submit(config, group=group))
+        with stop_on_signals(stop):
+            records = wait_for_runs(runner, store, run_ids, on_end, stop)
+    finally:
+        runner.shutdown(cancel=True, timeout=60)
+    print(f"\n{group}\n{format_comparison(store.list_runs(group=group))}")
+    print(f"{len(records)} runs in {time.monotonic() - started:.0f} s (the whole comparison, {parallel} at once)")
+    return next((EXIT_CODES.get(run.status, 1) for run in records if run.status != "completed"), 0)
+
+
+def _clock(timestamp) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(timestamp)) if timestamp else "?"
 
 
 def format_comparison(records) -> str:

@@ -6,102 +6,48 @@ would report a flattering test figure). Each validation evaluation is reported t
 pruner can stop a poor trial early: it ends with status `pruned` and says at which step. The study lives
 in Optuna's own storage beside the run store (SQLite, `runs/sweeps/NAME.db`), with the sweep's setup
 (base config, parameters, metric) as study attributes, so `python -m lab sweep --resume NAME` continues a
-sweep after a crash or a restart and runs only the trials still missing. Trials run one at a time.
+sweep after a crash or a restart and runs only the trials still missing. Trials run one at a time, or
+`parallel` at once (each through the job runner in a worker process; Optuna is asked and told from the
+sweep's thread only).
 
 A sweep always ends: a failed trial counts as one of its trials, and after MAX_CONSECUTIVE_FAILURES
 failures in a row (a wrong model path fails every trial) it stops with the last trial's error. A stop
 request (the `should_stop` event that the CLI's SIGTERM and Ctrl-C handlers set), or a trial cancelled
 from elsewhere, ends it before the next trial; `--resume` continues it.
 
-A `--param` is `section.field=KIND:...`: `log:LOW:HIGH` (float, log scale), `float:LOW:HIGH`,
-`int:LOW:HIGH` or `choice:A,B,...` (values parsed as YAML scalars).
+A `--param` is `section.field=KIND:...` (lab.groups.sweep_params).
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
-
 from lab.config import RunConfig
-from lab.errors import ConfigError, LabError, one_line
+from lab.errors import LabError, one_line
 from lab.events import EvalEvent, Event, EventSink
+from lab.groups.sweep_params import KINDS as KINDS  # the --param grammar, importable from here as before
+from lab.groups.sweep_params import Param, yaml_scalar
+from lab.groups.sweep_params import parse_param as parse_param
+from lab.groups.sweep_params import parse_params as parse_params
 from lab.runs.records import slugify
 from lab.runs.store import RunStore
 
 log = logging.getLogger(__name__)
 
 SWEEPS_DIR = "sweeps"
-KINDS = ("log", "float", "int", "choice")
 PRUNERS = ("median", "none")
 MAX_CONSECUTIVE_FAILURES = 3
 # A trial's run status, kept on the trial: a failed run counts as an ended trial; a run lost with a crashed
 # sweep, or stopped by the user, does not, so --resume runs it again.
 RUN_STATUS_ATTR = "run_status"
 SweepEnd = Literal["finished", "stopped"]
-
-
-@dataclass(frozen=True)
-class Param:
-    key: str  # section.field
-    kind: str  # one of KINDS
-    low: Optional[float] = None
-    high: Optional[float] = None
-    choices: tuple[Any, ...] = ()
-
-    def suggest(self, trial) -> Any:
-        if self.kind == "choice":
-            return trial.suggest_categorical(self.key, list(self.choices))
-        assert self.low is not None and self.high is not None  # parse_param gives every range both bounds
-        if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high))
-        return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log")
-
-    def text(self) -> str:
-        if self.kind == "choice":
-            return f"{self.key}=choice:" + ",".join(map(_scalar, self.choices))
-        return f"{self.key}={self.kind}:{self.low:g}:{self.high:g}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, "low": self.low, "high": self.high, "choices": list(self.choices)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Param:
-        return cls(data["key"], data["kind"], data["low"], data["high"], tuple(data["choices"]))
-
-
-def parse_param(text: str, base: Optional[RunConfig] = None) -> Param:
-    """`train.learning_rate=log:1e-5:1e-2` -> Param; the key must be a config field (checked on `base`)."""
-    key, sep, spec = text.partition("=")
-    kind, _, rest = spec.partition(":")
-    key, kind = key.strip(), kind.strip()
-    if not sep or not key or kind not in KINDS or not rest:
-        raise ConfigError(
-            f"--param {text!r}: expected section.field=KIND:..., KIND one of {', '.join(KINDS)} "
-            "(log:1e-5:1e-2, float:0:0.3, int:4:32, choice:4,8,16)."
-        )
-    if base is not None and key not in base.flat():
-        raise ConfigError(f"--param {text!r}: unknown config key {key!r}.")
-    if kind == "choice":
-        choices = tuple(_choice(part) for part in rest.split(",") if part.strip())
-        if not choices:
-            raise ConfigError(f"--param {text!r}: choice needs at least one value.")
-        return Param(key, kind, choices=choices)
-    bounds = rest.split(":")
-    try:
-        low, high = (float(bound) for bound in bounds)
-    except ValueError:
-        raise ConfigError(f"--param {text!r}: {kind} needs LOW:HIGH numbers, like {kind}:1e-5:1e-2.") from None
-    if not low < high or (kind == "log" and low <= 0) or not all(map(math.isfinite, (low, high))):
-        raise ConfigError(f"--param {text!r}: needs LOW < HIGH" + (", both above 0 for log." if kind == "log" else "."))
-    return Param(key, kind, low, high)
 
 
 def study_path(store: RunStore, name: str) -> Path:
@@ -173,11 +119,12 @@ def load_study(store: RunStore, name: str) -> tuple[Any, SweepSetup]:
     return study, setup
 
 
-def _sampler_and_pruner(setup: SweepSetup, finished: int):
+def _sampler_and_pruner(setup: SweepSetup, finished: int, parallel: int = 1):
     import optuna
 
-    # Seeded, and offset by the trials already told, so a resumed sweep does not redraw the first ones.
-    sampler = optuna.samplers.TPESampler(seed=setup.seed + finished)
+    # Seeded, and offset by the trials already told, so a resumed sweep does not redraw the first ones. With
+    # trials side by side, the constant liar keeps TPE from asking for the same point again while they run.
+    sampler = optuna.samplers.TPESampler(seed=setup.seed + finished, constant_liar=parallel > 1)
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
         if setup.pruner == "median"
@@ -201,6 +148,18 @@ def _ended_trials(study) -> int:
     )
 
 
+@dataclass
+class _Trial:
+    """A trial in flight: its Optuna trial, what its run's evaluations said, and how its training ended."""
+
+    trial: Any
+    best: list[float] = field(default_factory=list)
+    pruned_at: list[int] = field(default_factory=list)
+    run_id: str = ""
+    error: Optional[BaseException] = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 def run_sweep(
     store: RunStore,
     study,
@@ -208,86 +167,147 @@ def run_sweep(
     run_trial: RunTrial,
     on_trial: OnTrial = lambda number, status, value, message: None,
     should_stop: Optional[threading.Event] = None,
+    parallel: int = 1,
 ) -> SweepEnd:
     """Ask, train, tell until `setup.trials` trials have ended (completed, pruned or failed); returns
     "finished", or "stopped" when `should_stop` was set or a trial was cancelled (resumable). Raises
     LabError after MAX_CONSECUTIVE_FAILURES failed trials in a row. A trial left running by a crash is told
     failed and run again. `run_trial(config, group, sink, prune)` trains one run (sink: its events;
-    prune(): a check the sink may use) and returns its run id."""
+    prune(): a check the sink may use) and returns its run id.
+
+    With `parallel` above 1, that many trials train at once, each `run_trial` in a thread of its own; the
+    study is asked, reported to and told only from this thread (its events come here through a queue), so
+    pruning judges side-by-side trials against the ones already completed. A stop, a cancelled trial or
+    too many failures stop the trials still in flight (prune() says so) before this returns."""
     from optuna.trial import TrialState
 
     should_stop = should_stop or threading.Event()
     for lost in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(lost.number, state=TrialState.FAIL)  # its process died with it
-    study.sampler, study.pruner = _sampler_and_pruner(setup, _ended_trials(study))
-    failures_in_a_row = 0
-    while _ended_trials(study) < setup.trials:
-        if should_stop.is_set():
-            return "stopped"
+    study.sampler, study.pruner = _sampler_and_pruner(setup, _ended_trials(study), parallel)
+    halt, here = threading.Event(), threading.get_ident()
+    arrived: queue.SimpleQueue[tuple[_Trial, Optional[Event]]] = queue.SimpleQueue()
+    flights: list[_Trial] = []
+    failures_in_a_row, stopped, failure = 0, False, None
+
+    def report(flight: _Trial, event: Event) -> None:
+        if isinstance(event, EvalEvent) and event.split == "validation" and setup.metric in event.metrics:
+            flight.best.append(event.metrics[setup.metric])
+            flight.trial.report(event.metrics[setup.metric], event.step)
+            if not flight.pruned_at and flight.trial.should_prune():
+                flight.pruned_at.append(event.step)
+
+    def launch() -> _Trial:
         trial = study.ask()
         values = {param.key: param.suggest(trial) for param in setup.params}
-        config = setup.base.with_overrides([f"{key}={_scalar(value)}" for key, value in values.items()])
+        config = setup.base.with_overrides([f"{key}={yaml_scalar(value)}" for key, value in values.items()])
         config.name = f"{setup.name} #{trial.number}"
-        best: list[float] = []
-        pruned_at: list[int] = []
+        flight = _Trial(trial)
 
-        sink = _trial_sink(setup.metric, trial, best, pruned_at)
-        run_id = run_trial(config, group_of(setup.name), sink, lambda: bool(pruned_at))  # noqa: B023
-        trial.set_user_attr("run_id", run_id)
-        run = store.get_run(run_id)
-        trial.set_user_attr(RUN_STATUS_ATTR, run.status)
-        value = (max(best) if setup.direction == "maximize" else min(best)) if best else None
-        if pruned_at and run.status in ("cancelled", "completed"):
-            store.mark_pruned(
-                run_id,
-                f"Pruned by the {setup.pruner} pruner at step {pruned_at[0]}: its validation "
-                f"{setup.metric} was below the median of earlier trials at that step.",
-            )
-            study.tell(trial, state=TrialState.PRUNED)
-            on_trial(trial.number, "pruned", value, "")
-        elif run.status == "completed" and value is not None:
-            study.tell(trial, value)
-            on_trial(trial.number, "completed", value, "")
+        def sink(event: Event) -> None:
+            # Optuna is spoken to from the sweep's thread only: a trial training beside others queues its events.
+            report(flight, event) if threading.get_ident() == here else arrived.put((flight, event))
+
+        def train() -> None:
+            try:
+                flight.run_id = run_trial(
+                    config, group_of(setup.name), sink, lambda: bool(flight.pruned_at) or halt.is_set()
+                )
+            except BaseException as exc:  # noqa: BLE001 - raised again in the sweep's thread
+                flight.error = exc
+            finally:
+                flight.done.set()
+                arrived.put((flight, None))
+
+        if parallel > 1:
+            threading.Thread(target=train, name=f"lab-sweep-trial-{trial.number}", daemon=True).start()
         else:
-            study.tell(trial, state=TrialState.FAIL)
-            on_trial(trial.number, run.status, value, run.message)
-            if run.status in ("cancelled", "interrupted"):
-                return "stopped"  # the user stopped it: the sweep stops too, resumable
-        failures_in_a_row = failures_in_a_row + 1 if run.status == "failed" else 0
-        if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES and _ended_trials(study) < setup.trials:
-            raise LabError(
-                f"Sweep {setup.name!r} stopped: its last {failures_in_a_row} trials failed. "
-                f"The last one (run {run_id}): {one_line(run.message)}"
-            )
-    return "finished"
+            train()
+        return flight
+
+    while True:
+        while not halt.is_set() and len(flights) < parallel and _ended_trials(study) + len(flights) < setup.trials:
+            if should_stop.is_set():
+                stopped = True
+                halt.set()
+                break
+            flights.append(launch())
+        if not flights:
+            break
+        try:
+            flight, event = arrived.get(timeout=0.5)
+            if event is not None:
+                report(flight, event)
+        except queue.Empty:
+            pass
+        if should_stop.is_set():
+            halt.set()
+        for flight in [flight for flight in flights if flight.done.is_set()]:
+            _drain(arrived, report)
+            flights.remove(flight)
+            if flight.error is not None:
+                halt.set()
+                failure = failure or flight.error
+                study.tell(flight.trial, state=TrialState.FAIL)
+                continue
+            status = _settle(store, study, setup, flight, on_trial)
+            if status in ("cancelled", "interrupted"):
+                stopped = True  # the user stopped it: the sweep stops too, resumable
+                halt.set()
+            failures_in_a_row = failures_in_a_row + 1 if status == "failed" else 0
+            if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES and _ended_trials(study) < setup.trials and not failure:
+                run = store.get_run(flight.run_id)
+                halt.set()
+                failure = LabError(
+                    f"Sweep {setup.name!r} stopped: its last {failures_in_a_row} trials failed. "
+                    f"The last one (run {run.id}): {one_line(run.message)}"
+                )
+    if failure is not None:
+        raise failure
+    return "stopped" if stopped and _ended_trials(study) < setup.trials else "finished"
+
+
+def _drain(arrived: queue.SimpleQueue, report: Callable[[_Trial, Event], None]) -> None:
+    while True:
+        try:
+            flight, event = arrived.get_nowait()
+        except queue.Empty:
+            return
+        if event is not None:
+            report(flight, event)
+
+
+def _settle(store: RunStore, study, setup: SweepSetup, flight: _Trial, on_trial: OnTrial) -> str:
+    """Tell the study how a trial's run ended; returns the run's status."""
+    from optuna.trial import TrialState
+
+    trial, run_id, best, pruned_at = flight.trial, flight.run_id, flight.best, flight.pruned_at
+    trial.set_user_attr("run_id", run_id)
+    run = store.get_run(run_id)
+    trial.set_user_attr(RUN_STATUS_ATTR, run.status)
+    value = (max(best) if setup.direction == "maximize" else min(best)) if best else None
+    if pruned_at and run.status in ("cancelled", "completed"):
+        store.mark_pruned(
+            run_id,
+            f"Pruned by the {setup.pruner} pruner at step {pruned_at[0]}: its validation "
+            f"{setup.metric} was below the median of earlier trials at that step.",
+        )
+        study.tell(trial, state=TrialState.PRUNED)
+        on_trial(trial.number, "pruned", value, "")
+        return "pruned"
+    if run.status == "completed" and value is not None:
+        study.tell(trial, value)
+        on_trial(trial.number, "completed", value, "")
+        return "completed"
+    study.tell(trial, state=TrialState.FAIL)
+    on_trial(trial.number, run.status, value, run.message)
+    return run.status
 
 
 def best_trial(study) -> Optional[Any]:
     from optuna.trial import TrialState
 
     return study.best_trial if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else None
-
-
-def _choice(text: str) -> Any:
-    """A choice as YAML reads it, but 1e-3 a number (YAML 1.1 wants 1.0e-3 for that)."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _scalar(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
-def parse_params(texts: Sequence[str], base: RunConfig) -> list[Param]:
-    params = [parse_param(text, base) for text in texts]
-    if not params:
-        raise ConfigError("A sweep needs at least one --param, e.g. --param train.learning_rate=log:1e-5:1e-2.")
-    return params
 
 
 def runner_trial(
@@ -317,15 +337,22 @@ def runner_trial(
 
 
 def start_in_background(
-    runner, store: RunStore, setup: SweepSetup, should_stop: Optional[threading.Event] = None
+    runner,
+    store: RunStore,
+    setup: SweepSetup,
+    should_stop: Optional[threading.Event] = None,
+    parallel: Optional[int] = None,
 ) -> threading.Thread:
-    """Create the study and run it in a daemon thread (the app's Sweeps page); returns the thread. Setting
-    `should_stop` cancels the running trial and ends the sweep."""
+    """Create the study and run it in a daemon thread (the app's Sweeps page), `parallel` trials at once (by
+    default as many as the runner has device slots); returns the thread. Setting `should_stop` cancels the
+    running trials and ends the sweep."""
     study = create_study(store, setup)
+    at_once: int = parallel if parallel is not None else getattr(runner, "slot_count", 1)
 
     def work() -> None:
         try:
-            run_sweep(store, study, setup, runner_trial(runner, store, should_stop), should_stop=should_stop)
+            trial = runner_trial(runner, store, should_stop)
+            run_sweep(store, study, setup, trial, should_stop=should_stop, parallel=at_once)
         except LabError as exc:  # trials kept failing: each failed run shows its error on the Sweeps page
             log.warning("%s", exc)
 
@@ -344,16 +371,3 @@ def sweep_names(store: RunStore) -> list[str]:
     for path in paths:
         names += [summary.study_name for summary in optuna.get_all_study_summaries(_storage(path))]
     return names
-
-
-def _trial_sink(metric: str, trial: Any, best: list[float], pruned_at: list[int]) -> EventSink:
-    """Reads one trial's validation metric: the best so far, and the step its pruner stopped it at."""
-
-    def sink(event: Event) -> None:
-        if isinstance(event, EvalEvent) and event.split == "validation" and metric in event.metrics:
-            best.append(event.metrics[metric])
-            trial.report(event.metrics[metric], event.step)
-            if not pruned_at and trial.should_prune():
-                pruned_at.append(event.step)
-
-    return sink

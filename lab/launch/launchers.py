@@ -29,17 +29,20 @@ LAUNCHERS: tuple[str, ...] = get_args(Launcher)
 LOCAL_LAUNCHERS: tuple[str, ...] = get_args(LocalLauncher)
 
 
-def choose_launcher(config: RunConfig, local: str = "thread") -> Launcher:
+def choose_launcher(config: RunConfig, local: str = "thread", slots: int = 1) -> Launcher:
     """The launcher that trains `config`: Ray when the config names a cluster; torchrun for several
     devices (a thread cannot drive them), unless this process already is one of torchrun's (RANK is set);
-    otherwise `local`, how the caller runs a one-device job here (`thread` or `process`)."""
+    otherwise `local`, how the caller runs a one-device job here (`thread` or `process`). Where the caller
+    trains `slots` runs at once (more than one), a one-device run gets a worker process of its own: threads
+    of one process share torch's random state and its device, so side by side they would not train as
+    each does alone."""
     if local not in LOCAL_LAUNCHERS:
         raise LabError(f"A local launcher is one of {', '.join(LOCAL_LAUNCHERS)}, got {local!r}.")
     if config.train.executor == "ray":
         return "ray"
     if config.train.num_devices > 1 and "RANK" not in os.environ:
         return "torchrun"
-    return "process" if local == "process" else "thread"
+    return "process" if local == "process" or slots > 1 else "thread"
 
 
 def train_in_this_process(launcher: Launcher, store: RunStore, run_id: str, engine: TrainFn) -> TrainFn:

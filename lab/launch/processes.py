@@ -36,10 +36,14 @@ def worker_command(run_id: str, num_devices: int) -> list[str]:
     return [*torchrun_prefix(sys.executable, num_devices), "-m", "lab", "train", "--run-id", run_id]
 
 
-def worker_env(store: RunStore, gpu_ids: list[str]) -> dict[str, str]:
+def worker_env(store: RunStore, gpu_ids: list[str], cpu_threads: int = 0) -> dict[str, str]:
+    """A worker's environment: the run store, the GPUs it sees, and (`cpu_threads` above 0, when workers
+    share the CPU) how many threads its kernels use."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", LAB_RUNS_DIR=str(store.runs_dir.resolve()))
     if gpu_ids:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+    if cpu_threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cpu_threads)
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)  # a runner inside a torchrun job must not leak its rank to a new worker
     return env

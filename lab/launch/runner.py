@@ -141,6 +141,11 @@ class JobRunner:
         self._loop_thread.start()
 
     @property
+    def slot_count(self) -> int:
+        """How many runs this runner trains at once here (its device slots)."""
+        return self._slot_count
+
+    @property
     def train_fn(self) -> TrainFn:
         if self._train_fn is None:
             self._train_fn = default_train_fn()

@@ -11,6 +11,7 @@ process (which only gets a run id) behaves as the test asked:
     "fail=K"           raise LabError at step K
     "crash=K"          raise RuntimeError at step K
     "ckpt=K"           write a checkpoint every K steps
+    "eval=K"           a validation evaluation every K steps (accuracy step / steps)
     "deaf"             ignore should_stop (only signals stop it)
     "deaf-term"        also ignore SIGTERM (only SIGKILL stops it)
     "oom=gpu|cpu"      run out of memory (a GPU or a CPU allocator error) while holding a tensor
@@ -29,7 +30,7 @@ from typing import Any, Optional
 
 from lab.config import RunConfig
 from lab.errors import LabError
-from lab.events import ResultEvent, RunResult, StatusEvent, StepEvent
+from lab.events import EvalEvent, ResultEvent, RunResult, StatusEvent, StepEvent
 
 PER_LABEL = [
     {"label": "neg", "precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},
@@ -84,6 +85,8 @@ def scripted_train(
             raise RuntimeError("boom")
         sink(StepEvent(step=step, max_steps=steps, loss=1.0 / step))
         LAST_STEP[str(output_dir)] = step
+        if opts.get("eval") and step % int(opts["eval"]) == 0:
+            sink(EvalEvent(step=step, split="validation", metrics={"accuracy": step / steps}))
         if opts.get("ckpt") and step % int(opts["ckpt"]) == 0:
             folder = Path(output_dir) / "checkpoints" / f"checkpoint-{step}"
             folder.mkdir(parents=True, exist_ok=True)
