@@ -158,6 +158,17 @@ def english(findings) -> str:
     return " ".join(finding_text(finding) for finding in findings)
 
 
+def test_a_rate_is_called_too_small_or_too_large_only_beside_one_that_learned():
+    lesson, flat, rising = get_lesson("learning-rate"), [0.692, 0.692, 0.693, 0.693], [0.692, 0.70, 0.71, 0.711]
+    too_short = [outcome(1e-5, 0.56, losses=flat), outcome(1e-3, 0.61, losses=flat), outcome(3e-2, 0.5, losses=rising)]
+    assert [finding.code for finding in conclude(lesson, too_short, "accuracy")][2:] == ["flat", "flat", "flat"]
+    falling = [0.69, 0.6, 0.5, 0.4]
+    learning = [outcome(1e-5, 0.56, losses=flat), outcome(1e-3, 0.8, losses=falling), outcome(3e-2, 0.5, losses=rising)]
+    findings = conclude(lesson, learning, "accuracy")
+    assert [finding.code for finding in findings][2:] == ["barely_moved", "learned", "no_fall"]
+    assert "At learning_rate=0.03 the training loss went up (0.692 to 0.711) where a smaller rate" in english(findings)
+
+
 def test_tied_values_are_named_together_with_their_best_score():
     text = english(conclude(get_lesson("seeds"), [outcome(1, 0.801), outcome(2, 0.804), outcome(3, 0.7)], "accuracy"))
     assert text.startswith("seed=1, seed=2 tied for best at accuracy 0.804")

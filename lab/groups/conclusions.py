@@ -69,6 +69,10 @@ FINDINGS = {
     "diverged": "At {value} the training loss rose from {first} to {last}: too large a step, the run diverged.",
     "barely_moved": "At {value} the training loss barely moved ({first} to {last}): too small a step.",
     "learned": "At {value} the training loss fell from {first} to {last}.",
+    "no_fall": (
+        "At {value} the training loss went up ({first} to {last}) where a smaller rate learned: too large a step."
+    ),
+    "flat": "At {value} the training loss barely moved ({first} to {last}); no rate learned on this budget.",
     "turned_up": (
         "Without early stopping, validation loss was lowest at step {best_step} ({best_loss}) and rose to "
         "{last_loss} by step {last_step} while the training loss fell to {train_loss}: past step {best_step} "
@@ -196,20 +200,30 @@ def _winner(lesson: Lesson, finished: Sequence[RunOutcome], metric: str) -> list
 
 
 def _loss_movement(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
-    """Per rate: did the training loss fall, barely move, or rise (or turn NaN)?"""
-    findings = []
+    """Per rate: did the training loss fall, barely move, or rise (or turn NaN)? "Too small" and "too large"
+    are said only against a rate of the same lesson that did learn: on a budget too short for any rate to
+    learn, a flat loss says nothing about the rate."""
+    moves = []
     for run in runs:
-        if len(run.losses) < 2:
-            continue
-        window = max(1, len(run.losses) // 4)  # the first and last quarter of logged losses, against noise
-        first, last = statistics.fmean(run.losses[:window]), statistics.fmean(run.losses[-window:])
+        if len(run.losses) >= 2:
+            window = max(1, len(run.losses) // 4)  # the first and last quarter of logged losses, against noise
+            moves.append((run, statistics.fmean(run.losses[:window]), statistics.fmean(run.losses[-window:])))
+    learned = [_as_number(run.value) for run, first, last in moves if last <= BARELY_MOVED * first]
+    findings = []
+    for run, first, last in moves:
         values = {"value": _named(lesson, run.value), "first": f"{first:.3f}", "last": f"{last:.3f}"}
+        rate = _as_number(run.value)
         if math.isnan(last) or last > RISEN * first:
-            findings.append(Finding("diverged", values))
-        elif last > BARELY_MOVED * first:
-            findings.append(Finding("barely_moved", values))
+            code = "diverged"
+        elif last <= BARELY_MOVED * first:
+            code = "learned"
+        elif last > first and any(other < rate for other in learned):
+            code = "no_fall"  # a smaller rate learned where this one went up
+        elif any(other > rate for other in learned):
+            code = "barely_moved"
         else:
-            findings.append(Finding("learned", values))
+            code = "flat"
+        findings.append(Finding(code, values))
     return findings
 
 
