@@ -340,6 +340,7 @@ def advanced_section(config: RunConfig) -> None:
             train.logging_steps = setting("train", "logging_steps", was.logging_steps)
             train.eval_batch_size = setting("train", "eval_batch_size", was.eval_batch_size)
             train.num_devices = setting("train", "num_devices", was.num_devices, within=train)
+            train.devices = setting("train", "devices", was.devices, placeholder="0, 1")
             data.source = choice("data", "source", DATA_SOURCES, base.data.source)
             if config.task == "classification":
                 config.model.pooling = choice("model", "pooling", POOLINGS, base.model.pooling)
