@@ -85,7 +85,8 @@ def refuse_over_quota(store: RunStore, owner: str, waiting: int, quotas: Quotas)
     """One line, before a run is recorded, when `owner` may not queue another run."""
     if quotas.queued and waiting >= quotas.queued:
         raise LabError(
-            f"You have {waiting} runs waiting, the most one person may queue ({QUEUED_ENV} = {quotas.queued}): "
+            f"You have {waiting} run{'' if waiting == 1 else 's'} waiting, the most one person may queue "
+            f"({QUEUED_ENV} = {quotas.queued}): "
             "cancel one, or wait for one to start.",
             code="queue_person_full",
             waiting=waiting,
