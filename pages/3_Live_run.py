@@ -99,7 +99,10 @@ def status_message(run: RunRecord, view: RunView) -> None:
             st.info(t("live.starting"), icon=":material/hourglass_top:")
             return
         ahead = running + (queued[: queued.index(run.id)] if run.id in queued else [])
-        text = t("live.queued_behind", count=len(ahead), runs=", ".join(ahead)) if ahead else t("live.queued")
+        # Other people's run ids are theirs: counted, not named.
+        seen = {record.id for record in store.list_runs(limit=500)} if store.viewer is not None else set(ahead)
+        named = [run_id for run_id in ahead if run_id in seen]
+        text = t("live.queued_behind", count=len(ahead), runs=", ".join(named) or "…") if ahead else t("live.queued")
         st.info(text, icon=":material/hourglass_top:")
     elif run.status == "failed":
         st.error(said or t("live.failed"), icon=":material/error:")
