@@ -253,6 +253,73 @@ def test_a_bad_file_fails_the_ray_run_with_the_workers_own_message(
     assert "Traceback" in run.traceback  # the job's own traceback, kept for the Live page's details
 
 
+# ---- two nodes: a head and a worker node, one CPU each, on 127.0.0.1 -----------------------------------
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A cluster of two Ray nodes on this machine (Ray's cluster_utils), its job API's address."""
+    if not only_loopback():
+        pytest.skip("Ray listens on every interface: two-node tests run inside a loopback-only network namespace")
+    from ray.cluster_utils import Cluster
+
+    def ports() -> dict:  # each node's own servers, beside .ci/run's head in the same namespace
+        names = ("dashboard_agent_listen_port", "runtime_env_agent_port", "metrics_agent_port", "metrics_export_port")
+        return {name: _free_port() for name in names} | {"node_ip_address": "127.0.0.1"}
+
+    from ray._private.utils import read_ray_address, write_ray_address
+
+    ci_head = read_ray_address()  # the cluster writes its own address where `ray` looks for one; put it back
+    dashboard = _free_port()
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "gcs_server_port": _free_port(),
+            "include_dashboard": True,
+            "dashboard_host": "127.0.0.1",
+            "dashboard_port": dashboard,
+            "ray_client_server_port": _free_port(),
+            **ports(),
+        },
+    )
+    try:
+        cluster.add_node(num_cpus=1, **ports())
+        cluster.wait_for_nodes()
+        address = f"http://127.0.0.1:{dashboard}"
+        wait_until(lambda: _answers(address), timeout=90, what="the two-node cluster's job API")
+        yield address
+    finally:
+        cluster.shutdown()
+        if ci_head:
+            write_ray_address(ci_head)
+
+
+def _answers(address: str) -> bool:
+    try:
+        connect(address).list_jobs()
+        return True
+    except Exception:
+        return False
+
+
+def test_a_comparison_with_two_slots_runs_as_two_jobs_at_once_one_on_each_node(
+    two_nodes, tiny_model_dir, keyword_csv, tmp_path, capsys, monkeypatch
+):
+    from lab.cli.main import main
+
+    ray_config(tiny_model_dir, keyword_csv, two_nodes, max_steps=12, eval_steps=6).save(tmp_path / "base.yaml")
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    argv = ["compare", str(tmp_path / "base.yaml"), "--methods", "full,lora", "--parallel", "2", "--name", "nodes"]
+    assert main(argv) == 0, capsys.readouterr()
+    print(capsys.readouterr().out)  # each run's start and end, for the record
+    store = RunStore(tmp_path / "runs")
+    first, second = store.list_runs(group="compare nodes")
+    assert first.status == second.status == "completed" and first.executor == second.executor == "ray"
+    assert first.started_at < second.finished_at and second.started_at < first.finished_at  # side by side
+    jobs = [json.loads((store.run_dir(run.id) / JOB_FILE).read_text())["job_id"] for run in (first, second)]
+    nodes = {connect(two_nodes).get_job_info(job).driver_node_id for job in jobs}
+    assert len(nodes) == 2  # one CPU per node: Ray placed one job on each
+
+
 class _JobThatWillNotStop:
     """A cluster's client whose job of an earlier attempt keeps running, or whose cluster goes away."""
 

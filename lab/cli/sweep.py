@@ -137,7 +137,7 @@ def _sweep_side_by_side(store, study, setup, on_trial, stop: threading.Event, pa
     from lab.groups.parallel import group_runner
     from lab.groups.sweep import run_sweep, runner_trial
 
-    print(f"{parallel} trials at once, each in a worker process of its own.", flush=True)
+    print(f"{parallel} trials at once.", flush=True)
     runner = group_runner(store, parallel)
     try:
         return run_sweep(store, study, setup, runner_trial(runner, store, stop), on_trial, stop, parallel)

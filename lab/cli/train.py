@@ -100,7 +100,7 @@ def compare_side_by_side(start, group: str, store, parallel: int, metric: str, s
     from lab.groups.parallel import group_runner, wait_for_runs
     from lab.launch.execute import EXIT_CODES
 
-    print(f"{parallel} runs at once, each in a worker process of its own.", flush=True)
+    print(f"{parallel} runs at once.", flush=True)
     runner, stop = group_runner(store, parallel), threading.Event()
 
     def on_end(run) -> None:
