@@ -346,3 +346,45 @@ def test_uploads_belong_to_their_owner(book, queue_runner, runs_dir, sentiment_c
     assert runner.wait(as_carol.submit(config), timeout=30) == "completed"
     config.data.train_file = str(bobs_upload)
     PersonalRunner(runner, Viewer("alice", "teacher")).submit(config)  # a teacher may use any file
+
+
+# ---- assignments and the class board ------------------------------------------------------------
+def test_an_assignment_lets_students_change_only_what_the_teacher_allowed_within_the_budget(runs_dir):
+    from lab.accounts.assignments import Assignment, assignments, load, publish, student_config
+
+    base = RunConfig(name="imdb-lora")
+    publish(runs_dir, Assignment("Week 3: LoRA rank", base, ["peft.r", "train.learning_rate"], max_steps=40))
+    assignment = load(runs_dir, "Week 3: LoRA rank")
+    assert [item.name for item in assignments(runs_dir)] == ["Week 3: LoRA rank"]
+    config = student_config(assignment, {"peft.r": "16", "train.learning_rate": "0.002"}, "bob")
+    assert (config.peft.r, config.train.learning_rate, config.train.max_steps) == (16, 0.002, 40)
+    assert config.model.name_or_path == base.model.name_or_path and "bob" in config.name
+    with pytest.raises(LabError) as refused:
+        student_config(assignment, {"model.name_or_path": "bert-large-uncased"}, "bob")
+    assert (
+        "does not let you change model.name_or_path" in str(refused.value) and refused.value.code == "assignment_fixed"
+    )
+    with pytest.raises(LabError, match="not a config key"):
+        publish(runs_dir, Assignment("bad", base, ["train.lr"]))
+
+
+def test_the_class_board_ranks_every_students_run_on_the_assignment(book, runs_dir):
+    from lab.accounts.assignments import Assignment, publish
+    from lab.views.class_board import board_frame
+
+    assignment = publish(runs_dir, Assignment("rank", RunConfig(), ["peft.r"], teacher="alice"))
+    store = RunStore(runs_dir)
+    for owner, rank, accuracy in (("bob", "4", 0.71), ("carol", "16", 0.83)):
+        config = student_config_for(assignment, owner, rank)
+        run = store.create_run(config, group=assignment.group, owner=owner)
+        store.finish(run.id, "completed", metrics={"accuracy": accuracy})
+    store.create_run(RunConfig(name="elsewhere"), owner="bob")  # not on the assignment
+    frame = board_frame(store.seen_by(Viewer("bob", "student")), assignment)
+    assert frame["student"].tolist() == ["carol", "bob"] and frame["peft.r"].tolist() == [16, 4]
+    assert frame["accuracy"].tolist() == [0.83, 0.71]
+
+
+def student_config_for(assignment, owner: str, rank: str) -> RunConfig:
+    from lab.accounts.assignments import student_config
+
+    return student_config(assignment, {"peft.r": rank}, owner)

@@ -179,3 +179,23 @@ def test_with_a_school_login_configured_and_no_local_account_pages_ask_for_it(ru
     at.run()
     assert not at.exception and [element.value for element in at.title] == ["Log in"]
     assert [button.label for button in at.button] == ["Log in with your school account"]
+
+
+def test_the_class_board_shows_every_students_run_ranked_in_both_languages(book, runs_dir):
+    from lab.accounts.assignments import Assignment, publish, student_config
+
+    assignment = publish(runs_dir, Assignment("week 3", RunConfig(), ["peft.r"], max_steps=40, teacher="alice"))
+    store = RunStore(runs_dir)
+    for owner, rank, accuracy in (("bob", "4", 0.71), ("carol", "16", 0.83)):
+        run = store.create_run(student_config(assignment, {"peft.r": rank}, owner), group=assignment.group, owner=owner)
+        store.finish(run.id, "completed", metrics={"accuracy": accuracy})
+    bob_token = book.log_in("bob", BOB_PASSWORD)
+    for lang, title in (("en", "Class board"), ("zh", "班级看板")):
+        at = open_page("pages/9_Class_board.py", session=bob_token, lang=lang)
+        assert not at.exception and at.title[0].value == title
+        (board,) = at.dataframe
+        assert board.value["student"].tolist() == ["carol", "bob"]
+        assert at.get("plotly_chart")
+        assert "board-publish" not in [button.key for button in at.button]  # publishing is a teacher's
+    teacher = open_page("pages/9_Class_board.py", session=book.log_in("alice", "teach-3x4mple"))
+    assert not teacher.exception and "board-publish" in [button.key for button in teacher.button]

@@ -29,6 +29,7 @@ PLAYGROUND_PAGE = "pages/5_Playground.py"
 COMPARE_PAGE = "pages/6_Compare.py"
 SWEEPS_PAGE = "pages/7_Sweeps.py"
 LESSONS_PAGE = "pages/8_Lessons.py"
+CLASS_BOARD_PAGE = "pages/9_Class_board.py"
 
 STATUS_COLOURS = {
     "queued": "gray",
@@ -109,6 +110,7 @@ NAVIGATION = (
     (COMPARE_PAGE, "pages.compare", ":material/compare:"),
     (SWEEPS_PAGE, "pages.sweeps", ":material/manage_search:"),
     (LESSONS_PAGE, "pages.lessons", ":material/school:"),
+    (CLASS_BOARD_PAGE, "pages.class_board", ":material/leaderboard:"),
     (PLAYGROUND_PAGE, "pages.playground", ":material/science:"),
 )
 

@@ -1,0 +1,109 @@
+"""Class board: a teacher publishes an assignment (a config, what students may change, a budget);
+students open it, change what is allowed and launch; the board ranks every student's run on it by the
+held-out metric and plots the class's results against a setting, live (lab.accounts.assignments,
+lab.views.class_board)."""
+
+import plotly.express as px
+import streamlit as st
+
+from lab.accounts.assignments import Assignment, assignments, publish, student_config
+from lab.config import default_config
+from lab.training.metrics import primary_metric_name
+from lab.views.class_board import board_frame
+from lab.views.formatting import plain_text
+from ui.common import get_runner, get_store, page_setup, user_errors
+from ui.i18n import t
+
+SUGGESTED = ["train.learning_rate", "peft.method", "peft.r"]
+
+page_setup("pages.class_board")
+store = get_store()
+viewer = store.viewer
+if st.toggle(t("board.large"), key="board-large", help=t("board.large_help")):
+    st.html("<style>.stApp, .stApp p, .stApp td, .stApp th, .stApp label {font-size: 1.6rem !important}</style>")
+st.title(t("pages.class_board"))
+
+
+def publish_form() -> None:
+    name = st.text_input(t("board.name"), key="board-new-name")
+    own = store.list_runs(limit=100)
+    source = st.selectbox(
+        t("board.from_run"),
+        [""] + [run.id for run in own],
+        format_func=lambda run_id: run_id or t("board.default_config"),
+        key="board-new-source",
+    )
+    config = store.load_config(source) if source else default_config("classification")
+    keys = list(config.flat())
+    allowed = st.multiselect(
+        t("board.allowed"), keys, default=[key for key in SUGGESTED if key in keys], key="board-new-allowed"
+    )
+    budget = st.number_input(t("board.budget"), min_value=0, value=200, step=50, key="board-new-budget")
+    if st.button(t("board.publish_now"), type="primary", disabled=not name.strip(), key="board-publish"):
+        with user_errors():
+            published = publish(
+                store.runs_dir,
+                Assignment(name, config, allowed, int(budget), teacher=viewer.name if viewer else ""),
+            )
+            st.query_params["assignment"] = published.name
+            st.toast(t("board.published", name=published.name))
+
+
+def launch_form(assignment: Assignment) -> None:
+    base = assignment.config.flat()
+    changes = {}
+    for key in assignment.allowed:
+        value = st.text_input(key, str(base[key]), key=f"board-set-{assignment.name}-{key}")
+        if value != str(base[key]):
+            changes[key] = value
+    if st.button(t("board.launch"), type="primary", icon=":material/play_arrow:", key="board-launch"):
+        with user_errors():
+            config = student_config(assignment, changes, viewer.name if viewer else "teacher")
+            run_id = get_runner().submit(config, group=assignment.group)
+            st.toast(t("board.launched", run=run_id))
+
+
+def board(assignment: Assignment) -> None:
+    frame = board_frame(store, assignment)
+    metric = primary_metric_name(assignment.config.task)
+    if frame.empty:
+        st.caption(t("board.no_runs"))
+        return
+    st.dataframe(frame.drop(columns=["run"]), hide_index=False, width="stretch")
+    finished = frame.dropna(subset=[metric])
+    if not finished.empty:
+        x = st.selectbox(t("board.against"), ["method", *assignment.allowed], key="board-x")
+        figure = px.scatter(finished, x=x, y=metric, color="method", hover_data=["student"], title=t("board.plot"))
+        if x == "train.learning_rate":
+            figure.update_xaxes(type="log")
+        st.plotly_chart(figure, width="stretch", key="board-plot")
+
+
+with user_errors():
+    if viewer is None or viewer.is_teacher:
+        with st.expander(t("board.publish"), icon=":material/assignment_add:"):
+            publish_form()
+    published = assignments(store.runs_dir)
+    if not published:
+        st.info(t("board.none"))
+    else:
+        names = [item.name for item in published]
+        wanted = st.query_params.get("assignment")
+        chosen = st.selectbox(t("board.assignment"), names, index=names.index(wanted) if wanted in names else 0)
+        st.query_params["assignment"] = chosen
+        assignment = published[names.index(chosen)]
+        st.caption(
+            plain_text(
+                t(
+                    "board.about",
+                    dataset=assignment.config.dataset_name,
+                    model=assignment.config.model.name_or_path,
+                    budget=assignment.max_steps or "-",
+                    allowed=", ".join(assignment.allowed) or "-",
+                )
+            )
+        )
+        with st.expander(t("board.try"), icon=":material/tune:", expanded=viewer is not None and not viewer.is_teacher):
+            launch_form(assignment)
+        active = any(run.is_active for run in store.seen_by(None).list_runs(group=assignment.group))
+        st.fragment(board, run_every=3 if active else None)(assignment)
