@@ -1,12 +1,13 @@
 """`python -m bench.classroom`: a class on one server under load (figures, never a test).
 
-Thirty students and a teacher have accounts. Each student logs in through the app's login form (a real
-Streamlit session, `AppTest`, one after another: AppTest sessions do not run side by side), then all
-thirty launch their runs at the same moment from thirty threads, through what the app's pages call
-(`PersonalRunner.submit`), each asking for more runs than the per-person queue limit allows. The runs
-train with the scripted stand-in engine (lab.launch.scripted: a few short steps, no model), so the
-queue drains in about a minute on one slot. Meanwhile the teacher's Runs page and an idle student's
-Home page are opened again and again (real app sessions) and timed.
+Thirty students and a teacher have accounts, and the teacher has published an assignment. Each student
+logs in through the app's login form and opens the class board (real Streamlit sessions, `AppTest`, one
+after another: AppTest sessions do not run side by side); then all thirty launch at the same moment from
+thirty threads, each with their own learning rate, through what the board's Launch button calls
+(`student_config`, `PersonalRunner.submit`), each asking for more runs than the per-person queue limit
+allows. The runs train with the scripted stand-in engine (lab.launch.scripted: five short steps, no
+model), so the queue drains in seconds on one slot. Meanwhile the teacher's class board and an idle
+student's Home page are opened again and again (real app sessions) and timed.
 
 Printed: logins (time each), runs accepted and refused (every refusal one line naming the limit), the
 order runs started in (each student's first run before anyone's second), page times while the queue
@@ -44,6 +45,7 @@ def main() -> int:
 def run(runs_dir: Path, students: int, runs_each: int, limit: int) -> int:
     from streamlit.testing.v1 import AppTest
 
+    from lab.accounts.assignments import Assignment, publish, student_config
     from lab.accounts.book import AccountBook
     from lab.config import RunConfig
     from lab.errors import LabError
@@ -59,6 +61,7 @@ def run(runs_dir: Path, students: int, runs_each: int, limit: int) -> int:
     book.add("teacher", "teacher", TEACHER_PASSWORD)
     for name in names:
         book.add(name, "student", STUDENT_PASSWORD)
+    assignment = publish(runs_dir, Assignment("week 3", RunConfig(), ["train.learning_rate"], 40, "teacher"))
 
     def page(path: str, **query: str) -> tuple[AppTest, float]:
         started = time.perf_counter()
@@ -81,6 +84,8 @@ def run(runs_dir: Path, students: int, runs_each: int, limit: int) -> int:
         submit.click().run()
         login_seconds.append(time.perf_counter() - started)
         assert not at.exception and at.title[0].value != "Log in", f"{name} could not log in"
+        at.switch_page("pages/9_Class_board.py").run()
+        assert not at.exception and at.text_input(key="board-set-week 3-train.learning_rate"), f"{name}: no assignment"
     print(
         f"logins: {students} through the login form, median {statistics.median(login_seconds):.2f} s, "
         f"worst {max(login_seconds):.2f} s (argon2 verifies each)"
@@ -88,7 +93,7 @@ def run(runs_dir: Path, students: int, runs_each: int, limit: int) -> int:
 
     store = RunStore(runs_dir)
     runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], poll_seconds=0.02, quotas=Quotas(queued=limit))
-    busy = runner.submit(RunConfig(name="warm-up,steps=50,sleep=0.02"), owner="teacher", first=True)
+    busy = runner.submit(RunConfig(name="warm-up,steps=100,sleep=0.02"), owner="teacher", first=True)
     accepted: dict[str, list[str]] = {name: [] for name in names}
     refusals: list[str] = []
     lock, gate = threading.Lock(), threading.Barrier(students)
@@ -98,7 +103,8 @@ def run(runs_dir: Path, students: int, runs_each: int, limit: int) -> int:
         gate.wait()  # everyone presses Launch at the same moment
         for index in range(runs_each):
             try:
-                run_id = personal.submit(RunConfig(name=f"{name}-{index},steps=3,sleep=0.05"))
+                rate = str(10 ** -(2 + (names.index(name) + index) % 3))
+                run_id = personal.submit(student_config(assignment, {"train.learning_rate": rate}, name))
                 with lock:
                     accepted[name].append(run_id)
             except LabError as exc:  # a refusal is a figure here
@@ -128,7 +134,7 @@ def run(runs_dir: Path, students: int, runs_each: int, limit: int) -> int:
     teacher_times, idle_times = [], []
     every_id = [run_id for ids in accepted.values() for run_id in ids]
     while any(store.get_run(run_id).is_active for run_id in every_id) or store.get_run(busy).is_active:
-        teacher_times.append(page("pages/4_Runs.py", session=teacher_token)[1])
+        teacher_times.append(page("pages/9_Class_board.py", session=teacher_token)[1])
         idle_times.append(page("app.py", session=idle_token)[1])
     drained = time.perf_counter() - launched
     runner.shutdown(timeout=30)
@@ -141,7 +147,7 @@ def run(runs_dir: Path, students: int, runs_each: int, limit: int) -> int:
         f"queue drained in {drained:.0f} s; first {students} starts were {len(first_round)} different students "
         f"(fair: {len(first_round) == students})"
     )
-    for who, times in (("teacher's Runs page", teacher_times), ("an idle student's Home page", idle_times)):
+    for who, times in (("teacher's class board", teacher_times), ("an idle student's Home page", idle_times)):
         print(
             f"{who}: {len(times)} loads while draining, median {statistics.median(times):.2f} s, "
             f"worst {max(times):.2f} s"
