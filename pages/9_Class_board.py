@@ -72,7 +72,8 @@ def board(assignment: Assignment) -> None:
     st.dataframe(frame.drop(columns=["run"]), hide_index=False, width="stretch")
     finished = frame.dropna(subset=[metric])
     if not finished.empty:
-        x = st.selectbox(t("board.against"), ["method", *assignment.allowed], key="board-x")
+        choices = ["method", *assignment.allowed]
+        x = st.selectbox(t("board.against"), choices, index=min(1, len(choices) - 1), key="board-x")
         figure = px.scatter(finished, x=x, y=metric, color="method", hover_data=["student"], title=t("board.plot"))
         if x == "train.learning_rate":
             figure.update_xaxes(type="log")

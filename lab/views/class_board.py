@@ -32,4 +32,6 @@ def board_frame(store: RunStore, assignment: Assignment) -> pd.DataFrame:
         row["run"] = run.id
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["student", "status", "method", *assignment.allowed, metric, "run"])
-    return frame.sort_values(metric, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    ranked = frame.sort_values(metric, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    ranked.index += 1  # the place on the leaderboard
+    return ranked
