@@ -11,7 +11,7 @@ from lab.config import default_config
 from lab.training.metrics import primary_metric_name
 from lab.views.class_board import board_frame
 from lab.views.formatting import plain_text
-from ui.common import get_runner, get_store, page_setup, user_errors
+from ui.common import get_runner, get_store, page_setup, status_name, user_errors
 from ui.i18n import t
 
 SUGGESTED = ["train.learning_rate", "peft.method", "peft.r"]
@@ -69,7 +69,9 @@ def board(assignment: Assignment) -> None:
     if frame.empty:
         st.caption(t("board.no_runs"))
         return
-    st.dataframe(frame.drop(columns=["run"]), hide_index=False, width="stretch")
+    shown = frame.drop(columns=["run"]).assign(status=frame["status"].map(status_name))
+    labels = {"student": t("board.student"), "status": t("history.status"), "method": t("history.method")}
+    st.dataframe(shown, hide_index=False, width="stretch", column_config=labels)
     finished = frame.dropna(subset=[metric])
     if not finished.empty:
         choices = ["method", *assignment.allowed]
