@@ -233,6 +233,10 @@ class RunConfig:
             f"train.devices lists GPU ids like 0,1 (as CUDA_VISIBLE_DEVICES names them), got {', '.join(t.devices)}.",
         )
         need(
+            t.num_workers == 1 or t.executor == "ray",
+            "train.num_workers above 1 trains with Ray Train on a cluster: set train.executor=ray too.",
+        )
+        need(
             not t.devices or t.num_devices <= len(t.devices),
             f"train.num_devices is {t.num_devices} but train.devices names {len(t.devices)}: name as many GPUs.",
         )

@@ -286,6 +286,16 @@ class TrainConfig:
             "follows it live (the runs folder must be on a filesystem the cluster shares)."
         ),
     )
+    num_workers: int = field(
+        default=1,
+        metadata=_help(
+            "Ray Train workers for one run across the cluster's nodes (with executor ray); above 1 trains "
+            "data-parallel, each worker on one CPU (or one GPU with device cuda), the global batch workers x "
+            "train_batch_size.",
+            ge=1,
+            le=1024,
+        ),
+    )
     ray_address: str = field(
         default="",
         metadata=_help("The Ray cluster's job-submission address, like http://HOST:8265; empty uses RAY_ADDRESS."),

@@ -77,18 +77,20 @@ def connect(address: str):
 
 
 def entrypoint(config: RunConfig, output_dir: Path, checkpoint: Optional[str]) -> str:
-    """The job's command: the Ray worker, through torchrun for several devices."""
+    """The job's command: the Ray worker, through torchrun for several devices, or with several Ray Train
+    workers the driver that starts them (lab.launch.ray_train)."""
     # Absolute paths: the job runs in Ray's copy of the lab's folder, not where the lab runs.
-    module = ["-m", "lab.launch.ray_worker", str(output_dir)] + (
-        [str(Path(checkpoint).resolve())] if checkpoint else []
-    )
+    arguments = [str(output_dir)] + ([str(Path(checkpoint).resolve())] if checkpoint else [])
     # `python` as the node's environment finds it: this machine's interpreter path may not exist there.
-    return shlex.join(torchrun_prefix("python", config.train.num_devices) + module)
+    if config.train.num_workers > 1:
+        return shlex.join(["python", "-m", "lab.launch.ray_train", *arguments])
+    return shlex.join(torchrun_prefix("python", config.train.num_devices) + ["-m", "lab.launch.ray_worker", *arguments])
 
 
 def gpus_wanted(config: RunConfig) -> int:
     # Ray holds a job with GPUs until a node has them free; a run only asks when it says it trains on CUDA.
-    return config.train.num_devices if config.train.device == "cuda" else 0
+    # Ray Train's driver asks for none: its workers ask for their own.
+    return config.train.num_devices if config.train.device == "cuda" and config.train.num_workers == 1 else 0
 
 
 class RayJob:
@@ -122,7 +124,8 @@ class RayJob:
                         "PYTHONUNBUFFERED": "1",
                     },
                 },
-                entrypoint_num_cpus=1,
+                # Ray Train's driver only waits for its workers, each of which asks Ray for its own CPU or GPU.
+                entrypoint_num_cpus=0 if config.train.num_workers > 1 else 1,
                 entrypoint_num_gpus=gpus_wanted(config),
                 metadata={"lab_run_id": self.run_id, "name": config.name or self.run_id},
             )
