@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.reliability import Row
+from bench.rows import Row
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from bench.rows import Row
 from lab.errors import one_line
 from lab.launch import scripted
 from lab.launch.scripted import scripted_train
@@ -44,14 +45,6 @@ POLLERS = 20
 POLL_SECONDS = 1.0  # the Live page's REFRESH_SECONDS
 REFRESH_LIMIT_SECONDS = 2.0
 SLOWDOWN_TARGET = 0.05
-
-
-@dataclass
-class Row:
-    scenario: str
-    expected: str
-    observed: str
-    passed: bool
 
 
 # ---- shared set-up ----------------------------------------------------------------------------------

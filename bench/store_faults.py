@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.owner_faults import OWNER_SCENARIOS
-from bench.reliability import Row
+from bench.rows import Row
 from lab.errors import one_line
 
 REPO = Path(__file__).resolve().parents[1]

@@ -161,16 +161,18 @@ def english(findings) -> str:
 def test_a_rate_is_called_too_small_or_too_large_only_beside_one_that_learned():
     lesson, flat, rising = get_lesson("learning-rate"), [0.692, 0.692, 0.693, 0.693], [0.692, 0.70, 0.71, 0.711]
     too_short = [outcome(1e-5, 0.56, losses=flat), outcome(1e-3, 0.61, losses=flat), outcome(3e-2, 0.5, losses=rising)]
-    assert [finding.code for finding in conclude(lesson, too_short, "accuracy")][2:] == ["flat", "flat", "flat"]
+    assert [finding.code for finding in conclude(lesson.setting, too_short, "accuracy")][2:] == ["flat", "flat", "flat"]
     falling = [0.69, 0.6, 0.5, 0.4]
     learning = [outcome(1e-5, 0.56, losses=flat), outcome(1e-3, 0.8, losses=falling), outcome(3e-2, 0.5, losses=rising)]
-    findings = conclude(lesson, learning, "accuracy")
+    findings = conclude(lesson.setting, learning, "accuracy")
     assert [finding.code for finding in findings][2:] == ["barely_moved", "learned", "no_fall"]
     assert "At learning_rate=0.03 the training loss went up (0.692 to 0.711) where a smaller rate" in english(findings)
 
 
 def test_tied_values_are_named_together_with_their_best_score():
-    text = english(conclude(get_lesson("seeds"), [outcome(1, 0.801), outcome(2, 0.804), outcome(3, 0.7)], "accuracy"))
+    text = english(
+        conclude(get_lesson("seeds").setting, [outcome(1, 0.801), outcome(2, 0.804), outcome(3, 0.7)], "accuracy")
+    )
     assert text.startswith("seed=1, seed=2 tied for best at accuracy 0.804")
     assert "from 0.700 to 0.804" in text and "spread 0.104" in text
 
@@ -182,7 +184,7 @@ def test_overfitting_says_where_validation_turned_up_and_what_early_stopping_sav
     full.seconds = 300.0
     stopped = outcome(2, 0.74, steps=60, max_steps=100, validation_losses=[(20, 0.6), (40, 0.45), (60, 0.5)])
     stopped.seconds = 180.0
-    findings = conclude(get_lesson("overfitting"), [full, stopped], "accuracy")
+    findings = conclude(get_lesson("overfitting").setting, [full, stopped], "accuracy")
     assert [finding.code for finding in findings] == ["best", "margin_one", "turned_up", "early_stop"]
     assert "lowest at step 40 (0.450) and rose to 0.900 by step 100" in english(findings)
     assert findings[-1].values["saved_seconds"] == 120.0 and findings[-1].values["steps"] == 60
@@ -190,7 +192,7 @@ def test_overfitting_says_where_validation_turned_up_and_what_early_stopping_sav
 
 def test_returns_stop_where_larger_values_gain_less_than_the_margin():
     runs = [outcome(1, 0.70), outcome(4, 0.78), outcome(16, 0.785), outcome(64, 0.781)]
-    assert "Returns stop at train_subset=4:" in english(conclude(get_lesson("data-size"), runs, "accuracy"))
+    assert "Returns stop at train_subset=4:" in english(conclude(get_lesson("data-size").setting, runs, "accuracy"))
 
 
 def test_a_lesson_varies_only_its_setting_on_the_task_budget():

@@ -15,8 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from lab.groups.lessons import Lesson
-
 # Scores this close to the best count as tied: a test set of a few hundred examples cannot tell them apart.
 TIE_MARGIN = 0.005
 # A larger value that gains less than this over a smaller one has stopped paying back ("returns stop").
@@ -122,8 +120,9 @@ def finding_text(
     return templates[finding.code].format(**values)
 
 
-def conclude(lesson: Lesson, outcomes: Sequence[RunOutcome], metric: str) -> list[Finding]:
-    """The conclusion of a lesson's runs (in the order of the lesson's values), from their measurements only."""
+def conclude(setting: str, outcomes: Sequence[RunOutcome], metric: str) -> list[Finding]:
+    """The conclusion of a lesson's runs (in the order of the lesson's values, each a value of `setting`,
+    e.g. train.learning_rate), from their measurements only."""
     finished = [run for run in outcomes if metric in run.metrics]
     if not finished:
         return [Finding("waiting")]
@@ -135,8 +134,8 @@ def conclude(lesson: Lesson, outcomes: Sequence[RunOutcome], metric: str) -> lis
         else:
             lost = [run for run in outcomes if metric not in run.metrics]
             status = ", ".join(sorted({run.status for run in lost}))
-            findings.append(Finding("failed", {"values": _names(lesson, lost), "status": status}))
-    findings += _winner(lesson, finished, metric)
+            findings.append(Finding("failed", {"values": _names(setting, lost), "status": status}))
+    findings += _winner(setting, finished, metric)
     specific = {
         "train.learning_rate": _loss_movement,
         "train.early_stopping_patience": _overfitting,
@@ -145,18 +144,18 @@ def conclude(lesson: Lesson, outcomes: Sequence[RunOutcome], metric: str) -> lis
         "peft.method": _costs,
         "train.seed": _spread,
         "train.max_length": _truncation,
-    }.get(lesson.setting)
+    }.get(setting)
     if specific is not None:
-        findings += specific(lesson, finished if specific is not _loss_movement else list(outcomes), metric)
+        findings += specific(setting, finished if specific is not _loss_movement else list(outcomes), metric)
     return findings
 
 
-def _named(lesson: Lesson, value: Any) -> str:
-    return f"{lesson.setting.split('.')[-1]}={_shown(value)}"
+def _named(setting: str, value: Any) -> str:
+    return f"{setting.split('.')[-1]}={_shown(value)}"
 
 
-def _names(lesson: Lesson, runs: Sequence[RunOutcome]) -> str:
-    return ", ".join(_named(lesson, run.value) for run in runs)
+def _names(setting: str, runs: Sequence[RunOutcome]) -> str:
+    return ", ".join(_named(setting, run.value) for run in runs)
 
 
 def _shown(value: Any) -> str:
@@ -167,24 +166,24 @@ def _score(value: float) -> str:
     return f"{value:.3f}"
 
 
-def _winner(lesson: Lesson, finished: Sequence[RunOutcome], metric: str) -> list[Finding]:
+def _winner(setting: str, finished: Sequence[RunOutcome], metric: str) -> list[Finding]:
     ranked = sorted(finished, key=lambda run: -run.metrics[metric])
     best = ranked[0].metrics[metric]
     tied = [run for run in finished if best - run.metrics[metric] <= TIE_MARGIN]  # in the lesson's order
     if len(tied) > 1:
         winner = Finding(
             "tied",
-            {"values": _names(lesson, tied), "metric": metric, "score": _score(best), "margin": _score(TIE_MARGIN)},
+            {"values": _names(setting, tied), "metric": metric, "score": _score(best), "margin": _score(TIE_MARGIN)},
         )
     else:
-        winner = Finding("best", {"value": _named(lesson, ranked[0].value), "metric": metric, "score": _score(best)})
+        winner = Finding("best", {"value": _named(setting, ranked[0].value), "metric": metric, "score": _score(best)})
     findings = [winner]
     rest = ranked[len(tied) :]
     if rest:
         runner_up, worst = rest[0], ranked[-1]
         values = {
             "difference": _score(best - runner_up.metrics[metric]),
-            "runner_up": _named(lesson, runner_up.value),
+            "runner_up": _named(setting, runner_up.value),
             "runner_up_score": _score(runner_up.metrics[metric]),
         }
         if worst is runner_up:
@@ -192,14 +191,14 @@ def _winner(lesson: Lesson, finished: Sequence[RunOutcome], metric: str) -> list
         else:
             worst_values = {
                 "spread": _score(best - worst.metrics[metric]),
-                "worst": _named(lesson, worst.value),
+                "worst": _named(setting, worst.value),
                 "worst_score": _score(worst.metrics[metric]),
             }
             findings.append(Finding("margin", {**values, **worst_values}))
     return findings
 
 
-def _loss_movement(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+def _loss_movement(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
     """Per rate: did the training loss fall, barely move, or rise (or turn NaN)? "Too small" and "too large"
     are said only against a rate of the same lesson that did learn: on a budget too short for any rate to
     learn, a flat loss says nothing about the rate."""
@@ -211,7 +210,7 @@ def _loss_movement(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> l
     learned = [_as_number(run.value) for run, first, last in moves if last <= BARELY_MOVED * first]
     findings = []
     for run, first, last in moves:
-        values = {"value": _named(lesson, run.value), "first": f"{first:.3f}", "last": f"{last:.3f}"}
+        values = {"value": _named(setting, run.value), "first": f"{first:.3f}", "last": f"{last:.3f}"}
         rate = _as_number(run.value)
         if math.isnan(last) or last > RISEN * first:
             code = "diverged"
@@ -227,7 +226,7 @@ def _loss_movement(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> l
     return findings
 
 
-def _overfitting(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+def _overfitting(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
     """Where the longest run's validation loss turned up, and what the early-stopped run saved."""
     findings = []
     full = max(runs, key=lambda run: run.steps)
@@ -273,23 +272,23 @@ def _overfitting(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> lis
     return findings
 
 
-def _returns(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+def _returns(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
     """The smallest value that no larger one beats by more than RETURNS_MARGIN (data size, LoRA's rank)."""
     ordered = sorted(runs, key=lambda run: _as_number(run.value))
     findings = []
-    if lesson.setting == "peft.r":
-        findings += _costs(lesson, ordered, metric)
+    if setting == "peft.r":
+        findings += _costs(setting, ordered, metric)
     for index, run in enumerate(ordered[:-1]):
         larger = ordered[index + 1 :]
         if all(other.metrics[metric] - run.metrics[metric] <= RETURNS_MARGIN for other in larger):
             findings.append(
-                Finding("returns_stop", {"value": _named(lesson, run.value), "margin": _score(RETURNS_MARGIN)})
+                Finding("returns_stop", {"value": _named(setting, run.value), "margin": _score(RETURNS_MARGIN)})
             )
             break
     return findings
 
 
-def _costs(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+def _costs(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
     """Each run's metric beside what it trained and how long it took, cheapest first."""
     from lab.model.parameters import format_share
 
@@ -298,7 +297,7 @@ def _costs(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Find
         Finding(
             "cost",
             {
-                "value": _named(lesson, run.value),
+                "value": _named(setting, run.value),
                 "metric": metric,
                 "score": _score(run.metrics[metric]),
                 "trainable": f"{run.trainable_params:,}",
@@ -311,7 +310,7 @@ def _costs(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Find
     ]
 
 
-def _spread(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+def _spread(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
     scores = [run.metrics[metric] for run in runs]
     findings = []
     if len(scores) >= 2:
@@ -334,21 +333,21 @@ def _spread(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Fin
     return findings
 
 
-def _truncation(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
+def _truncation(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
     """The words each length cut, and the entity recall from the shortest length to the longest."""
     ordered = sorted(runs, key=lambda run: _as_number(run.value))
     findings = [
         Finding(
             "cut",
             {
-                "value": _named(lesson, run.value),
+                "value": _named(setting, run.value),
                 "cut": f"{run.words_cut[0]:,}",
                 "words": f"{run.words_cut[1]:,}",
                 "share": f"{run.words_cut[0] / run.words_cut[1]:.1%}",
             },
         )
         if run.words_cut and run.words_cut[1]
-        else Finding("uncut", {"value": _named(lesson, run.value)})
+        else Finding("uncut", {"value": _named(setting, run.value)})
         for run in ordered
     ]
     with_recall = [run for run in ordered if "recall" in run.metrics]
@@ -358,9 +357,9 @@ def _truncation(lesson: Lesson, runs: Sequence[RunOutcome], metric: str) -> list
             Finding(
                 "recall",
                 {
-                    "low": _named(lesson, low.value),
+                    "low": _named(setting, low.value),
                     "low_recall": _score(low.metrics["recall"]),
-                    "high": _named(lesson, high.value),
+                    "high": _named(setting, high.value),
                     "high_recall": _score(high.metrics["recall"]),
                 },
             )

@@ -268,7 +268,7 @@ def lesson_conclusion(lesson: Lesson, runs: Sequence[LessonRun]) -> list[Finding
 
     if not runs:
         return []
-    return conclude(lesson, [run.outcome for run in runs], primary_metric_name(runs[0].record.task))
+    return conclude(lesson.setting, [run.outcome for run in runs], primary_metric_name(runs[0].record.task))
 
 
 def lesson_report(lesson: Lesson, runs: Sequence[LessonRun]) -> dict[str, Any]:
