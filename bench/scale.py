@@ -5,7 +5,9 @@ once one run at a time, once `--slots N` at a time. Both ways every run is a wor
 (here) or a Ray job (`--ray`, a cluster of two one-CPU nodes on 127.0.0.1 that this command starts: run
 it inside a loopback-only network namespace, as .ci/run does, since Ray listens on every interface
 otherwise). It prints each run's start and end, and a table: the group's wall time, the sum of its runs'
-own times (what one slot must pay in sequence), and the speed-up.
+own times (what one slot must pay in sequence), and the speed-up. With `--ray` it then trains one run with
+one and with two Ray Train workers (the same global batch) and prints each one's training examples per
+second and loss curve.
 
 How it extrapolates: a group of runs on N slots takes about the longest chain of runs any slot gets (its
 critical path): with equal runs, ceil(runs / N) x one run's time plus each run's start-up. On a CPU the
@@ -79,6 +81,34 @@ def run_group(base: RunConfig, methods: str, slots: int, runs_dir: Path) -> dict
     }
 
 
+def data_parallel_rate(base: RunConfig, workers: int, runs_dir: Path) -> dict[str, Any]:
+    """One run with `workers` Ray Train workers and a global batch of 8: its training examples per second
+    between its first and last logged step (start-up and evaluation left out), and its loss curve."""
+    from lab.events import StepEvent
+
+    config = base.with_overrides(
+        [f"train.num_workers={workers}", f"train.train_batch_size={8 // workers}", "train.logging_steps=1"]
+    )
+    config.train.group_by_length, config.train.warmup_ratio = False, 0.0
+    config.name = f"{workers} worker(s)"
+    store = RunStore(runs_dir)
+    runner = JobRunner(store, gpu_ids=[])
+    try:
+        run_id = runner.submit(config.validate())
+        status = runner.wait(run_id)
+    finally:
+        runner.shutdown(timeout=120)
+    if status != "completed":
+        raise SystemExit(f"the {workers}-worker run {status}: {store.get_run(run_id).message}")
+    steps = [event for _, event in store.events_since(run_id) if isinstance(event, StepEvent)]
+    seconds = steps[-1].time - steps[0].time
+    return {
+        "workers": workers,
+        "examples_per_second": (steps[-1].step - steps[0].step) * 8 / seconds,
+        "losses": [round(event.loss, 4) for event in steps],
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -131,6 +161,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             where = f"a 2-node Ray cluster at {address}" if address else "this machine (worker processes)"
             print(f"Comparison of {args.methods} on {where}, {args.steps} steps per run:", flush=True)
             rows = [run_group(base, args.methods, slots, Path(folder) / f"runs-{slots}") for slots in (1, args.slots)]
+            rates = (
+                [data_parallel_rate(base, workers, Path(folder) / f"dp-{workers}") for workers in (1, 2)]
+                if address
+                else []
+            )
         finally:
             if cluster is not None:
                 cluster.shutdown()
@@ -139,6 +174,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     for row in rows:
         speed_up = one / row["wall"]
         print(f"{row['slots']:>5} {row['runs']:>5} {row['wall']:>8.1f} {row['runs_total']:>14.1f} {speed_up:>9.2f}")
+    if rates:
+        print(f"\nOne run, global batch 8 ({args.steps} steps): {'workers':>7} {'examples/s':>11}  loss curve")
+        for rate in rates:
+            losses = " ".join(f"{loss:.3f}" for loss in rate["losses"])
+            print(f"{'':>36}{rate['workers']:>7} {rate['examples_per_second']:>11.1f}  {losses}")
     return 0
 
 
