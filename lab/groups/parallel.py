@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from lab.errors import LabError
-from lab.launch.runner import JobRunner, visible_gpus
-from lab.launch.slots import device_slots
+from lab.launch.runner import JobRunner
+from lab.launch.slots import device_slots, visible_gpus
 from lab.runs.records import RunRecord
 from lab.runs.store import RunStore
 

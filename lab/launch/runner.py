@@ -39,7 +39,14 @@ from lab.launch.execute import TrainFn, default_train_fn, execute_run
 from lab.launch.fairness import Quotas, next_in_line, refuse_over_quota
 from lab.launch.launchers import LOCAL_LAUNCHERS, Launcher, choose_launcher, train_in_this_process
 from lab.launch.processes import WorkerCommand, cap_log, worker_command, worker_env, worker_log
-from lab.launch.slots import check_devices_here, cpu_threads_per_slot, device_slots, gpus_for, pick_slots
+from lab.launch.slots import (
+    check_devices_here,
+    cpu_threads_per_slot,
+    device_slots,
+    gpus_for,
+    pick_slots,
+    visible_gpus,
+)
 from lab.launch.worker import cancel_run, settle_after_exit
 from lab.runs.owner import HEARTBEAT_SECONDS
 from lab.runs.resume import prepare_resume
@@ -82,15 +89,6 @@ def queue_limit() -> int:
     if limit < 1:
         raise ConfigError(f"{QUEUE_LIMIT_ENV} must be a whole number of at least 1, got {text!r}.")
     return limit
-
-
-def visible_gpus() -> list[str]:
-    """CUDA device ids this process may hand out, as CUDA_VISIBLE_DEVICES would name them."""
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return (visible or [str(i) for i in range(count)])[:count]
 
 
 class JobRunner:

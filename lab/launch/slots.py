@@ -16,6 +16,15 @@ from lab.config import RunConfig
 from lab.errors import ConfigError
 
 
+def visible_gpus() -> list[str]:
+    """CUDA device ids this process may hand out, as CUDA_VISIBLE_DEVICES would name them."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (visible or [str(i) for i in range(count)])[:count]
+
+
 def device_slots(gpu_ids: Sequence[str]) -> int:
     """The slots of a machine with these GPUs: one per GPU, and the CPU counts as one."""
     return max(1, len(gpu_ids))
