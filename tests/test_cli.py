@@ -158,7 +158,7 @@ def test_usage_mistakes_are_one_line_with_the_choices_and_where_help_is(args, ex
 def test_the_terminal_says_a_cancelled_run_saved_no_model_even_when_it_reports_metrics():
     import io
 
-    from lab.cli.train import TerminalReporter
+    from lab.cli.terminal import TerminalReporter
     from lab.events import ResultEvent
 
     out = io.StringIO()

@@ -1,9 +1,11 @@
-"""The command line: `python -m lab train | config | predict | runs | show | cancel | resume | delete`.
+"""The command line: `python -m lab train | compare | lesson | sweep | config | predict | runs | show |
+cancel | resume | delete | export | push | users`.
 
 `main` parses arguments and dispatches; `flags` holds the flag table and builds the CLI command
-equivalent to a config (the app shows it); `train` runs the train / config / predict commands and
-prints a live run; `runs` holds the run-store commands. User mistakes (LabError) print one line on
-stderr and exit with status 2, never a traceback.
+equivalent to a config (the app shows it); `train` runs the train / compare / config / predict commands;
+`terminal` draws a live run and stops a group on a signal; `sweep` and `lesson` run those groups; `runs`
+holds the run-store commands; `users` the accounts; `acting` whom a command acts as (`--as NAME`). User
+mistakes (LabError) print one line on stderr and exit with status 2, never a traceback.
 
 May import everything in `lab` but `lab.views`.
 """

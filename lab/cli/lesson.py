@@ -51,7 +51,7 @@ def command_lesson_list(args: argparse.Namespace) -> int:
 def command_lesson_run(args: argparse.Namespace, train_fn=None) -> int:
     """Train the lesson's runs in this terminal (with `train_fn`, a test's stand-in for the engine)."""
     from lab.cli.acting import store_for
-    from lab.cli.train import TerminalReporter
+    from lab.cli.terminal import TerminalReporter
     from lab.data.builtin import BUILTINS
     from lab.groups.conclusions import finding_text
     from lab.groups.lessons import (

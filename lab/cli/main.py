@@ -13,7 +13,8 @@ from lab.cli.flags import add_config_flags
 from lab.cli.lesson import add_lesson_command
 from lab.cli.runs import add_run_commands
 from lab.cli.sweep import add_sweep_command
-from lab.cli.train import add_parallel_flag, command_compare, command_config, command_predict, command_train
+from lab.cli.terminal import add_parallel_flag
+from lab.cli.train import command_compare, command_config, command_predict, command_train
 from lab.cli.users import add_users_command
 from lab.config import PEFT_METHODS, TASKS
 from lab.errors import LabError

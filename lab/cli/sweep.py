@@ -7,15 +7,10 @@ step, and the command exits 130 saying how to resume; a second signal ends the p
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
-from typing import Any
 
 from lab.cli.flags import add_config_flags, config_from_args
-from lab.cli.train import add_parallel_flag, runs_at_once
+from lab.cli.terminal import TerminalReporter, add_parallel_flag, runs_at_once, stop_on_signals
 from lab.errors import LabError
 
 EPILOG = """\
@@ -59,7 +54,6 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
 
 def command_sweep(args: argparse.Namespace) -> int:
     from lab.cli.acting import store_for
-    from lab.cli.train import TerminalReporter
     from lab.groups.sweep import SweepSetup, best_trial, create_study, load_study, parse_params, run_sweep
     from lab.launch.worker import continue_in_foreground
     from lab.training.metrics import primary_metric_name
@@ -143,24 +137,3 @@ def _sweep_side_by_side(store, study, setup, on_trial, stop: threading.Event, pa
         return run_sweep(store, study, setup, runner_trial(runner, store, stop), on_trial, stop, parallel)
     finally:
         runner.shutdown(cancel=True, timeout=60)
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """While the sweep runs, SIGTERM and Ctrl-C set `stop` (nothing raises inside whatever the signal
-    interrupts); a second one gets the usual behaviour: SIGTERM ends the process, Ctrl-C raises."""
-    usual: dict[signal.Signals, signal.Handlers | Callable[[int, FrameType | None], Any]] = {
-        signal.SIGTERM: signal.SIG_DFL,
-        signal.SIGINT: signal.default_int_handler,
-    }
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-        signal.signal(signum, usual[signal.Signals(signum)])
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in usual}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

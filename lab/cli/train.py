@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from lab.cli.flags import config_from_args
+from lab.cli.terminal import TerminalReporter, runs_at_once, stop_on_signals
 from lab.config import RunConfig, example_yaml
 from lab.errors import LabError
-from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, StatusEvent, StepEvent
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -71,32 +71,9 @@ def command_compare(args: argparse.Namespace) -> int:
     return next((code for code in codes if code), 0)
 
 
-def add_parallel_flag(parser: argparse.ArgumentParser) -> None:
-    """--parallel N on a command that trains a group of runs (compare, sweep)."""
-    parser.add_argument(
-        "--parallel",
-        type=int,
-        metavar="N",
-        help="Runs at once (default: one per GPU here, the CPU counting as one), each in a worker process of "
-        "its own; on a Ray cluster N jobs at once.",
-    )
-
-
-def runs_at_once(args: argparse.Namespace) -> int:
-    """--parallel, or one per free device slot here."""
-    if args.parallel is not None and args.parallel < 1:
-        raise LabError(f"--parallel must be at least 1, got {args.parallel}.")
-    if args.parallel:
-        return args.parallel
-    from lab.groups.parallel import default_parallel
-
-    return default_parallel()
-
-
 def compare_side_by_side(start, group: str, store, parallel: int, metric: str, started: float) -> int:
     """Train a comparison's runs `parallel` at a time through a job runner; Ctrl-C or SIGTERM cancels them
     all. Prints each run as it ends, with when it started and ended, then the table."""
-    from lab.cli.sweep import stop_on_signals
     from lab.groups.parallel import group_runner, wait_for_runs
     from lab.launch.execute import EXIT_CODES
 
@@ -203,72 +180,3 @@ def command_predict(args: argparse.Namespace) -> int:
                 + "  ".join(f"{w} {a:+.3f}" for w, a in zip(explanation.words, explanation.attributions))
             )
     return 0
-
-
-class TerminalReporter:
-    """An event sink that draws a progress bar and prints evaluation tables on the terminal."""
-
-    def __init__(self, stream=None, bar_stream=None, details: bool = True):
-        # Tables and log lines go to stdout; the bar to stderr, so a failed run's stderr is the one error line.
-        self.stream = stream or sys.stdout
-        self.bar_stream = bar_stream or sys.stderr
-        self.bar: Any = None  # a tqdm bar while steps arrive
-        self.details = details  # evaluation tables, log and status lines; without them only the bar
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, (StepEvent, ProgressEvent)):
-            self._advance(event)
-        elif isinstance(event, ResultEvent):
-            self._close()
-            if self.details:
-                self._write(
-                    f"done in {event.wall_seconds:.0f} s; model saved in {event.output_dir}"
-                    if event.status == "completed"
-                    else f"stopped after {event.wall_seconds:.0f} s; no model saved"
-                )
-        elif not self.details:
-            return
-        elif isinstance(event, EvalEvent):
-            self._close_bar_line()
-            self._print_eval(event)
-        elif isinstance(event, LogEvent):
-            self._write(event.message)
-        elif isinstance(event, StatusEvent):
-            self._write(f"[{event.status}] {event.message}".rstrip())
-
-    def _advance(self, event: StepEvent | ProgressEvent) -> None:
-        from tqdm.auto import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=event.max_steps, unit="step", file=self.bar_stream, dynamic_ncols=True)
-        self.bar.update(event.step - self.bar.n)
-        if isinstance(event, StepEvent):
-            self.bar.set_postfix(
-                loss=f"{event.loss:.4f}", lr=f"{event.learning_rate:.2e}", tok_s=f"{event.tokens_per_second:.0f}"
-            )
-
-    def _print_eval(self, event: EvalEvent) -> None:
-        import pandas as pd
-
-        from lab.training.metrics import format_report
-
-        table = format_report(pd.DataFrame(event.per_label).set_index("label")) if event.per_label else ""
-        headline = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
-        loss = f"loss {event.loss:.4f}, " if event.loss is not None else ""
-        self._write(f"\n{event.split} at step {event.step}: {loss}{headline}\n{table}")
-
-    def _write(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.clear()
-        print(text, file=self.stream, flush=True)
-        if self.bar is not None:
-            self.bar.refresh()
-
-    def _close_bar_line(self) -> None:
-        if self.bar is not None:
-            self.bar.refresh()
-
-    def _close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
