@@ -1,4 +1,4 @@
-"""`python -m bench.reliability`: run the fault and load scenarios of issue 5 and print a table
+"""`python -m bench.reliability`: run the fault and load scenarios and print a table
 (scenario, expected, observed, pass / fail).
 
 Faults: out of memory (GPU-style and CPU-allocator, in a job and in the real engine's forward pass),

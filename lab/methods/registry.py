@@ -24,13 +24,8 @@ from lab.methods import peft_configs
 # bottleneck adapters (lab.methods.adapter).
 Builder = Literal["model", "head", "peft", "adapter"]
 
-# The rate of the freshly initialised head beside the encoder or the adapters. At the encoder's or the
-# adapters' small rate the head lags, and the first evaluations sit on the single-class or all-O plateau.
-# Measured at the one-click budgets, 50 steps (validation at step 25, validation at 50, test at 50): IMDB
-# LoRA (rate 1e-3) with the head at 1e-3: accuracy 0.500 / 0.740 / 0.725, at 1e-2: 0.735 / 0.740 / 0.780,
-# 3e-2: 0.730 / 0.730 / 0.765, 5e-2: 0.685 / 0.725 / 0.765; WNUT-16 full fine-tuning (3e-4) with the head at
-# 3e-4: entity F1 0.000 / 0.000 / 0.000, at 3e-3: 0.000 / 0.016 / 0.031, at 1e-2: 0.149 / 0.345 / 0.376;
-# WNUT-16 LoRA (2e-3) with the head at 2e-3: 0.000 / 0.000 / 0.000, at 1e-2: 0.190 / 0.253 / 0.289.
+# The rate of the freshly initialised head beside the encoder or the adapters: at their small rate the head
+# lags and the first evaluations sit on the single-class or all-O plateau (README, "Default learning rates").
 HEAD_LEARNING_RATES: Mapping[str, float] = {"classification": 1e-2, "ner": 1e-2}
 LOW_RANK_SETTINGS = ("r", "alpha", "lora_dropout", "target_modules", "merge_adapter")
 
@@ -46,10 +41,8 @@ class MethodSpec:
     learning_rates: Mapping[str, float]  # per task: what an empty train.learning_rate picks
     settings: tuple[str, ...] = ()  # the PeftSettings fields it reads, in the form's order
     head_learning_rates: Mapping[str, float] = field(default_factory=lambda: dict(HEAD_LEARNING_RATES))
-    # Classification on a model with a BERT-style pooler: what `model.pooling: auto` picks. Measured (README,
-    # "Pooling"): offline IMDB, 1,000 reviews, 1 epoch, accuracy on 300 test reviews, frozen pooler / trained
-    # pooler / mean: head 0.603 / 0.577 / 0.780, LoRA 0.633 / 0.677 / 0.740, AdaLoRA 0.503 / 0.653 / 0.747.
-    # all-MiniLM-L6-v2 was trained with mean pooling; its pooler never was.
+    # Classification on a model with a BERT-style pooler: what `model.pooling: auto` picks (README, "Pooling":
+    # mean pooling won for every method that freezes the encoder; MiniLM was trained with it).
     pooling: str = "mean"
     low_rank: bool = False  # learns a low-rank update of chosen weight matrices
     virtual_tokens: bool = False  # learns virtual tokens in front of the input (logits grow for NER prompts)
@@ -171,10 +164,8 @@ register_method(
         peft_config=peft_configs.lokr,
     )
 )
-# Bottleneck adapters sit on the residual path of every layer, so a rate that suits LoRA overwhelms them.
-# WNUT-16 at the one-click budget, seed 42: at 5e-3 all 225 steps end on the all-O plateau (entity F1 0.000);
-# stopped at 50 steps, 5e-4: 0.326, 1e-3: 0.347, 2e-3: 0.276 (LoRA at 2e-3 there: 0.289). The
-# classification rate is LoRA's, not yet swept.
+# Bottleneck adapters sit on the residual path of every layer, so a rate that suits LoRA overwhelms them
+# (README, the NER quality table: the rates tried on WNUT-16).
 register_method(
     MethodSpec(
         "adapter",
