@@ -2,7 +2,9 @@
 (scenario, expected, observed, pass / fail).
 
 Faults: out of memory (GPU-style and CPU-allocator, in a job and in the real engine's forward pass),
-a full disk while saving, an app server killed mid-run, two readers of one live run. Load: twenty
+a full disk while saving, an app server killed mid-run, two readers of one live run; the run store's
+faults (bench/store_faults.py) and untrusted inputs (bench/input_faults.py: a YAML alias bomb, a sweep
+whose trials fail, a Parquet bomb, a huge text field, a full queue). Load: twenty
 sessions polling one live run once a second, each doing what the Live page's fragment does (look the
 run up, read its events, fold them into tables) on threads of the training process, as Streamlit
 sessions are. That is a store-level load test on loopback, not HTTP: a Streamlit session is a
@@ -503,6 +505,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from bench.store_faults import STORE_SCENARIOS, run_scenario
 
         scenarios += [(title, lambda title=title: run_scenario(title, work)) for title in STORE_SCENARIOS]
+        from bench.input_faults import INPUT_SCENARIOS
+        from bench.input_faults import run_scenario as run_input_scenario
+
+        scenarios += [(title, lambda title=title: run_input_scenario(title, work)) for title in INPUT_SCENARIOS]
         if not args.skip_load:
             model = tiny if args.quick else args.load_model
             scenarios.append(
