@@ -343,3 +343,31 @@ def test_a_handout_is_one_escaped_self_contained_html_file():
     assert "<img src=x" not in page and "<script>alert(1)" not in page and "Runs &lt;b&gt;" in page
     assert page.count("<script") == 2  # plotly.js inlined once, and the chart's own call
     assert "@media print" in page
+
+
+def test_a_lesson_with_two_slots_trains_its_runs_side_by_side(tiny_model_dir, sentiment_csv, tmp_path):
+    """--parallel 2: the lesson's runs go through a job runner with two slots, each in a worker process
+    (here the scripted worker, which reads how long to train from the run's name: the file's name)."""
+    import shutil
+
+    from lab.cli.lesson import command_lesson_run
+    from lab.cli.main import build_parser
+
+    train_file = tmp_path / "sleep=0.1,steps=25,reviews.csv"
+    shutil.copy(sentiment_csv, train_file)
+    worker = (
+        f"import sys; sys.path[:0] = [{str(Path(__file__).resolve().parents[1])!r}]; "
+        "from lab.launch.scripted import worker_main; sys.exit(worker_main(sys.argv[1]))"
+    )
+    arguments = ["learning-rate", "--train-file", str(train_file), "--model", tiny_model_dir, "--values", "1e-4,1e-3"]
+    args = build_parser().parse_args(
+        ["lesson", "run", *arguments, "--parallel", "2", "--name", "side", "--json", str(tmp_path / "r.json")]
+    )
+    options = {"gpu_ids": [], "command": lambda run_id, devices: [sys.executable, "-c", worker, run_id]}
+    assert command_lesson_run(args, runner_options={**options, "poll_seconds": 0.05}) == 0
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [run["value"] for run in report["runs"]] == [1e-4, 1e-3]
+    first, second = (RunStore(os.environ["LAB_RUNS_DIR"]).get_run(run["id"]) for run in report["runs"])
+    assert first.status == second.status == "completed"
+    assert first.started_at < second.finished_at and second.started_at < first.finished_at  # they overlapped

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from lab.cli.flags import add_config_flags, config_from_args
+from lab.cli.terminal import add_parallel_flag, runs_at_once
 from lab.groups.lessons import LESSONS, get_lesson
 
 
@@ -38,6 +39,7 @@ def add_lesson_command(commands: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help='Also write {"lesson", "question", "runs": [{"id", "value", "metrics"}, ...], "conclusion"} to PATH.',
     )
+    add_parallel_flag(run)
     run.set_defaults(handler=command_lesson_run)
 
 
@@ -48,10 +50,11 @@ def command_lesson_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_lesson_run(args: argparse.Namespace, train_fn=None) -> int:
-    """Train the lesson's runs in this terminal (with `train_fn`, a test's stand-in for the engine)."""
+def command_lesson_run(args: argparse.Namespace, train_fn=None, runner_options: dict | None = None) -> int:
+    """Train the lesson's runs in this terminal, one after another or `--parallel N` at once (with
+    `train_fn` or `runner_options`, a test's stand-in for the engine or its worker)."""
     from lab.cli.acting import store_for
-    from lab.cli.terminal import TerminalReporter
+    from lab.cli.terminal import TerminalReporter, clock, train_side_by_side
     from lab.data.builtin import BUILTINS
     from lab.groups.conclusions import finding_text
     from lab.groups.lessons import (
@@ -83,8 +86,23 @@ def command_lesson_run(args: argparse.Namespace, train_fn=None) -> int:
         flush=True,
     )
     print(f"Expected time: about {minutes(expected_seconds(configs))} (the lab's estimate).", flush=True)
-    outcome = 0
-    for number, config in enumerate(configs, start=1):
+    parallel, outcome = runs_at_once(args), 0
+    if parallel > 1:
+        from lab.launch.execute import EXIT_CODES
+
+        def on_end(run) -> None:
+            said = "completed" if run.status == "completed" else f"{run.status}: {run.message}"
+            print(f"  {run.name}: {said} ({clock(run.started_at)}-{clock(run.finished_at)})", flush=True)
+
+        records = train_side_by_side(
+            store,
+            parallel,
+            lambda submit: [submit(config, group) for config in configs],
+            on_end,
+            **(runner_options or {}),
+        )
+        outcome = next((EXIT_CODES.get(run.status, 1) for run in records if run.status != "completed"), 0)
+    for number, config in enumerate(configs if parallel == 1 else [], start=1):
         print(f"[{number}/{len(configs)}] {config.name}", flush=True)
         run_id, code = run_in_foreground(
             config, sink=TerminalReporter(details=False), store=store, group=group, train_fn=train_fn

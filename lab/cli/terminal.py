@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -14,6 +15,8 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.events import EvalEvent, Event, LogEvent, ProgressEvent, ResultEvent, StatusEvent, StepEvent
+from lab.runs.records import RunRecord
+from lab.runs.store import RunStore
 
 
 def add_parallel_flag(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +60,32 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def train_side_by_side(
+    store: RunStore,
+    parallel: int,
+    submit_all: Callable[[Callable[..., str]], list[str]],
+    on_end: Callable[[RunRecord], None],
+    **runner_options: Any,
+) -> list[RunRecord]:
+    """Train a group's runs `parallel` at a time through a job runner of its own: `submit_all(submit)` queues
+    them; Ctrl-C or SIGTERM cancels them all. `on_end` sees each run as it ends; returns them in order."""
+    from lab.groups.parallel import group_runner, wait_for_runs
+
+    print(f"{parallel} runs at once.", flush=True)
+    runner, stop = group_runner(store, parallel, **runner_options), threading.Event()
+    try:
+        run_ids = submit_all(lambda config, group: runner.submit(config, group=group))
+        with stop_on_signals(stop):
+            return wait_for_runs(runner, store, run_ids, on_end, stop)
+    finally:
+        runner.shutdown(cancel=True, timeout=60)
+
+
+def clock(timestamp: float | None) -> str:
+    """A run's start or end as the terminal shows it: the local time of day."""
+    return time.strftime("%H:%M:%S", time.localtime(timestamp)) if timestamp else "?"
 
 
 class TerminalReporter:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from lab.cli.flags import config_from_args
-from lab.cli.terminal import TerminalReporter, runs_at_once, stop_on_signals
+from lab.cli.terminal import TerminalReporter, clock, runs_at_once, train_side_by_side
 from lab.config import RunConfig, example_yaml
 from lab.errors import LabError
 
@@ -72,31 +71,18 @@ def command_compare(args: argparse.Namespace) -> int:
 
 
 def compare_side_by_side(start, group: str, store, parallel: int, metric: str, started: float) -> int:
-    """Train a comparison's runs `parallel` at a time through a job runner; Ctrl-C or SIGTERM cancels them
-    all. Prints each run as it ends, with when it started and ended, then the table."""
-    from lab.groups.parallel import group_runner, wait_for_runs
+    """Train a comparison's runs `parallel` at a time; prints each run as it ends, with when it started and
+    ended, then the table."""
     from lab.launch.execute import EXIT_CODES
-
-    print(f"{parallel} runs at once.", flush=True)
-    runner, stop = group_runner(store, parallel), threading.Event()
 
     def on_end(run) -> None:
         score = f"test {metric} {run.metrics[metric]:.3f}" if metric in run.metrics else run.message
-        print(f"  {run.peft_method}: {run.status}: {score} ({_clock(run.started_at)}-{_clock(run.finished_at)})")
+        print(f"  {run.peft_method}: {run.status}: {score} ({clock(run.started_at)}-{clock(run.finished_at)})")
 
-    try:
-        run_ids = start(lambda config, group: runner.submit(config, group=group))
-        with stop_on_signals(stop):
-            records = wait_for_runs(runner, store, run_ids, on_end, stop)
-    finally:
-        runner.shutdown(cancel=True, timeout=60)
+    records = train_side_by_side(store, parallel, start, on_end)
     print(f"\n{group}\n{format_comparison(store.list_runs(group=group))}")
     print(f"{len(records)} runs in {time.monotonic() - started:.0f} s (the whole comparison, {parallel} at once)")
     return next((EXIT_CODES.get(run.status, 1) for run in records if run.status != "completed"), 0)
-
-
-def _clock(timestamp) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(timestamp)) if timestamp else "?"
 
 
 def format_comparison(records) -> str:
