@@ -47,12 +47,9 @@ AdapterNonlinearity = Literal["relu", "gelu", "tanh", "swish"]
 
 TASKS = get_args(Task)
 PEFT_METHODS = tuple(METHODS)
-ADAPTER_LAYOUTS = get_args(AdapterLayout)
-ADAPTER_NONLINEARITIES = get_args(AdapterNonlinearity)
 # Method families, read from the registry's records, for the settings that apply to some methods only.
 LORA_FAMILY = names_where(lambda spec: spec.low_rank)  # low-rank updates: r, alpha, dropout, merge
 VIRTUAL_TOKEN_METHODS = names_where(lambda spec: spec.virtual_tokens)  # learned virtual tokens
-TARGETED_METHODS = names_where(lambda spec: spec.targets_modules)  # methods that adapt chosen modules
 NO_ADAPTER_METHODS = names_where(lambda spec: not spec.saves_adapter)  # save a whole model, not an adapter
 MERGEABLE_METHODS = names_where(lambda spec: spec.mergeable)  # fold into the base weights
 

@@ -188,8 +188,9 @@ def manage(records: dict, ids: list[str]) -> None:
         return  # a run a teacher shared: to look at and download, not to push or delete
     if model_dir.is_dir() and run.status == "completed":
         export_onnx_button(row, run_id, model_dir, output)
-        with row.popover(t("history.push"), icon=":material/cloud_upload:"):
-            push_to_hub(model_dir)
+        if viewer is None or viewer.is_teacher:  # a push uses the server's hub token: the owner's, not a student's
+            with row.popover(t("history.push"), icon=":material/cloud_upload:"):
+                push_to_hub(model_dir)
     if viewer is not None and viewer.is_teacher:
         shared = row.toggle(t("history.share"), value=run.shared, key=f"share-{run_id}", help=t("history.share_help"))
         if shared != run.shared:

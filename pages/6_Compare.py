@@ -8,8 +8,8 @@ import streamlit as st
 
 from lab.config import PEFT_METHODS, TASKS
 from lab.data.builtin import BUILTINS
-from lab.errors import LabError
 from lab.groups.compare import GROUP_PREFIX, by_method, comparison_base, plan_comparison
+from lab.groups.parallel import cancel_group
 from lab.training.metrics import primary_metric_name
 from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
 from lab.views.formatting import format_share
@@ -65,12 +65,7 @@ def cancel_remaining(records) -> None:
     active = [run for run in records if run.is_active]
     if active and st.button(t("compare.cancel", count=len(active)), icon=":material/stop:"):
         with user_errors():
-            runner = get_runner()
-            for run in active:
-                try:
-                    runner.cancel(run.id)
-                except LabError:
-                    pass  # ended meanwhile
+            cancel_group(get_runner(), get_store(), active[0].group_name)
             st.rerun()
 
 

@@ -27,6 +27,7 @@ from lab.groups.lessons import (
     lesson_of_group,
     lesson_runs,
 )
+from lab.groups.parallel import cancel_group
 from lab.runs.records import slugify
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import format_share, smooth, thinned
@@ -348,13 +349,9 @@ def sentence_lengths(config_yaml: str, lengths: tuple[int, ...]) -> None:
 def cancel_remaining(runs) -> None:
     active = [run.record for run in runs if run.record.is_active]
     if active and st.button(t("compare.cancel", count=len(active)), icon=":material/stop:"):
-        runner = get_runner()
-        for record in active:
-            try:
-                runner.cancel(record.id)
-            except LabError:
-                pass  # ended meanwhile
-        st.rerun()
+        with user_errors():
+            cancel_group(get_runner(), get_store(), active[0].group_name)
+            st.rerun()
 
 
 with user_errors():

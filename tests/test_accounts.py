@@ -348,6 +348,29 @@ def test_uploads_belong_to_their_owner(book, queue_runner, runs_dir, sentiment_c
     PersonalRunner(runner, Viewer("alice", "teacher")).submit(config)  # a teacher may use any file
 
 
+def test_a_student_trains_on_an_assignments_upload_but_not_on_another_runs_saved_model(
+    book, queue_runner, runs_dir, sentiment_csv
+):
+    from lab.accounts.assignments import Assignment, publish
+    from lab.launch.personal import PersonalRunner
+    from lab.views.uploads import prune_uploads, save_upload
+
+    teachers_upload = save_upload("week3.csv", sentiment_csv.read_bytes(), runs_dir, owner="alice")
+    base = scripted_config("assignment,steps=1")
+    base.data.train_file = str(teachers_upload)
+    publish(runs_dir, Assignment("Week 3", base, ["peft.r"]))
+    runner = queue_runner()
+    as_bob = PersonalRunner(runner, Viewer("bob", "student"))
+    assert runner.wait(as_bob.submit(base), timeout=30) == "completed"
+    assert prune_uploads(runs_dir, now=time.time() + 10 * 86400) == []  # the assignment still names it
+
+    carols_model = RunStore(runs_dir).run_dir(finished_run(RunStore(runs_dir), "carol", "carols")) / "model"
+    config = scripted_config("bob,steps=1")
+    config.model.name_or_path = str(carols_model)
+    with pytest.raises(LabError, match="is not yours to train on"):
+        as_bob.submit(config)
+
+
 # ---- assignments and the class board ------------------------------------------------------------
 def test_an_assignment_lets_students_change_only_what_the_teacher_allowed_within_the_budget(runs_dir):
     from lab.accounts.assignments import Assignment, assignments, load, publish, student_config

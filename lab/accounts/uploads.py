@@ -1,7 +1,7 @@
 """Uploads belong to their owner: with accounts, each uploaded file is kept in a folder of its own for its
 owner (`<runs dir>/uploads/<hash>/`, the owner's name in its `.owner`), and a student's run may read,
-inside the runs directory, only their own uploads: not another person's upload, nor a file of another
-run's folder."""
+inside the runs directory, only their own uploads and a published assignment's files: not another
+person's upload, nor a file or saved model of another run's folder."""
 
 from __future__ import annotations
 
@@ -28,15 +28,29 @@ def upload_owner(path: Path, runs_dir: Path) -> str:
 
 
 def check_own_data_files(config: RunConfig, runs_dir: Path, viewer: Viewer) -> None:
-    """Refuse, in one line, a student's run that would read someone else's file from the runs directory."""
+    """Refuse, in one line, a student's run that would read someone else's file or model from the runs
+    directory (another run's saved model included); the files of a published assignment are for everyone."""
     if viewer.is_teacher:
         return
+    from lab.accounts.assignments import assignments
+
     inside = runs_dir.resolve()
-    for name in (config.data.train_file, config.data.validation_file, config.data.test_file):
+    assigned = {
+        Path(name).expanduser().resolve()
+        for assignment in assignments(runs_dir)
+        for name in (
+            assignment.config.data.train_file,
+            assignment.config.data.validation_file,
+            assignment.config.data.test_file,
+        )
+        if name
+    }
+    data = (config.data.train_file, config.data.validation_file, config.data.test_file)
+    for name in (*data, config.model.name_or_path):
         if not name:
             continue
         path = Path(name).expanduser().resolve()
-        if inside in path.parents and upload_owner(path, runs_dir) != viewer.name:
+        if inside in path.parents and path not in assigned and upload_owner(path, runs_dir) != viewer.name:
             raise LabError(
                 f"{name} is not yours to train on: in the runs directory you may use only your own uploads. "
                 "Upload the file yourself.",

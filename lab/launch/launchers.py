@@ -25,7 +25,6 @@ from lab.runs.store import RunStore
 
 Launcher = Literal["thread", "process", "torchrun", "ray"]
 LocalLauncher = Literal["thread", "process"]
-LAUNCHERS: tuple[str, ...] = get_args(Launcher)
 LOCAL_LAUNCHERS: tuple[str, ...] = get_args(LocalLauncher)
 
 

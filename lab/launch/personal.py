@@ -25,7 +25,7 @@ class PersonalRunner:
 
     def resume(self, run_id: str, local: Optional[str] = None) -> str:
         self.store.check_may_change(self.store.get_run(run_id))
-        return self.runner.resume(run_id, local)
+        return self.runner.resume(run_id, local, first=self.viewer.is_teacher)
 
     def cancel(self, run_id: str) -> None:
         self.store.check_may_change(self.store.get_run(run_id))

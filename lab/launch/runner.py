@@ -167,9 +167,9 @@ class JobRunner:
             self._enqueue(_Job(run.id, launcher, config.train.num_devices, owner=owner, first=first, devices=devices))
         return run.id
 
-    def resume(self, run_id: str, local: Optional[str] = None) -> str:
+    def resume(self, run_id: str, local: Optional[str] = None, first: bool = False) -> str:
         """Queue an ended run again; it continues from its last checkpoint (see prepare_resume). A local
-        run trains where it trained before unless `local` says otherwise."""
+        run trains where it trained before unless `local` says otherwise; `first`: as in `submit`."""
         run = self.store.get_run(run_id)
         local = local or (run.executor if run.executor in LOCAL_LAUNCHERS else "thread")
         config = self.store.load_config(run_id)
@@ -179,10 +179,11 @@ class JobRunner:
                 if run_id in self._running or any(job.run_id == run_id for job in self._queue):
                     raise LabError(f"Run {run_id} is already queued or running here.")
             self._refuse_when_full()
-            self._refuse_over_quota(run.owner, first=False)
+            self._refuse_over_quota(run.owner, first=first)
             prepare_resume(self.store, run_id)
             devices = config.train.devices
-            self._enqueue(_Job(run_id, launcher, config.train.num_devices, owner=run.owner, devices=devices))
+            job = _Job(run_id, launcher, config.train.num_devices, owner=run.owner, first=first, devices=devices)
+            self._enqueue(job)
         return run_id
 
     def cancel(self, run_id: str) -> None:

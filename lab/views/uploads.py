@@ -72,12 +72,13 @@ def _write_whole(path: Path, data: bytes, file_name: str) -> None:
 
 
 def prune_uploads(runs_dir: str | Path, keep: Path | None = None, now: float | None = None) -> list[Path]:
-    """Remove the uploads no run's config names that were last uploaded over UNUSED_UPLOAD_SECONDS ago;
-    returns what it removed."""
+    """Remove the uploads that no run's config or published assignment names and that were last uploaded
+    over UNUSED_UPLOAD_SECONDS ago; returns what it removed."""
     uploads = Path(runs_dir) / UPLOADS_FOLDER
     if not uploads.is_dir():
         return []
-    configs = "\n".join(_read(config) for config in Path(runs_dir).glob("*/config.yaml"))
+    named_in = [*Path(runs_dir).glob("*/config.yaml"), *Path(runs_dir).glob("assignments/*.yaml")]
+    configs = "\n".join(_read(config) for config in named_in)
     cutoff = (now if now is not None else time.time()) - UNUSED_UPLOAD_SECONDS
     removed = []
     for entry in uploads.iterdir():
