@@ -16,7 +16,8 @@ from lab.runs.resume import resume_refusal
 from lab.training.metrics import primary_metric_name
 from lab.views.data_map import REGIONS, hardest, load_data_map
 from lab.views.formatting import format_share, plain_text
-from lab.views.run_view import RunView, RunViewFolder, per_label_frame, rank_table
+from lab.views.history import folded_views
+from lab.views.run_view import RunView, per_label_frame, rank_table
 from ui import charts
 from ui.common import (
     PLAYGROUND_PAGE,
@@ -308,9 +309,7 @@ def script(run_id: str) -> None:
 
 def folded_events(run_id: str) -> RunView:
     """This session's view of the run, fed only the events after its cursor: a refresh reads what is new."""
-    folders = st.session_state.setdefault("run-folders", {})
-    folder = folders.setdefault(run_id, RunViewFolder())
-    return folder.add(store.events_since(run_id, folder.seq)).view()
+    return folded_views(st.session_state.setdefault("run-folders", {}), store, [run_id])[run_id]
 
 
 def panel(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None:

@@ -178,6 +178,10 @@ class RunStore(Liveness):
     def _may_see(self, run: RunRecord) -> bool:
         return self.viewer is None or self.viewer.may_see(run)
 
+    def _visible(self) -> tuple[str, tuple[Any, ...]]:
+        """The SQL condition (and its values) for the runs this store's viewer may see."""
+        return self.viewer.visible_sql() if self.viewer else ("1", ())
+
     def check_may_change(self, run: RunRecord) -> None:
         """Refuse, in one line, a change by a viewer who may only look at this run (one a teacher shared)."""
         if self.viewer is not None and not self.viewer.may_change(run):
@@ -201,7 +205,7 @@ class RunStore(Liveness):
         if not ref:
             raise LabError("Give a run id or name; `python -m lab runs` lists them.")
         runs = self._runs
-        seen, seen_values = self.viewer.visible_sql() if self.viewer else ("1", ())
+        seen, seen_values = self._visible()
         row = self._conn.execute(f"SELECT * FROM {runs} WHERE id = ? AND {seen}", (ref, *seen_values)).fetchone()
         if row is not None:
             return record_from_row(row)
@@ -225,7 +229,7 @@ class RunStore(Liveness):
         """Newest first (of one group, when given). Also marks runs whose worker died as interrupted, so the
         list tells the truth."""
         self.recover_orphans()
-        where, values = self.viewer.visible_sql() if self.viewer else ("1", ())
+        where, values = self._visible()
         if group is not None:
             where, values = f"{where} AND group_name = ?", (*values, group)
         rows = self._conn.execute(
@@ -237,7 +241,7 @@ class RunStore(Liveness):
     @one_line_errors
     def groups(self) -> list[str]:
         """The names of the run groups (comparisons, sweeps) with a run this handle sees, newest first."""
-        seen, seen_values = self.viewer.visible_sql() if self.viewer else ("1", ())
+        seen, seen_values = self._visible()
         rows = self._conn.execute(
             f"SELECT group_name, MAX(created_at) AS newest FROM {self._runs}"
             f" WHERE group_name != '' AND {seen}"
