@@ -6,7 +6,7 @@ lab.views.class_board)."""
 import plotly.express as px
 import streamlit as st
 
-from lab.accounts.assignments import Assignment, assignments, publish, student_config
+from lab.accounts.assignments import Assignment, assignments, close, publish, student_config
 from lab.config import default_config
 from lab.training.metrics import primary_metric_name
 from lab.views.class_board import board_frame
@@ -106,7 +106,15 @@ with user_errors():
                 )
             )
         )
-        with st.expander(t("board.try"), icon=":material/tune:", expanded=viewer is not None and not viewer.is_teacher):
-            launch_form(assignment)
+        if assignment.closed:
+            st.caption(t("board.closed"))
+        else:
+            with st.expander(
+                t("board.try"), icon=":material/tune:", expanded=viewer is not None and not viewer.is_teacher
+            ):
+                launch_form(assignment)
+            if (viewer is None or viewer.is_teacher) and st.button(t("board.close"), key="board-close"):
+                close(store.runs_dir, assignment.name)
+                st.rerun()
         active = any(run.is_active for run in store.seen_by(None).list_runs(group=assignment.group))
         st.fragment(board, run_every=3 if active else None)(assignment)

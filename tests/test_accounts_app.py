@@ -1,19 +1,25 @@
 """The app with accounts (streamlit.testing.v1.AppTest, no browser): every page asks for a login first,
-in both languages; a session survives a reload and ends at logout; a student's pages show only their
-own runs, and a run id in the URL does not open someone else's."""
+in both languages; a session survives a reload (its cookie) and ends at logout, and a URL never carries
+it; a student's pages show only their own runs, and a run id in the URL does not open someone else's.
+
+AppTest cannot send cookies or a client address, so `browser` stands in for ui.auth's two readers of
+the request (tests/test_accounts_browser.py checks the real cookie in Chromium)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from lab.accounts.book import AccountBook
+from lab.accounts.book import AccountBook, LoginRefused
 from lab.config import RunConfig
 from lab.runs.store import RunStore
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from ui.auth import SESSION_COOKIE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
@@ -25,6 +31,27 @@ BOB_PASSWORD = "bob-s3cret-pw"
 def runs_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
     return tmp_path / "runs"
+
+
+@dataclass
+class Request:
+    """What the next page load's request carries: the browser's cookies and the client's address."""
+
+    cookies: dict[str, str] = field(default_factory=dict)
+    address: str = "local"
+
+
+REQUEST = Request()
+
+
+@pytest.fixture(autouse=True)
+def request_seen_by_the_app(monkeypatch) -> Request:
+    import ui.auth
+
+    REQUEST.cookies, REQUEST.address = {}, "local"
+    monkeypatch.setattr(ui.auth, "request_cookies", lambda: dict(REQUEST.cookies))
+    monkeypatch.setattr(ui.auth, "client_address", lambda: REQUEST.address)
+    return REQUEST
 
 
 @pytest.fixture
@@ -42,7 +69,9 @@ def finished_run(store: RunStore, owner: str, name: str) -> str:
     return run.id
 
 
-def open_page(page: str, **query: str) -> AppTest:
+def open_page(page: str, session: str = "", **query: str) -> AppTest:
+    """The page as a browser whose cookie holds `session` opens it (a reload, or a link followed)."""
+    REQUEST.cookies = {SESSION_COOKIE: session} if session else {}
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     at.query_params.update(query)
     if page != "app.py":
@@ -84,19 +113,38 @@ def log_in(at: AppTest, name: str, password: str) -> AppTest:
     return submit.click().run()
 
 
+def cookie_written(at: AppTest) -> str:
+    """The session the page told the browser to keep ('' when it told it to forget it)."""
+    scripts = [element.proto.body for element in at.get("html") if SESSION_COOKIE in element.proto.body]
+    (script,) = scripts
+    return script.split(f"{SESSION_COOKIE}=")[1].split(";")[0]
+
+
 def test_logging_in_survives_a_reload_and_logging_out_ends_the_session(book, runs_dir):
     bobs = finished_run(RunStore(runs_dir), "bob", "bobs-run")
     at = log_in(open_page("pages/4_Runs.py"), "bob", BOB_PASSWORD)
     assert not at.exception and at.title[0].value != "Log in"
     assert any("bob" in caption.value for caption in at.sidebar.caption)
-    token = at.query_params["session"]
-    token = token[0] if isinstance(token, list) else token
+    token = cookie_written(at)
+    assert book.session(token).name == "bob"
+    assert all(token not in str(value) for value in at.query_params.values())  # the address bar has none
     reloaded = open_page("pages/3_Live_run.py", session=token, run=bobs)
     assert not reloaded.exception and reloaded.title[0].value != "Log in"
+    assert not reloaded.get("html")  # the browser has the cookie already
     reloaded.button(key="auth-log-out").click().run()
     assert shows_only_the_login_form(reloaded, "Log in")
+    assert cookie_written(reloaded) == ""  # the browser forgets it
     assert book.session(token) is None
     assert shows_only_the_login_form(open_page("pages/4_Runs.py", session=token), "Log in")
+
+
+def test_a_link_with_a_session_token_in_the_url_logs_nobody_in(book, runs_dir):
+    token = book.log_in("bob", BOB_PASSWORD)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["session"] = token  # a link copied from the address bar in the old days
+    at.run()
+    assert shows_only_the_login_form(at, "Log in")
+    assert "session" not in at.query_params  # and the token leaves the address bar
 
 
 def test_a_wrong_password_is_refused_and_repeated_tries_are_limited(book):
@@ -106,6 +154,20 @@ def test_a_wrong_password_is_refused_and_repeated_tries_are_limited(book):
         assert "Wrong user name or password" in at.error[0].value
     at = log_in(at, "bob", BOB_PASSWORD)
     assert "Too many failed logins" in at.error[0].value and at.title[0].value == "Log in"
+
+
+def test_one_address_trying_many_names_waits_and_another_address_does_not(book, request_seen_by_the_app):
+    from lab.accounts.book import MAX_FAILED_LOGINS_PER_ADDRESS
+
+    for index in range(MAX_FAILED_LOGINS_PER_ADDRESS):  # a different name each time: no name's limit is hit
+        with pytest.raises(LoginRefused):
+            book.log_in(f"guess{index}", "not-the-password", address="203.0.113.9")
+    request_seen_by_the_app.address = "203.0.113.9"
+    at = log_in(open_page("app.py"), "carol", "carol-s3cret-pw")
+    assert "Too many failed logins from your address" in at.error[0].value and at.title[0].value == "Log in"
+    request_seen_by_the_app.address = "198.51.100.4"
+    at = log_in(open_page("app.py"), "carol", "carol-s3cret-pw")
+    assert not at.error and at.title[0].value != "Log in"
 
 
 def test_a_student_sees_only_their_runs_and_a_url_does_not_open_another_students_run(book, runs_dir):

@@ -1,9 +1,12 @@
 """The login gate: when accounts exist (lab.accounts), every page shows only a login form until someone
 logs in.
 
-A session is a token from the account book; the page keeps it in this browser session and in the URL
-(`?session=...`), so a reload stays logged in; logging out ends it in the book. Without accounts the
-gate is open and nobody is asked anything: the lab is one person's, as before.
+A session is a token from the account book; the page keeps it in this browser session and in a cookie
+of the lab's own address, written by a line of JavaScript after logging in and read back by Streamlit
+when a reload or a new tab connects (st.context.cookies), so a reload stays logged in. The token never
+rides in the URL: a link or screenshot of the address bar hands over nothing, and an old link's
+`?session=` is ignored and dropped. Logging out ends the session in the book and deletes the cookie.
+Without accounts the gate is open and nobody is asked anything: the lab is one person's, as before.
 
 Instead of local accounts, a school's OpenID Connect provider: with an `[auth]` section in
 .streamlit/secrets.toml (Streamlit's `st.login`) and no local account, people log in there; the
@@ -12,18 +15,21 @@ e-mail addresses listed in `[lab] teachers` are teachers, everyone else a studen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Optional
 
 import streamlit as st
 
-from lab.accounts.book import Account, AccountBook, LoginRefused
+from lab.accounts.book import SESSION_SECONDS, Account, AccountBook, LoginRefused
 from lab.runs.records import STUDENT, TEACHER, Viewer
 from lab.runs.store import default_runs_dir
 from ui.i18n import language_switch, message, t
 
-SESSION_PARAM = "session"
+SESSION_COOKIE = "lab_session"
+OLD_SESSION_PARAM = "session"  # where the token once rode: a link carrying one opens nothing now
 _TOKEN = "auth-token"  # session_state: this browser session's token
 _ACCOUNT = "auth-account"  # session_state: whose it is, checked on every run of a page
+_COOKIE_WRITTEN = "auth-cookie-written"  # session_state: the token this connection's cookie was set to
 
 
 @st.cache_resource(show_spinner=False)
@@ -41,36 +47,60 @@ def current_viewer() -> Optional[Viewer]:
     return account.viewer if account is not None else None
 
 
+def request_cookies() -> Mapping[str, str]:
+    """The cookies the browser sent when this tab connected (a reload connects again)."""
+    return st.context.cookies
+
+
+def client_address() -> str:
+    """Who is knocking, for the failed-login limit ('local' for 127.0.0.1, as through an SSH tunnel)."""
+    return st.context.ip_address or "local"
+
+
 def require_login() -> None:
     """Let the page go on for a logged-in person (or anyone while accounts are off); otherwise draw the
     login form and stop the page here."""
     book = account_book()
+    if OLD_SESSION_PARAM in st.query_params:
+        del st.query_params[OLD_SESSION_PARAM]
     if not book.enabled():
         st.session_state.pop(_ACCOUNT, None)
         if _school_login_configured():
             _school_login()
         return
-    token = st.session_state.get(_TOKEN) or st.query_params.get(SESSION_PARAM, "")
+    cookie = request_cookies().get(SESSION_COOKIE, "")
+    token = st.session_state.get(_TOKEN) or cookie
     account = book.session(token)
     if account is None:
-        st.session_state.pop(_TOKEN, None)
-        st.session_state.pop(_ACCOUNT, None)
-        if SESSION_PARAM in st.query_params:
-            del st.query_params[SESSION_PARAM]
+        for key in (_TOKEN, _ACCOUNT, _COOKIE_WRITTEN):
+            st.session_state.pop(key, None)
+        if cookie:  # ended, expired, or from another lab on this host: the browser forgets it
+            _write_cookie("")
         language_switch()
         _login_form(book)
         st.stop()
     st.session_state[_TOKEN], st.session_state[_ACCOUNT] = token, account
-    if st.query_params.get(SESSION_PARAM) != token:
-        st.query_params[SESSION_PARAM] = token  # a reload of this URL finds the session again
+    if token not in (cookie, st.session_state.get(_COOKIE_WRITTEN)):
+        _write_cookie(token)
+        st.session_state[_COOKIE_WRITTEN] = token
     with st.sidebar:
         st.caption(t("auth.signed_in", name=account.name, role=t(f"auth.role.{account.role}")))
         if st.button(t("auth.log_out"), icon=":material/logout:", key="auth-log-out"):
             book.log_out(token)
-            st.session_state.pop(_TOKEN, None)
-            st.session_state.pop(_ACCOUNT, None)
-            del st.query_params[SESSION_PARAM]
+            for key in (_TOKEN, _ACCOUNT, _COOKIE_WRITTEN):
+                st.session_state.pop(key, None)
             st.rerun()
+
+
+def _write_cookie(token: str) -> None:
+    """Have the browser keep `token` (or forget it, for '') for this site, for a session's length. Set from
+    the page's JavaScript, so not HttpOnly (docs/SECURITY.md); SameSite=Strict keeps other sites' pages
+    from sending it, and over https it is Secure."""
+    seconds = SESSION_SECONDS if token else 0
+    cookie = f"{SESSION_COOKIE}={token}; Max-Age={seconds}; Path=/; SameSite=Strict"
+    script = f"document.cookie = '{cookie}' + (location.protocol === 'https:' ? '; Secure' : '');"
+    with st.sidebar:
+        st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
 
 
 def _login_form(book: AccountBook) -> None:
@@ -83,12 +113,11 @@ def _login_form(book: AccountBook) -> None:
     if not submitted:
         return
     try:
-        token = book.log_in(name, password)
+        token = book.log_in(name, password, address=client_address())
     except LoginRefused as exc:
         st.error(message(exc), icon=":material/lock:")
         return
     st.session_state[_TOKEN] = token
-    st.query_params[SESSION_PARAM] = token
     st.rerun()
 
 

@@ -1,7 +1,8 @@
 """Assignments: a teacher publishes a run config (a dataset, a model, a budget) and says which settings
 students may change; a student's run is that config with their changes, checked against the list and
 the budget. The runs of an assignment form one group in the run store, `assignment NAME`, which the
-class board shows. An assignment is a YAML file in `<runs dir>/assignments/`.
+class board shows. An assignment is a YAML file in `<runs dir>/assignments/`. A closed assignment takes
+no new runs; its board stays (publishing it again opens it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Assignment:
     allowed: list[str] = field(default_factory=list)  # config keys a student may change (`train.learning_rate`)
     max_steps: int = 0  # the budget: no student's run trains longer (0: the config's own)
     teacher: str = ""
+    closed: bool = False  # no new runs; the board and its results stay
 
     @property
     def group(self) -> str:
@@ -39,6 +41,7 @@ class Assignment:
             "allowed": self.allowed,
             "max_steps": self.max_steps,
             "teacher": self.teacher,
+            "closed": self.closed,
         }
 
 
@@ -59,10 +62,25 @@ def publish(runs_dir: Path, assignment: Assignment) -> Assignment:
     if assignment.max_steps < 0:
         raise LabError("The budget (max_steps) must be 0 or more.")
     assignment.config.validate()
+    _write(runs_dir, assignment)
+    return assignment
+
+
+def close(runs_dir: Path, name: str) -> Assignment:
+    """Take no new runs on the assignment; its board and results stay."""
+    assignment = load(runs_dir, name)
+    assignment.closed = True
+    _write(runs_dir, assignment)
+    return assignment
+
+
+def _write(runs_dir: Path, assignment: Assignment) -> None:
     path = _path(runs_dir, assignment.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(assignment.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return assignment
+    text = yaml.safe_dump(assignment.to_dict(), sort_keys=False, allow_unicode=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)  # a board reading meanwhile sees the old file or the new one, never half
 
 
 def assignments(runs_dir: Path) -> list[Assignment]:
@@ -89,12 +107,19 @@ def _read(path: Path) -> Assignment:
         allowed=[str(key) for key in data.get("allowed", [])],
         max_steps=int(data.get("max_steps", 0)),
         teacher=str(data.get("teacher", "")),
+        closed=bool(data.get("closed", False)),
     )
 
 
 def student_config(assignment: Assignment, changes: dict[str, str], student: str) -> RunConfig:
     """The assignment's config with a student's changes; a change the teacher did not allow, or a run
-    longer than the budget, is refused in one line."""
+    longer than the budget, is refused in one line; so is any run once the assignment is closed."""
+    if assignment.closed:
+        raise LabError(
+            f"The assignment {assignment.name!r} is closed: it takes no new runs.",
+            code="assignment_closed",
+            name=assignment.name,
+        )
     refused = [key for key in changes if key not in assignment.allowed]
     if refused:
         raise LabError(

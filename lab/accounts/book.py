@@ -3,8 +3,8 @@
 They live beside the run store, in `accounts.db` of the runs directory (SQLite, readable only by the
 lab's user). Passwords are kept only as argon2 hashes; no password, hash or session token is ever
 logged. A session is a random token the browser keeps; the book stores only its SHA-256, so a copy of
-the file opens no session. Failed logins are counted per name in the file, so every server process
-and tab shares the limit.
+the file opens no session. Failed logins are counted per name and per client address in the file, so
+every server process and tab shares the limits.
 
 With no account in the book (or no book at all) accounts are off: the lab is one person's, as before.
 """
@@ -35,6 +35,9 @@ MIN_PASSWORD_LENGTH = 8
 # Failed logins for one name: after this many within the window, the name must wait out the window.
 MAX_FAILED_LOGINS = 5
 FAILED_LOGIN_WINDOW_SECONDS = 300.0
+# Failed logins from one client address, whatever the names: one machine trying many names waits too.
+# Generous, since a class behind one school router or SSH tunnel shares an address.
+MAX_FAILED_LOGINS_PER_ADDRESS = 20
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 
 _SCHEMA = (
@@ -42,6 +45,7 @@ _SCHEMA = (
     " created_at REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sessions (token_sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, expires_at REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS failed_logins (name TEXT NOT NULL, at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS failed_login_addresses (address TEXT NOT NULL, at REAL NOT NULL)",
 )
 
 
@@ -114,8 +118,14 @@ class AccountBook:
         if not self.path.exists():
             return []
         with self._open() as conn:
-            has_users = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'users'").fetchone()
-            return conn.execute(sql, values).fetchall() if has_users else []
+            if not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'users'").fetchone():
+                return []
+            try:
+                return conn.execute(sql, values).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # a book written before that table existed
+                    return []
+                raise
 
     # -- accounts --
     def enabled(self) -> bool:
@@ -166,17 +176,12 @@ class AccountBook:
             conn.execute("DELETE FROM failed_logins WHERE name = ?", (account.name,))
 
     # -- logging in --
-    def log_in(self, name: str, password: str) -> str:
-        """A new session token for a right name and password; raises LoginRefused otherwise, or when the name
-        had too many failed tries lately (then without even checking the password)."""
+    def log_in(self, name: str, password: str, address: str = "") -> str:
+        """A new session token for a right name and password; raises LoginRefused otherwise, or when the name,
+        or the client `address` ('' for none, as from the CLI), had too many failed tries lately (then
+        without even checking the password)."""
         name, now = name.strip().lower(), time.time()
-        wait = self._wait_before_next_try(name, now)
-        if wait > 0:
-            raise LoginRefused(
-                f"Too many failed logins for {name!r}: try again in {wait:.0f} s.",
-                code="login_wait",
-                seconds=round(wait),
-            )
+        self._refuse_while_waiting(name, address, now)
         rows = self._read("SELECT password_hash FROM users WHERE name = ?", (name,))
         if not rows and not self._decoy_hash:
             # Checked instead when a name is unknown, so an unknown name takes as long as a wrong password.
@@ -190,20 +195,47 @@ class AccountBook:
         with self._open(write=True) as conn:
             if not right:
                 conn.execute("INSERT INTO failed_logins VALUES (?, ?)", (name, now))
+                if address:
+                    conn.execute("INSERT INTO failed_login_addresses VALUES (?, ?)", (address, now))
             else:
                 conn.execute("DELETE FROM failed_logins WHERE name = ?", (name,))
+                conn.execute("DELETE FROM failed_login_addresses WHERE at < ?", (now - FAILED_LOGIN_WINDOW_SECONDS,))
                 conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
                 conn.execute("INSERT INTO sessions VALUES (?, ?, ?)", (_sha256(token), name, now + SESSION_SECONDS))
         if not right:
             raise LoginRefused("Wrong user name or password.", code="login_wrong")
         return token
 
-    def _wait_before_next_try(self, name: str, now: float) -> float:
-        since = now - FAILED_LOGIN_WINDOW_SECONDS
-        times = [row[0] for row in self._read("SELECT at FROM failed_logins WHERE name = ? AND at > ?", (name, since))]
-        if len(times) < MAX_FAILED_LOGINS:
+    def _refuse_while_waiting(self, name: str, address: str, now: float) -> None:
+        wait = self._wait("SELECT at FROM failed_logins WHERE name = ? AND at > ?", name, MAX_FAILED_LOGINS, now)
+        if wait > 0:
+            raise LoginRefused(
+                f"Too many failed logins for {name!r}: try again in {wait:.0f} s.",
+                code="login_wait",
+                seconds=round(wait),
+            )
+        if not address:
+            return
+        wait = self._wait(
+            "SELECT at FROM failed_login_addresses WHERE address = ? AND at > ?",
+            address,
+            MAX_FAILED_LOGINS_PER_ADDRESS,
+            now,
+        )
+        if wait > 0:
+            # A successful login does not clear this count: trying many names is what it slows.
+            raise LoginRefused(
+                f"Too many failed logins from your address: try again in {wait:.0f} s.",
+                code="login_wait_address",
+                seconds=round(wait),
+            )
+
+    def _wait(self, sql: str, key: str, most: int, now: float) -> float:
+        """Seconds until `key` may try again: 0 unless it failed `most` times within the window."""
+        times = sorted(row[0] for row in self._read(sql, (key, now - FAILED_LOGIN_WINDOW_SECONDS)))
+        if len(times) < most:
             return 0.0
-        return sorted(times)[-MAX_FAILED_LOGINS] + FAILED_LOGIN_WINDOW_SECONDS - now
+        return times[-most] + FAILED_LOGIN_WINDOW_SECONDS - now
 
     def session(self, token: str) -> Optional[Account]:
         """The account a session token belongs to, while the session lasts and the account exists."""

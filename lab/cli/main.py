@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from lab.cli.acting import ACTING_COMMANDS, add_as_flag
+from lab.cli.assignment import add_assignment_command
 from lab.cli.flags import add_config_flags
 from lab.cli.lesson import add_lesson_command
 from lab.cli.runs import add_run_commands
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lesson_command(commands)
     add_run_commands(commands)
     add_users_command(commands)
+    add_assignment_command(commands)
     for name in ACTING_COMMANDS:
         for command in _leaf_parsers(commands.choices[name]):
             add_as_flag(command)

@@ -20,7 +20,7 @@ class PersonalRunner:
         self.store = runner.store.seen_by(viewer)
 
     def submit(self, config: RunConfig, local: str = "thread", group: str = "") -> str:
-        check_own_data_files(config, self.runner.store.runs_dir, self.viewer)
+        check_own_data_files(config, self.runner.store, self.viewer)
         return self.runner.submit(config, local, group, owner=self.viewer.name, first=self.viewer.is_teacher)
 
     def resume(self, run_id: str, local: Optional[str] = None) -> str:
