@@ -1,159 +1,262 @@
-"""`python -m bench.classroom`: a class on one server under load (figures, never a test).
+"""`python -m bench.classroom`: a class on one server under load, through real app sessions (figures,
+never a test).
 
-Thirty students and a teacher have accounts, and the teacher has published an assignment. Each student
-logs in through the app's login form and opens the class board (real Streamlit sessions, `AppTest`, one
-after another: AppTest sessions do not run side by side); then all thirty launch at the same moment from
-thirty threads, each with their own learning rate, through what the board's Launch button calls
-(`student_config`, `PersonalRunner.submit`), each asking for more runs than the per-person queue limit
-allows. The runs train with the scripted stand-in engine (lab.launch.scripted: five short steps, no
-model), so the queue drains in seconds on one slot. Meanwhile the teacher's class board and an idle
-student's Home page are opened again and again (real app sessions) and timed.
+A teacher and thirty students have accounts, and the teacher has published an assignment: a tiny random
+BERT (lab.model.testing) on the repository's 120-sentence sentiment CSV, a budget of a few optimizer
+steps, the learning rate for students to change. `streamlit run app.py` serves the lab on 127.0.0.1, and
+one headless Chromium holds a browser context (its own cookies) per student. Each student logs in through
+the login form, opens the assignment on the Class board and types their own learning rate; then all
+thirty press "Launch my run" at the same moment (asyncio, one click per page at once), and press it
+again, `--runs-each` times in all, while LAB_QUEUED_PER_PERSON (`--limit`) lets each have only so many
+waiting. The runs train for real, one at a time, in the app's job runner. While the queue drains, the
+teacher's class board and an idle student's Home page are opened again and again in their own contexts,
+and timed from navigation to the page drawn (Streamlit's script state back to not running).
 
-Printed: logins (time each), runs accepted and refused (every refusal one line naming the limit), the
-order runs started in (each student's first run before anyone's second), page times while the queue
-drains (median and worst), and at the end the store's integrity_check and that no accepted run is lost.
-Runs offline in a temporary folder. `--students N`, `--runs-each K`, `--limit L` change the load.
+Printed: logins (time each), launches accepted and refused with each refusal's message, the order runs
+started in (round robin: every student's k-th run before anyone's (k+1)-th), page times while the queue
+drains (median and worst), the store's integrity_check, and that every accepted run completed and no
+refusal left a run behind. Needs chromium (/usr/bin/chromium) and the playwright package. Offline, in a
+temporary folder (`--keep DIR` keeps the runs there for a look at the board).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import re
+import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from pathlib import Path
 
 STUDENT_PASSWORD = "class-pw-2026"
 TEACHER_PASSWORD = "teacher-pw-2026"
+ASSIGNMENT = "week 3"
 REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+DRAWN = "[data-testid=stApp][data-test-script-state=notRunning]"
+# Every toast and alert the page shows, as it shows them, so a click's answer is read even when it fades.
+WATCH = """() => { window.__answers = []; new MutationObserver(records => { for (const record of records)
+  for (const node of record.addedNodes) { if (!(node instanceof Element)) continue;
+    for (const el of [node, ...node.querySelectorAll('[data-testid=stToast], [data-testid=stAlert]')])
+      if (el.matches('[data-testid=stToast], [data-testid=stAlert]')) window.__answers.push(el.innerText); }
+}).observe(document.body, {childList: true, subtree: true}); }"""
+WAIT_MS = 180_000
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=30)
-    parser.add_argument("--runs-each", type=int, default=3, help="Runs each student tries to launch.")
-    parser.add_argument("--limit", type=int, default=1, help="LAB_QUEUED_PER_PERSON for the benchmark.")
+    parser.add_argument("--runs-each", type=int, default=3, help="Times each student presses Launch.")
+    parser.add_argument("--limit", type=int, default=2, help="LAB_QUEUED_PER_PERSON for the benchmark.")
+    parser.add_argument("--steps", type=int, default=4, help="The assignment's budget: optimizer steps per run.")
+    parser.add_argument("--keep", help="Keep the runs directory here (it must not exist).")
     args = parser.parse_args()
+    if not Path(CHROMIUM).is_file():
+        print("needs chromium: apt-get install -y chromium")
+        return 2
     with tempfile.TemporaryDirectory(prefix="lab-classroom-") as folder:
-        os.environ["LAB_RUNS_DIR"] = str(Path(folder) / "runs")
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        return run(Path(folder) / "runs", args.students, args.runs_each, args.limit)
+        runs_dir = Path(args.keep) if args.keep else Path(folder) / "runs"
+        os.environ.update(LAB_RUNS_DIR=str(runs_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+        names = prepare(runs_dir, Path(folder), args.students, args.steps)
+        with serve(runs_dir, args.limit) as base:
+            figures = asyncio.run(drive(base, names, args.runs_each))
+        return report(runs_dir, names, figures)
 
 
-def run(runs_dir: Path, students: int, runs_each: int, limit: int) -> int:
-    from streamlit.testing.v1 import AppTest
-
-    from lab.accounts.assignments import Assignment, publish, student_config
+def prepare(runs_dir: Path, folder: Path, students: int, steps: int) -> list[str]:
+    """Accounts, the tiny model and data, and the published assignment; the students' names."""
+    from lab.accounts.assignments import Assignment, publish
     from lab.accounts.book import AccountBook
     from lab.config import RunConfig
-    from lab.errors import LabError
-    from lab.launch.fairness import Quotas
-    from lab.launch.personal import PersonalRunner
-    from lab.launch.runner import JobRunner
-    from lab.launch.scripted import scripted_train
-    from lab.runs.records import Viewer
-    from lab.runs.store import RunStore
+    from lab.model.testing import build_tiny_model, fixture_texts
 
+    fixtures = REPO / "tests" / "fixtures"
+    config = RunConfig(name="week 3")
+    config.data.dataset, config.data.train_file = "", str(fixtures / "sentiment.csv")
+    config.data.train_subset, config.data.eval_subset = 0, 0
+    config.model.name_or_path = build_tiny_model(folder / "tiny-bert", fixture_texts(fixtures))
+    config.train.max_length, config.train.train_batch_size, config.train.logging_steps = 32, 8, 1
+    config.tracking.tensorboard = False
     names = [f"student{i:02d}" for i in range(students)]
     book = AccountBook(runs_dir)
     book.add("teacher", "teacher", TEACHER_PASSWORD)
-    for name in names:
+    for name in [*names, "idle"]:
         book.add(name, "student", STUDENT_PASSWORD)
-    assignment = publish(runs_dir, Assignment("week 3", RunConfig(), ["train.learning_rate"], 40, "teacher"))
+    publish(runs_dir, Assignment(ASSIGNMENT, config, ["train.learning_rate", "peft.r"], steps, "teacher"))
+    return names
 
-    def page(path: str, **query: str) -> tuple[AppTest, float]:
-        started = time.perf_counter()
-        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-        at.query_params.update(query)
-        if path != "app.py":
-            at.run()
-            at.switch_page(path)
-        at.run()
-        return at, time.perf_counter() - started
 
-    page("app.py")  # the first session pays the imports; not a figure
-    login_seconds = []
-    for name in names:
-        at, _ = page("app.py")
+class serve:
+    """`streamlit run app.py` on a free port of 127.0.0.1, for the length of a `with`."""
+
+    def __init__(self, runs_dir: Path, limit: int) -> None:
+        self.runs_dir, self.limit = runs_dir, limit
+
+    def __enter__(self) -> str:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = dict(os.environ, LAB_QUEUED_PER_PERSON=str(self.limit), OMP_NUM_THREADS="1")
+        self.log = open(self.runs_dir / "server.log", "wb")  # noqa: SIM115 - closed in __exit__
+        command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                   "--server.address", "127.0.0.1", "--server.port", str(port)]  # fmt: skip
+        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(base + "/_stcore/health", timeout=2).read() == b"ok":
+                    return base
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"the app did not start; see {self.runs_dir / 'server.log'}")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+
+
+async def drive(base: str, names: list[str], runs_each: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    board = f"{base}/Class_board?assignment={ASSIGNMENT.replace(' ', '+')}"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        gate = asyncio.Semaphore(6)  # logins six at a time: the server verifies each password with argon2
+
+        async def student_page(index: int, name: str):
+            async with gate:
+                page = await (await browser.new_context()).new_page()
+                page.set_default_timeout(WAIT_MS)
+                seconds = await log_in(page, board, name, STUDENT_PASSWORD)
+                await page.get_by_role("button", name="Launch my run").wait_for()
+                rate = page.get_by_label("train.learning_rate")
+                await rate.fill(f"{10 ** -(2 + index % 3) * (1 + index % 5):g}")
+                await rate.press("Tab")
+                await page.wait_for_selector(DRAWN)
+                await page.evaluate(WATCH)
+                return page, seconds
+
         started = time.perf_counter()
-        at.text_input(key="auth-name").input(name)
-        at.text_input(key="auth-password").input(STUDENT_PASSWORD)
-        (submit,) = [button for button in at.button if button.proto.is_form_submitter]
-        submit.click().run()
-        login_seconds.append(time.perf_counter() - started)
-        assert not at.exception and at.title[0].value != "Log in", f"{name} could not log in"
-        at.switch_page("pages/9_Class_board.py").run()
-        assert not at.exception and at.text_input(key="board-set-week 3-train.learning_rate"), f"{name}: no assignment"
+        opened = await asyncio.gather(*(student_page(index, name) for index, name in enumerate(names)))
+        login_seconds = [seconds for _, seconds in opened]
+        print(f"{len(names)} students logged in and opened the assignment in {time.perf_counter() - started:.0f} s")
+
+        async def press_launch(page) -> list[str]:
+            answers = []
+            for _ in range(runs_each):
+                before = await page.evaluate("() => window.__answers.length")
+                await page.get_by_role("button", name="Launch my run").click()
+                await page.wait_for_function(f"() => window.__answers.length > {before}")
+                said = (await page.evaluate("() => window.__answers"))[-1]
+                answers.append(max(said.splitlines(), key=len).strip())  # the message, not its icon's name
+            return answers
+
+        watchers = [await teacher_and_idle(browser, base, board, who) for who in ("teacher", "idle")]
+        launched = time.perf_counter()
+        answers = await asyncio.gather(*(press_launch(page) for page, _ in opened))
+        print(f"all launches answered {time.perf_counter() - launched:.1f} s after the common click")
+        times = await time_pages_while_draining(watchers, base, board)
+        await browser.close()
+    return {"logins": login_seconds, "answers": dict(zip(names, answers)), "times": times}
+
+
+async def log_in(page, url: str, name: str, password: str) -> float:
+    await page.goto(url)
+    await page.get_by_label("User name").fill(name)
+    await page.get_by_role("textbox", name="Password").fill(password)
+    started = time.perf_counter()
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_text("Logged in as").wait_for()
+    return time.perf_counter() - started
+
+
+async def teacher_and_idle(browser, base: str, board: str, who: str):
+    page = await (await browser.new_context()).new_page()
+    page.set_default_timeout(WAIT_MS)
+    password = TEACHER_PASSWORD if who == "teacher" else STUDENT_PASSWORD
+    await log_in(page, board if who == "teacher" else base, who, password)
+    return who, page
+
+
+async def time_pages_while_draining(watchers, base: str, board: str) -> dict[str, list[float]]:
+    """Open the teacher's board and the idle student's Home page again and again until no run is waiting
+    or running; each figure is navigation to the page drawn (the board: its leaderboard on screen)."""
+    from lab.runs.store import RunStore
+
+    store = RunStore(os.environ["LAB_RUNS_DIR"])
+    times: dict[str, list[float]] = {who: [] for who, _ in watchers}
+
+    async def load(who: str, page) -> None:
+        started = time.perf_counter()
+        await page.goto(board if who == "teacher" else base)
+        await page.get_by_text("Logged in as").wait_for()
+        if who == "teacher":
+            await page.locator("[data-testid=stDataFrame]").first.wait_for()
+        await page.wait_for_selector(DRAWN)
+        times[who].append(time.perf_counter() - started)
+
+    while any(run.is_active for run in store.list_runs()):
+        await asyncio.gather(*(load(who, page) for who, page in watchers))
+    return times
+
+
+def report(runs_dir: Path, names: list[str], figures: dict) -> int:
+    from lab.runs.store import RunStore
+
+    logins = figures["logins"]
     print(
-        f"logins: {students} through the login form, median {statistics.median(login_seconds):.2f} s, "
-        f"worst {max(login_seconds):.2f} s (argon2 verifies each)"
+        f"logins: {len(logins)} through the login form, median {statistics.median(logins):.2f} s, "
+        f"worst {max(logins):.2f} s (argon2 verifies each)"
     )
+    answers: dict[str, list[str]] = figures["answers"]
+    queued = {name: re.findall(r"Queued run (\S+)\.", " ".join(said)) for name, said in answers.items()}
+    refusals = [text for said in answers.values() for text in said if not text.startswith("Queued run")]
+    accepted = [run_id for ids in queued.values() for run_id in ids]
+    print(f"launches: {sum(map(len, answers.values()))} pressed, {len(accepted)} accepted, {len(refusals)} refused")
+    for text in sorted(set(refusals)):
+        print(f"  refused x{refusals.count(text)}: {text}")
 
     store = RunStore(runs_dir)
-    runner = JobRunner(store, train_fn=scripted_train, gpu_ids=[], poll_seconds=0.02, quotas=Quotas(queued=limit))
-    busy = runner.submit(RunConfig(name="warm-up,steps=100,sleep=0.02"), owner="teacher", first=True)
-    accepted: dict[str, list[str]] = {name: [] for name in names}
-    refusals: list[str] = []
-    lock, gate = threading.Lock(), threading.Barrier(students)
-
-    def student(name: str) -> None:
-        personal = PersonalRunner(runner, Viewer(name, "student"))
-        gate.wait()  # everyone presses Launch at the same moment
-        for index in range(runs_each):
-            try:
-                rate = str(10 ** -(2 + (names.index(name) + index) % 3))
-                run_id = personal.submit(student_config(assignment, {"train.learning_rate": rate}, name))
-                with lock:
-                    accepted[name].append(run_id)
-            except LabError as exc:  # a refusal is a figure here
-                with lock:
-                    refusals.append(str(exc))
-
-    threads = [threading.Thread(target=student, args=(name,)) for name in names]
-    launched = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    total = sum(map(len, accepted.values()))
-    one_line = all("\n" not in text for text in refusals)
-    kinds = {
-        "over the person's limit": sum("LAB_QUEUED_PER_PERSON" in text for text in refusals),
-        "queue full": sum("LAB_QUEUE_LIMIT" in text for text in refusals),
-    }
-    print(
-        f"launches: {students * runs_each} asked at once, {total} accepted, {len(refusals)} refused "
-        f"({', '.join(f'{count} {kind}' for kind, count in kinds.items())}; each one line: {one_line})"
-    )
-    for text in sorted(set(refusals)):
-        print(f"  refusal: {text}")
-
-    teacher_token, idle_token = book.log_in("teacher", TEACHER_PASSWORD), book.log_in(names[-1], STUDENT_PASSWORD)
-    teacher_times, idle_times = [], []
-    every_id = [run_id for ids in accepted.values() for run_id in ids]
-    while any(store.get_run(run_id).is_active for run_id in every_id) or store.get_run(busy).is_active:
-        teacher_times.append(page("pages/9_Class_board.py", session=teacher_token)[1])
-        idle_times.append(page("app.py", session=idle_token)[1])
-    drained = time.perf_counter() - launched
-    runner.shutdown(timeout=30)
-
     runs = {run.id: run for run in store.list_runs()}
-    lost = [run_id for run_id in every_id if runs.get(run_id) is None or runs[run_id].status != "completed"]
-    order = sorted(every_id, key=lambda run_id: runs[run_id].started_at or 0)
-    first_round = {runs[run_id].owner for run_id in order[:students]}
-    print(
-        f"queue drained in {drained:.0f} s; first {students} starts were {len(first_round)} different students "
-        f"(fair: {len(first_round) == students})"
+    lost = [run_id for run_id in accepted if run_id not in runs or runs[run_id].status != "completed"]
+    strays = sorted(set(runs) - set(accepted))  # a run recorded although its launch said otherwise
+    order = [runs[run_id] for run_id in sorted(accepted, key=lambda run_id: runs[run_id].started_at or 0)]
+    fair = round_robin(order)
+    print(f"start order round robin (every student's k-th run before anyone's (k+1)-th): {fair}")
+    print("first 12 starts: " + ", ".join(run.owner for run in order[:12]))
+    for who, label in (("teacher", "the teacher's class board"), ("idle", "an idle student's Home page")):
+        seconds = figures["times"][who]
+        if seconds:
+            print(
+                f"{label}: {len(seconds)} loads while the queue drained, median {statistics.median(seconds):.2f} s, "
+                f"worst {max(seconds):.2f} s"
+            )
+    print(f"integrity_check: {store.integrity_check()}; accepted runs lost or not completed: {len(lost)}; "
+          f"runs without an accepted launch: {len(strays)}")  # fmt: skip
+    return 0 if fair and not lost and not strays and store.integrity_check() == "ok" else 1
+
+
+def round_robin(order) -> bool:
+    """Whether, in start order, no one's (k+1)-th run started while another person's k-th was waiting."""
+    rank, served = {}, {}
+    for run in order:
+        served[run.owner] = served.get(run.owner, 0) + 1
+        rank[run.id] = served[run.owner]
+    return not any(
+        rank[later.id] < rank[run.id] and later.created_at < run.started_at
+        for position, run in enumerate(order)
+        for later in order[position + 1 :]
     )
-    for who, times in (("teacher's class board", teacher_times), ("an idle student's Home page", idle_times)):
-        print(
-            f"{who}: {len(times)} loads while draining, median {statistics.median(times):.2f} s, "
-            f"worst {max(times):.2f} s"
-        )
-    print(f"integrity_check: {store.integrity_check()}; accepted runs lost or not completed: {len(lost)}")
-    return 0 if not lost and len(first_round) == students and one_line else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,101 @@
+"""The login in a real headless Chromium: the session lives in a cookie, a reload keeps it, the address bar
+never carries it, a link with an old-style `?session=` token logs a fresh browser into nothing, and
+logging out makes the browser forget the cookie.
+
+Needs Debian's chromium (/usr/bin/chromium) and the playwright package; skips without them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lab.accounts.book import AccountBook
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="needs Debian's chromium")
+BOB_PASSWORD = "bob-s3cret-pw"
+WAIT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("login-runs")
+    AccountBook(runs_dir).add("bob", "student", BOB_PASSWORD)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, LAB_RUNS_DIR=str(runs_dir), HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port)]  # fmt: skip
+    with open(runs_dir / "server.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if urllib.request.urlopen(base + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, (runs_dir / "server.log").read_text()
+                time.sleep(0.5)
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            )
+            yield base, browser, runs_dir
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def session_cookie(page) -> dict:
+    return next((cookie for cookie in page.context.cookies() if cookie["name"] == "lab_session"), {})
+
+
+def test_a_reload_keeps_the_login_the_url_never_carries_the_session_and_logout_forgets_it(app):
+    base, browser, runs_dir = app
+    page = browser.new_context().new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(base + "/Runs")
+    page.get_by_label("User name").fill("bob")
+    page.get_by_role("textbox", name="Password").fill(BOB_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Logged in as").wait_for()
+    page.wait_for_function("() => document.cookie.includes('lab_session=')")
+    cookie = session_cookie(page)
+    assert cookie["sameSite"] == "Strict" and cookie["expires"] > time.time() + 3600
+    token = cookie["value"]
+    assert token not in page.url
+
+    page.reload()
+    page.get_by_text("Logged in as").wait_for()
+    assert token not in page.url
+
+    stranger = browser.new_context().new_page()  # someone handed a link in the old style
+    stranger.set_default_timeout(WAIT_MS)
+    stranger.goto(f"{base}/Runs?session={token}")
+    stranger.get_by_label("User name").wait_for()
+    assert stranger.get_by_text("Logged in as").count() == 0
+    stranger.wait_for_function(f"() => !location.href.includes('{token}')")
+
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("User name").wait_for()
+    page.wait_for_function("() => !document.cookie.includes('lab_session=')")
+    page.reload()
+    page.get_by_label("User name").wait_for()
+    assert AccountBook(runs_dir).session(token) is None
