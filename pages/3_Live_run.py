@@ -31,6 +31,7 @@ from ui.common import (
     user_errors,
     wait_for_training_stack,
 )
+from ui.handout import run_handout_button
 from ui.i18n import duration, message, t
 
 REFRESH_SECONDS = 1.0
@@ -332,6 +333,7 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     if not was_live:  # drawn once, not at every refresh of a live run
         with st.expander(t("live.script"), icon=":material/code:"):
             script(run_id)
+        run_handout_button(st, store, run_id)
     with st.expander(t("live.log", lines=len(view.log)), expanded=run.status == "failed"):
         st.code("\n".join(view.log[-400:]) or t("live.empty"), language="text")
     if was_live:

@@ -24,6 +24,7 @@ from ui.common import (
     user_errors,
     wait_for_training_stack,
 )
+from ui.handout import run_handout_button
 from ui.i18n import duration_units, t
 
 page_setup("pages.runs")
@@ -170,6 +171,7 @@ def manage(records: dict, ids: list[str]) -> None:
             icon=":material/download:",
             on_click="ignore",
         )
+    run_handout_button(row, store, run_id)
     if model_dir.is_dir():
         what = "model" if run.peft_method in NO_ADAPTER_METHODS else "adapter"  # the file's name stays English
         # A callable is only run when clicked: zipping a model on every rerun would be slow.

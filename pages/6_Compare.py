@@ -16,6 +16,7 @@ from lab.views.formatting import format_share
 from lab.views.history import folded_views
 from ui import charts
 from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
+from ui.handout import comparison_handout_button
 from ui.i18n import duration, t
 
 page_setup("pages.compare")
@@ -139,5 +140,6 @@ with user_errors():
         active = any(run.is_active for run in store.list_runs(group=group))
         # Redrawn every few seconds while a run of the group is queued or running.
         st.fragment(comparison, run_every=3 if active else None)(group, active)
+        comparison_handout_button(st, store, group)
     else:
         st.caption(t("compare.none_yet"))

@@ -31,7 +31,7 @@ from lab.groups.parallel import cancel_group
 from lab.runs.records import slugify
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import format_share, smooth, thinned
-from lab.views.handout import HandoutSection, handout_html
+from lab.views.handout import HandoutSection, handout_html, repeat_sections
 from lab.views.lesson_view import finding_in_words, length_example, lesson_table, metric_by_value, run_views
 from ui import charts
 from ui.common import get_runner, get_store, page_setup, status_name, task_name, user_errors, wait_for_training_stack
@@ -280,8 +280,6 @@ def handout(group: str) -> None:
 
 
 def handout_file(group: str) -> str:
-    from lab.publish.standalone import standalone_script
-
     lesson = lesson_of_group(group)
     runs = lesson_runs(store, lesson, group) if lesson else []
     if lesson is None or not runs:
@@ -313,11 +311,15 @@ def handout_file(group: str) -> str:
         sections.append(HandoutSection(t("lessons.alignment"), paragraphs=[t("lessons.alignment_caption")], table=kept))
     values = ",".join(str(run.outcome.value) for run in runs)
     command = f"python -m lab lesson run {lesson.name} lesson.yaml --values {values}"
-    sections += [
-        HandoutSection(t("lessons.handout_config"), code=config.to_yaml(), notes=[t("lessons.handout_config_note")]),
-        HandoutSection(t("lessons.handout_command"), code=command, notes=[t("lessons.handout_command_note")]),
-        HandoutSection(t("lessons.handout_script"), code=standalone_script(config)),
-    ]
+    sections += repeat_sections(
+        config,
+        t("lessons.handout_config"),
+        t("lessons.handout_script"),
+        config_note=t("lessons.handout_config_note"),
+        command=command,
+        command_heading=t("lessons.handout_command"),
+        command_note=t("lessons.handout_command_note"),
+    )
     subtitle = f"{t(f'lessons.{lesson.name}.question')} · {config.dataset_name} · {config.model.name_or_path}"
     return handout_html(title(lesson), language(), sections, subtitle=subtitle)
 

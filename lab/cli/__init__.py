@@ -1,5 +1,5 @@
 """The command line: `python -m lab train | compare | lesson | sweep | config | predict | runs | show |
-cancel | resume | delete | export | push | users`.
+cancel | resume | delete | export | push | handout | users`.
 
 `main` parses arguments and dispatches; `flags` holds the flag table and builds the CLI command
 equivalent to a config (the app shows it); `train` runs the train / compare / config / predict commands;
@@ -7,5 +7,5 @@ equivalent to a config (the app shows it); `train` runs the train / compare / co
 holds the run-store commands; `users` the accounts; `acting` whom a command acts as (`--as NAME`). User
 mistakes (LabError) print one line on stderr and exit with status 2, never a traceback.
 
-May import everything in `lab` but `lab.views`.
+May import everything in `lab` but `lab.views`, save the handouts (`handout` writes what a page shows).
 """

@@ -22,6 +22,7 @@ ACTING_COMMANDS = (
     "export",
     "push",
     "delete",
+    "handout",
 )
 
 

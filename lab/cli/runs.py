@@ -1,4 +1,5 @@
-"""The run-history commands of the CLI: `runs`, `show`, `cancel`, `resume`, `export`, `push`, `delete`.
+"""The run-history commands of the CLI: `runs`, `show`, `cancel`, `resume`, `export`, `push`, `delete`,
+`handout`.
 
 `add_run_commands(subparsers)` registers them on the main parser's subparsers; each sets
 `handler=<function>`, a function taking the parsed arguments and returning the exit code. Mistakes a
@@ -90,6 +91,17 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     delete = subparsers.add_parser("delete", help="Delete an ended run: its record, events and folder.")
     delete.add_argument("run", help="Run id, name, or the start of an id.")
     delete.set_defaults(handler=cmd_delete)
+
+    handout = subparsers.add_parser(
+        "handout",
+        help="Write one self-contained HTML file of a run, or of a comparison with --group: its tables, charts "
+        "(interactive offline), config and standalone script; it prints cleanly.",
+    )
+    handout.add_argument("run", nargs="?", help="Run id, name, or the start of an id.")
+    handout.add_argument("--group", help="Instead of a run: a comparison's group name (`runs` shows each run's group).")
+    handout.add_argument("--out", required=True, metavar="FILE.html", help="Where to write the handout.")
+    handout.add_argument("--lang", default="en", help="The handout's language: en (default) or zh.")
+    handout.set_defaults(handler=cmd_handout)
 
 
 # How long a command waits for a store another process holds locked before it says so. A run in this
@@ -219,6 +231,27 @@ def cmd_delete(args: argparse.Namespace) -> int:
     run = store.find_run(args.run)
     store.delete_run(run.id)
     print(inert(f"Deleted run {run.id} ({run.name}) and its folder."))
+    return 0
+
+
+def cmd_handout(args: argparse.Namespace) -> int:
+    # The one command that writes what a page shows: the handouts are views (imported only here).
+    from lab.views.comparison_handout import comparison_handout
+    from lab.views.run_handout import run_handout
+
+    if bool(args.run) == bool(args.group):
+        raise LabError("Give a run (id, name or the start of an id) or --group NAME, not both.")
+    store = open_store(args)
+    if args.group:
+        page = comparison_handout(store, args.group, args.lang)
+    else:
+        page = run_handout(store, store.find_run(args.run).id, args.lang)
+    try:
+        with open(args.out, "w", encoding="utf-8") as file:
+            file.write(page)
+    except OSError as exc:
+        raise LabError(f"Cannot write the handout to {args.out}: {exc.strerror or exc}.") from exc
+    print(inert(f"wrote {args.out} ({len(page.encode('utf-8')) / 1e6:.1f} MB, plotly.js inside: opens offline)"))
     return 0
 
 

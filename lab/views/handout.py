@@ -1,19 +1,34 @@
-"""A handout: one self-contained HTML file of a lesson (or any page's results) to keep, share or print.
+"""A handout: one self-contained HTML file of a lesson, a comparison or a run, to keep, share or print.
 
-Everything it needs is inside the file: plotly.js inlined once (the charts stay interactive offline), the
-tables as HTML, the conclusion, the config and the script that repeats it. The caller passes text already
-in its page's language; every piece of it is escaped here. A print style sheet keeps each chart and table
-on one page and wraps long code lines.
+Every handout is assembled the same way: `HandoutSection`s (headings, text, a table, plotly figures, a code
+block) passed to `handout_html`, and it ends with `repeat_sections` (the config, the command that repeats
+it, the standalone script). Everything it needs is inside the file: plotly.js inlined once (the charts stay
+interactive offline), the tables as HTML. The caller passes text already in its language (`Words`: the
+app's catalogues, read as files, so the CLI writes the same handout as a page); every piece of it is
+escaped here. Each chart is drawn at a width that fits an A4 page, and a print style sheet keeps rows,
+charts and headings whole and wraps long code lines.
 """
 
 from __future__ import annotations
 
+import functools
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
+import yaml
+
+from lab.errors import LabError
+
+# The app's catalogues (ui/locales/LANG.yaml), read as data: lab/ never imports the app's code.
+LOCALES = Path(__file__).resolve().parents[2] / "ui" / "locales"
+DEFAULT_LANGUAGE = "en"
+# A chart's width in CSS pixels: an A4 page less 15 mm margins is about 680 px wide.
+CHART_WIDTH = 680
+CHART_HEIGHT = 340
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans CJK SC", "WenQuanYi Micro Hei", sans-serif;
@@ -22,16 +37,24 @@ h1 { font-size: 1.7em; margin-bottom: 0.2em; }
 .subtitle { color: #57606a; margin-top: 0; }
 h2 { font-size: 1.25em; border-bottom: 1px solid #d0d7de; padding-bottom: 0.2em; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+table.compact { font-size: 0.78em; }
 th, td { border: 1px solid #d0d7de; padding: 0.25em 0.6em; text-align: right; }
+table.compact th, table.compact td { padding: 0.15em 0.35em; white-space: nowrap; }
+/* A wide matrix's column names read upwards, so its columns are as narrow as its numbers. */
+table.compact thead th:not(:first-child) { writing-mode: vertical-rl; transform: rotate(180deg); text-align: left; }
 th { background: #f6f8fa; }
 td:first-child, th:first-child { text-align: left; }
 pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.82em; }
-.chart { margin: 0.6em 0; }
+.chart { margin: 0.6em 0; max-width: 100%; overflow-x: auto; }
+@page { size: A4; margin: 15mm; }
 @media print {
-  body { margin: 0; max-width: none; }
-  h2 { break-after: avoid; }
-  .chart, table, li { break-inside: avoid; }
-  pre { white-space: pre-wrap; word-break: break-word; overflow: visible; }
+  body { margin: 0; padding: 0; max-width: none; font-size: 10.5pt; }
+  h1, h2 { break-after: avoid; }
+  .chart, tr, li, p { break-inside: avoid; }
+  .chart { overflow: visible; }
+  table { font-size: 0.85em; }
+  thead { display: table-header-group; }
+  pre { white-space: pre-wrap; word-break: break-word; overflow: visible; font-size: 0.72em; }
   .modebar-container { display: none !important; }
 }
 """
@@ -46,6 +69,70 @@ class HandoutSection:
     figures: Sequence[Any] = ()  # plotly figures
     code: str = ""  # shown as a preformatted block (a config, a command, a script)
     notes: Sequence[str] = field(default_factory=list)  # small print under the section
+    compact: bool = False  # a wide table (a confusion matrix of many labels) in smaller type
+
+
+@dataclass(frozen=True)
+class Words:
+    """The catalogue of one language: `words(key, **values)` is the text of `key` with its placeholders
+    filled (English where that language lacks the key), as `ui.i18n.t` gives it on a page."""
+
+    language: str
+    texts: Mapping[str, str]
+    english: Mapping[str, str]
+
+    def __call__(self, key: str, **values: Any) -> str:
+        text = self.texts.get(key) or self.english[key]
+        return text.format(**values) if values else text
+
+    def get(self, key: str, default: str) -> str:
+        """The text of `key`, or `default` where no catalogue has it (a metric without a word of its own)."""
+        return self.texts.get(key) or self.english.get(key) or default
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for name, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = str(value)
+    return flat
+
+
+def _read_catalogue(language: str) -> dict[str, str]:
+    path = LOCALES / f"{language}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in LOCALES.glob("*.yaml"))) or "none found"
+        raise LabError(f"No handout language {language!r}: choose one of {known}.")
+    return _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
+@functools.cache
+def catalogue_words(language: str) -> Words:
+    """The words of `language` (`en`, `zh`) from the app's catalogue."""
+    english = _read_catalogue(DEFAULT_LANGUAGE)
+    return Words(language, english if language == DEFAULT_LANGUAGE else _read_catalogue(language), english)
+
+
+def repeat_sections(
+    config: Any,
+    config_heading: str,
+    script_heading: str,
+    config_note: str = "",
+    command: str = "",
+    command_heading: str = "",
+    command_note: str = "",
+) -> list[HandoutSection]:
+    """How every handout ends: the config (a lab.config.RunConfig) as YAML, the command that repeats the
+    runs when there is one, and the config as a standalone Python script."""
+    from lab.publish.standalone import standalone_script  # imports transformers: only when a handout is made
+
+    sections = [HandoutSection(config_heading, code=config.to_yaml(), notes=[config_note] if config_note else [])]
+    if command:
+        sections.append(HandoutSection(command_heading, code=command, notes=[command_note] if command_note else []))
+    sections.append(HandoutSection(script_heading, code=standalone_script(config)))
+    return sections
 
 
 def handout_html(title: str, language: str, sections: Sequence[HandoutSection], subtitle: str = "") -> str:
@@ -60,16 +147,11 @@ def handout_html(title: str, language: str, sections: Sequence[HandoutSection], 
         if section.bullets:
             body.append("<ul>" + "".join(f"<li>{html.escape(text)}</li>" for text in section.bullets) + "</ul>")
         if section.table is not None and not section.table.empty:
-            body.append(section.table.to_html(index=False, escape=True, na_rep="–", border=0))
+            classes = "compact" if section.compact else ""
+            body.append(section.table.to_html(index=False, escape=True, na_rep="–", border=0, classes=classes))
         for figure in section.figures:
             charts += 1
-            chart = figure.to_html(
-                full_html=False,
-                include_plotlyjs=False,
-                div_id=f"chart-{charts}",
-                config={"displaylogo": False, "responsive": True},
-            )
-            body.append(f'<div class="chart">{chart}</div>')
+            body.append(f'<div class="chart">{_chart(figure, charts)}</div>')
         if section.code:
             body.append(f"<pre><code>{html.escape(section.code)}</code></pre>")
         body += [f'<p class="subtitle">{html.escape(text)}</p>' for text in section.notes]
@@ -84,4 +166,17 @@ def handout_html(title: str, language: str, sections: Sequence[HandoutSection], 
         f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n{script}\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"
+    )
+
+
+def _chart(figure: Any, number: int) -> str:
+    """One figure as a div and its call to plotly.js, at a fixed size that fits an A4 page: a chart sized
+    to the screen would be cut at the page's edge when printed."""
+    import plotly.graph_objects as go
+
+    sized = go.Figure(figure)
+    height = sized.layout.height or CHART_HEIGHT
+    sized.update_layout(width=CHART_WIDTH, height=height, autosize=False, template="plotly_white")
+    return sized.to_html(
+        full_html=False, include_plotlyjs=False, div_id=f"chart-{number}", config={"displaylogo": False}
     )
