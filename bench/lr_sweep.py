@@ -8,6 +8,11 @@ and three times that; `--rates lora=2e-3,6e-3` replaces a method's list.
 
     python -m bench.lr_sweep --task classification --dataset imdb --train-subset 1000 --epochs 1
     python -m bench.lr_sweep --task ner --dataset wnut16 --methods lora --rates lora=6e-3,2e-2 --epochs 1
+    python -m bench.lr_sweep --small-set ner-240 --methods lora --rates lora=3e-3,1e-2 \\
+        --set train.head_learning_rate=3e-2
+
+`--small-set NAME` trains on a generated set (bench.small_sets) at bench.quality's small-set budget (3 epochs
+of batch 16) instead of `--dataset` and the budget flags; `--set` changes any field of every run.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.config import PEFT_METHODS  # importing lab decides offline mode before transformers loads
 
     parser = argparse.ArgumentParser(prog="python -m bench.lr_sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("classification", "ner"), required=True)
+    parser.add_argument("--task", choices=("classification", "ner"), help="Required unless --small-set names it.")
     parser.add_argument("--dataset", help="Default: imdb for classification, wnut16 for ner.")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--methods", default=",".join(PEFT_METHODS), help="Comma-separated PEFT methods.")
@@ -47,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", type=Path, help="Append one JSON line per run to this file.")
+    parser.add_argument("--small-set", help="A generated set (ner-240, topics-240, ...; bench.small_sets).")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="Any config field for every run (repeatable)."
+    )
     return parser
 
 
@@ -76,11 +85,13 @@ def sweep_grid(task: str, methods: Sequence[str], overrides: Sequence[str]) -> l
     return grid
 
 
-def run_one(args: argparse.Namespace, method: str, rate: float) -> dict[str, Any]:
+def sweep_config(args: argparse.Namespace, method: str, rate: float):
+    from bench.quality import small_set_config
     from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
-    from lab.training.engine import train
-    from lab.training.metrics import primary_metric_name
 
+    if args.small_set:
+        settings = [f"peft.method={method}", f"train.learning_rate={rate}", f"train.seed={args.seed}", *args.set]
+        return small_set_config(args.small_set, args.model, settings).with_overrides([f"name=sweep-{method}-{rate:g}"])
     config = RunConfig(
         task=args.task,
         name=f"sweep-{method}-{rate:g}",
@@ -100,19 +111,36 @@ def run_one(args: argparse.Namespace, method: str, rate: float) -> dict[str, Any
             save_total_limit=1,
         ),
     )
+    return config.with_overrides(args.set).validate()
+
+
+def run_one(args: argparse.Namespace, method: str, rate: float) -> dict[str, Any]:
+    from lab.events import EvalEvent
+    from lab.training.engine import train
+    from lab.training.metrics import primary_metric_name
+
+    config = sweep_config(args, method, rate)
+    curve: list[tuple[int, float]] = []  # (step, validation metric) at each evaluation
+
+    def record(event: object) -> None:
+        if isinstance(event, EvalEvent) and event.split == "validation":
+            curve.append((event.step, event.metrics.get(primary_metric_name(config.task), 0.0)))
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lab-sweep-") as output:
-        result = train(config, output)
-    headline = primary_metric_name(args.task)
+        result = train(config, output, record)
+    headline = primary_metric_name(config.task)
     return {
-        "task": args.task,
-        "dataset": config.data.dataset,
+        "task": config.task,
+        "dataset": args.small_set or config.data.dataset,
+        "settings": args.set,
         "method": method,
         "learning_rate": rate,
         "metric": headline,
         "test": result.metrics.get(headline),
         "steps": result.completed_steps,
         "seconds": round(time.perf_counter() - started, 1),
+        "validation": curve,
         **{f"test_{name}": value for name, value in result.metrics.items()},
     }
 
@@ -124,6 +152,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     quiet_libraries()
 
+    if args.small_set:
+        from bench.small_sets import TASKS, parse_name
+
+        args.task = TASKS[parse_name(args.small_set)[0]]
+    elif not args.task:
+        raise SystemExit("Give --task (classification or ner) or --small-set.")
     grid = sweep_grid(args.task, [m.strip() for m in args.methods.split(",") if m.strip()], args.rates)
     print(f"{'method':<9} {'rate':>8} {'test metric':>12} {'steps':>6} {'seconds':>8}", flush=True)
     for method, rate in grid:
@@ -132,9 +166,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except LabError as exc:
             print(f"{method:<9} {rate:>8.2g}  failed: {exc}", flush=True)
             continue
+        curve = " ".join(f"{step}:{value:.2f}" for step, value in record["validation"])
         print(
             f"{method:<9} {rate:>8.2g} {record['metric']:>5} {record['test']:.3f} {record['steps']:>6} "
-            f"{record['seconds']:>8.0f}",
+            f"{record['seconds']:>8.0f}  validation {curve}",
             flush=True,
         )
         if args.json:
