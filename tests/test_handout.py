@@ -110,7 +110,11 @@ def test_handouts_in_chinese_have_chinese_headings(comparison):
         and "<h2>各标签结果（测试集）</h2>" in run_page
         and "<h2>混淆矩阵</h2>" in run_page
     )
-    assert "<h2>各方法对照</h2>" in group_page and "在终端里重复这次比较" in group_page
+    assert (
+        "<h1>对比：handout test</h1>" in group_page
+        and "<h2>各方法对照</h2>" in group_page
+        and "在终端里重复这次比较" in group_page
+    )
     assert "已完成" in group_page  # the status column
 
 

@@ -61,7 +61,7 @@ def comparison_handout(store: Any, group: str, language: str) -> str:
         command_heading=words("handout.command"),
         command_note=words("handout.command_note"),
     )
-    title = f"{words('compare.group')}: {group[len(GROUP_PREFIX) :]}"
+    title = words("handout.comparison_title", name=group[len(GROUP_PREFIX) :])
     subtitle = " · ".join([words(f"task.{task}"), records[0].dataset, records[0].model])
     return handout_html(title, language, sections, subtitle=subtitle)
 
