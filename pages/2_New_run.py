@@ -60,6 +60,7 @@ from ui.common import (
     wait_for_training_stack,
 )
 from ui.i18n import field_help, message, t
+from ui.lora_check import lora_check_section
 from ui.widgets import (
     COLUMN_FIELDS,
     CONSENTED,
@@ -494,6 +495,7 @@ with user_errors():
     st.subheader(t("form.model_and_method"))
     model = model_section()
     peft = peft_section(task)
+    lora_check_section(RunConfig(task=task, data=data, model=model, peft=peft))
     model_problem = parameter_summary(RunConfig(task=task, data=data, model=model, peft=peft))
     st.subheader(t("form.training"))
     train = training_section(task, peft)
