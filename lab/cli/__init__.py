@@ -7,5 +7,5 @@ equivalent to a config (the app shows it); `train` runs the train / compare / co
 holds the run-store commands; `users` the accounts; `acting` whom a command acts as (`--as NAME`). User
 mistakes (LabError) print one line on stderr and exit with status 2, never a traceback.
 
-May import everything in `lab` but `lab.views`, save the handouts (`handout` writes what a page shows).
+May import everything in `lab`: it sits on top, and `handout` writes what a page shows.
 """

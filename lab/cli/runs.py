@@ -235,7 +235,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_handout(args: argparse.Namespace) -> int:
-    # The one command that writes what a page shows: the handouts are views (imported only here).
+    # Imported here, not at the top: plotly and the views load only for this command.
     from lab.views.comparison_handout import comparison_handout
     from lab.views.run_handout import run_handout
 

@@ -6,6 +6,6 @@ dataset before training, `playground` shows a model's predictions, `formatting` 
 and counts. Pages turn widgets into a config, submit it and draw these tables; all of this is
 testable without a browser.
 
-May import: `lab.runs`, `lab.training`, `lab.data`, `lab.cli.flags` and the top-level modules.
-Never streamlit.
+May import everything below it (`lab.groups` and down) and the top-level modules. Never `lab.cli`
+(the CLI sits above views and prints what the pages show) and never streamlit.
 """
