@@ -3,11 +3,13 @@
 Start with `streamlit run app.py`. Pages come from the `pages/` folder; this file is the first page.
 """
 
+import copy
 import time
 
 import streamlit as st
 
-from lab.groups.one_click import cuda_present, one_click_runs
+from lab.config import RunConfig
+from lab.groups.one_click import OneClick, cuda_present, one_click_runs
 from lab.hub import is_offline
 from lab.training.metrics import primary_metric_name
 from lab.views.formatting import plain_text
@@ -23,7 +25,20 @@ from ui.common import (
     status_badge,
     user_errors,
 )
-from ui.i18n import duration, t
+from ui.estimates import card_estimate
+from ui.i18n import duration, metric_name, t
+
+
+def named_in_page_language(card: OneClick) -> RunConfig:
+    """The card's run, named by the card's title in the page's language (the data it really trains on when
+    that differs: WNUT-16 offline)."""
+    title = t(
+        f"one_click.{card.key}.offline_title" if card.offline_substitute else f"one_click.{card.key}.{card.plan}.title"
+    )
+    config = copy.deepcopy(card.config)
+    config.name = t("home.run_name", title=title)
+    return config
+
 
 page_setup("pages.home")
 st.title(t("app.name"))
@@ -40,6 +55,7 @@ for column, card in zip(st.columns(2), one_click_runs(offline, gpu=cuda_present(
             st.caption(t(f"one_click.{card.key}.offline"))
         elif offline:
             st.caption(t("one_click.offline_data"))
+        card_estimate(card.config)
         if st.button(
             t("home.start", title=t(words + ".title")),
             key=f"one-click-{card.key}",
@@ -47,7 +63,7 @@ for column, card in zip(st.columns(2), one_click_runs(offline, gpu=cuda_present(
             icon=":material/play_arrow:",
         ):
             with user_errors():
-                open_run(launch(card.config))
+                open_run(launch(named_in_page_language(card)))
 st.page_link(NEW_RUN_PAGE, label=t("home.own_run"), icon=":material/tune:")
 
 st.subheader(t("home.recent"))
@@ -65,7 +81,7 @@ with user_errors():
             method_name(run.peft_method),
         ]
         if metric in run.metrics:
-            details.append(t("home.test_metric", metric=metric, value=f"{run.metrics[metric]:.3f}"))
+            details.append(t("home.test_metric", metric=metric_name(metric), value=f"{run.metrics[metric]:.3f}"))
         if run.started_at:
             details.append(duration(end - run.started_at))
         with st.container(border=True, gap=None):

@@ -192,6 +192,18 @@ class ProjectionEvent(Event):
     labels: list[str] = field(default_factory=list)  # each point's gold label
 
 
+@dataclass(frozen=True)
+class EstimateEvent(Event):
+    """The pre-flight estimate on the machine the run trains on (lab.training.estimate), before its first
+    step: what the Live page promises until the measured ETA takes over."""
+
+    kind: ClassVar[str] = "estimate"
+    device: str = ""
+    total_seconds: float = 0.0  # every step and evaluation of the run
+    seconds_per_step: float = 0.0
+    total_steps: int = 0
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -205,6 +217,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ResultEvent,
         RankEvent,
         ProjectionEvent,
+        EstimateEvent,
     )
 }
 

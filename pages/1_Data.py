@@ -109,7 +109,13 @@ def show_lengths(overview: DataOverview, task: str, data_yaml: str) -> None:
     left, right = st.columns([3, 1])
     model = left.text_input(t("data.tokenizer_model"), DEFAULT_MODEL, help=field_help("model", "name_or_path"))
     max_length = right.number_input(
-        "max_length", 8, 8192, 64 if task == "ner" else 128, step=8, help=field_help("train", "max_length")
+        t("field.train.max_length"),
+        8,
+        8192,
+        64 if task == "ner" else 128,
+        step=8,
+        key=f"data-max-length-{task}",  # the same widget in either language
+        help=field_help("train", "max_length"),
     )
     with st.spinner(t("data.loading_tokenizer")):
         tokenizer = load_tokenizer(model)

@@ -8,6 +8,7 @@ reruns once without the timer.
 
 import time
 
+import pandas as pd
 import streamlit as st
 
 from lab.errors import LabError
@@ -15,7 +16,7 @@ from lab.runs.records import RunRecord
 from lab.runs.resume import resume_refusal
 from lab.training.metrics import primary_metric_name
 from lab.views.data_map import REGIONS, hardest, load_data_map
-from lab.views.formatting import format_share, plain_text
+from lab.views.formatting import clipped, format_share, plain_text
 from lab.views.history import folded_views
 from lab.views.run_view import RunView, per_label_frame, rank_table
 from ui import charts
@@ -32,9 +33,10 @@ from ui.common import (
     wait_for_training_stack,
 )
 from ui.handout import run_handout_button
-from ui.i18n import duration, message, t
+from ui.i18n import duration, message, metric_name, t
 
 REFRESH_SECONDS = 1.0
+HARDEST_TEXT_CHARACTERS = 240  # of each hard example's text in the data map's table
 
 page_setup("pages.live_run")
 st.title(t("pages.live_run"))
@@ -114,7 +116,9 @@ def status_message(run: RunRecord, view: RunView) -> None:
     elif run.status in ("cancelled", "interrupted"):
         st.warning(said or t("live.ended", status=status_name(run.status)), icon=":material/warning:")
     elif run.status == "completed":
-        st.success(said or t("status.completed"), icon=":material/check_circle:")
+        # The time as every other duration reads ("35 min 56 s"), in this page's units.
+        took = t("messages.finished", duration=duration(view.result.wall_seconds)) if view.result else said
+        st.success(took or t("status.completed"), icon=":material/check_circle:")
 
 
 def progress(run: RunRecord, view: RunView) -> None:
@@ -124,6 +128,8 @@ def progress(run: RunRecord, view: RunView) -> None:
             stage = message(view.stage.said()) if view.stage and view.stage.message else t("messages.stage_loading")
             text = f"{stage[:1].upper()}{stage[1:]}…" if run.status == "running" else t("live.waiting")
             st.progress(0.0, text=text)
+            if view.estimate is not None:  # until the measured pace gives an ETA
+                st.caption(t("live.estimate", time=duration(view.estimate.total_seconds), device=view.device))
         return
     # Progress and ETA from the last optimizer step; the loss and speed from the last logged one.
     at = view.progress if view.progress and view.progress.step >= step.step else step
@@ -138,7 +144,7 @@ def progress(run: RunRecord, view: RunView) -> None:
     scores = view.evaluations[metric].tolist() if metric in view.evaluations else []
     change = scores[-1] - scores[-2] if len(scores) > 1 else 0.0
     row.metric(
-        t("chart.validation_metric", metric=metric),
+        t("chart.validation_metric", metric=metric_name(metric)),
         f"{scores[-1]:.3f}" if scores else "–",
         f"{change:+.3f}" if abs(change) >= 5e-4 else None,
         width=160,
@@ -157,7 +163,8 @@ def progress(run: RunRecord, view: RunView) -> None:
 
 
 def label_table(per_label: list[dict]) -> None:
-    frame = per_label_frame(per_label)
+    # Every header in the page's language, the label column's (the index's name) too.
+    frame = per_label_frame(per_label).rename_axis(t("table.label"))
     styled = frame.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:,}"}).bar(
         subset=["f1"], vmin=0, vmax=1, color=charts.palette()["table_bar"]
     )
@@ -210,7 +217,7 @@ def results(view: RunView) -> None:
         return
     st.markdown(f"**{t('live.test_set')}**")
     st.caption(t("live.test_caption"))
-    st.markdown(" · ".join(f"{name} **{value:.3f}**" for name, value in view.test_eval.metrics.items()))
+    st.markdown(" · ".join(f"{metric_name(name)} **{value:.3f}**" for name, value in view.test_eval.metrics.items()))
     label_table(view.test_eval.per_label)
     if view.result is not None:
         result = view.result
@@ -266,22 +273,19 @@ def inside(run: RunRecord, view: RunView, live: bool) -> None:
         )
         left, right = st.columns(2)
         left.plotly_chart(charts.data_map(data), key="data-map-chart", width="stretch")
-        # The figures first: a tweet or a review is wider than the column and would push them out of view.
-        right.dataframe(
-            hardest(data).assign(region=lambda f: f["region"].map(lambda r: t(f"chart.region.{r}"))),
-            hide_index=True,
-            width="stretch",
-            column_order=("confidence", "variability", "region", "label", "text"),
-            column_config={
-                "text": st.column_config.TextColumn(t("live.text")),
-                "label": st.column_config.TextColumn(
-                    t("table.label" if run.task == "classification" else "live.entities")
-                ),
-                "confidence": st.column_config.NumberColumn(t("live.confidence"), format="%.2f"),
-                "variability": st.column_config.NumberColumn(t("live.spread"), format="%.2f"),
-                "region": st.column_config.TextColumn(t("live.region")),
-            },
+        # A table that wraps: each example's text readable (a review cut to a few lines), not a 15-character cell.
+        examples = hardest(data)
+        shown = pd.DataFrame(
+            {
+                t("live.text"): examples["text"].map(lambda text: clipped(text, HARDEST_TEXT_CHARACTERS)),
+                t("table.label" if run.task == "classification" else "live.entities"): examples["label"],
+                t("live.confidence"): examples["confidence"].map(lambda value: f"{value:.2f}"),
+                t("live.spread"): examples["variability"].map(lambda value: f"{value:.2f}"),
+                t("live.region"): examples["region"].map(lambda region: t(f"chart.region.{region}")),
+            }
         )
+        with right:
+            st.table(shown, hide_index=True, height=460)
 
 
 def _padded(values: list[float]) -> list[float]:

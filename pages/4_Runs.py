@@ -25,7 +25,7 @@ from ui.common import (
     wait_for_training_stack,
 )
 from ui.handout import run_handout_button
-from ui.i18n import duration_units, t
+from ui.i18n import duration_units, metric_name, t
 
 page_setup("pages.runs")
 st.title(t("pages.runs"))
@@ -40,7 +40,7 @@ def comparison_row_name(name: str) -> str:
     """A row of the comparison table, in the page's language ("test f1", "best validation f1" included)."""
     for prefix, key in (("best validation ", "history.best_validation"), ("test ", "history.test")):
         if name.startswith(prefix):
-            return t(key, metric=name[len(prefix) :])
+            return t(key, metric=metric_name(name[len(prefix) :]))
     return t(f"history.{name.replace(' ', '_')}")
 
 
@@ -78,6 +78,7 @@ def compare(records: dict, ids: list[str]) -> None:
         t("history.runs_to_compare"),
         ids,
         default=default,
+        placeholder=t("history.choose_placeholder"),
         format_func=lambda i: f"{records[i].name} · {method_name(records[i].peft_method)} · {i[-4:]}",
     )
     if not chosen:
@@ -214,7 +215,7 @@ with user_errors():
     if not records:
         st.info(t("live.no_runs"))
     else:
-        frame = filtered_history(runs_frame(list(records.values()), duration_units()))
+        frame = filtered_history(runs_frame(list(records.values()), duration_units(), metric_name))
         ids = frame["run"].tolist()
         if ids:
             compare(records, ids)

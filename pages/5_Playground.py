@@ -124,4 +124,11 @@ with user_errors():
             with st.spinner(t("playground.predicting")):
                 wrong = mistakes(run_id, model_dir)
             st.caption(t("playground.wrong_count", count=f"{len(wrong):,}"))
-            st.dataframe(wrong, hide_index=True, width="stretch")
+            # Headers in the page's language; the long text last and wide, so the short columns stay in view.
+            long_text = "sentence" if predictor.task == "ner" else "text"
+            st.dataframe(
+                wrong.rename(columns=lambda name: t(f"playground.column.{name.replace(' ', '_')}")),
+                hide_index=True,
+                width="stretch",
+                column_config={t(f"playground.column.{long_text}"): st.column_config.TextColumn(width="large")},
+            )

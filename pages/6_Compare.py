@@ -4,11 +4,14 @@ The runs queue through the job runner like any other and form a group in the run
 (lab.groups.compare), so the comparison survives a reload and its runs show on the Runs page too.
 """
 
+import contextlib
+
 import streamlit as st
 
 from lab.config import PEFT_METHODS, TASKS
 from lab.data.builtin import BUILTINS
-from lab.groups.compare import GROUP_PREFIX, by_method, comparison_base, plan_comparison
+from lab.errors import LabError
+from lab.groups.compare import GROUP_PREFIX, by_method, comparison_base, method_configs, plan_comparison
 from lab.groups.parallel import cancel_group
 from lab.training.metrics import primary_metric_name
 from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
@@ -16,8 +19,9 @@ from lab.views.formatting import format_share
 from lab.views.history import folded_views
 from ui import charts
 from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
+from ui.estimates import group_estimate
 from ui.handout import comparison_handout_button
-from ui.i18n import duration, t
+from ui.i18n import duration, metric_name, t
 
 page_setup("pages.compare")
 st.title(t("pages.compare"))
@@ -47,13 +51,14 @@ def launch_form() -> None:
     st.caption(
         t("compare.budget", epochs=f"{base.train.epochs:g}", max_length=base.train.max_length, count=len(methods))
     )
+    overrides = [f"data.dataset={dataset}", f"model.name_or_path={model.strip()}", f"data.train_subset={train_subset}"]
+    with contextlib.suppress(LabError):  # a setting the launch refuses: the button says why
+        group_estimate(method_configs(base.with_overrides(overrides), methods), get_runner().slot_count)
     if st.button(
         t("compare.launch", count=len(methods)), type="primary", icon=":material/play_arrow:", disabled=not methods
     ):
         with user_errors():
-            config = base.with_overrides(
-                [f"data.dataset={dataset}", f"model.name_or_path={model.strip()}", f"data.train_subset={train_subset}"]
-            )
+            config = base.with_overrides(overrides)
             runner = get_runner()
             comparison = plan_comparison(config, methods)
             comparison.start(lambda method_config, group: runner.submit(method_config, group=group))
@@ -99,9 +104,9 @@ def comparison(group: str, polling: bool) -> None:
         column_config={
             "method": st.column_config.TextColumn(t("history.method")),
             "status": st.column_config.TextColumn(t("history.status")),
-            "test": st.column_config.NumberColumn(t("history.test", metric=metric), format="%.3f"),
+            "test": st.column_config.NumberColumn(t("history.test", metric=metric_name(metric)), format="%.3f"),
             "best validation": st.column_config.NumberColumn(
-                t("history.best_validation", metric=metric), format="%.3f"
+                t("history.best_validation", metric=metric_name(metric)), format="%.3f"
             ),
             "trainable": st.column_config.NumberColumn(t("history.trainable_parameters"), format="localized"),
             "trainable share": st.column_config.TextColumn(t("history.trainable_share")),

@@ -3,9 +3,12 @@ table, the best trial and Optuna's own figures. Every trial is a run (lab.groups
 job runner, so it shows on the Live run and Runs pages too.
 """
 
+import contextlib
+
 import streamlit as st
 
 from lab.config import RunConfig, default_config
+from lab.errors import LabError
 from lab.groups.sweep import (
     PRUNERS,
     SweepSetup,
@@ -20,6 +23,7 @@ from lab.training.metrics import primary_metric_name
 from lab.views.sweep_view import trials_frame
 from ui import charts
 from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
+from ui.estimates import group_estimate
 from ui.i18n import t
 
 # The fields a sweep offers, with the range it starts from (the --param grammar).
@@ -60,6 +64,9 @@ def new_sweep() -> None:
     metric = middle.text_input(t("sweeps.metric"), primary_metric_name(base.task))
     pruner = right.selectbox(t("sweeps.pruner"), PRUNERS)
     name = st.text_input(t("sweeps.name"), f"{base.task}-{base.dataset_name}-{base.peft.method}")
+    # Each trial at the base's budget (a pruned trial stops sooner): an upper bound before the sweep starts.
+    with contextlib.suppress(LabError):
+        group_estimate([base.validate()] * int(trials), get_runner().slot_count)
     if st.button(t("sweeps.start", trials=trials), type="primary", icon=":material/play_arrow:", disabled=not fields):
         with user_errors():
             setup = SweepSetup(

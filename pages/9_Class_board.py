@@ -7,20 +7,27 @@ import plotly.express as px
 import streamlit as st
 
 from lab.accounts.assignments import Assignment, assignments, close, publish, student_config
-from lab.config import default_config
+from lab.config import config_field, default_config
+from lab.model.defaults import DEFAULT_LEARNING_RATES
 from lab.training.metrics import primary_metric_name
 from lab.views.class_board import board_frame
 from lab.views.formatting import plain_text
-from ui.common import get_runner, get_store, page_setup, status_name, user_errors
-from ui.i18n import t
+from ui.common import get_runner, get_store, method_name, page_setup, status_name, user_errors
+from ui.i18n import metric_name, t
+from ui.widgets import config_widget
 
 SUGGESTED = ["train.learning_rate", "peft.method", "peft.r"]
 
 page_setup("pages.class_board")
 store = get_store()
 viewer = store.viewer
-if st.toggle(t("board.large"), key="board-large", help=t("board.large_help")):
-    st.html("<style>.stApp, .stApp p, .stApp td, .stApp th, .stApp label {font-size: 1.6rem !important}</style>")
+large = st.toggle(t("board.large"), key="board-large", help=t("board.large_help"))
+if large:  # the main area only, tables drawn as HTML (st.dataframe's canvas ignores CSS)
+    st.html(
+        "<style>[data-testid=stMain] :is(p, li, label, input, [data-baseweb=select] div)"
+        " {font-size: 1.6rem !important; line-height: 1.4}"
+        " [data-testid=stMain] :is(td, th) {font-size: 1.35rem !important; padding: 0.3rem 0.5rem !important}</style>"
+    )
 st.title(t("pages.class_board"))
 
 
@@ -49,13 +56,25 @@ def publish_form() -> None:
             st.toast(t("board.published", name=published.name))
 
 
+def setting_label(key: str) -> str:
+    """A config key (`train.learning_rate`) as the form names it, in the page's language."""
+    section, _, name = key.rpartition(".")
+    return t(config_field(section, name).label_key)
+
+
 def launch_form(assignment: Assignment) -> None:
     base = assignment.config.flat()
     changes = {}
     for key in assignment.allowed:
-        value = st.text_input(key, str(base[key]), key=f"board-set-{assignment.name}-{key}")
-        if value != str(base[key]):
-            changes[key] = value
+        section, _, name = key.rpartition(".")
+        options: dict = {"format_func": method_name} if key == "peft.method" else {}
+        if key == "train.learning_rate":  # empty: the method's own default
+            method = assignment.config.peft.method
+            rate = DEFAULT_LEARNING_RATES[assignment.config.task][method]
+            options["placeholder"] = t("form.default_rate_for", rate=f"{rate:g}", method=method_name(method))
+        value = config_widget(section, name, base[key], key=f"board-set-{assignment.name}-{key}", **options)
+        if value != base[key]:
+            changes[key] = ",".join(value) if isinstance(value, list) else str(value)
     if st.button(t("board.launch"), type="primary", icon=":material/play_arrow:", key="board-launch"):
         with user_errors():
             config = student_config(assignment, changes, viewer.name if viewer else "teacher")
@@ -69,17 +88,42 @@ def board(assignment: Assignment) -> None:
     if frame.empty:
         st.caption(t("board.no_runs"))
         return
-    shown = frame.drop(columns=["run"]).assign(status=frame["status"].map(status_name))
-    labels = {"student": t("board.student"), "status": t("history.status"), "method": t("history.method")}
-    st.dataframe(shown, hide_index=False, width="stretch", column_config=labels)
-    finished = frame.dropna(subset=[metric])
+    settings = [key for key in assignment.allowed if key != "peft.method"]  # the method has its own column
+    labels = {
+        "student": t("board.student"),
+        "status": t("history.status"),
+        "method": t("history.method"),
+        **{key: setting_label(key) for key in settings},
+        metric: metric_name(metric),
+    }
+    shown = frame.drop(columns=["run", "peft.method"], errors="ignore")
+    shown = shown.assign(status=frame["status"].map(status_name), method=frame["method"].map(method_name))
+    if large:
+        st.table(shown.rename(columns=labels).rename_axis("#").reset_index())
+    else:
+        st.dataframe(shown, hide_index=False, width="stretch", column_config=labels)
+    finished = frame.dropna(subset=[metric]).assign(method=frame["method"].map(method_name))
     if not finished.empty:
-        choices = ["method", *assignment.allowed]
-        x = st.selectbox(t("board.against"), choices, index=min(1, len(choices) - 1), key="board-x")
-        figure = px.scatter(finished, x=x, y=metric, color="method", hover_data=["student"], title=t("board.plot"))
+        choices = ["method", *settings]
+        x = st.selectbox(
+            t("board.against"),
+            choices,
+            index=min(1, len(choices) - 1),
+            format_func=lambda key: labels[key],
+            key="board-x",
+        )
+        figure = px.scatter(
+            finished, x=x, y=metric, color="method", hover_data=["student"], title=t("board.plot"), labels=labels
+        )
+        figure.update_traces(marker_size=16 if large else 10)
+        if large:
+            figure.update_layout(font_size=22, height=620)
+        if large:  # the legend above the plot, one tick per decade: large type needs the width
+            figure.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})
         if x == "train.learning_rate":
-            figure.update_xaxes(type="log")
-        st.plotly_chart(figure, width="stretch", key="board-plot")
+            figure.update_xaxes(type="log", dtick=1 if large else None, exponentformat="none")
+        # Streamlit's chart theme sets its own small type: not on a projector
+        st.plotly_chart(figure, width="stretch", key="board-plot", theme=None if large else "streamlit")
 
 
 with user_errors():
@@ -102,7 +146,7 @@ with user_errors():
                     dataset=assignment.config.dataset_name,
                     model=assignment.config.model.name_or_path,
                     budget=assignment.max_steps or "-",
-                    allowed=", ".join(assignment.allowed) or "-",
+                    allowed=", ".join(map(setting_label, assignment.allowed)) or "-",
                 )
             )
         )

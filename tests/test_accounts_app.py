@@ -261,3 +261,23 @@ def test_the_class_board_shows_every_students_run_ranked_in_both_languages(book,
         assert "board-publish" not in [button.key for button in at.button]  # publishing is a teacher's
     teacher = open_page("pages/9_Class_board.py", session=book.log_in("alice", "teach-3x4mple"))
     assert not teacher.exception and "board-publish" in [button.key for button in teacher.button]
+
+
+def test_a_closed_assignment_takes_no_runs_and_the_projector_mode_draws_a_readable_table(book, runs_dir):
+    from lab.accounts.assignments import Assignment, close, publish
+
+    publish(runs_dir, Assignment("week 4", RunConfig(), ["train.learning_rate"], max_steps=40, teacher="alice"))
+    bob = open_page("pages/9_Class_board.py", session=book.log_in("bob", BOB_PASSWORD))
+    assert not bob.exception and bob.number_input(key="board-set-week 4-train.learning_rate").label == "Learning rate"
+    close(runs_dir, "week 4")
+    bob = open_page("pages/9_Class_board.py", session=book.log_in("bob", BOB_PASSWORD), lang="zh")
+    assert not bob.exception and "board-launch" not in [button.key for button in bob.button]
+    assert any("已关闭" in caption.value for caption in bob.caption)
+    store = RunStore(runs_dir)
+    run = store.create_run(RunConfig(name="r"), group="assignment week 4", owner="carol")
+    store.finish(run.id, "completed", metrics={"accuracy": 0.8})
+    teacher = open_page("pages/9_Class_board.py", session=book.log_in("alice", "teach-3x4mple"))
+    teacher.toggle(key="board-large").set_value(True).run()
+    assert not teacher.exception and not teacher.dataframe  # the canvas table ignores the large type
+    (table,) = teacher.table
+    assert table.value.columns.tolist()[:4] == ["#", "Student", "Status", "Method"]

@@ -453,7 +453,7 @@ def test_playground_classifies_text_with_probabilities(classification_run):
     assert any('title="' in m.value for m in at.markdown) and any("Green words push" in c.value for c in at.caption)
     widget(at.toggle, "Show them").set_value(True).run()
     no_exception(at)
-    assert list(at.dataframe[-1].value.columns) == ["text", "true", "predicted", "confidence"]
+    assert list(at.dataframe[-1].value.columns) == ["true label", "predicted", "confidence", "text"]
 
 
 def test_playground_highlights_entities_for_ner(ner_run):

@@ -19,7 +19,7 @@ import streamlit as st
 
 from lab.views.formatting import smooth, thinned
 from lab.views.run_view import RunView
-from ui.i18n import t
+from ui.i18n import metric_name, t
 
 HEIGHT = 330
 # Colours per theme: the light theme's pale blue is near invisible on a dark page. Each keeps 3:1 contrast
@@ -130,7 +130,7 @@ def validation_metrics(evaluations: pd.DataFrame, metric_names: Sequence[str]) -
     figure = go.Figure()
     steps = evaluations["step"].tolist()
     for name in metric_names:
-        figure.add_scatter(x=steps, y=evaluations[name].tolist(), mode="lines+markers", name=name)
+        figure.add_scatter(x=steps, y=evaluations[name].tolist(), mode="lines+markers", name=metric_name(name))
     figure.update_yaxes(range=[0, 1.02])
     return _layout(figure, t("chart.validation_metrics"), t("chart.step"), "")
 
@@ -280,7 +280,7 @@ def compare_curves(
         _layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss"), height=height),
         _layout(
             scores,
-            t("chart.validation_metric", metric=metric or t("chart.metric")),
+            t("chart.validation_metric", metric=metric_name(metric) if metric else t("chart.metric")),
             t("chart.step"),
             metric or "",
             height=height,
@@ -310,9 +310,9 @@ def method_tradeoff(rows: pd.DataFrame, metric: str, colours: Optional[dict[str,
     figure.update_yaxes(range=[0, 1.05])
     figure = _layout(
         figure,
-        t("chart.method_tradeoff", metric=metric),
+        t("chart.method_tradeoff", metric=metric_name(metric)),
         t("chart.trainable_share"),
-        t("chart.test_metric", metric=metric),
+        t("chart.test_metric", metric=metric_name(metric)),
         height=_legend_height(len(done)),
     )
     figure.update_layout(hovermode="closest")
@@ -437,7 +437,7 @@ def sweep_figures(study, metric: str) -> tuple[go.Figure, go.Figure]:
     page's language, the target named by its metric."""
     import optuna.visualization as optuna_figures
 
-    name = t("chart.validation_metric", metric=metric)
+    name = t("chart.validation_metric", metric=metric_name(metric))
     history = optuna_figures.plot_optimization_history(study, target_name=name)
     names = {"Best Value": t("chart.best_so_far"), "Infeasible Trial": t("chart.infeasible_trial")}
     for trace in history.data:
@@ -455,7 +455,9 @@ def sweep_importances(study, metric: str) -> go.Figure:
     """Optuna's parameter importances (fANOVA); raises where the completed trials' parameters do not differ."""
     import optuna.visualization as optuna_figures
 
-    figure = optuna_figures.plot_param_importances(study, target_name=t("chart.validation_metric", metric=metric))
+    figure = optuna_figures.plot_param_importances(
+        study, target_name=t("chart.validation_metric", metric=metric_name(metric))
+    )
     figure = _layout(figure, t("chart.sweep_importance"), t("chart.importance"), t("chart.parameter"))
     figure.update_layout(hovermode="closest")
     return figure

@@ -125,3 +125,10 @@ def duration(seconds) -> str:
     from lab.views.formatting import format_duration
 
     return format_duration(seconds, duration_units())
+
+
+def metric_name(name: str) -> str:
+    """A metric's words (`macro_f1` as "macro F1"), from the catalogue's `lessons.metric.NAME`; a metric
+    the catalogue does not name shows as the library calls it."""
+    key = f"lessons.metric.{name}"
+    return t(key) if key in catalogue(DEFAULT_LANGUAGE) else name

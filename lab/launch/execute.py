@@ -25,6 +25,7 @@ from lab.events import EventSink
 from lab.runs.connection import is_disk_full
 from lab.runs.sink import StoreSink, tee
 from lab.runs.store import RunStore
+from lab.training.estimate import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,8 @@ def _completed_outcome(store: RunStore, run_id: str, result: Any) -> Outcome:
     if status == "cancelled":
         message = Message("Cancelled at the user's request.", "cancelled")
     elif isinstance(seconds, (int, float)):
-        message = Message(f"Finished in {seconds:.0f} s.", "finished", seconds=f"{seconds:.0f}")
+        took = format_duration(seconds)
+        message = Message(f"Finished in {took}.", "finished", duration=took)
     else:
         message = Message("Finished.")
     return Outcome(status, message, metrics=metrics, per_label=per_label, summary=summary)

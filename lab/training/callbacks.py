@@ -14,6 +14,7 @@ from lab.errors import Message
 from lab.events import EvalEvent, EventSink, ProgressEvent, RankEvent, StatusEvent, StepEvent, discard
 from lab.insight.ranks import adalora_ranks
 from lab.training.memory import RunMemory
+from lab.training.pace import StepPace
 from lab.training.scoring import EvaluationScorer
 
 
@@ -23,17 +24,19 @@ class EventCallback(TrainerCallback):
     def __init__(self, emit: EventSink, scorer: EvaluationScorer, should_stop: threading.Event):
         self.emit, self.scorer, self.should_stop = emit, scorer, should_stop
         self.train_started = time.time()
-        self.first_step = 0
         self.last_time = time.time()
         self.last_tokens = 0
         self.last_step = 0
         self.stopped_on_request = False  # training ended early because should_stop was set
+        self.pace = StepPace()  # the ETA follows the recent steps, not the run's average
         self.memory: Optional[RunMemory] = None  # the engine's meter, for the step events
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.train_started = self.last_time = time.time()
-        self.first_step = self.last_step = state.global_step
+        self.last_step = state.global_step
         self.last_tokens = state.num_input_tokens_seen
+        self.pace = StepPace()
+        self.pace.start(state.global_step, self.train_started)
         self.emit(
             StatusEvent(
                 status="running",
@@ -42,14 +45,19 @@ class EventCallback(TrainerCallback):
         )
 
     def on_step_end(self, args, state, control, **kwargs):
-        elapsed = time.time() - self.train_started
+        now = time.time()
+        elapsed = now - self.train_started
+        self.pace.step_done(state.global_step, now)
+        if state.global_step >= state.max_steps:
+            # The Trainer logs only every `logging_steps`: a run shorter than that would have no loss point.
+            control.should_log = True
         self.emit(
             ProgressEvent(
                 step=state.global_step,
                 max_steps=state.max_steps,
                 epoch=float(state.epoch or 0),
                 elapsed_seconds=elapsed,
-                eta_seconds=self._eta(state, elapsed),
+                eta_seconds=self._eta(state),
             )
         )
         if control.should_evaluate:  # the Trainer's flow callback (which runs first) asked for one now
@@ -74,7 +82,7 @@ class EventCallback(TrainerCallback):
         interval = max(now - self.last_time, 1e-9)
         tokens_per_second = (state.num_input_tokens_seen - self.last_tokens) / interval
         examples = (state.global_step - self.last_step) * args.train_batch_size * args.gradient_accumulation_steps
-        eta = self._eta(state, elapsed)
+        eta = self._eta(state)
         self.last_time, self.last_tokens, self.last_step = now, state.num_input_tokens_seen, state.global_step
         self.emit(
             StepEvent(
@@ -92,12 +100,15 @@ class EventCallback(TrainerCallback):
             )
         )
 
-    def _eta(self, state, elapsed: float) -> Optional[float]:
-        """The time left at the pace measured so far in this run (its evaluations included)."""
-        steps_done = state.global_step - self.first_step
-        return elapsed / steps_done * (state.max_steps - state.global_step) if steps_done else None
+    def _eta(self, state) -> Optional[float]:
+        """The time left at the pace of the recent steps (evaluations and saves spread over the steps)."""
+        return self.pace.eta(state.global_step, state.max_steps)
+
+    def on_save(self, args, state, control, **kwargs):
+        self.pace.pause_done(time.time())
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.pace.pause_done(time.time())
         metrics = metrics or {}
         split = self.scorer.split
         loss = metrics.get(f"{'test' if split == 'test' else 'eval'}_loss")

@@ -44,6 +44,7 @@ from lab.data.preprocessing import (
 from lab.data.splits import LoadedData, load_splits
 from lab.errors import OUT_OF_MEMORY_ADVICE, LabError, Message, is_out_of_memory
 from lab.events import (
+    EstimateEvent,
     EventSink,
     LogEvent,
     ResultEvent,
@@ -169,6 +170,14 @@ def train(
     references = _word_references(loaded, tokenized, emit, max_length) if config.task == "ner" else None
     preflight = estimate(config, loaded)
     emit(LogEvent(message=preflight.describe(), level="warning" if preflight.warning else "info"))
+    emit(
+        EstimateEvent(
+            device=preflight.device,
+            total_seconds=preflight.total_seconds,
+            seconds_per_step=preflight.seconds_per_step,
+            total_steps=preflight.total_steps,
+        )
+    )
 
     # 3. Train.
     scorer = EvaluationScorer(config.task, loaded.label_names, loaded.tag_scheme, references)

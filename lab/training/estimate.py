@@ -22,7 +22,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -102,10 +102,10 @@ class Estimate:
         lines = [
             f"Estimate on {self.device} ({self.precision}): {self.train_examples:,} training examples, "
             f"{self.steps_per_epoch:,} steps per epoch, {self.total_steps:,} steps in all.",
-            f"Time: about {_duration(self.seconds_per_epoch)} per epoch ({self.seconds_per_step:.2f} s per step, "
+            f"Time: about {format_duration(self.seconds_per_epoch)} per epoch ({self.seconds_per_step:.2f} s per step, "
             f"{self.mean_tokens:.0f} tokens per example, {self.padding_share:.0%} padding), "
-            f"{_duration(self.seconds_per_validation)} per validation pass; "
-            f"about {_duration(self.total_seconds)} for the run.",
+            f"{format_duration(self.seconds_per_validation)} per validation pass; "
+            f"about {format_duration(self.total_seconds)} for the run.",
             f"Memory: about {_size(self.total_bytes)} (weights {_size(self.weights_bytes)}, gradients "
             f"{_size(self.gradients_bytes)}, optimizer {_size(self.optimizer_bytes)}, activations "
             f"{_size(self.activations_bytes)}, framework {_size(self.framework_bytes)})"
@@ -314,9 +314,20 @@ def _size(count: float) -> str:
     return f"{count / 2**10:.0f} KB"
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
+DURATION_UNITS = ("h", "min", "s")
+
+
+def format_duration(seconds: Optional[float], units: Sequence[str] = DURATION_UNITS) -> str:
+    """'1 h 02 min', '2 min 05 s', '7 s': the two largest units, as every duration the lab shows reads;
+    `units` names hours, minutes and seconds (the app passes its language's)."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "–"
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    hour, minute, second = units
+    if hours:
+        return f"{hours} {hour} {minutes:02d} {minute}"
+    if minutes:
+        return f"{minutes} {minute} {secs:02d} {second}"
+    return f"{secs} {second}"

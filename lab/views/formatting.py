@@ -9,26 +9,18 @@ from collections.abc import Sequence
 from typing import Optional
 
 from lab.model.parameters import format_share
+from lab.training.estimate import DURATION_UNITS, format_duration
 
-__all__ = ["DURATION_UNITS", "format_count", "format_duration", "format_share", "plain_text", "smooth", "thinned"]
-
-DURATION_UNITS = ("h", "min", "s")
-
-
-def format_duration(seconds: Optional[float], units: Sequence[str] = DURATION_UNITS) -> str:
-    """'1 h 02 min', '2 min 05 s', '7 s': the two largest units; `units` names hours, minutes and seconds
-    (the app passes its language's)."""
-    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
-        return "–"
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    hour, minute, second = units
-    if hours:
-        return f"{hours} {hour} {minutes:02d} {minute}"
-    if minutes:
-        return f"{minutes} {minute} {secs:02d} {second}"
-    return f"{secs} {second}"
+__all__ = [
+    "DURATION_UNITS",
+    "clipped",
+    "format_count",
+    "format_duration",
+    "format_share",
+    "plain_text",
+    "smooth",
+    "thinned",
+]
 
 
 def format_count(count: Optional[int]) -> str:
@@ -72,3 +64,13 @@ def plain_text(text: object) -> str:
     every ASCII punctuation mark escaped (CommonMark lets each be), so `![x](http://...)` is no remote
     image, `**` no bold and `:red[...]` no colour; line breaks and control characters become spaces."""
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", _CONTROL.sub(" ", str(text)))
+
+
+def clipped(text: object, limit: int) -> str:
+    """`text` cut at a word boundary to about `limit` characters, with an ellipsis when cut: a long review
+    in a table that wraps, readable without taking the page."""
+    text = _CONTROL.sub(" ", str(text)).strip()
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip() + "…"

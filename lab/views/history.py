@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,13 @@ from lab.views.formatting import DURATION_UNITS, format_count, format_duration
 from lab.views.run_view import RunView, RunViewFolder
 
 
-def runs_frame(records: Sequence[Any], duration_units: Sequence[str] = DURATION_UNITS) -> pd.DataFrame:
-    """The run history table (records are lab.runs.store.RunRecord)."""
+def runs_frame(
+    records: Sequence[Any],
+    duration_units: Sequence[str] = DURATION_UNITS,
+    metric_words: Callable[[str], str] = str,
+) -> pd.DataFrame:
+    """The run history table (records are lab.runs.store.RunRecord); `metric_words` names a metric in the
+    page's language (`macro_f1` as "macro F1")."""
     rows = []
     for run in records:
         metric = primary_metric_name(run.task)
@@ -35,7 +40,7 @@ def runs_frame(records: Sequence[Any], duration_units: Sequence[str] = DURATION_
                 "model": run.model,
                 "created": pd.Timestamp.fromtimestamp(run.created_at).floor("s"),
                 "time": format_duration(end - run.started_at, duration_units) if end and run.started_at else "–",
-                "test metric": f"{metric} {run.metrics[metric]:.3f}" if metric in run.metrics else "",
+                "test metric": f"{metric_words(metric)} {run.metrics[metric]:.3f}" if metric in run.metrics else "",
                 "trainable": format_count(run.summary.get("trainable_params")),
                 "group": run.group_name,
             }

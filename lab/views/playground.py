@@ -94,8 +94,17 @@ def example_text(config: RunConfig) -> str:
     return text[:1000]
 
 
+# The short columns first: a sentence or a review is wider than the page and would push what the model
+# got wrong (a false positive among the predicted entities) out of view.
+MISTAKE_COLUMNS = {
+    "ner": ["true entities", "predicted entities", "sentence"],
+    "classification": ["true", "predicted", "confidence", "text"],
+}
+
+
 def find_test_mistakes(config: RunConfig, predictor: Any, limit: int = 500) -> pd.DataFrame:
-    """The run's test examples (the same seeded split it was scored on) that the model gets wrong."""
+    """The run's test examples (the same seeded split it was scored on) that the model gets wrong, in the
+    columns of MISTAKE_COLUMNS."""
     from lab.data.splits import load_splits
 
     loaded = load_splits(config.data, config.task, config.data.split_seed, log=lambda message: None)
@@ -115,7 +124,7 @@ def find_test_mistakes(config: RunConfig, predictor: Any, limit: int = 500) -> p
                         "predicted entities": _entities_text(prediction.words, prediction.tags),
                     }
                 )
-        return pd.DataFrame(rows, columns=["sentence", "true entities", "predicted entities"])
+        return pd.DataFrame(rows, columns=MISTAKE_COLUMNS["ner"])
     texts = list(test["text"])
     for text, label_id, prediction in zip(texts, test["label"], predictor.predict(texts)):
         if prediction.label != names[label_id]:
@@ -127,4 +136,4 @@ def find_test_mistakes(config: RunConfig, predictor: Any, limit: int = 500) -> p
                     "confidence": round(prediction.score, 3),
                 }
             )
-    return pd.DataFrame(rows, columns=["text", "true", "predicted", "confidence"])
+    return pd.DataFrame(rows, columns=MISTAKE_COLUMNS["classification"])

@@ -13,8 +13,10 @@ import pandas as pd
 
 from lab.events import (
     LABEL_ROW,
+    EstimateEvent,
     EvalEvent,
     Event,
+    LearningRateFoundEvent,
     LogEvent,
     ProgressEvent,
     ProjectionEvent,
@@ -47,6 +49,8 @@ class RunView:
     truncated: dict[str, TruncationEvent] = field(default_factory=dict)  # NER: split -> words cut at max_length
     ranks: dict[int, dict[str, int]] = field(default_factory=dict)  # AdaLoRA: step -> module -> rank kept
     projections: list[ProjectionEvent] = field(default_factory=list)  # the validation vectors, per evaluation
+    estimate: Optional[EstimateEvent] = None  # the pre-flight estimate on the run's machine, before its first step
+    rate_test: Optional[LearningRateFoundEvent] = None  # learning_rate: auto, the range test's curve and choice
 
     @property
     def device(self) -> str:
@@ -136,10 +140,14 @@ class RunViewFolder:
                 view.ranks[event.step] = event.ranks
             elif isinstance(event, ProjectionEvent):
                 view.projections.append(event)
+            elif isinstance(event, LearningRateFoundEvent):
+                view.rate_test = event
             elif isinstance(event, RunStartedEvent):
                 view.started = event
             elif isinstance(event, TruncationEvent):
                 view.truncated[event.split] = event
+            elif isinstance(event, EstimateEvent):
+                view.estimate = event
             if isinstance(event, StatusEvent):
                 view.last_status = event
                 view.stage = event if event.status == "running" else view.stage
