@@ -135,7 +135,17 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         args = [a for a in get_args(hint) if a is not type(None)]
         if value is None or value == "":
             return None
-        return _coerce(args[0], value, key)
+        # A number that may also be a word (learning_rate: auto): the word first, then the number.
+        words = [word for arg in args if get_origin(arg) is Literal for word in get_args(arg)]
+        if isinstance(value, str) and value.strip().lower() in words:
+            return value.strip().lower()
+        try:
+            return _coerce(args[0], value, key)
+        except ConfigError:
+            if not words:
+                raise
+            kind = "a number" if args[0] in (int, float) else "text"
+            raise ConfigError(f"{key} must be {kind} or {' or '.join(words)}, got {shown(value)}.") from None
     if origin is Literal:
         choices = get_args(hint)
         if value not in choices:

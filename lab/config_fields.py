@@ -116,7 +116,7 @@ class ConfigField:
                 if value in self.choices
                 else f"{self.title} must be one of {', '.join(self.choices)}, got {shown(value)}."
             )
-        if self.kind not in ("whole", "number") or value is None:
+        if self.kind not in ("whole", "number") or value is None or value in self.choices:
             return None
         limits = self.limits
         low_ok = (limits.ge is None or value >= limits.ge) and (limits.gt is None or value > limits.gt)
@@ -147,10 +147,15 @@ def describe_field(cls: type, section: str, name: str) -> ConfigField:
     if declared is None:
         raise ConfigError(f"Unknown config key {section + '.' if section else ''}{name}.")
     hint = typing.get_type_hints(cls)[name]
-    optional = get_origin(hint) in (typing.Union, types.UnionType) and type(None) in get_args(hint)
-    if optional:
-        hint = next(arg for arg in get_args(hint) if arg is not type(None))
+    union = get_origin(hint) in (typing.Union, types.UnionType)
+    optional = union and type(None) in get_args(hint)
     choices: tuple[str, ...] = ()
+    if union:  # a number that may also be a word (learning_rate: auto) keeps its kind; the word is a choice
+        members = [arg for arg in get_args(hint) if arg is not type(None)]
+        hint = next((arg for arg in members if get_origin(arg) is not Literal), members[0])
+        choices = tuple(
+            word for arg in members if arg is not hint and get_origin(arg) is Literal for word in get_args(arg)
+        )
     if get_origin(hint) is Literal:
         kind: FieldKind = "choice"
         choices = tuple(get_args(hint))

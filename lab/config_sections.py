@@ -9,10 +9,11 @@ the New run page's widgets both read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, get_args
+from typing import Literal, Optional, Union, get_args
 
 from lab.config_fields import SEED_LIMIT, cores_present, devices_present
 from lab.config_fields import field_metadata as _help
+from lab.errors import ConfigError
 
 Optimizer = Literal["adamw", "sgd", "adafactor"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "polynomial"]
@@ -22,6 +23,9 @@ Device = Literal["auto", "cuda", "mps", "cpu"]
 DataSource = Literal["auto", "hub", "offline"]
 Pooling = Literal["auto", "pooler", "pooler-trained", "mean"]
 Executor = Literal["local", "ray"]
+# `learning_rate: auto`: a learning-rate range test picks the number before training (lab.training.lr_find).
+AutoRate = Literal["auto"]
+AUTO_RATE = "auto"
 
 OPTIMIZERS = get_args(Optimizer)
 SCHEDULERS = get_args(Scheduler)
@@ -159,15 +163,16 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    learning_rate: Optional[float] = field(
+    learning_rate: Optional[Union[float, AutoRate]] = field(
         default=None,
         metadata=_help(
-            "Peak learning rate; empty picks the default measured for the task and PEFT method.",
+            "Peak learning rate; empty picks the default measured for the task and PEFT method; auto runs a short "
+            "learning-rate range test on the training data before training and trains at the rate it finds.",
             gt=0,
             lt=1,
             step=1e-5,
             number_format="%g",
-            hint=" (or empty for the default); typical values are 1e-5 to 1e-2",
+            hint=" (or empty for the default, or auto); typical values are 1e-5 to 1e-2",
         ),
     )
     head_learning_rate: Optional[float] = field(
@@ -300,6 +305,22 @@ class TrainConfig:
         default="",
         metadata=_help("The Ray cluster's job-submission address, like http://HOST:8265; empty uses RAY_ADDRESS."),
     )
+
+    @property
+    def finds_learning_rate(self) -> bool:
+        """`learning_rate: auto`: the range test picks the rate when the run starts."""
+        return self.learning_rate == AUTO_RATE
+
+    def fixed_learning_rate(self) -> Optional[float]:
+        """The learning rate written as a number, or None for the default. `auto` has no number until the run's
+        range test has found one (the run's stored config then holds it), so anything that needs it now refuses."""
+        if isinstance(self.learning_rate, str):
+            raise ConfigError(
+                "learning_rate is auto: a range test finds the rate when the run starts. Set a number, or train it "
+                "first and use the number its stored config records.",
+                code="learning_rate_auto_unresolved",
+            )
+        return self.learning_rate
 
 
 @dataclass

@@ -204,6 +204,21 @@ class EstimateEvent(Event):
     total_steps: int = 0
 
 
+@dataclass(frozen=True)
+class LearningRateFoundEvent(Event):
+    """`learning_rate: auto`: the range test's curve (each step's rate and loss, rising exponentially until the
+    loss diverged or the steps ran out) and the rate the run trains at, by which rule (lab.training.lr_find)."""
+
+    kind: ClassVar[str] = "lr_found"
+    rates: list[float] = field(default_factory=list)  # the rate of each test step
+    losses: list[float] = field(default_factory=list)  # each step's training loss, as measured
+    smoothed: list[float] = field(default_factory=list)  # the same, smoothed: the curve the rule reads
+    learning_rate: float = 0.0  # the rate chosen; the run's stored config records it
+    rule: str = ""  # "steepest" (descent of the smoothed loss) or "minimum" (a tenth of its minimum's rate)
+    diverged: bool = False  # the test stopped early because the loss ran away
+    seconds: float = 0.0
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -217,6 +232,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ResultEvent,
         RankEvent,
         ProjectionEvent,
+        LearningRateFoundEvent,
         EstimateEvent,
     )
 }

@@ -61,6 +61,7 @@ from ui.common import (
 )
 from ui.i18n import field_help, message, t
 from ui.lora_check import lora_check_section
+from ui.lr_find import find_rate_now, learning_rate_field
 from ui.widgets import (
     COLUMN_FIELDS,
     CONSENTED,
@@ -292,10 +293,9 @@ def training_section(task: str, peft: PeftSettings) -> TrainConfig:
     columns = st.columns(3)
     with columns[0]:
         default_lr = DEFAULT_LEARNING_RATES[task][peft.method]
-        train.learning_rate = setting(
-            "train",
-            "learning_rate",
+        train.learning_rate = learning_rate_field(
             was.learning_rate,
+            key("train.learning_rate"),
             placeholder=t("form.default_rate_for", rate=f"{default_lr:g}", method=method_name(peft.method)),
         )
     with columns[1]:
@@ -315,7 +315,9 @@ def advanced_section(config: RunConfig) -> None:
             train.lr_scheduler = choice("train", "lr_scheduler", SCHEDULERS, was.lr_scheduler)
             train.warmup_ratio = setting("train", "warmup_ratio", was.warmup_ratio)
             if config.peft.method != "head":  # head-only training's learning rate is the head's
-                unset = replace(config, train=replace(train, head_learning_rate=None))
+                # With auto the head's default is read at the method's default rate: the test has not run yet.
+                rate = None if train.finds_learning_rate else train.learning_rate
+                unset = replace(config, train=replace(train, head_learning_rate=None, learning_rate=rate))
                 default_head_rate = head_learning_rate_for(unset)
                 train.head_learning_rate = setting(
                     "train",
@@ -503,6 +505,7 @@ with user_errors():
     advanced_section(config)
     state["form"] = config.to_dict()  # survives a visit to another page
     estimate_section(config)
+    find_rate_now(config, disabled=not consented(settings_needing_consent(config)))
     where_section(config)
     launch_section(config, model_problem)
     config_files(config)

@@ -34,6 +34,7 @@ from ui.common import (
 )
 from ui.handout import run_handout_button
 from ui.i18n import duration, message, metric_name, t
+from ui.lr_find import rate_test_section
 
 REFRESH_SECONDS = 1.0
 HARDEST_TEXT_CHARACTERS = 240  # of each hard example's text in the data map's table
@@ -331,6 +332,7 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     controls(run, view)
     status_message(run, view)
     progress(run, view)
+    rate_test_section(view)
     curves(view, smoothing)
     per_label(view, normalize)
     inside(run, view, was_live)

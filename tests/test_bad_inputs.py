@@ -582,7 +582,9 @@ def test_bad_yaml_config_through_library_and_cli(text, error, tmp_path, intact, 
         pytest.param(["--set", "train.learning_rate"], r"--set expects key=value", id="set-without-value"),
         pytest.param(["--set", "peft.rank=4"], r"Unknown config key 'peft\.rank'\. Known keys", id="set-unknown-key"),
         pytest.param(["--batch-size", "-4"], r"train_batch_size must be >= 1", id="flag-negative-batch"),
-        pytest.param(["--lr", "fast"], r"train\.learning_rate must be a number, got 'fast'", id="flag-wrong-type"),
+        pytest.param(
+            ["--lr", "fast"], r"train\.learning_rate must be a number or auto, got 'fast'", id="flag-wrong-type"
+        ),
         pytest.param(["--epochs", "0"], r"epochs must be > 0", id="flag-zero-epochs"),
         pytest.param(["--seed", "1.5"], r"train\.seed must be a whole number, got 1\.5", id="flag-fractional-seed"),
         pytest.param(["--seed", "99999999999"], r"seed must be between 0 and 4294967295", id="flag-seed-too-big"),

@@ -149,7 +149,8 @@ def lesson_values(lesson: Lesson, base: RunConfig) -> list[Any]:
         return list(lesson.values)
     from lab.model.defaults import learning_rate_for
 
-    default = base.train.learning_rate or learning_rate_for(base)
+    rate = base.train.learning_rate  # auto (a range test) has no number yet: multiples of the method's default
+    default = rate if isinstance(rate, float) else learning_rate_for(base.with_overrides(["train.learning_rate="]))
     return [float(f"{factor * default:.3g}") for factor in lesson.values]
 
 

@@ -57,7 +57,7 @@ ONE_CLICK_RESULTS: dict[str, dict] = {
 
 
 def learning_rate_for(config: RunConfig) -> float:
-    return config.train.learning_rate or DEFAULT_LEARNING_RATES[config.task][config.peft.method]
+    return config.train.fixed_learning_rate() or DEFAULT_LEARNING_RATES[config.task][config.peft.method]
 
 
 def head_learning_rate_for(config: RunConfig) -> float:

@@ -6,7 +6,8 @@ import logging
 import threading
 import time
 
-from lab.events import EvalEvent, Event, EventSink, ResultEvent, StatusEvent
+from lab.errors import LabError
+from lab.events import EvalEvent, Event, EventSink, LearningRateFoundEvent, ResultEvent, StatusEvent
 from lab.runs.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ class StoreSink:
         self._thread.start()
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, LearningRateFoundEvent):
+            record_found_learning_rate(self.store, self.run_id, event.learning_rate)
         with self._buffer_lock:
             self._buffer.append(event)
         if isinstance(event, self._URGENT):
@@ -66,6 +69,21 @@ class StoreSink:
         self._wake.set()
         self._thread.join()
         self.flush()
+
+
+def record_found_learning_rate(store: RunStore, run_id: str, rate: float) -> None:
+    """`learning_rate: auto` found `rate`: the run's stored config holds the number from now on, so a resume and
+    the standalone script use it and never test again. A config that cannot be written is said in the log (a
+    resume would then test again, and find the same rate: the test is seeded)."""
+    path = store.run_dir(run_id) / "config.yaml"
+    try:
+        config = store.load_config(run_id)
+        config.train.learning_rate = rate
+        written = path.with_name("config.yaml.tmp")
+        config.save(written)
+        written.replace(path)
+    except (OSError, LabError) as exc:
+        log.warning("Could not record the learning rate %g found for run %s in %s: %s", rate, run_id, path, exc)
 
 
 def tee(*sinks: EventSink) -> EventSink:

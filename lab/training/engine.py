@@ -63,6 +63,7 @@ from lab.model.loading import load_model, load_tokenizer
 from lab.model.parameters import count_parameters
 from lab.training.callbacks import AdaLoraAllocationCallback, EventCallback
 from lab.training.estimate import estimate
+from lab.training.lr_find import with_found_learning_rate
 from lab.training.memory import RunMemory
 from lab.training.model_card import write_model_card
 from lab.training.saving import save_model, write_report
@@ -119,6 +120,17 @@ def train(
         model.gradient_checkpointing_enable()  # type: ignore[operator]  # a transformers model, typed nn.Module
     model, pooling = adapt(model, config, total_steps)
     params = count_parameters(model)
+    if config.train.finds_learning_rate:  # learning_rate: auto, a range test on a copy of the model
+        found = with_found_learning_rate(config, model, tokenizer, loaded, device, precision, emit, should_stop)
+        if found is None:  # cancelled during the test: nothing trained, nothing to save
+            return RunResult(
+                status="cancelled",
+                output_dir=str(output_dir),
+                trainable_params=params.trainable,
+                total_params=params.total,
+                wall_seconds=time.time() - started,
+            )
+        config = found
     learning_rate, head_learning_rate = learning_rate_for(config), head_learning_rate_for(config)
     emit(LogEvent(message=f"{config.peft.method}: {params.describe()}" + (f"; pooling {pooling}" if pooling else "")))
     head_rate = f" (head {head_learning_rate:g})" if head_learning_rate != learning_rate else ""
