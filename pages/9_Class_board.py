@@ -116,10 +116,8 @@ def board(assignment: Assignment) -> None:
             finished, x=x, y=metric, color="method", hover_data=["student"], title=t("board.plot"), labels=labels
         )
         figure.update_traces(marker_size=16 if large else 10)
-        if large:
-            figure.update_layout(font_size=22, height=620)
         if large:  # the legend above the plot, one tick per decade: large type needs the width
-            figure.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})
+            figure.update_layout(font_size=22, height=620, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})
         if x == "train.learning_rate":
             figure.update_xaxes(type="log", dtick=1 if large else None, exponentformat="none")
         # Streamlit's chart theme sets its own small type: not on a projector
