@@ -58,8 +58,11 @@ def lora_check_section(config: RunConfig) -> None:
 
 
 def difference(value: float) -> str:
-    """A logit difference: '0' only when it is exactly zero, so round-off never reads as zero."""
-    return "0" if value == 0 else f"{value:.1e}"
+    """A logit difference: '0' only when it is exactly zero, so round-off never reads as zero; small ones
+    in scientific notation (2.4e-07), the rest with three digits (2.87)."""
+    if value == 0:
+        return "0"
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3g}"
 
 
 def show_check(result: LowRankCheck) -> None:

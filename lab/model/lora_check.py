@@ -106,7 +106,8 @@ def check_low_rank(config: RunConfig, num_labels: int, seed: int = 0) -> LowRank
     tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
     inputs = example_batch(tokenizer, config.task)
     labels = [f"label_{i}" for i in range(max(2, num_labels))]
-    # The same head and adapter every time, and the caller's random state left as it was.
+    # Seeded, with the caller's random state left as it was. The global generator is shared by threads: a
+    # page loading another model at the same time draws from it too, and only how far the steps move changes.
     with one_cpu_thread(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         base = load_model(config.model, config.task, labels, tokenizer.pad_token_id).float().eval()
