@@ -261,17 +261,21 @@ def inside(run: RunRecord, view: RunView, live: bool) -> None:
             width="stretch",
         )
     if data is not None:
-        st.markdown(f"**{t('live.data_map')}**")
-        if data.attrs["epochs"] < 2:
+        over_evaluations = data.attrs["evaluations"] > 0  # a short run's within-epoch map
+        st.markdown(f"**{t('live.data_map_evaluations' if over_evaluations else 'live.data_map')}**")
+        if data.attrs["epochs"] < 2 and not over_evaluations:
             st.caption(t("live.data_map_one_epoch"))
             return
-        st.caption(
-            t(
-                "live.data_map_caption" if run.task == "classification" else "live.data_map_caption_ner",
-                epochs=data.attrs["epochs"],
-                **{region: int((data["region"] == region).sum()) for region in REGIONS},
+        regions = {region: int((data["region"] == region).sum()) for region in REGIONS}
+        if over_evaluations:
+            caption = t(
+                "live.data_map_caption_evaluations", evaluations=data.attrs["evaluations"], sample=len(data), **regions
             )
-        )
+        elif run.task == "classification":
+            caption = t("live.data_map_caption", epochs=data.attrs["epochs"], **regions)
+        else:
+            caption = t("live.data_map_caption_ner", epochs=data.attrs["epochs"], **regions)
+        st.caption(caption)
         left, right = st.columns(2)
         left.plotly_chart(charts.data_map(data), key="data-map-chart", width="stretch")
         # A table that wraps: each example's text readable (a review cut to a few lines), not a 15-character cell.

@@ -387,7 +387,8 @@ def projection(
 
 def data_map(frame: pd.DataFrame) -> go.Figure:
     """Dataset cartography: each training example's spread (x) and mean (y) of its gold-label probability
-    over epochs, coloured by region; the hover shows the start of the text."""
+    over epochs (or over the evaluations, for a short run's sample), coloured by region; the hover shows the
+    start of the text."""
     figure = go.Figure()
     for region in ("easy", "ambiguous", "hard"):
         rows = frame[frame["region"] == region]
@@ -402,7 +403,11 @@ def data_map(frame: pd.DataFrame) -> go.Figure:
             hovertemplate="%{text}<br>%{customdata} · %{y:.2f} ± %{x:.2f}<extra></extra>",
         )
     figure.update_yaxes(range=[0, 1.02])
-    figure = _layout(figure, t("chart.data_map"), t("chart.variability"), t("chart.confidence"), height=400)
+    if frame.attrs.get("evaluations", 0) > 0:  # a short run's map: the spread over its evaluations
+        title, spread = t("chart.data_map_evaluations"), t("chart.variability_evaluations")
+    else:
+        title, spread = t("chart.data_map"), t("chart.variability")
+    figure = _layout(figure, title, spread, t("chart.confidence"), height=400)
     figure.update_layout(hovermode="closest")
     return figure
 

@@ -54,7 +54,7 @@ from lab.events import (
     TruncationEvent,
     discard,
 )
-from lab.insight.dynamics import training_dynamics
+from lab.insight.dynamics import EvaluationDynamicsCallback, needs_evaluation_sample, training_dynamics
 from lab.insight.projection import ProjectionCallback, head_module
 from lab.model.adapting import adapt, restore_adalora_ranks
 from lab.model.defaults import head_learning_rate_for, learning_rate_for
@@ -215,6 +215,18 @@ def train(
     # The data map and the moving embeddings: gathered from the training and evaluation passes.
     dynamics = training_dynamics(config.task, loaded)
     tokenized["train"] = tokenized["train"].add_column(EXAMPLE_INDEX, list(range(len(loaded.splits["train"]))))
+    if needs_evaluation_sample(config, total_steps, len(loaded.splits["train"])):  # before the projection's callback
+        callbacks.append(
+            EvaluationDynamicsCallback(
+                dynamics,
+                tokenized["train"],
+                make_collator(config.task, tokenizer),
+                lambda: scorer.split,
+                config.train.eval_batch_size,
+                virtual_token_offset(config),
+                seed=config.train.seed,
+            )
+        )
     if config.task == "classification":
         head = head_module(model)
         if head is not None:
