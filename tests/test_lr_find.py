@@ -172,3 +172,18 @@ def test_the_rule_reads_the_steepest_descent_before_the_minimum():
     # A loss that only rises: a tenth of the minimum's rate, never below the tested range.
     rate, rule, _ = lr_find.choose_rate(rates[:10], [1.0 + s for s in range(10)])
     assert (rule, rate) == ("minimum", lr_find.START_RATE)
+
+
+def test_the_new_run_form_offers_auto_and_finds_a_rate_now(tiny_model_dir, sentiment_csv):
+    pytest.importorskip("streamlit")
+    from test_app_pages import app, fill_form, no_exception, plotly_specs, widget
+
+    at = fill_form(app("pages/2_New_run.py"), sentiment_csv, tiny_model_dir)
+    widget(at.checkbox, "auto: find it with a range test").check().run()
+    no_exception(at)
+    assert "learning_rate: auto" in next(code.value for code in at.code if code.language == "yaml")
+    assert "--lr auto" in next(code.value for code in at.code if code.language == "bash")
+    assert any("learning_rate is auto" in caption.value for caption in at.caption)  # the script's refusal
+    widget(at.button, "Find a rate now").click().run()
+    no_exception(at)
+    assert "Loss against learning rate" in plotly_specs(at)

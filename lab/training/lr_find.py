@@ -92,19 +92,17 @@ def centred_average(values: Sequence[float], window: int = SMOOTHING_WINDOW) -> 
     ceiling = max(finite) if finite else 0.0
     cleaned = [v if math.isfinite(v) else ceiling for v in values]
     half = window // 2
-    return [
-        sum(cleaned[max(0, i - half) : i + half + 1]) / len(cleaned[max(0, i - half) : i + half + 1])
-        for i in range(len(cleaned))
-    ]
+    windows = [cleaned[max(0, i - half) : i + half + 1] for i in range(len(cleaned))]
+    return [sum(values) / len(values) for values in windows]
 
 
 def choose_rate(rates: Sequence[float], losses: Sequence[float]) -> tuple[float, str, list[float]]:
     """The rate to train at, the rule that chose it, and the smoothed curve it read.
 
     The steepest descent of the smoothed loss (per decade of rate, before its minimum): there the model learns
-    fastest while the rate is still safely below where the loss turns up, the rate Smith's test recommends and
-    Lightning's suggestion picks. When the curve never descends (too few points, or a loss that only rises), a
-    tenth of the rate at the minimum, fastai's older rule: a decade below where training stops improving."""
+    fastest while the rate is still safely below where the loss turns up; Lightning's `suggestion()` reads the same
+    point. When the curve never descends (too few points, or a loss that only rises), a tenth of the rate at the
+    minimum, fastai's older rule: a decade below where training stops improving."""
     smoothed = centred_average(losses)
     lowest = min(range(len(smoothed)), key=smoothed.__getitem__) if smoothed else 0
     logs = [math.log10(rate) for rate in rates]
@@ -129,9 +127,9 @@ class _Watch(TrainerCallback):
         self.diverged = False
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = float((logs or {}).get("loss", math.nan))
-        if "loss" not in (logs or {}):
+        if not logs or "loss" not in logs:
             return
+        loss = float(logs["loss"])
         self.losses.append(loss)
         self.average = STOP_SMOOTHING * self.average + (1 - STOP_SMOOTHING) * loss
         smoothed = self.average / (1 - STOP_SMOOTHING ** len(self.losses))
