@@ -9,8 +9,9 @@ the login form, opens the assignment on the Class board and types their own lear
 thirty press "Launch my run" at the same moment (asyncio, one click per page at once), and press it
 again, `--runs-each` times in all, while LAB_QUEUED_PER_PERSON (`--limit`) lets each have only so many
 waiting. The runs train for real, one at a time, in the app's job runner. While the queue drains, the
-teacher's class board and an idle student's Home page are opened again and again in their own contexts,
-and timed from navigation to the page drawn (Streamlit's script state back to not running).
+students close their tabs, and the teacher's class board and an idle student's Home page are opened again
+and again in their own contexts, timed from navigation to the page drawn (Streamlit's script state back
+to not running).
 
 Printed: logins (time each), launches accepted and refused with each refusal's message, the order runs
 started in (round robin: every student's k-th run before anyone's (k+1)-th), page times while the queue
@@ -78,6 +79,7 @@ def prepare(runs_dir: Path, folder: Path, students: int, steps: int) -> list[str
     from lab.accounts.book import AccountBook
     from lab.config import RunConfig
     from lab.model.testing import build_tiny_model, fixture_texts
+    from lab.runs.store import RunStore
 
     fixtures = REPO / "tests" / "fixtures"
     config = RunConfig(name="week 3")
@@ -92,6 +94,10 @@ def prepare(runs_dir: Path, folder: Path, students: int, steps: int) -> list[str
     for name in [*names, "idle"]:
         book.add(name, "student", STUDENT_PASSWORD)
     publish(runs_dir, Assignment(ASSIGNMENT, config, ["train.learning_rate", "peft.r"], steps, "teacher"))
+    # The store's file before anyone reads it: a handle that first read "no store yet" fails once
+    # ("closed database") when another process creates the file under it.
+    with RunStore(runs_dir)._write():
+        pass
     return names
 
 
@@ -128,6 +134,10 @@ class serve:
 async def drive(base: str, names: list[str], runs_each: int) -> dict:
     from playwright.async_api import async_playwright
 
+    from lab.runs.store import RunStore
+
+    store = RunStore(os.environ["LAB_RUNS_DIR"])  # one handle: the coroutines share this thread's connection
+
     board = f"{base}/Class_board?assignment={ASSIGNMENT.replace(' ', '+')}"
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -154,24 +164,24 @@ async def drive(base: str, names: list[str], runs_each: int) -> dict:
         async def press_launch(name: str, page) -> list[str]:
             answers = []
             for _ in range(runs_each):
-                answers.append(await launch_once(name, page))
+                answers.append(await launch_once(store, name, page))
+            # Then the student closes the tab: thirty open boards, each refreshing every 3 s while runs are
+            # active, made each tiny run take about 50 s instead of about 10 (the figures in the README).
+            await page.context.close()
             return answers
 
         watchers = [await teacher_and_idle(browser, base, board, who) for who in ("teacher", "idle")]
         launched = time.perf_counter()
         answers = await asyncio.gather(*(press_launch(name, page) for name, (page, _) in zip(names, opened)))
         print(f"all launches answered {time.perf_counter() - launched:.1f} s after the common click")
-        times = await time_pages_while_draining(watchers, base, board)
+        times = await time_pages_while_draining(store, watchers, base, board)
         await browser.close()
     return {"logins": login_seconds, "answers": dict(zip(names, answers)), "times": times}
 
 
-async def launch_once(name: str, page) -> str:
+async def launch_once(store, name: str, page) -> str:
     """Press Launch and wait for the answer: the toast or the refusal on the page, or, should the page miss
     drawing it (a reconnect under load), a new run of this student's in the store."""
-    from lab.runs.store import RunStore
-
-    store = RunStore(os.environ["LAB_RUNS_DIR"])
     owned = sum(run.owner == name for run in store.list_runs())
     before = await page.evaluate("() => window.__answers.length")
     await page.get_by_role("button", name="Launch my run").click()
@@ -207,12 +217,9 @@ async def teacher_and_idle(browser, base: str, board: str, who: str):
     return who, page
 
 
-async def time_pages_while_draining(watchers, base: str, board: str) -> dict[str, list[float]]:
+async def time_pages_while_draining(store, watchers, base: str, board: str) -> dict[str, list[float]]:
     """Open the teacher's board and the idle student's Home page again and again until no run is waiting
     or running; each figure is navigation to the page drawn (the board: its leaderboard on screen)."""
-    from lab.runs.store import RunStore
-
-    store = RunStore(os.environ["LAB_RUNS_DIR"])
     times: dict[str, list[float]] = {who: [] for who, _ in watchers}
 
     async def load(who: str, page) -> None:
