@@ -105,6 +105,7 @@ def check_low_rank(config: RunConfig, num_labels: int, seed: int = 0) -> LowRank
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.model, pre_split_words=config.task == "ner")
     inputs = example_batch(tokenizer, config.task)
+    mask = inputs["attention_mask"]
     labels = [f"label_{i}" for i in range(max(2, num_labels))]
     # Seeded, with the caller's random state left as it was. The global generator is shared by threads: a
     # page loading another model at the same time draws from it too, and only how far the steps move changes.
@@ -114,21 +115,21 @@ def check_low_rank(config: RunConfig, num_labels: int, seed: int = 0) -> LowRank
         base, adapted = both_models(base, config)
         with torch.no_grad():
             base_logits = base(**inputs).logits
-            start_difference = largest_difference(adapted(**inputs).logits, base_logits)
+            start_difference = largest_difference(adapted(**inputs).logits, base_logits, mask)
         matrices = adapted_matrices(adapted, config)
         move_adapter(adapted, inputs)
         with torch.no_grad():
             unmerged_logits = adapted(**inputs).logits
             merged = adapted.merge_and_unload()  # in place: the unmerged logits are all the check still needs
-            merge_difference = largest_difference(merged(**inputs).logits, unmerged_logits)
+            merge_difference = largest_difference(merged(**inputs).logits, unmerged_logits, mask)
     return LowRankCheck(
         method=method,
         rank=formula_rank(config),
         alpha=config.peft.alpha,
-        example_tokens=int(inputs["attention_mask"].sum()),
+        example_tokens=int(mask.sum()),
         start_difference=start_difference,
         optimizer_steps=OPTIMIZER_STEPS,
-        moved_difference=largest_difference(unmerged_logits, base_logits),
+        moved_difference=largest_difference(unmerged_logits, base_logits, mask),
         merge_difference=merge_difference,
         matrices=tuple(matrices),
         seconds=time.perf_counter() - started,
@@ -154,21 +155,13 @@ def one_cpu_thread() -> Iterator[None]:
 
 
 def example_batch(tokenizer: Any, task: str) -> dict[str, Any]:
-    if task == "ner":  # NER models read words, as the lab's NER tokenisation hands them over
-        words = [sentence.split() for sentence in EXAMPLE_SENTENCES]
-        return dict(
-            tokenizer(
-                words,
-                is_split_into_words=True,
-                padding=True,
-                truncation=True,
-                max_length=MAX_TOKENS,
-                return_tensors="pt",
-            )
-        )
-    return dict(
-        tokenizer(list(EXAMPLE_SENTENCES), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    """The two sentences tokenised as a run would: NER models read words, classifiers the text."""
+    words = task == "ner"
+    texts = [sentence.split() for sentence in EXAMPLE_SENTENCES] if words else list(EXAMPLE_SENTENCES)
+    encoded = tokenizer(
+        texts, is_split_into_words=words, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
     )
+    return dict(encoded)
 
 
 def both_models(base: Any, config: RunConfig) -> tuple[Any, Any]:
@@ -186,7 +179,10 @@ def both_models(base: Any, config: RunConfig) -> tuple[Any, Any]:
     return base, adapted.eval()  # eval: no dropout, so both see the same computation
 
 
-def largest_difference(left: Any, right: Any) -> float:
+def largest_difference(left: Any, right: Any, attention_mask: Any) -> float:
+    """The largest |left - right| over the logits of real tokens (NER's padded positions say nothing)."""
+    if left.dim() == 3:
+        left, right = left[attention_mask.bool()], right[attention_mask.bool()]
     return float((left - right).abs().max())
 
 
