@@ -164,12 +164,15 @@ def progress(run: RunRecord, view: RunView) -> None:
 
 
 def label_table(per_label: list[dict]) -> None:
-    # Every header in the page's language, the label column's (the index's name) too.
-    frame = per_label_frame(per_label).rename_axis(t("table.label"))
-    styled = frame.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:,}"}).bar(
-        subset=["f1"], vmin=0, vmax=1, color=charts.palette()["table_bar"]
+    # Every header in the page's language: st.table draws the frame's own column names (a Styler's relabels
+    # do not reach it), so the columns are renamed before styling, the label column (the index) too.
+    names = {name: t(f"table.{name}") for name in ("precision", "recall", "f1", "support")}
+    frame = per_label_frame(per_label).rename_axis(t("table.label")).rename(columns=names)
+    scores = {names[name]: "{:.3f}" for name in ("precision", "recall", "f1")}
+    styled = frame.style.format({**scores, names["support"]: "{:,}"}).bar(
+        subset=[names["f1"]], vmin=0, vmax=1, color=charts.palette()["table_bar"]
     )
-    st.table(styled.relabel_index([t(f"table.{name}") for name in frame.columns], axis="columns"))
+    st.table(styled)
 
 
 def curves(view: RunView, smoothing: float) -> None:

@@ -502,7 +502,7 @@ def test_compare_page_queues_one_run_per_method_and_lines_them_up(store, tiny_mo
     assert rows["test"].notna().all() and rows["trainable share"].iloc[0] == "100%"
     assert float(rows["trainable share"].iloc[1].rstrip("%")) < 20
     figures = plotly_specs(at)
-    assert [trace["name"] for trace in figures["Test f1 against the share trained"]["data"]] == [
+    assert [trace["name"] for trace in figures["Test entity F1 against the share trained"]["data"]] == [
         "full fine-tuning",
         "LoRA",
     ]

@@ -4,8 +4,9 @@
 with the callbacks of `callbacks`; `scoring` scores each evaluation on the user's words, with
 `metrics` (classification and entity-level NER); `saving` writes the model and report.json and
 `model_card` its card; `memory` measures the run's own peak;
-`estimate` predicts time and memory before a run; `trackers` writes TensorBoard and MLflow;
-`openmp` releases a thread's idle OpenMP team. What a run returns is `lab.events.RunResult`.
+`estimate` predicts time and memory before a run, `pace` the time left during one; `trackers`
+writes TensorBoard and MLflow; `openmp` releases a thread's idle OpenMP team. What a run returns is
+`lab.events.RunResult`.
 
 May import: `lab.model`, `lab.insight`, `lab.data` and the top-level modules. Never anything above.
 """

@@ -3,7 +3,8 @@
 `run_view` folds a run's events into the tables the Live run and Runs pages draw, `history` lays
 runs side by side, `compare_view` lays out a comparison group, `data_view` describes a
 dataset before training, `playground` shows a model's predictions, `formatting` writes durations
-and counts. Pages turn widgets into a config, submit it and draw these tables; all of this is
+and counts, `estimates` keeps pre-flight estimates computed in the background for pages that
+must not wait. Pages turn widgets into a config, submit it and draw these tables; all of this is
 testable without a browser.
 
 May import everything below it (`lab.groups` and down) and the top-level modules. Never `lab.cli`
