@@ -14,7 +14,7 @@ import streamlit as st
 from lab.errors import LabError
 from lab.runs.records import RunRecord
 from lab.runs.resume import resume_refusal
-from lab.training.metrics import primary_metric_name
+from lab.training.metrics import is_average_row, primary_metric_name
 from lab.views.data_map import REGIONS, hardest, load_data_map
 from lab.views.formatting import clipped, format_share, plain_text
 from lab.views.history import folded_views
@@ -168,6 +168,7 @@ def label_table(per_label: list[dict]) -> None:
     # do not reach it), so the columns are renamed before styling, the label column (the index) too.
     names = {name: t(f"table.{name}") for name in ("precision", "recall", "f1", "support")}
     frame = per_label_frame(per_label).rename_axis(t("table.label")).rename(columns=names)
+    frame = frame.rename(index=lambda label: t(f"table.{label.replace(' ', '_')}") if is_average_row(label) else label)
     scores = {names[name]: "{:.3f}" for name in ("precision", "recall", "f1")}
     styled = frame.style.format({**scores, names["support"]: "{:,}"}).bar(
         subset=[names["f1"]], vmin=0, vmax=1, color=charts.palette()["table_bar"]

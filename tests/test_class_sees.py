@@ -185,6 +185,7 @@ def test_the_live_page_in_chinese_names_headers_metrics_and_time(ner_run):
     tables = [table.value for table in at.table][:2]  # validation and test per-label tables (the data map's follows)
     assert tables and all(frame.index.name == "标签" for frame in tables), [f.index.name for f in tables]
     assert all(list(frame.columns) == ["精确率", "召回率", "F1", "样本数"] for frame in tables), tables[0].columns
+    assert "宏平均" in tables[0].index and "macro avg" not in tables[0].index  # the average rows too
     shown = "\n".join(m.value for m in at.markdown)
     for raw in ("macro_f1", "token_accuracy", "precision **"):
         assert raw not in shown, raw
