@@ -214,6 +214,7 @@ class LearningRateFoundEvent(Event):
     losses: list[float] = field(default_factory=list)  # each step's training loss, as measured
     smoothed: list[float] = field(default_factory=list)  # the same, smoothed: the curve the rule reads
     learning_rate: float = 0.0  # the rate chosen; the run's stored config records it
+    head_learning_rate: Optional[float] = None  # the head's beside it (the method's ratio); None: the user's own
     rule: str = ""  # "steepest" (descent of the smoothed loss) or "minimum" (a tenth of its minimum's rate)
     diverged: bool = False  # the test stopped early because the loss ran away
     seconds: float = 0.0

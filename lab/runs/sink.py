@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Optional
 
 from lab.errors import LabError
 from lab.events import EvalEvent, Event, EventSink, LearningRateFoundEvent, ResultEvent, StatusEvent
@@ -32,7 +33,7 @@ class StoreSink:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, LearningRateFoundEvent):
-            record_found_learning_rate(self.store, self.run_id, event.learning_rate)
+            record_found_learning_rate(self.store, self.run_id, event.learning_rate, event.head_learning_rate)
         with self._buffer_lock:
             self._buffer.append(event)
         if isinstance(event, self._URGENT):
@@ -71,14 +72,16 @@ class StoreSink:
         self.flush()
 
 
-def record_found_learning_rate(store: RunStore, run_id: str, rate: float) -> None:
-    """`learning_rate: auto` found `rate`: the run's stored config holds the number from now on, so a resume and
-    the standalone script use it and never test again. A config that cannot be written is said in the log (a
-    resume would then test again, and find the same rate: the test is seeded)."""
+def record_found_learning_rate(store: RunStore, run_id: str, rate: float, head_rate: Optional[float] = None) -> None:
+    """`learning_rate: auto` found `rate` (and the head's `head_rate` beside it): the run's stored config holds the
+    numbers from now on, so a resume and the standalone script use them and never test again. A config that cannot
+    be written is said in the log (a resume would then test again, and find the same rate: the test is seeded)."""
     path = store.run_dir(run_id) / "config.yaml"
     try:
         config = store.load_config(run_id)
         config.train.learning_rate = rate
+        if head_rate is not None:
+            config.train.head_learning_rate = head_rate
         written = path.with_name("config.yaml.tmp")
         config.save(written)
         written.replace(path)

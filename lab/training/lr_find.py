@@ -31,7 +31,7 @@ from lab.data.splits import LoadedData, load_splits
 from lab.errors import Message
 from lab.events import EventSink, LearningRateFoundEvent, LogEvent, StatusEvent
 from lab.model.adapting import adapt
-from lab.model.defaults import head_learning_rate_for
+from lab.model.defaults import head_learning_rate_for, learning_rate_for
 from lab.model.device import pick_device, pick_precision
 from lab.model.loading import load_model, load_tokenizer
 from lab.training.trainer import (
@@ -49,6 +49,7 @@ STOP_SMOOTHING = 0.8  # the running (bias-corrected) average that watches for di
 SMOOTHING_WINDOW = 7  # the centred moving average the rule reads: it does not lag behind the rising rate
 SLOPE_SPAN = 2  # the steepest descent is measured over this many points either side
 SKIPPED_START = 3  # the first points: a new head's loss moves at any rate
+MAX_HEAD_RATE = 0.5  # a head's rate beside a found rate stays below this (the config field takes < 1)
 
 
 def rate_at(step: int, steps: int = RANGE_TEST_STEPS) -> float:
@@ -64,6 +65,7 @@ class RangeTest:
     losses: list[float]
     smoothed: list[float]
     learning_rate: float
+    head_learning_rate: Optional[float]  # beside it at the method's ratio; None when the user set the head's rate
     rule: str
     diverged: bool
     seconds: float
@@ -74,6 +76,7 @@ class RangeTest:
             losses=self.losses,
             smoothed=self.smoothed,
             learning_rate=self.learning_rate,
+            head_learning_rate=self.head_learning_rate,
             rule=self.rule,
             diverged=self.diverged,
             seconds=self.seconds,
@@ -198,7 +201,7 @@ def run_range_test(
     )["train"]
 
     def head_rate_for(rate: float) -> float:
-        return head_learning_rate_for(dataclasses.replace(config, train=dataclasses.replace(t, learning_rate=rate)))
+        return head_rate_beside(config, rate)
 
     watch = _Watch(should_stop)
     with tempfile.TemporaryDirectory(prefix="lab-lr-find-") as folder:
@@ -237,7 +240,27 @@ def run_range_test(
         return None
     rates = [rate_at(step, steps) for step in range(len(watch.losses))]
     rate, rule, smoothed = choose_rate(rates, watch.losses)
-    return RangeTest(rates, watch.losses, smoothed, rate, rule, watch.diverged, time.time() - started)
+    head = head_rate_beside(config, rate) if head_rate_ratio(config) is not None else None
+    return RangeTest(rates, watch.losses, smoothed, rate, head, rule, watch.diverged, time.time() - started)
+
+
+def head_rate_ratio(config: RunConfig) -> Optional[float]:
+    """How much faster than the rest the new head learns by the method's defaults, which the test and the run keep
+    at every rate: a head at its own fixed rate would make the loss fall at any tested rate, and the test would read
+    the head, not the rate. None when the head's rate is the user's own, or the run trains only the head."""
+    if config.peft.method == "head" or config.train.head_learning_rate:
+        return None
+    defaults = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=None))
+    return head_learning_rate_for(defaults) / learning_rate_for(defaults)
+
+
+def head_rate_beside(config: RunConfig, rate: float) -> float:
+    """The head's rate when the rest trains at `rate` (below 1, as the config field asks)."""
+    ratio = head_rate_ratio(config)
+    if ratio is None:
+        given = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=rate))
+        return head_learning_rate_for(given)
+    return min(rate * ratio, MAX_HEAD_RATE)
 
 
 def find_learning_rate(config: RunConfig, should_stop: Optional[threading.Event] = None) -> Optional[RangeTest]:
@@ -274,4 +297,7 @@ def with_found_learning_rate(
         return None
     emit(found.event())
     emit(LogEvent(message=found.describe()))
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=found.learning_rate))
+    train = dataclasses.replace(config.train, learning_rate=found.learning_rate)
+    if found.head_learning_rate is not None:
+        train.head_learning_rate = found.head_learning_rate
+    return dataclasses.replace(config, train=train)
