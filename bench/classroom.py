@@ -247,8 +247,12 @@ def report(runs_dir: Path, names: list[str], figures: dict) -> int:
     answers: dict[str, list[str]] = figures["answers"]
     queued = {name: re.findall(r"Queued run (\S+)\.", " ".join(said)) for name, said in answers.items()}
     refusals = [text for said in answers.values() for text in said if "Queued run" not in text]
-    accepted = [run_id for ids in queued.values() for run_id in ids]
-    print(f"launches: {sum(map(len, answers.values()))} pressed, {len(accepted)} accepted, {len(refusals)} refused")
+    # A toast drawn again on a rerun can be read twice: each run id counts once.
+    accepted = list(dict.fromkeys(run_id for ids in queued.values() for run_id in ids))
+    print(
+        f"launches: {sum(map(len, answers.values()))} pressed, {len(accepted)} runs accepted, {len(refusals)} refusals "
+        "read on the page (a press whose answer the page did not draw in time reads '(no answer)')"
+    )
     for text in sorted(set(refusals)):
         print(f"  refused x{refusals.count(text)}: {text}")
 
