@@ -515,3 +515,22 @@ def test_a_store_made_before_groups_gains_the_column_and_keeps_its_runs(tmp_path
     grouped = store.create_run(RunConfig(name="in a group"), group="compare x")
     assert [run.id for run in store.list_runs(group="compare x")] == [grouped.id]
     assert store.groups() == ["compare x"] and len(store.list_runs()) == 2
+
+
+def test_a_read_survives_the_store_file_appearing_in_the_middle_of_it(tmp_path: Path, monkeypatch) -> None:
+    """Another process creates the store just after this handle opened its empty stand-in: the read in
+    flight must finish on the connection it started with (it failed with "Cannot operate on a closed
+    database", seen when 30 students' first launches raced the store's creation)."""
+    reader = RunStore(tmp_path)
+    reader.close()
+    readable_runs = connection.readable_runs
+
+    def another_process_creates_the_store(conn):
+        monkeypatch.setattr(connection, "readable_runs", readable_runs)
+        make_run(RunStore(tmp_path), "written-meanwhile")
+        return readable_runs(conn)
+
+    monkeypatch.setattr(connection, "readable_runs", another_process_creates_the_store)
+    with pytest.raises(LabError, match="No run with id 'nope'"):
+        reader.get_run("nope")
+    assert [run.name for run in reader.list_runs()] == ["written-meanwhile"]

@@ -263,8 +263,12 @@ class StoreFile:
     @property
     def _runs(self) -> str:
         """The runs table as reads name it (a view with defaults on a store an older lab made)."""
-        _ = self._conn  # opens this thread's connection, which reads what the table is
-        return self._local.runs
+        local = self._local
+        if getattr(local, "conn", None) is None or local.pid != os.getpid():
+            _ = self._conn  # opens this thread's connection, which reads what the table is
+        # Otherwise the open one is kept: `self._conn.execute(f"... {self._runs}")` has already fetched it,
+        # and reopening here (the store's file appeared meanwhile) would close it under that read.
+        return local.runs
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
