@@ -7,6 +7,7 @@ import io
 import sqlite3
 import time
 
+import pandas as pd
 import pytest
 
 from lab.accounts.book import MAX_FAILED_LOGINS, AccountBook, LoginRefused
@@ -401,10 +402,15 @@ def test_the_class_board_ranks_every_students_run_on_the_assignment(book, runs_d
         config = student_config_for(assignment, owner, rank)
         run = store.create_run(config, group=assignment.group, owner=owner)
         store.finish(run.id, "completed", metrics={"accuracy": accuracy})
+    full = student_config_for(assignment, "dave", "8")
+    full.peft.method = "full"  # reads no rank: its row leaves the rank blank rather than show an unused 8
+    run = store.create_run(full, group=assignment.group, owner="dave")
+    store.finish(run.id, "completed", metrics={"accuracy": 0.5})
     store.create_run(RunConfig(name="elsewhere"), owner="bob")  # not on the assignment
     frame = board_frame(store.seen_by(Viewer("bob", "student")), assignment)
-    assert frame["student"].tolist() == ["carol", "bob"] and frame["peft.r"].tolist() == [16, 4]
-    assert frame["accuracy"].tolist() == [0.83, 0.71]
+    assert frame["student"].tolist() == ["carol", "bob", "dave"]
+    assert frame["peft.r"].tolist()[:2] == [16, 4] and pd.isna(frame["peft.r"].tolist()[2])
+    assert frame["accuracy"].tolist() == [0.83, 0.71, 0.5]
 
 
 def student_config_for(assignment, owner: str, rank: str) -> RunConfig:

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from lab.accounts.assignments import Assignment
+from lab.methods.registry import METHODS
 from lab.runs.store import RunStore
 from lab.training.metrics import primary_metric_name
 
@@ -27,7 +28,7 @@ def board_frame(store: RunStore, assignment: Assignment) -> pd.DataFrame:
             "status": run.status,
             "method": run.peft_method,
         }
-        row.update({key: settings.get(key) for key in assignment.allowed})
+        row.update({key: _setting(settings, key, run.peft_method) for key in assignment.allowed})
         row[metric] = run.metrics.get(metric)
         row["run"] = run.id
         rows.append(row)
@@ -35,3 +36,12 @@ def board_frame(store: RunStore, assignment: Assignment) -> pd.DataFrame:
     ranked = frame.sort_values(metric, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     ranked.index += 1  # the place on the leaderboard
     return ranked
+
+
+def _setting(settings: dict[str, Any], key: str, method: str) -> Any:
+    """A run's value of `key`; blank where its method never reads it (a full fine-tuning run has no rank)."""
+    section, _, name = key.partition(".")
+    spec = METHODS.get(method)
+    if section == "peft" and name != "method" and spec is not None and name not in spec.settings:
+        return None
+    return settings.get(key)
