@@ -2,7 +2,7 @@
 
 Two tasks, each at 240 and 1,000 training examples (validation 100, test 200), deterministic from a seed:
 
-- `ner-240`, `ner-1000`: short English sentences in IOB2 with PER / LOC / ORG names, written as CoNLL
+- `ner-240`, `ner-1000`: short English sentences in IOB2 with PER / LOC / ORG names (invented), written as CoNLL
   files (`train.conll`, `validation.conll`, `test.conll`). The names come from two disjoint pools, and the
   48 sentence templates are split likewise: training draws from one part, validation and test from the
   other, so a model scores only by what it learned of what a name looks like and where names sit, never
@@ -36,33 +36,27 @@ TASKS = {"ner": "ner", "topics": "classification"}
 SET_NAMES = tuple(f"{kind}-{size}" for kind in TASKS for size in SIZES)
 
 
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
+# Names are invented from these syllables, so neither the training set nor the pretrained model has seen
+# them: a real "Lisbon" is a place to MiniLM before any training, and made the set too easy (full fine-tuning
+# 0.95 and LoRA 0.87 entity F1 after 15 steps).
+ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "tr", "sh")
+VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ei")
+CODAS = ("", "", "", "n", "r", "l", "s", "th", "nd", "rk")
+NAMES_PER_KIND = 60  # per kind (first name, surname, place, organisation), before the split into two pools
 
 
-FIRST_NAMES = _words(
-    "Maria Ahmed Lena Carlos Yuki Olga Pierre Amara Tomas Ingrid Rahul Sofia Mateo Hana Dmitri Chloe Kofi "
-    "Elena Jonas Priya Marco Aisha Lucas Freya Omar Nadia Felix Mei Andre Zara Viktor Ines Samuel Leila Hugo "
-    "Anika Pablo Greta Tariq Clara Emil Rosa Kenji Alma Bruno Dalia Oskar Nina"
-)
-LAST_NAMES = _words(
-    "Lopez Khan Berg Mendes Tanaka Ivanova Dubois Okafor Novak Larsen Gupta Rossi Herrera Sato Petrov Martin "
-    "Mensah Costa Weber Sharma Bianchi Hassan Moreau Lindqvist Farouk Kowalski Schmidt Chen Silva Haddad "
-    "Horvat Navarro Adeyemi Nilsen Laurent Fischer Ortega Suzuki Brandt Rahman Keller Vidal Nakamura Jensen "
-    "Moretti Salazar Varga Holm"
-)
-PLACES = _words(
-    "Lisbon Nairobi Oslo Lima Hanoi Krakow Dublin Quito Tunis Seoul Porto Bergen Accra Riga Malmo Cusco Leeds "
-    "Bilbao Kyoto Tallinn Bremen Dakar Perth Lyon Turin Ghent Split Aarhus Durban Cairo Ankara Tbilisi Graz "
-    "Bruges Sapporo Denver Halifax Mombasa Valencia Gdansk Salzburg Cordoba Tromso Utrecht Zagreb Nantes "
-    "Ottawa Antwerp"
-)
-ORG_STEMS = _words(
-    "Northwind Bluepeak Corvex Helios Tidewater Kestrel Ironbridge Solara Quantis Redfern Vantor Lumina "
-    "Greystone Orbital Zephyr Meridian Falcon Arcadia Stellar Cobalt Evergreen Summit Pinnacle Horizon Nimbus "
-    "Vertex Aurora Granite Silverline Oakridge Brightwater Crestline Polaris Harbor Everest Maple Sterling "
-    "Aspen Titan Keystone Radiant Beacon Willow Copper Onyx Sapphire Juniper Atlas"
-)
+def invented_names(count: int, rng: random.Random, taken: set[str]) -> list[str]:
+    """`count` capitalised words of two or three syllables, none in `taken` (which they are added to)."""
+    names: list[str] = []
+    while len(names) < count:
+        syllables = [rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(rng.choice((2, 2, 3)))]
+        name = ("".join(syllables) + rng.choice(CODAS)).capitalize()
+        if name not in taken:
+            taken.add(name)
+            names.append(name)
+    return names
+
+
 ORG_SUFFIXES = ("Group", "Bank", "Systems", "Motors", "Labs", "Foods", "Airlines", "Energy")
 
 # {PER}, {LOC} and {ORG} are filled with a name of that kind; every other word is tagged O.
@@ -317,7 +311,8 @@ class NamePool:
 def name_pools(seed: int) -> tuple[NamePool, NamePool]:
     """Two pools with no first name, surname, place or organisation stem in common: training's, evaluation's."""
     rng = random.Random(seed)
-    halves = [_halves(words, rng) for words in (FIRST_NAMES, LAST_NAMES, PLACES, ORG_STEMS)]
+    taken: set[str] = set()
+    halves = [_halves(invented_names(NAMES_PER_KIND, rng, taken), rng) for _ in range(4)]
     return NamePool(*(half[0] for half in halves)), NamePool(*(half[1] for half in halves))
 
 

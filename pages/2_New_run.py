@@ -408,12 +408,12 @@ def config_files(config: RunConfig) -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def preflight(config_yaml: str) -> tuple[str, str]:
+def preflight(config_yaml: str) -> tuple[str, str, Message | None]:
     wait_for_training_stack()
     from lab.training.estimate import estimate
 
     result = estimate(RunConfig.from_yaml(config_yaml))
-    return result.describe(), result.warning
+    return result.describe(), result.warning, result.budget_warning
 
 
 def estimate_section(config: RunConfig) -> None:
@@ -424,10 +424,12 @@ def estimate_section(config: RunConfig) -> None:
         elif st.button(t("form.estimate"), key="estimate"):
             with user_errors(), st.spinner(t("form.estimating")):
                 config.validate()
-                text, warning = preflight(config.to_yaml())
+                text, warning, budget_warning = preflight(config.to_yaml())
                 st.text(text)
                 if warning:
                     st.warning(warning, icon=":material/memory:")
+                if budget_warning:
+                    st.warning(message(budget_warning), icon=":material/speed:")
 
 
 def where_section(config: RunConfig) -> None:

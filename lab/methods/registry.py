@@ -31,6 +31,18 @@ LOW_RANK_SETTINGS = ("r", "alpha", "lora_dropout", "target_modules", "merge_adap
 
 
 @dataclass(frozen=True)
+class ShortBudget:
+    """The rates an empty field picks for a run of fewer than `below_steps` optimizer steps (a small training
+    set, a few epochs): the one-click rates were measured on budgets of 94 to 225 steps and do not carry over
+    to 45 (README, "Defaults for small budgets"; `python -m bench.quality --small-set ner-240` measures them).
+    A rate left None keeps the method's usual one."""
+
+    below_steps: int
+    learning_rate: Optional[float] = None
+    head_learning_rate: Optional[float] = None
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """One PEFT method. Rates were measured on the offline MiniLM (README, "Quality benchmark";
     `python -m bench.lr_sweep` and `python -m bench.quality` reproduce them): small models and PEFT
@@ -50,11 +62,32 @@ class MethodSpec:
     mergeable: bool = False  # its update folds into the base weights (merge, ONNX without peft)
     attention_targets: bool = False  # peft has no default modules for it: the lab picks the attention's
     peft_config: Optional[Callable[..., Any]] = None  # builds: peft; see lab.methods.peft_configs
+    # Per task: the rates for short runs, where they differ from the ones above.
+    short_budgets: Mapping[str, ShortBudget] = field(default_factory=dict)
+    # Per task: about how many optimizer steps the method needs at its defaults before it scores at all on a
+    # small generated set (entity F1 0.25 on NER, accuracy 0.8 on topics; README, "Defaults for small
+    # budgets"). The pre-flight warns a shorter run; None where not measured.
+    steps_needed: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def saves_adapter(self) -> bool:
         """Saves only what it trained, to load over the base model; full and head-only save a whole model."""
         return self.builds in ("peft", "adapter")
+
+    def short_budget(self, task: str, steps: Optional[int]) -> Optional[ShortBudget]:
+        """The short-budget rates that apply to a run of `steps` optimizer steps (None: steps unknown)."""
+        band = self.short_budgets.get(task)
+        return band if band is not None and steps is not None and steps < band.below_steps else None
+
+    def learning_rate(self, task: str, steps: Optional[int] = None) -> float:
+        """What an empty train.learning_rate picks for a run of `steps` optimizer steps."""
+        band = self.short_budget(task, steps)
+        return band.learning_rate if band and band.learning_rate else self.learning_rates[task]
+
+    def head_learning_rate(self, task: str, steps: Optional[int] = None) -> float:
+        """What an empty train.head_learning_rate picks (before the floor at the method's own rate)."""
+        band = self.short_budget(task, steps)
+        return band.head_learning_rate if band and band.head_learning_rate else self.head_learning_rates[task]
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -81,8 +114,29 @@ def names_where(test: Callable[[MethodSpec], bool]) -> tuple[str, ...]:
     return tuple(name for name, spec in METHODS.items() if test(spec))
 
 
-register_method(MethodSpec("full", "model", learning_rates={"classification": 5e-5, "ner": 3e-4}, pooling="pooler"))
-register_method(MethodSpec("head", "head", learning_rates={"classification": 5e-2, "ner": 1e-2}))
+# steps_needed: the first evaluation (every 15 steps) of `python -m bench.quality --small-set ner-240` at or above
+# entity F1 0.25 on validation (README, "Defaults for small budgets").
+register_method(
+    MethodSpec(
+        "full",
+        "model",
+        learning_rates={"classification": 5e-5, "ner": 3e-4},
+        pooling="pooler",
+        steps_needed={"ner": 15},
+    )
+)
+# A head on frozen features moves too little in 45 steps at 1e-2: on ner-240 (45 steps) entity F1 0.200 at 1e-2,
+# 0.247 at 3e-2, 0.274 at 5e-2 (`python -m bench.lr_sweep --small-set ner-240 --methods head`). The band's edge,
+# 100 steps, lies between that budget and the one-click card's 225, which keeps 1e-2.
+register_method(
+    MethodSpec(
+        "head",
+        "head",
+        learning_rates={"classification": 5e-2, "ner": 1e-2},
+        short_budgets={"ner": ShortBudget(below_steps=100, learning_rate=5e-2)},
+        steps_needed={"ner": 30},
+    )
+)
 register_method(
     MethodSpec(
         "lora",
@@ -93,6 +147,7 @@ register_method(
         targets_modules=True,
         mergeable=True,
         peft_config=peft_configs.lora,
+        steps_needed={"ner": 30},
     )
 )
 register_method(

@@ -1,11 +1,18 @@
 """The defaults an empty field picks, per task and PEFT method: the learning rate, the head's rate and
 the pooling, as the method registry (lab.methods.registry) records them, and what each method reached
 at its defaults on the one-click budgets.
+
+The rates depend on the run's budget: `steps`, the optimizer steps the run will take (the engine passes
+the count it computed; training-set size, epochs and batch size all enter through it). Without it (a
+form that has not loaded the data yet) they are the one-click rates.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 from lab.config import RunConfig
+from lab.errors import Message
 from lab.methods.registry import HEAD_LEARNING_RATES, METHODS
 
 # Read from the method registry (lab.methods.registry), where each rate's measurement is written.
@@ -56,14 +63,51 @@ ONE_CLICK_RESULTS: dict[str, dict] = {
 }
 
 
-def learning_rate_for(config: RunConfig) -> float:
-    return config.train.fixed_learning_rate() or DEFAULT_LEARNING_RATES[config.task][config.peft.method]
+# How the pre-flight names a task and a method in its budget warning (the catalogues name them in the page's language).
+TASK_NAMES = {"classification": "classification", "ner": "NER"}
+METHOD_NAMES = {
+    "full": "Full fine-tuning",
+    "head": "Head-only training",
+    "lora": "LoRA",
+    "adalora": "AdaLoRA",
+    "ia3": "IA3",
+    "prompt": "Prompt tuning",
+    "prefix": "Prefix tuning",
+    "loha": "LoHa",
+    "lokr": "LoKr",
+    "adapter": "A bottleneck adapter",
+}
 
 
-def head_learning_rate_for(config: RunConfig) -> float:
-    """The task head's peak rate: the method's head rate, or its own rate where that is larger."""
+def learning_rate_for(config: RunConfig, steps: Optional[int] = None) -> float:
+    """The peak rate of a run of `steps` optimizer steps: the number the user gave, or the method's default
+    for that budget."""
+    given = config.train.learning_rate
+    return given or METHODS[config.peft.method].learning_rate(config.task, steps)
+
+
+def head_learning_rate_for(config: RunConfig, steps: Optional[int] = None) -> float:
+    """The task head's peak rate: the method's head rate for the budget, or its own rate where that is larger."""
     if config.peft.method == "head":
-        return learning_rate_for(config)
+        return learning_rate_for(config, steps)
     if config.train.head_learning_rate:
         return config.train.head_learning_rate
-    return max(learning_rate_for(config), METHODS[config.peft.method].head_learning_rates[config.task])
+    return max(learning_rate_for(config, steps), METHODS[config.peft.method].head_learning_rate(config.task, steps))
+
+
+def short_budget_warning(config: RunConfig, steps: int) -> Optional[Message]:
+    """A warning when a run of `steps` optimizer steps is shorter than what the method was measured to need."""
+    needed = METHODS[config.peft.method].steps_needed.get(config.task)
+    if needed is None or steps >= needed:
+        return None
+    method = METHOD_NAMES.get(config.peft.method, config.peft.method)
+    task = TASK_NAMES.get(config.task, config.task)
+    return Message(
+        f"{method} on {task} needs about {needed} steps here; this run has {steps}. Train more epochs or on more "
+        "examples, or expect a weak score.",
+        "short_budget",
+        method=method,
+        task=task,
+        needed=needed,
+        steps=steps,
+    )

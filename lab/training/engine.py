@@ -131,7 +131,8 @@ def train(
                 wall_seconds=time.time() - started,
             )
         config = found
-    learning_rate, head_learning_rate = learning_rate_for(config), head_learning_rate_for(config)
+    learning_rate = learning_rate_for(config, total_steps)  # an empty field picks the default for this budget
+    head_learning_rate = head_learning_rate_for(config, total_steps)
     emit(LogEvent(message=f"{config.peft.method}: {params.describe()}" + (f"; pooling {pooling}" if pooling else "")))
     head_rate = f" (head {head_learning_rate:g})" if head_learning_rate != learning_rate else ""
     emit(
@@ -182,6 +183,8 @@ def train(
     references = _word_references(loaded, tokenized, emit, max_length) if config.task == "ner" else None
     preflight = estimate(config, loaded)
     emit(LogEvent(message=preflight.describe(), level="warning" if preflight.warning else "info"))
+    if preflight.budget_warning:
+        emit(LogEvent(message=preflight.budget_warning, level="warning"))
     emit(
         EstimateEvent(
             device=preflight.device,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from lab.config import RunConfig
+from lab.errors import Message
 
 if TYPE_CHECKING:
     from lab.data.splits import LoadedData
@@ -69,6 +70,8 @@ class Estimate:
     available_bytes: Optional[int]  # free memory on the device now; None when unknown
     trainable_params: int
     total_params: int
+    # The method was measured to need more steps than this run has (lab.model.defaults.short_budget_warning).
+    budget_warning: Optional[Message] = None
 
     @property
     def total_bytes(self) -> int:
@@ -122,6 +125,7 @@ def estimate(
     """Estimate time and memory of `config` without training; pass the splits if they are loaded
     already. Raises the LabError training would raise for a missing file or model."""
     from lab.data.splits import load_splits
+    from lab.model.defaults import short_budget_warning
     from lab.model.device import pick_device, pick_precision
     from lab.model.loading import load_tokenizer
 
@@ -175,6 +179,7 @@ def estimate(
         available_bytes=available_memory(device),
         trainable_params=shape["trainable"],
         total_params=shape["total"],
+        budget_warning=short_budget_warning(config, total_steps),
     )
 
 
