@@ -129,7 +129,7 @@ def test_the_cli_writes_a_run_or_a_comparison_handout(comparison, capsys, tmp_pa
     assert code == 0, err
     assert "python -m lab compare comparison.yaml" in out.read_text(encoding="utf-8")
     code, _, err = cli(capsys, "handout", head, "--out", str(out), "--lang", "fr")
-    assert code == 2 and err.startswith("error: No handout language 'fr'") and err.count("\n") == 1
+    assert code == 2 and err.startswith("error: No language 'fr'") and err.count("\n") == 1
 
 
 def test_a_student_cannot_write_the_handout_of_another_students_run(comparison, capsys, tmp_path, monkeypatch):

@@ -15,39 +15,17 @@ Two kinds of text are not keys of their own, so each keeps one source:
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
-import yaml
 
 from lab.config import field_help as english_field_help
 from lab.errors import LabError
+from lab.views.catalogue import DEFAULT_LANGUAGE, catalogue
 
 LANGUAGES = {"en": "English", "zh": "简体中文"}
-DEFAULT_LANGUAGE = "en"
-LOCALES = Path(__file__).with_name("locales")
 _CHOSEN = "language"  # session_state key of the sidebar switch
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for name, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            flat[f"{prefix}{name}"] = str(value)
-    return flat
-
-
-@functools.cache
-def catalogue(language: str) -> dict[str, str]:
-    """Every key of `language`'s catalogue file, flattened to dotted keys."""
-    with open(LOCALES / f"{language}.yaml", encoding="utf-8") as file:
-        return _flatten(yaml.safe_load(file) or {})
 
 
 def placeholders(text: str) -> set[str]:

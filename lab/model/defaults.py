@@ -82,7 +82,7 @@ METHOD_NAMES = {
 def learning_rate_for(config: RunConfig, steps: Optional[int] = None) -> float:
     """The peak rate of a run of `steps` optimizer steps: the number the user gave, or the method's default
     for that budget."""
-    given = config.train.learning_rate
+    given = config.train.fixed_learning_rate()
     return given or METHODS[config.peft.method].learning_rate(config.task, steps)
 
 

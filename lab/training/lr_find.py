@@ -200,8 +200,10 @@ def run_range_test(
         reserved=reserved,
     )["train"]
 
+    budget = total_optimizer_steps(config, len(train))  # the run's own steps pick its default head ratio
+
     def head_rate_for(rate: float) -> float:
-        return head_rate_beside(config, rate)
+        return head_rate_beside(config, rate, budget)
 
     watch = _Watch(should_stop)
     with tempfile.TemporaryDirectory(prefix="lab-lr-find-") as folder:
@@ -240,26 +242,27 @@ def run_range_test(
         return None
     rates = [rate_at(step, steps) for step in range(len(watch.losses))]
     rate, rule, smoothed = choose_rate(rates, watch.losses)
-    head = head_rate_beside(config, rate) if head_rate_ratio(config) is not None else None
+    head = head_rate_beside(config, rate, budget) if head_rate_ratio(config, budget) is not None else None
     return RangeTest(rates, watch.losses, smoothed, rate, head, rule, watch.diverged, time.time() - started)
 
 
-def head_rate_ratio(config: RunConfig) -> Optional[float]:
+def head_rate_ratio(config: RunConfig, steps: Optional[int] = None) -> Optional[float]:
     """How much faster than the rest the new head learns by the method's defaults, which the test and the run keep
     at every rate: a head at its own fixed rate would make the loss fall at any tested rate, and the test would read
     the head, not the rate. None when the head's rate is the user's own, or the run trains only the head."""
     if config.peft.method == "head" or config.train.head_learning_rate:
         return None
     defaults = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=None))
-    return head_learning_rate_for(defaults) / learning_rate_for(defaults)
+    return head_learning_rate_for(defaults, steps) / learning_rate_for(defaults, steps)
 
 
-def head_rate_beside(config: RunConfig, rate: float) -> float:
-    """The head's rate when the rest trains at `rate` (below 1, as the config field asks)."""
-    ratio = head_rate_ratio(config)
+def head_rate_beside(config: RunConfig, rate: float, steps: Optional[int] = None) -> float:
+    """The head's rate when the rest trains at `rate` in a run of `steps` optimizer steps (below 1, as the
+    config field asks)."""
+    ratio = head_rate_ratio(config, steps)
     if ratio is None:
         given = dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=rate))
-        return head_learning_rate_for(given)
+        return head_learning_rate_for(given, steps)
     return min(rate * ratio, MAX_HEAD_RATE)
 
 

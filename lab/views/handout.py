@@ -15,17 +15,12 @@ import functools
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
-import yaml
 
-from lab.errors import LabError
+from lab.views.catalogue import DEFAULT_LANGUAGE, catalogue
 
-# The app's catalogues (ui/locales/LANG.yaml), read as data: lab/ never imports the app's code.
-LOCALES = Path(__file__).resolve().parents[2] / "ui" / "locales"
-DEFAULT_LANGUAGE = "en"
 # A chart's width in CSS pixels: an A4 page less 15 mm margins is about 680 px wide.
 CHART_WIDTH = 680
 CHART_HEIGHT = 340
@@ -90,29 +85,10 @@ class Words:
         return self.texts.get(key) or self.english.get(key) or default
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for name, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            flat[f"{prefix}{name}"] = str(value)
-    return flat
-
-
-def _read_catalogue(language: str) -> dict[str, str]:
-    path = LOCALES / f"{language}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in LOCALES.glob("*.yaml"))) or "none found"
-        raise LabError(f"No handout language {language!r}: choose one of {known}.")
-    return _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-
-
 @functools.cache
 def catalogue_words(language: str) -> Words:
     """The words of `language` (`en`, `zh`) from the app's catalogue."""
-    english = _read_catalogue(DEFAULT_LANGUAGE)
-    return Words(language, english if language == DEFAULT_LANGUAGE else _read_catalogue(language), english)
+    return Words(language, catalogue(language), catalogue(DEFAULT_LANGUAGE))
 
 
 def repeat_sections(
