@@ -9,11 +9,12 @@ import csv
 import pytest
 
 from bench.small_sets import ORG_SUFFIXES, TOPICS, write_set
+from lab.catalogue import catalogue
 from lab.config import DataConfig, ModelConfig, PeftSettings, RunConfig, TrainConfig
 from lab.data.readers import read_conll
 from lab.groups.one_click import one_click_runs
 from lab.methods.registry import METHODS, MethodSpec, ShortBudget
-from lab.model.defaults import METHOD_NAMES, head_learning_rate_for, learning_rate_for, short_budget_warning
+from lab.model.defaults import head_learning_rate_for, learning_rate_for, short_budget_warning
 from lab.training.trainer import total_optimizer_steps
 
 SHORT_RUN_STEPS = 45  # 240 sentences, 3 epochs of batch 16
@@ -85,13 +86,22 @@ def test_the_preflight_warns_a_run_shorter_than_the_method_needs_with_the_figure
         warning = short_budget_warning(config, needed - 1)
         assert warning is not None and warning.code == "short_budget"
         assert f"needs about {needed} steps here; this run has {needed - 1}" in warning
-        assert warning.startswith(METHOD_NAMES[method])
+        assert warning.lower().startswith(catalogue("en")[f"method.{method}.name"].lower())
         assert warning.params["needed"] == str(needed) and warning.params["steps"] == str(needed - 1)
         assert short_budget_warning(config, needed) is None
 
 
-def test_every_method_has_a_name_for_the_warning():
-    assert set(METHOD_NAMES) == set(METHODS)
+def test_the_warning_names_the_method_and_task_in_the_pages_language(monkeypatch):
+    from ui import i18n
+
+    warning = short_budget_warning(config_for("ner", "head"), 10)
+    assert warning is not None
+    assert warning.startswith("Head only on named entities (NER) needs about")  # the catalogue's English words
+    assert i18n.message(warning) == warning  # an English page shows the library's sentence
+    monkeypatch.setattr(i18n, "language", lambda: "zh")
+    chinese = i18n.message(warning)
+    assert "仅训练分类头" in chinese and "命名实体识别" in chinese and "10" in chinese
+    assert not any(word in chinese for word in ("Head", "head", "NER)", "named")), chinese
 
 
 def test_the_estimate_carries_the_warning_for_a_short_run(tiny_model_dir, ner_conll):

@@ -22,7 +22,7 @@ FORBIDDEN["views"] = ("lab.cli",)  # the CLI writes what a page shows (`python -
 FORBIDDEN["cli"] = ()
 # The method registry and the bottleneck adapter sit beside the top-level modules (lab.config reads them).
 FORBIDDEN["methods"] = tuple(f"lab.{room}" for room in ORDER) + ("lab.views", "lab.cli")
-TOP_LEVEL = ("coercion", "config", "config_fields", "config_sections", "errors", "events", "hub")
+TOP_LEVEL = ("catalogue", "coercion", "config", "config_fields", "config_sections", "errors", "events", "hub")
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -20,9 +20,9 @@ from typing import Any
 
 import streamlit as st
 
+from lab.catalogue import DEFAULT_LANGUAGE, catalogue
 from lab.config import field_help as english_field_help
 from lab.errors import LabError
-from lab.views.catalogue import DEFAULT_LANGUAGE, catalogue
 
 LANGUAGES = {"en": "English", "zh": "简体中文"}
 _CHOSEN = "language"  # session_state key of the sidebar switch
@@ -81,7 +81,8 @@ def field_help(section: str, name: str) -> str:
 
 def message(said: str | LabError) -> str:
     """A library sentence in this page's language: a `LabError` or a `Message` (a run's status, a data
-    note) is translated by its code and params from the catalogue's `messages.CODE`; text without a
+    note) is translated by its code and params from the catalogue's `messages.CODE` (a `method`
+    or `task` param is a code, named in this language by `method.CODE.name` / `task.CODE`); text without a
     code, or whose code this language lacks, is shown as the library wrote it (English)."""
     text = str(said)
     code, params = getattr(said, "code", ""), getattr(said, "params", {})
@@ -89,9 +90,21 @@ def message(said: str | LabError) -> str:
     if not template:
         return text
     try:
-        return template.format(**params)
+        return template.format(**_worded(params))
     except (KeyError, IndexError):  # a catalogue that names a parameter the library did not give
         return text
+
+
+# Params that carry a code, not words: a page names them in its own language before filling the template.
+WORDED_PARAMS = {"method": "method.{}.name", "task": "task.{}"}
+
+
+def _worded(params: dict[str, str]) -> dict[str, str]:
+    worded = dict(params)
+    for name, key in WORDED_PARAMS.items():
+        if name in params and key.format(params[name]) in catalogue(DEFAULT_LANGUAGE):
+            worded[name] = t(key.format(params[name]))
+    return worded
 
 
 def duration_units() -> tuple[str, str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from lab.catalogue import DEFAULT_LANGUAGE, catalogue
 from lab.config import RunConfig
 from lab.errors import Message
 from lab.methods.registry import HEAD_LEARNING_RATES, METHODS
@@ -63,22 +64,6 @@ ONE_CLICK_RESULTS: dict[str, dict] = {
 }
 
 
-# How the pre-flight names a task and a method in its budget warning (the catalogues name them in the page's language).
-TASK_NAMES = {"classification": "classification", "ner": "NER"}
-METHOD_NAMES = {
-    "full": "Full fine-tuning",
-    "head": "Head-only training",
-    "lora": "LoRA",
-    "adalora": "AdaLoRA",
-    "ia3": "IA3",
-    "prompt": "Prompt tuning",
-    "prefix": "Prefix tuning",
-    "loha": "LoHa",
-    "lokr": "LoKr",
-    "adapter": "A bottleneck adapter",
-}
-
-
 def learning_rate_for(config: RunConfig, steps: Optional[int] = None) -> float:
     """The peak rate of a run of `steps` optimizer steps: the number the user gave, or the method's default
     for that budget."""
@@ -100,14 +85,22 @@ def short_budget_warning(config: RunConfig, steps: int) -> Optional[Message]:
     needed = METHODS[config.peft.method].steps_needed.get(config.task)
     if needed is None or steps >= needed:
         return None
-    method = METHOD_NAMES.get(config.peft.method, config.peft.method)
-    task = TASK_NAMES.get(config.task, config.task)
+    # The English words are the catalogue's; the params carry the codes, so a page names them in its own language.
+    words = catalogue(DEFAULT_LANGUAGE)
+    method = words.get(f"method.{config.peft.method}.name", config.peft.method)
+    task = words.get(f"task.{config.task}", config.task)
     return Message(
-        f"{method} on {task} needs about {needed} steps here; this run has {steps}. Train more epochs or on more "
-        "examples, or expect a weak score.",
+        f"{method[:1].upper()}{method[1:]} on {_mid_sentence(task)} needs about {needed} steps here; this run has "
+        f"{steps}. Train more epochs or on more examples, or expect a weak score.",
         "short_budget",
-        method=method,
-        task=task,
+        method=config.peft.method,
+        task=config.task,
         needed=needed,
         steps=steps,
     )
+
+
+def _mid_sentence(words: str) -> str:
+    """A catalogue's heading words inside a sentence: "Named entities (NER)" as "named entities (NER)"; an
+    acronym ("NER") keeps its capitals."""
+    return words[:1].lower() + words[1:] if words[1:2].islower() else words

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from lab.views.catalogue import DEFAULT_LANGUAGE, catalogue
+from lab.catalogue import DEFAULT_LANGUAGE, catalogue
 
 # A chart's width in CSS pixels: an A4 page less 15 mm margins is about 680 px wide.
 CHART_WIDTH = 680

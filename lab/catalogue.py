@@ -1,5 +1,8 @@
 """The app's catalogues of words (ui/locales/LANG.yaml), read as data: the pages translate with them
-(ui.i18n) and so do the handouts the CLI writes, from this one reader. lab/ never imports the app's code."""
+(ui.i18n), and so do the handouts the CLI writes and the library's own English sentences that name a method
+or a task (lab.model.defaults), from this one reader. lab/ never imports the app's code.
+
+It sits beside lab.errors at the bottom of the import order, so every room may read it."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import yaml
 
 from lab.errors import LabError
 
-LOCALES = Path(__file__).resolve().parents[2] / "ui" / "locales"
+LOCALES = Path(__file__).resolve().parents[1] / "ui" / "locales"
 DEFAULT_LANGUAGE = "en"
 
 
