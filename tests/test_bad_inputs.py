@@ -787,3 +787,9 @@ def test_the_hub_probe_gives_up_on_time_even_when_the_name_lookup_hangs(monkeypa
     started = time.perf_counter()
     assert hub.hub_reachable(timeout=0.3) is False
     assert time.perf_counter() - started < 2
+
+
+def test_a_handout_without_a_run_or_group_says_what_to_name(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
+    code, _, err = cli(capsys, "handout", "--out", str(tmp_path / "h.html"))
+    assert code == 2 and err.startswith("error: Name what to write: a run") and err.count("\n") == 1

@@ -239,8 +239,10 @@ def cmd_handout(args: argparse.Namespace) -> int:
     from lab.views.comparison_handout import comparison_handout
     from lab.views.run_handout import run_handout
 
-    if bool(args.run) == bool(args.group):
-        raise LabError("Give a run (id, name or the start of an id) or --group NAME, not both.")
+    if not args.run and not args.group:
+        raise LabError("Name what to write: a run (id, name or the start of an id) or --group NAME.")
+    if args.run and args.group:
+        raise LabError("Give a run or --group NAME, not both.")
     store = open_store(args)
     if args.group:
         page = comparison_handout(store, args.group, args.lang)

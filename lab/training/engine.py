@@ -60,7 +60,7 @@ from lab.model.adapting import adapt, restore_adalora_ranks
 from lab.model.defaults import head_learning_rate_for, learning_rate_for
 from lab.model.device import pick_device, pick_precision
 from lab.model.loading import load_model, load_tokenizer
-from lab.model.parameters import count_parameters
+from lab.model.parameters import ParameterCount, count_parameters
 from lab.training.callbacks import AdaLoraAllocationCallback, EventCallback
 from lab.training.estimate import estimate
 from lab.training.lr_find import with_found_learning_rate
@@ -123,13 +123,7 @@ def train(
     if config.train.finds_learning_rate:  # learning_rate: auto, a range test on a copy of the model
         found = with_found_learning_rate(config, model, tokenizer, loaded, device, precision, emit, should_stop)
         if found is None:  # cancelled during the test: nothing trained, nothing to save
-            return RunResult(
-                status="cancelled",
-                output_dir=str(output_dir),
-                trainable_params=params.trainable,
-                total_params=params.total,
-                wall_seconds=time.time() - started,
-            )
+            return _cancelled_before_training(output_dir, params, started)
         config = found
     learning_rate = learning_rate_for(config, total_steps)  # an empty field picks the default for this budget
     head_learning_rate = head_learning_rate_for(config, total_steps)
@@ -173,13 +167,7 @@ def train(
     try:
         tokenized = tokenize_splits(loaded.splits, tokenizer, config.task, max_length, should_stop=should_stop)
     except TokenisingStopped:  # cancelled before any step: nothing trained, nothing to save
-        return RunResult(
-            status="cancelled",
-            output_dir=str(output_dir),
-            trainable_params=params.trainable,
-            total_params=params.total,
-            wall_seconds=time.time() - started,
-        )
+        return _cancelled_before_training(output_dir, params, started)
     references = _word_references(loaded, tokenized, emit, max_length) if config.task == "ner" else None
     preflight = estimate(config, loaded)
     emit(LogEvent(message=preflight.describe(), level="warning" if preflight.warning else "info"))
@@ -332,3 +320,14 @@ def _describe_splits(loaded: LoadedData) -> str:
 
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
+
+
+def _cancelled_before_training(output_dir: Path, params: ParameterCount, started: float) -> RunResult:
+    """A run cancelled before its first step: nothing trained, nothing to save."""
+    return RunResult(
+        status="cancelled",
+        output_dir=str(output_dir),
+        trainable_params=params.trainable,
+        total_params=params.total,
+        wall_seconds=time.time() - started,
+    )
