@@ -117,7 +117,7 @@ def cookie_written(at: AppTest) -> str:
     """The session the page told the browser to keep ('' when it told it to forget it)."""
     scripts = [element.proto.body for element in at.get("html") if SESSION_COOKIE in element.proto.body]
     (script,) = scripts
-    return script.split(f"{SESSION_COOKIE}=")[1].split(";")[0]
+    return script.split(f"document.cookie = '{SESSION_COOKIE}=")[1].split(";")[0]
 
 
 def test_logging_in_survives_a_reload_and_logging_out_ends_the_session(book, runs_dir):
@@ -281,3 +281,37 @@ def test_a_closed_assignment_takes_no_runs_and_the_projector_mode_draws_a_readab
     assert not teacher.exception and not teacher.dataframe  # the canvas table ignores the large type
     (table,) = teacher.table
     assert table.value.columns.tolist()[:4] == ["#", "Student", "Status", "Method"]
+
+
+def tokens_the_browser_forgets(at: AppTest) -> list[str]:
+    """The session values whose cookie the page's script deletes (only while the browser still holds one of
+    them); [] when no script deletes any."""
+    import json
+
+    scripts = [element.proto.body for element in at.get("html") if "const stale = " in element.proto.body]
+    if not scripts:
+        return []
+    (script,) = scripts
+    held = json.loads(script.split("const stale = ")[1].split(";\n")[0])
+    return [value.removeprefix(f"{SESSION_COOKIE}=") for value in held]
+
+
+def test_a_tab_with_a_dead_cookie_deletes_only_that_cookie_not_one_another_tab_wrote_since(book):
+    dead = book.log_in("bob", BOB_PASSWORD)
+    book.log_out(dead)
+    at = open_page("pages/4_Runs.py", session=dead)
+    at.text_input(key="auth-name").input("carol").run()  # any rerun, after another tab has logged in
+    assert shows_only_the_login_form(at, "Log in")
+    assert tokens_the_browser_forgets(at) == [dead]  # a live cookie from another tab stays
+    assert not [element for element in at.get("html") if "document.cookie = " in element.proto.body.split("if (")[0]]
+
+
+def test_logging_out_in_the_tab_that_logged_in_makes_the_browser_forget_the_cookie(book):
+    at = log_in(open_page("pages/4_Runs.py"), "bob", BOB_PASSWORD)  # no cookie when this tab connected
+    token = cookie_written(at)
+    at.button(key="auth-log-out").click().run()
+    assert shows_only_the_login_form(at, "Log in")
+    assert tokens_the_browser_forgets(at) == [token]
+    assert book.session(token) is None
+    at = log_in(at, "carol", "carol-s3cret-pw")  # a new login in the same tab forgets nothing
+    assert not tokens_the_browser_forgets(at) and cookie_written(at) not in ("", token)

@@ -15,6 +15,7 @@ e-mail addresses listed in `[lab] teachers` are teachers, everyone else a studen
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Optional
 
@@ -30,6 +31,7 @@ OLD_SESSION_PARAM = "session"  # where the token once rode: a link carrying one 
 _TOKEN = "auth-token"  # session_state: this browser session's token
 _ACCOUNT = "auth-account"  # session_state: whose it is, checked on every run of a page
 _COOKIE_WRITTEN = "auth-cookie-written"  # session_state: the token this connection's cookie was set to
+_LOGGED_OUT = "auth-logged-out"  # session_state: the token just logged out of, for the browser to forget
 
 
 @st.cache_resource(show_spinner=False)
@@ -74,12 +76,16 @@ def require_login() -> None:
     if account is None:
         for key in (_TOKEN, _ACCOUNT, _COOKIE_WRITTEN):
             st.session_state.pop(key, None)
-        if cookie:  # ended, expired, or from another lab on this host: the browser forgets it
-            _write_cookie("")
+        # Ended, expired, from another lab on this host, or just logged out of: the browser forgets it, but only
+        # while it still holds that token (another tab may have logged in since and written a live one).
+        stale = [value for value in (cookie, st.session_state.get(_LOGGED_OUT, "")) if value]
+        if stale:
+            _forget_cookie(stale)
         language_switch()
         _login_form(book)
         st.stop()
     st.session_state[_TOKEN], st.session_state[_ACCOUNT] = token, account
+    st.session_state.pop(_LOGGED_OUT, None)
     if token not in (cookie, st.session_state.get(_COOKIE_WRITTEN)):
         _write_cookie(token)
         st.session_state[_COOKIE_WRITTEN] = token
@@ -89,16 +95,37 @@ def require_login() -> None:
             book.log_out(token)
             for key in (_TOKEN, _ACCOUNT, _COOKIE_WRITTEN):
                 st.session_state.pop(key, None)
+            # The cookie may have been written in this connection, so the request never carried it.
+            st.session_state[_LOGGED_OUT] = token
             st.rerun()
 
 
 def _write_cookie(token: str) -> None:
-    """Have the browser keep `token` (or forget it, for '') for this site, for a session's length. Set from
-    the page's JavaScript, so not HttpOnly (docs/SECURITY.md); SameSite=Strict keeps other sites' pages
-    from sending it, and over https it is Secure."""
-    seconds = SESSION_SECONDS if token else 0
+    """Have the browser keep `token` for this site, for a session's length. Set from the page's JavaScript, so
+    not HttpOnly (docs/SECURITY.md); SameSite=Strict keeps other sites' pages from sending it, and over https it
+    is Secure."""
+    _run_script(f"document.cookie = {_cookie_text(token, SESSION_SECONDS)};")
+
+
+def _forget_cookie(stale: list[str]) -> None:
+    """Have the browser forget the session cookie if it still holds one of the `stale` tokens; a token another
+    tab wrote since stays."""
+    held = json.dumps([f"{SESSION_COOKIE}={token}" for token in stale])
+    held = held.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")  # never ends the script
+    forget = _cookie_text("", 0)
+    _run_script(  # a block: the const of an earlier run's script in this page must not clash
+        f"{{ const stale = {held};\n"
+        "if (document.cookie.split(';').some((pair) => stale.includes(pair.trim()))) "
+        f"document.cookie = {forget}; }}"
+    )
+
+
+def _cookie_text(token: str, seconds: int) -> str:
     cookie = f"{SESSION_COOKIE}={token}; Max-Age={seconds}; Path=/; SameSite=Strict"
-    script = f"document.cookie = '{cookie}' + (location.protocol === 'https:' ? '; Secure' : '');"
+    return f"'{cookie}' + (location.protocol === 'https:' ? '; Secure' : '')"
+
+
+def _run_script(script: str) -> None:
     with st.sidebar:
         st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
 
