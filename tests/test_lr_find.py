@@ -203,3 +203,37 @@ def test_the_head_keeps_the_methods_ratio_beside_every_tested_rate_unless_the_us
     assert lr_find.head_rate_ratio(own) is None and lr_find.head_rate_beside(own, 1e-5) == 0.02
     head_only = lora.with_overrides(["peft.method=head"])
     assert lr_find.head_rate_beside(head_only, 1e-3) == 1e-3
+
+
+def test_a_students_find_a_rate_now_on_another_students_upload_is_refused(
+    tiny_model_dir, sentiment_csv, tmp_path, monkeypatch
+):
+    pytest.importorskip("streamlit")
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+    from test_app_pages import REPO, TIMEOUT, fill_form, no_exception, plotly_specs, widget
+
+    from lab.accounts.book import AccountBook
+    from lab.accounts.uploads import OWNER_FILE, UPLOADS_FOLDER
+
+    runs_dir = tmp_path / "class-runs"
+    monkeypatch.setenv("LAB_RUNS_DIR", str(runs_dir))
+    book = AccountBook(runs_dir)
+    book.add("bob", "student", "bob-s3cret-pw")
+    book.add("carol", "student", "carol-s3cret-pw")
+    carols_folder = runs_dir / UPLOADS_FOLDER / "c4r0l"
+    carols_folder.mkdir(parents=True)
+    (carols_folder / OWNER_FILE).write_text("carol")
+    carols_upload = carols_folder / "sentiment.csv"
+    shutil.copy(sentiment_csv, carols_upload)
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["auth-token"] = book.log_in("bob", "bob-s3cret-pw")
+    at.run()
+    at.switch_page("pages/2_New_run.py")
+    at = fill_form(at.run(), carols_upload, tiny_model_dir)
+    widget(at.button, "Find a rate now").click().run()
+    no_exception(at)
+    assert any("is not yours to train on" in element.value for element in at.error)
+    assert "Loss against learning rate" not in plotly_specs(at)

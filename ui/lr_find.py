@@ -4,18 +4,24 @@ the Live run page and the button draw (lab.training.lr_find runs the test)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+import threading
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from lab.accounts.uploads import check_own_data_files
 from lab.config import RunConfig
 from lab.config_sections import AUTO_RATE
 from lab.events import LearningRateFoundEvent
 from lab.views.run_view import RunView
-from ui.common import user_errors, wait_for_training_stack
+from ui.auth import current_viewer
+from ui.common import get_store, user_errors, wait_for_training_stack
 from ui.i18n import t
 from ui.widgets import config_widget
+
+if TYPE_CHECKING:
+    from lab.training.lr_find import RangeTest
 
 FOUND = "lr-find-results"  # session_state: the config's YAML -> the range test "Find a rate now" ran on it
 
@@ -102,21 +108,56 @@ def rate_test_section(view: RunView, key: str = "lr-find-chart") -> None:
 
 
 def find_rate_now(config: RunConfig, disabled: bool = False) -> None:
-    """ "Find a rate now": the range test on the form's config, inline with a spinner; its curve stays drawn for
-    this config (a changed form asks again)."""
+    """ "Find a rate now": the range test on the form's config, with a Stop button while it runs; its curve stays
+    drawn for this config (a changed form asks again). A student may test only on files and models they may
+    train on."""
     wait_for_training_stack()
-    from lab.training.lr_find import RANGE_TEST_STEPS, find_learning_rate
+    from lab.training.lr_find import RANGE_TEST_STEPS
 
     found: dict[str, Any] = st.session_state.setdefault(FOUND, {})
     recipe = config.to_yaml()
     with st.expander(t("lr_find.title"), icon=":material/query_stats:"):
         st.caption(t("form.find_rate_caption", steps=RANGE_TEST_STEPS))
         if st.button(t("form.find_rate"), key="find-rate", disabled=disabled):
-            with user_errors(), st.spinner(t("form.finding_rate")):
-                test = find_learning_rate(RunConfig.from_yaml(recipe))
+            with user_errors():
+                viewer = current_viewer()
+                if viewer is not None:
+                    check_own_data_files(config, get_store(), viewer)
+                test = _range_test(RunConfig.from_yaml(recipe))
                 if test is not None:
                     found[recipe] = test.event()
         shown: Optional[LearningRateFoundEvent] = found.get(recipe)
         if shown is not None:
             st.caption(rate_test_summary(shown))
             st.plotly_chart(rate_test_chart(shown), key="find-rate-chart", width="stretch")
+
+
+def _range_test(config: RunConfig) -> Optional[RangeTest]:
+    """The range test in a thread of its own while the page waits beside a Stop button: a click on it (or on any
+    widget) reruns the page, which interrupts the wait here, and the test stops at its next step. None when
+    stopped."""
+    from lab.training.lr_find import find_learning_rate
+
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["test"] = find_learning_rate(config, stop)
+        except Exception as exc:  # noqa: BLE001 - raised again on the page's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="lab-find-rate", daemon=True)
+    worker.start()
+    st.button(t("form.find_rate_stop"), key="find-rate-stop", icon=":material/stop:")
+    ticking = st.empty()
+    try:
+        with st.spinner(t("form.finding_rate")):
+            while worker.is_alive():
+                worker.join(0.5)
+                ticking.empty()  # a call into Streamlit: where a rerun the click asked for interrupts the wait
+    finally:
+        stop.set()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("test")
