@@ -15,7 +15,7 @@ from lab.groups.compare import GROUP_PREFIX, by_method, comparison_base, method_
 from lab.groups.parallel import cancel_group
 from lab.training.metrics import primary_metric_name
 from lab.views.compare_view import comparison_rows, finished_count, per_label_f1
-from lab.views.formatting import format_share
+from lab.views.formatting import LOSS_SMOOTHING, format_share
 from lab.views.history import folded_views
 from ui import charts
 from ui.common import get_runner, get_store, method_name, page_setup, status_name, task_name, user_errors
@@ -125,7 +125,7 @@ def comparison(group: str, polling: bool) -> None:
             width="stretch",
             key="compare-labels",
         )
-    loss, scores = charts.compare_curves(named, 0.6, metric, colours)
+    loss, scores = charts.compare_curves(named, LOSS_SMOOTHING, metric, colours)
     left, right = st.columns(2)
     left.plotly_chart(scores, width="stretch", key="compare-validation")
     right.plotly_chart(loss, width="stretch", key="compare-loss")

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lab.views.formatting import smooth, thinned
+from lab.views.formatting import SERIES_COLOURS, series_colours, smooth, thinned
 from lab.views.run_view import RunView
 from ui.i18n import metric_name, t
 
@@ -44,26 +44,8 @@ PALETTES = {
 }
 
 
-# One distinct colour per label (the theme's default sequence is shades of one blue), and per data-map region.
-LABEL_COLOURS = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-)
+LABEL_COLOURS = SERIES_COLOURS  # per label, and per data-map region below
 REGION_COLOURS = {"easy": "#2ca02c", "ambiguous": "#ff7f0e", "hard": "#d62728"}
-
-
-def series_colours(names: Sequence[str]) -> dict[str, str]:
-    """A distinct colour per series (a label, a method), so one method keeps its colour across the Compare
-    page's charts."""
-    return {name: LABEL_COLOURS[index % len(LABEL_COLOURS)] for index, name in enumerate(names)}
 
 
 def _legend_height(series: int) -> int:

@@ -15,7 +15,7 @@ from lab.model.parameters import format_share
 from lab.training.metrics import primary_metric_name
 from lab.views import handout_charts
 from lab.views.compare_view import comparison_rows, per_label_f1
-from lab.views.formatting import format_duration
+from lab.views.formatting import format_duration, series_colours
 from lab.views.handout import HandoutSection, Words, catalogue_words, handout_html, repeat_sections
 from lab.views.run_handout import format_number
 from lab.views.run_view import run_view
@@ -35,7 +35,7 @@ def comparison_handout(store: Any, group: str, language: str) -> str:
     rows = comparison_rows(records, views)
     method = {run.peft_method: words.get(f"method.{run.peft_method}.name", run.peft_method) for run in records}
     rows = rows.assign(method=rows["method"].map(method))
-    colours = handout_charts.series_colours(rows["method"].tolist())
+    colours = series_colours(rows["method"].tolist())
     named = {method[run.peft_method]: views[run.id] for run in by_method(records)}
     scores, losses = handout_charts.curves_by_run(named, metric, words, colours)
     sections = [
@@ -60,6 +60,8 @@ def comparison_handout(store: Any, group: str, language: str) -> str:
         command=command,
         command_heading=words("handout.command"),
         command_note=words("handout.command_note"),
+        started=views[first.id].started,
+        words=words,
     )
     title = words("handout.comparison_title", name=group[len(GROUP_PREFIX) :])
     subtitle = " · ".join([words(f"task.{task}"), records[0].dataset, records[0].model])

@@ -32,6 +32,28 @@ def format_count(count: Optional[int]) -> str:
     return str(count)
 
 
+# One distinct colour per series (a label, a method: the theme's default sequence is shades of one blue), the same
+# on the pages' charts and the handouts', so a method keeps its colour everywhere (plotly's D3 sequence).
+SERIES_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+LOSS_SMOOTHING = 0.6  # the loss curves' default smoothing, on the pages and in the handouts
+
+
+def series_colours(names: Sequence[str]) -> dict[str, str]:
+    """A colour per series, in the order given."""
+    return {name: SERIES_COLOURS[index % len(SERIES_COLOURS)] for index, name in enumerate(names)}
+
+
 def smooth(values: Sequence[float], weight: float) -> list[float]:
     """TensorBoard's debiased exponential moving average; weight 0 returns the values unchanged."""
     smoothed, average, count = [], 0.0, 0

@@ -4,23 +4,14 @@ a printed page by lab.views.handout; the pages' live charts are ui/charts.py."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
-from lab.views.formatting import smooth, thinned
+from lab.views.formatting import LOSS_SMOOTHING, series_colours, smooth, thinned
 from lab.views.handout import Words
 from lab.views.run_view import RunView
 
-SMOOTHING = 0.6  # the pages' default loss smoothing
 RAW, LINE, VALIDATION = "rgba(31,119,180,0.45)", "rgb(31,119,180)", "rgb(214,39,40)"
-
-
-def series_colours(names: Sequence[str]) -> dict[str, str]:
-    """One colour per method or label, the same on each of a handout's charts."""
-    return {name: qualitative.D3[index % len(qualitative.D3)] for index, name in enumerate(names)}
 
 
 def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, series: int = 1) -> go.Figure:
@@ -51,9 +42,9 @@ def run_loss(view: RunView, words: Words) -> go.Figure:
         )
         figure.add_scatter(
             x=thinned(steps),
-            y=thinned(smooth(loss, SMOOTHING)),
+            y=thinned(smooth(loss, LOSS_SMOOTHING)),
             mode="lines",
-            name=words("chart.smoothed", smoothing=f"{SMOOTHING:g}"),
+            name=words("chart.smoothed", smoothing=f"{LOSS_SMOOTHING:g}"),
             line=dict(color=LINE, width=2.5),
         )
     if "loss" in view.evaluations and not view.evaluations.empty:
@@ -144,7 +135,7 @@ def curves_by_run(
         if not view.steps.empty:
             loss.add_scatter(
                 x=thinned(view.steps["step"].tolist()),
-                y=thinned(smooth(view.steps["loss"].tolist(), SMOOTHING)),
+                y=thinned(smooth(view.steps["loss"].tolist(), LOSS_SMOOTHING)),
                 mode="lines",
                 name=name,
                 line=line,
