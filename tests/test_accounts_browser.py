@@ -99,3 +99,39 @@ def test_a_reload_keeps_the_login_the_url_never_carries_the_session_and_logout_f
     page.reload()
     page.get_by_label("User name").wait_for()
     assert AccountBook(runs_dir).session(token) is None
+
+
+def log_in(page, base: str) -> str:
+    page.goto(base + "/Runs")
+    page.get_by_label("User name").fill("bob")
+    page.get_by_role("textbox", name="Password").fill(BOB_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Logged in as").wait_for()
+    page.wait_for_function("() => document.cookie.includes('lab_session=')")
+    return session_cookie(page)["value"]
+
+
+def test_logging_out_without_a_reload_forgets_the_cookie_and_a_dead_cookies_tab_spares_a_live_one(app):
+    base, browser, runs_dir = app
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    dead = log_in(page, base)
+    page.get_by_role("button", name="Log out").click()  # the tab that logged in: no cookie when it connected
+    page.get_by_label("User name").wait_for()
+    page.wait_for_function("() => !document.cookie.includes('lab_session=')")
+
+    context.add_cookies([{"name": "lab_session", "value": dead, "url": base, "sameSite": "Strict"}])
+    stale_tab = context.new_page()
+    stale_tab.set_default_timeout(WAIT_MS)
+    stale_tab.goto(base + "/Runs")  # connects with the dead cookie
+    stale_tab.get_by_label("User name").wait_for()
+    stale_tab.wait_for_function("() => !document.cookie.includes('lab_session=')")
+    live = log_in(context.new_page(), base)  # another tab logs in since
+    stale_tab.get_by_label("User name").fill("nobody")  # the stale tab reruns
+    stale_tab.get_by_role("textbox", name="Password").fill("not-the-password")
+    stale_tab.get_by_role("button", name="Log in").click()
+    stale_tab.get_by_text("Wrong user name or password").wait_for()
+    stale_tab.wait_for_timeout(1500)
+    assert session_cookie(stale_tab).get("value") == live
+    assert AccountBook(runs_dir).session(live) is not None
