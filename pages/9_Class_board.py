@@ -6,15 +6,16 @@ lab.views.class_board)."""
 import plotly.express as px
 import streamlit as st
 
-from lab.accounts.assignments import Assignment, assignments, close, publish, student_config
-from lab.config import config_field, default_config
+from lab.accounts.assignments import STUDENT_SETTINGS, Assignment, assignments, close, publish, student_config
+from lab.config import default_config
 from lab.model.defaults import DEFAULT_LEARNING_RATES
 from lab.training.metrics import primary_metric_name
 from lab.views.class_board import board_frame
 from lab.views.formatting import plain_text
 from ui.common import get_runner, get_store, method_name, page_setup, status_name, user_errors
 from ui.i18n import metric_name, t
-from ui.widgets import config_widget
+from ui.lr_find import learning_rate_field
+from ui.widgets import config_widget, field_label
 
 SUGGESTED = ["train.learning_rate", "peft.method", "peft.r"]
 
@@ -41,7 +42,7 @@ def publish_form() -> None:
         key="board-new-source",
     )
     config = store.load_config(source) if source else default_config("classification")
-    keys = list(config.flat())
+    keys = [key for key in config.flat() if key in STUDENT_SETTINGS]
     allowed = st.multiselect(
         t("board.allowed"), keys, default=[key for key in SUGGESTED if key in keys], key="board-new-allowed"
     )
@@ -57,9 +58,10 @@ def publish_form() -> None:
 
 
 def setting_label(key: str) -> str:
-    """A config key (`train.learning_rate`) as the form names it, in the page's language."""
+    """A config key (`train.learning_rate`) as the form names it, in the page's language (the key itself for a
+    setting no form names, allowed by an assignment published before students' settings were fixed)."""
     section, _, name = key.rpartition(".")
-    return t(config_field(section, name).label_key)
+    return field_label(section, name)
 
 
 def launch_form(assignment: Assignment) -> None:
@@ -67,14 +69,17 @@ def launch_form(assignment: Assignment) -> None:
     changes = {}
     for key in assignment.allowed:
         section, _, name = key.rpartition(".")
-        options: dict = {"format_func": method_name} if key == "peft.method" else {}
-        if key == "train.learning_rate":  # empty: the method's own default
+        widget_key = f"board-set-{assignment.name}-{key}"
+        if key == "train.learning_rate":  # empty: the method's own default; or auto: a range test finds it
             method = assignment.config.peft.method
             rate = DEFAULT_LEARNING_RATES[assignment.config.task][method]
-            options["placeholder"] = t("form.default_rate_for", rate=f"{rate:g}", method=method_name(method))
-        value = config_widget(section, name, base[key], key=f"board-set-{assignment.name}-{key}", **options)
+            placeholder = t("form.default_rate_for", rate=f"{rate:g}", method=method_name(method))
+            value = learning_rate_field(base[key], widget_key, placeholder=placeholder)
+        else:
+            options: dict = {"format_func": method_name} if key == "peft.method" else {}
+            value = config_widget(section, name, base[key], key=widget_key, **options)
         if value != base[key]:
-            changes[key] = ",".join(value) if isinstance(value, list) else str(value)
+            changes[key] = ",".join(value) if isinstance(value, list) else "" if value is None else str(value)
     if st.button(t("board.launch"), type="primary", icon=":material/play_arrow:", key="board-launch"):
         with user_errors():
             config = student_config(assignment, changes, viewer.name if viewer else "teacher")

@@ -4,6 +4,9 @@ person's still refused)."""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import pytest
 
 from lab.accounts.assignments import load, student_config
@@ -149,3 +152,89 @@ def test_the_app_runner_lets_a_student_start_from_their_own_model(book, runs_dir
             PersonalRunner(runner, Viewer("carol", "student")).submit(config)
     finally:
         runner.shutdown(timeout=30)
+
+
+# ---- what students may change ---------------------------------------------------------------------------
+def test_publishing_refuses_a_setting_students_should_not_change_naming_the_ones_they_may(book, capsys):
+    code, out, err = cli(capsys, "assignment", "publish", "x", "--allow", "train.device")
+    assert code == 2 and not out and err.count("\n") == 1
+    assert "train.device" in err and "train.learning_rate" in err and "peft.r" in err
+
+
+def test_every_setting_a_student_may_change_has_a_label_in_both_languages():
+    import yaml
+
+    from lab.accounts.assignments import STUDENT_SETTINGS
+    from lab.config import config_field
+
+    locales = Path(__file__).resolve().parents[1] / "ui" / "locales"
+    for language in ("en", "zh"):
+        words = yaml.safe_load((locales / f"{language}.yaml").read_text(encoding="utf-8"))
+        for key in STUDENT_SETTINGS:
+            section, _, name = key.rpartition(".")
+            label = functools.reduce(
+                lambda tree, part: tree.get(part, {}), config_field(section, name).label_key.split("."), words
+            )
+            assert isinstance(label, str) and label, (language, key)
+
+
+def test_a_spec_and_task_together_are_refused_rather_than_the_task_ignored(book, tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("config: {task: classification}\n", encoding="utf-8")
+    code, out, err = cli(capsys, "assignment", "publish", "x", str(spec), "--task", "ner")
+    assert code == 2 and not out and err.count("\n") == 1 and "--task" in err
+
+
+def test_without_a_spec_the_task_picks_the_default_config(book, runs_dir, capsys):
+    assert cli(capsys, "assignment", "publish", "tags", "--task", "ner")[0] == 0
+    assert load(runs_dir, "tags").config.task == "ner"
+
+
+# ---- the class board page ---------------------------------------------------------------------------------
+def open_board(monkeypatch, session: str):
+    """The Class board as a browser logged in with `session` opens it."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    import ui.auth
+
+    monkeypatch.setattr(ui.auth, "request_cookies", lambda: {ui.auth.SESSION_COOKIE: session})
+    monkeypatch.setattr(ui.auth, "client_address", lambda: "local")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/9_Class_board.py")
+    return at.run()
+
+
+def test_the_class_board_names_a_setting_without_a_label_by_its_key_and_offers_auto_rates(book, runs_dir, monkeypatch):
+    import yaml
+
+    from lab.accounts.assignments import Assignment, publish
+
+    config = RunConfig()
+    config.train.learning_rate = "auto"
+    publish(runs_dir, Assignment("week 5", config, ["train.learning_rate"], max_steps=40, teacher="alice"))
+    (older,) = (runs_dir / "assignments").glob("*.yaml")  # as published before students' settings were fixed
+    stored = yaml.safe_load(older.read_text(encoding="utf-8"))
+    older.write_text(yaml.safe_dump({**stored, "allowed": ["train.learning_rate", "train.device"]}), encoding="utf-8")
+    bob = open_board(monkeypatch, book.log_in("bob", "bob-s3cret-pw"))
+    assert not bob.exception, bob.exception
+    assert any(r"Learning rate\, train\.device" in caption.value for caption in bob.caption)
+    assert bob.checkbox(key="board-set-week 5-train.learning_rate-auto").value  # auto stays auto
+    teacher = open_board(monkeypatch, book.log_in("alice", "teach-3x4mple"))
+    offered = teacher.multiselect(key="board-new-allowed").options
+    assert "train.learning_rate" in offered and "train.device" not in offered and "task" not in offered
+
+
+def test_the_cli_docstring_and_the_architecture_name_every_command():
+    import argparse
+
+    import lab.cli
+    from lab.cli.main import build_parser
+
+    (commands,) = [action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    architecture = (Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    cli_line = architecture[architecture.index("lab/cli/ ") : architecture.index("\nui/ ")]
+    listed_in_docstring = set(lab.cli.__doc__.split("`")[1].replace("|", " ").split())
+    listed_in_architecture = set(cli_line.replace("|", " ").split())
+    assert set(commands.choices) <= listed_in_docstring & listed_in_architecture

@@ -51,6 +51,15 @@ def column_mapping(task: str, data: DataConfig, key: Callable[[str], str] = str)
         taken.append(chosen)
 
 
+def field_label(section: str, name: str) -> str:
+    """Config field `section.name` as the forms name it, in the page's language; its key where the catalogue
+    has no label for it (a setting no form shows, such as train.device on an older assignment)."""
+    try:
+        return t(config_field(section, name).label_key)
+    except KeyError:
+        return f"{section}.{name}" if section else name
+
+
 def config_widget(
     section: str, name: str, value: Any, key: str, label: str = "", within: Any = None, **options: Any
 ) -> Any:
@@ -61,7 +70,7 @@ def config_widget(
     whose values are not a Literal, `placeholder=`, `format_func=`). Returns the value for the config."""
     field = config_field(section, name)
     common = {"key": key, "help": field_help(section, name)}
-    label = label or t(field.label_key)
+    label = label or field_label(section, name)
     if field.kind == "choice" or "options" in options:
         choices = list(options.pop("options", field.choices))
         index = choices.index(value) if value in choices else 0

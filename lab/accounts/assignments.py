@@ -19,6 +19,16 @@ from lab.runs.records import clean_name, slugify
 
 ASSIGNMENTS_FOLDER = "assignments"
 GROUP_PREFIX = "assignment "
+# What an assignment may let students change: the experiment's settings, each with a label on the page (not the
+# data files, the model's code, the devices or the trackers).
+STUDENT_SETTINGS = (
+    *("peft.method", "peft.r", "peft.alpha", "peft.lora_dropout", "peft.target_modules", "peft.bottleneck"),
+    *("peft.adapter_layout", "peft.adapter_nonlinearity", "peft.num_virtual_tokens", "peft.adalora_init_r"),
+    *("train.learning_rate", "train.head_learning_rate", "train.lr_scheduler", "train.warmup_ratio"),
+    *("train.optimizer", "train.weight_decay", "train.epochs", "train.max_steps", "train.train_batch_size"),
+    *("train.gradient_accumulation_steps", "train.max_length", "train.early_stopping_patience", "train.seed"),
+    *("model.dropout", "model.pooling", "data.train_subset"),
+)
 
 
 @dataclass
@@ -59,6 +69,11 @@ def publish(runs_dir: Path, assignment: Assignment) -> Assignment:
     unknown = [key for key in assignment.allowed if key not in keys]
     if unknown:
         raise LabError(f"{', '.join(unknown)} is not a config key; `python -m lab config` lists them.")
+    fixed = [key for key in assignment.allowed if key not in STUDENT_SETTINGS]
+    if fixed:
+        raise LabError(
+            f"Students may not be allowed to change {', '.join(fixed)}; allow any of {', '.join(STUDENT_SETTINGS)}."
+        )
     if assignment.max_steps < 0:
         raise LabError("The budget (max_steps) must be 0 or more.")
     assignment.config.validate()

@@ -24,12 +24,11 @@ from typing import Any, Optional
 import yaml
 
 from lab.accounts.assignments import Assignment, assignments, close, publish
-from lab.accounts.book import AccountBook, cli_viewer
-from lab.cli.acting import add_as_flag
+from lab.cli.acting import add_as_flag, runs_dir_for, viewer_for
 from lab.config import TASKS, RunConfig, default_config
 from lab.errors import LabError
 from lab.runs.records import Viewer
-from lab.runs.store import RunStore, default_runs_dir
+from lab.runs.store import RunStore
 
 SPEC_KEYS = {"config", "allowed", "budget"}  # a YAML with none of these is a run config itself
 
@@ -51,7 +50,9 @@ def add_assignment_command(commands: argparse._SubParsersAction) -> None:
         "(see `python -m lab config`). Without it: the task's default config.",
     )
     publishing.add_argument(
-        "--task", choices=TASKS, help="Without a spec: the task whose default config to start from."
+        "--task",
+        choices=TASKS,
+        help="Without a spec: the task whose default config to start from (a spec names its own).",
     )
     publishing.add_argument("--dataset", help="The data every student trains on (data.dataset).")
     publishing.add_argument("--model", help="The model every student starts from (model.name_or_path).")
@@ -63,7 +64,8 @@ def add_assignment_command(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY[,KEY]",
-        help="A config key students may change, e.g. train.learning_rate (repeatable, or comma-separated).",
+        help="A setting students may change, e.g. train.learning_rate (repeatable, or comma-separated); the "
+        "experiment's settings only (not data files, devices or trackers): another is refused, naming those allowed.",
     )
     publishing.add_argument(
         "--budget", type=int, help="The most optimizer steps a student's run trains (0: the config's own)."
@@ -77,8 +79,7 @@ def add_assignment_command(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_assignment(args: argparse.Namespace) -> int:
-    runs_dir = Path(getattr(args, "runs_dir", None) or default_runs_dir())
-    viewer = cli_viewer(AccountBook(runs_dir), getattr(args, "as_user", None))
+    runs_dir, viewer = runs_dir_for(args), viewer_for(args)
     if args.assignment_action == "list":
         print_assignments(runs_dir)
         return 0
@@ -102,6 +103,8 @@ def check_teacher(viewer: Optional[Viewer], action: str) -> None:
 
 
 def assignment_from_args(args: argparse.Namespace, teacher: str) -> Assignment:
+    if args.spec and args.task:
+        raise LabError(f"--task picks a default config when there is no spec; set task: in {args.spec} instead.")
     spec = _read_spec(args.spec) if args.spec else {}
     if spec and not SPEC_KEYS & set(spec):
         spec = {"config": spec}
