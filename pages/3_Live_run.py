@@ -17,6 +17,7 @@ from lab.runs.resume import resume_refusal
 from lab.training.metrics import is_average_row, primary_metric_name
 from lab.views.data_map import REGIONS, hardest, load_data_map
 from lab.views.formatting import clipped, format_share, plain_text
+from lab.views.handout import trained_rates
 from lab.views.history import folded_views
 from lab.views.run_view import RunView, per_label_frame, rank_table
 from ui import charts
@@ -303,11 +304,15 @@ def _padded(values: list[float]) -> list[float]:
     return [min(values) - margin, max(values) + margin]
 
 
-def script(run_id: str) -> None:
+def script(run_id: str, view: RunView) -> None:
     wait_for_training_stack()  # the script's module imports transformers, which the warm-up may be importing
     from lab.publish.standalone import standalone_script
 
-    code = standalone_script(store.load_config(run_id))
+    try:  # at the rates the run trained at; an auto rate its range test never found has no script
+        code = standalone_script(store.load_config(run_id), *trained_rates(view.started))
+    except LabError as exc:
+        st.caption(message(exc))
+        return
     st.caption(t("form.script_caption"))
     st.download_button(
         t("form.download_script"),
@@ -346,7 +351,7 @@ def draw(run_id: str, was_live: bool, smoothing: float, normalize: bool) -> None
     inside(run, view, was_live)
     if not was_live:  # drawn once, not at every refresh of a live run
         with st.expander(t("live.script"), icon=":material/code:"):
-            script(run_id)
+            script(run_id, view)
         run_handout_button(st, store, run_id)
     with st.expander(t("live.log", lines=len(view.log)), expanded=run.status == "failed"):
         st.code("\n".join(view.log[-400:]) or t("live.empty"), language="text")

@@ -12,7 +12,7 @@ import pytest
 from lab.accounts.book import AccountBook
 from lab.cli.main import main
 from lab.config import RunConfig
-from lab.events import EvalEvent, ResultEvent, RunResult, StepEvent
+from lab.events import EvalEvent, ResultEvent, RunResult, RunStartedEvent, StepEvent
 from lab.groups.compare import group_name, method_configs
 from lab.launch.worker import run_in_foreground
 from lab.runs.store import RunStore
@@ -165,3 +165,56 @@ def test_the_compare_runs_and_live_pages_offer_the_handout_in_the_pages_language
     assert not at.exception, [e.value for e in at.exception]
     labels = [button.proto.label for button in at.get("download_button")]
     assert catalogue("zh")["handout.download"] in labels, labels
+
+
+def one_run(tmp_path, sentiment_csv, tiny_model_dir, engine, *overrides: str) -> tuple[RunStore, str]:
+    config = RunConfig(task="classification").with_overrides(
+        ["data.dataset=", f"data.train_file={sentiment_csv}", f"model.name_or_path={tiny_model_dir}", *overrides]
+    )
+    store = RunStore(tmp_path / "runs")
+    return store, run_in_foreground(config, store=store, train_fn=engine)[0]
+
+
+def test_a_run_handout_script_trains_at_the_rate_the_run_trained_at(tmp_path, sentiment_csv, tiny_model_dir):
+    from lab.views.run_handout import run_handout
+
+    def short_run_engine(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
+        # A short budget: the engine picked a rate other than the method's one-click default.
+        sink(RunStartedEvent(device="cpu", precision="fp32", learning_rate=0.05, head_learning_rate=0.07, max_steps=45))
+        return scripted_engine(config, output_dir, sink)
+
+    store, run_id = one_run(tmp_path, sentiment_csv, tiny_model_dir, short_run_engine, "peft.method=lora")
+    page = run_handout(store, run_id, "en")
+    assert "\nLEARNING_RATE = 0.05\n" in page and "\nHEAD_LEARNING_RATE = 0.07\n" in page
+
+
+def test_an_auto_run_whose_range_test_never_found_a_rate_has_a_handout_without_a_script(
+    tmp_path, sentiment_csv, tiny_model_dir, monkeypatch
+):
+    from lab.errors import LabError
+    from lab.views.run_handout import run_handout
+
+    def failing_engine(config, output_dir, sink, should_stop=None, resume_from_checkpoint=None):
+        raise LabError("The range test could not read the data.")
+
+    store, run_id = one_run(tmp_path, sentiment_csv, tiny_model_dir, failing_engine, "train.learning_rate=auto")
+    assert store.load_config(run_id).train.finds_learning_rate and store.get_run(run_id).status == "failed"
+    page = run_handout(store, run_id, "zh")
+    assert "learning_rate: auto" in page  # the config is there
+    assert "LEARNING_RATE =" not in page and "没有脚本" in page  # the script is not, and one line says why
+
+    from streamlit.testing.v1 import AppTest
+
+    import lab.training.engine  # noqa: F401  (imported here first: the app's warm-up then imports nothing)
+    from ui.i18n import catalogue
+
+    monkeypatch.setenv("LAB_RUNS_DIR", str(store.runs_dir))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.query_params.update(lang="zh", run=run_id)
+    at.run()
+    at.switch_page("pages/3_Live_run.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert catalogue("zh")["handout.download"] in [button.proto.label for button in at.get("download_button")]
+    assert any(catalogue("zh")["messages.learning_rate_auto_unresolved"] in caption.value for caption in at.caption)
+    assert any(label.startswith("日志") for label in (e.proto.label for e in at.expander)), "the log is drawn"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lab.config import PEFT_METHODS, RunConfig
+from lab.config import PEFT_METHODS, PeftSettings, RunConfig, TrainConfig
 from lab.events import StepEvent
 from lab.publish import script_template
 from lab.publish.standalone import INLINE_MARK, TEMPLATE, standalone_script
@@ -113,3 +113,16 @@ def test_the_script_trains_the_same_parameters_to_the_same_first_losses_as_the_l
     trainer.train()
     scripted = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert scripted == pytest.approx([step.loss for step in steps], rel=1e-3, abs=1e-4)
+
+
+def test_a_script_states_where_its_learning_rates_come_from():
+    head_ner = RunConfig(task="ner", peft=PeftSettings(method="head"))
+    trained = standalone_script(head_ner, learning_rate=0.05)  # what the run's RunStartedEvent says it used
+    assert "LEARNING_RATE = 0.05\n" in trained and "HEAD_LEARNING_RATE = 0.05\n" in trained
+    assert "# LEARNING_RATE and HEAD_LEARNING_RATE: the rates the run trained at." in trained
+    from_config = standalone_script(head_ner)  # `lab config --script`: the run's steps are unknown
+    assert "LEARNING_RATE = 0.01\n" in from_config
+    assert "defaults for a run as long as the one-click budget" in from_config
+    assert "# A run of fewer than 100 steps trains at 0.05 (head 0.05) in the lab." in from_config
+    typed = RunConfig(task="ner", peft=PeftSettings(method="head"), train=TrainConfig(learning_rate=2e-2))
+    assert "one-click budget" not in standalone_script(typed)  # a rate the user typed is the rate

@@ -14,7 +14,7 @@ import dataclasses
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from lab.config import DataConfig, RunConfig
 from lab.data.builtin import BUILTINS
@@ -44,16 +44,23 @@ SCRIPT_DATA_FIELDS = (
 _IMPORTS_THE_LAB = re.compile(r"^\s*(from lab[. ]|import lab\b)", re.MULTILINE)
 
 
-def standalone_script(config: RunConfig) -> str:
+def standalone_script(
+    config: RunConfig, learning_rate: Optional[float] = None, head_learning_rate: Optional[float] = None
+) -> str:
+    """The script of `config`. `learning_rate` / `head_learning_rate`: the rates a run of it trained at, as its
+    RunStartedEvent has them (a head rate of None: the head learned at the run's rate); without them an empty
+    rate is the method's default for a budget of unknown length."""
     config.validate(check_paths=False)
     lines = TEMPLATE.read_text(encoding="utf-8").splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(SETTINGS_START))
     end = next(i for i, line in enumerate(lines) if line.startswith(SETTINGS_END))
     title = config.name or f"{config.task} {config.peft.method}"
+    values = run_settings(config, learning_rate, head_learning_rate)
     settings = [
         "# ---- the run's settings (from its config; empty learning rates resolved to the lab's defaults) ----",
         f"# Run: {title!r}",
-        *(f"{name} = {value!r}" for name, value in run_settings(config).items()),
+        *rate_comment(config, trained=bool(learning_rate)),
+        *(f"{name} = {value!r}" for name, value in values.items()),
     ]
     body = [inlined(line) if line.endswith(INLINE_MARK) else line for line in lines[:start]]
     script = "\n".join([*body, *settings, *lines[end:]]) + "\n"
@@ -62,8 +69,36 @@ def standalone_script(config: RunConfig) -> str:
     return script
 
 
-def run_settings(config: RunConfig) -> dict[str, Any]:
-    """The template's settings, in its order, from `config`."""
+def rate_comment(config: RunConfig, trained: bool) -> list[str]:
+    """Where the script's learning rates come from, as comment lines: the run's own, or a default that a run
+    of another length would not train at (the lab picks an empty rate from the run's step count)."""
+    if trained:
+        return ["# LEARNING_RATE and HEAD_LEARNING_RATE: the rates the run trained at."]
+    t = config.train
+    if not t.learning_rate:
+        defaulted = "LEARNING_RATE and HEAD_LEARNING_RATE"
+    elif not t.head_learning_rate and config.peft.method != "head":
+        defaulted = "HEAD_LEARNING_RATE"
+    else:
+        return []
+    lines = [
+        f"# {defaulted}: the method's defaults for a run as long as the one-click budget. The lab picks an",
+        "# empty rate from the optimizer steps a run takes, which a config alone does not tell.",
+    ]
+    band = method_spec(config.peft.method).short_budgets.get(config.task)
+    if band is not None:
+        steps = band.below_steps - 1
+        lines.append(
+            f"# A run of fewer than {band.below_steps} steps trains at {learning_rate_for(config, steps):g} "
+            f"(head {head_learning_rate_for(config, steps):g}) in the lab."
+        )
+    return lines
+
+
+def run_settings(
+    config: RunConfig, learning_rate: Optional[float] = None, head_learning_rate: Optional[float] = None
+) -> dict[str, Any]:
+    """The template's settings, in its order, from `config` (and the rates its run trained at, when known)."""
     m, p, t = config.model, config.peft, config.train
     spec = method_spec(p.method)
     pooling = m.pooling if m.pooling != "auto" else DEFAULT_POOLING[p.method]
@@ -79,8 +114,8 @@ def run_settings(config: RunConfig) -> dict[str, Any]:
         "ATTENTION_TARGETS": spec.attention_targets,
         "RESERVED_POSITIONS": p.num_virtual_tokens if spec.virtual_tokens else 0,
         "VIRTUAL_TOKENS": virtual_token_offset(config),
-        "LEARNING_RATE": learning_rate_for(config),
-        "HEAD_LEARNING_RATE": head_learning_rate_for(config),
+        "LEARNING_RATE": learning_rate or learning_rate_for(config),
+        "HEAD_LEARNING_RATE": head_learning_rate or learning_rate or head_learning_rate_for(config),
         "BATCH_SIZE": t.train_batch_size,
         "EVAL_BATCH_SIZE": t.eval_batch_size,
         "EPOCHS": t.epochs,

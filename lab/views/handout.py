@@ -20,6 +20,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from lab.catalogue import DEFAULT_LANGUAGE, catalogue
+from lab.events import RunStartedEvent
 
 # A chart's width in CSS pixels: an A4 page less 15 mm margins is about 680 px wide.
 CHART_WIDTH = 680
@@ -99,16 +100,35 @@ def repeat_sections(
     command: str = "",
     command_heading: str = "",
     command_note: str = "",
+    started: Optional[RunStartedEvent] = None,
+    words: Optional[Words] = None,
 ) -> list[HandoutSection]:
     """How every handout ends: the config (a lab.config.RunConfig) as YAML, the command that repeats the
-    runs when there is one, and the config as a standalone Python script."""
+    runs when there is one, and the config as a standalone Python script at the rates its run trained at
+    (`started`, the run's RunStartedEvent, when it has one). `words`: the handout's language, for the line
+    that says why a script is missing."""
     from lab.publish.standalone import standalone_script  # imports transformers: only when a handout is made
 
     sections = [HandoutSection(config_heading, code=config.to_yaml(), notes=[config_note] if config_note else [])]
     if command:
         sections.append(HandoutSection(command_heading, code=command, notes=[command_note] if command_note else []))
-    sections.append(HandoutSection(script_heading, code=standalone_script(config)))
+    learning_rate, head_learning_rate = trained_rates(started)
+    if config.train.finds_learning_rate and learning_rate is None:
+        # learning_rate: auto and the run ended before its range test found a number: there is none to write.
+        why = (words or catalogue_words(DEFAULT_LANGUAGE))("handout.no_script_auto")
+        sections.append(HandoutSection(script_heading, paragraphs=[why]))
+    else:
+        script = standalone_script(config, learning_rate, head_learning_rate)
+        sections.append(HandoutSection(script_heading, code=script))
     return sections
+
+
+def trained_rates(started: Optional[RunStartedEvent]) -> tuple[Optional[float], Optional[float]]:
+    """The learning rate and the head's rate a run trained at (None for the head: the run's rate), from its
+    RunStartedEvent; (None, None) for a run that never started training."""
+    if started is None or not started.learning_rate:
+        return None, None
+    return started.learning_rate, started.head_learning_rate
 
 
 def handout_html(title: str, language: str, sections: Sequence[HandoutSection], subtitle: str = "") -> str:

@@ -39,7 +39,9 @@ def run_handout(store: Any, run_id: str, language: str) -> str:
         figures.append(handout_charts.label_f1(view.per_label_history, words))
     if figures:
         sections.append(HandoutSection(words("handout.curves"), figures=figures))
-    sections += repeat_sections(store.load_config(run.id), words("handout.config"), words("handout.script"))
+    config = store.load_config(run.id)
+    script_heading = words("handout.script")
+    sections += repeat_sections(config, words("handout.config"), script_heading, started=view.started, words=words)
     return handout_html(run.name, language, sections, subtitle=subtitle(run, words))
 
 
