@@ -6,7 +6,7 @@ dataset before training, `playground` shows a model's predictions, `formatting` 
 and counts, `estimates` keeps pre-flight estimates computed in the background for pages that
 must not wait, `data_map` places training examples by confidence and variability, `class_board` ranks an
 assignment's runs, `handout` (with `run_handout`, `comparison_handout`, `handout_charts`) writes a
-self-contained HTML page of a lesson, comparison or run, and `catalogue` reads the word catalogues.
+self-contained HTML page of a lesson, comparison or run (the words come from `lab.catalogue`).
 Pages turn widgets into a config, submit it and draw these tables; all of this is testable without a
 browser.
 
