@@ -225,7 +225,7 @@ register_method(
     MethodSpec(
         "adapter",
         "adapter",
-        learning_rates={"classification": 1e-3, "ner": 1e-3},
+        learning_rates={"classification": 1e-3, "ner": 2e-3},
         settings=("adapter_layout", "bottleneck", "adapter_nonlinearity"),
     )
 )

@@ -43,6 +43,7 @@ ONE_CLICK_RESULTS: dict[str, dict] = {
             "prefix": (0.410, 0.027),
             "loha": (0.439, 0.014),
             "lokr": (0.438, 0.004),
+            "adapter": (0.483, 0.018),
         },
     },
     "classification": {
@@ -59,6 +60,7 @@ ONE_CLICK_RESULTS: dict[str, dict] = {
             "prefix": (0.843, 0.016),
             "loha": (0.835, 0.019),
             "lokr": (0.833, 0.026),
+            "adapter": (0.853, 0.012),
         },
     },
 }
