@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from lab.views.formatting import SERIES_COLOURS, series_colours, smooth, thinned
+from lab.views.handout_charts import run_curves
 from lab.views.run_view import RunView
 from ui.i18n import metric_name, t
 
@@ -235,28 +236,7 @@ def compare_curves(
     views: dict[str, RunView], smoothing: float, metric: Optional[str], colours: Optional[dict[str, str]] = None
 ) -> tuple[go.Figure, go.Figure]:
     """Training loss (smoothed) and the validation metric of several runs on shared axes."""
-    colours = colours or series_colours(list(views))
-    loss, scores = go.Figure(), go.Figure()
-    for name, view in views.items():
-        line = dict(color=colours.get(name))
-        if not view.steps.empty:
-            loss.add_scatter(
-                x=thinned(view.steps["step"].tolist()),
-                y=thinned(smooth(view.steps["loss"].tolist(), smoothing)),
-                mode="lines",
-                name=name,
-                line=line,
-            )
-        if metric and metric in view.evaluations:
-            scores.add_scatter(
-                x=view.evaluations["step"].tolist(),
-                y=view.evaluations[metric].tolist(),
-                mode="lines+markers",
-                name=name,
-                line=line,
-                marker=line,
-            )
-    scores.update_yaxes(range=[0, 1.02])
+    loss, scores = run_curves(views, metric, smoothing, colours or series_colours(list(views)))
     height = _legend_height(len(views))
     return (
         _layout(loss, t("chart.training_loss_smoothed"), t("chart.step"), t("chart.loss"), height=height),

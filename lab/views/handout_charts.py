@@ -4,6 +4,8 @@ a printed page by lab.views.handout; the pages' live charts are ui/charts.py."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -117,30 +119,40 @@ def tradeoff(rows: pd.DataFrame, metric: str, words: Words, colours: dict[str, s
     return figure
 
 
-def curves_by_run(
-    views: dict[str, RunView], metric: str, words: Words, colours: dict[str, str]
+def run_curves(
+    views: dict[str, RunView], metric: Optional[str], smoothing: float, colours: dict[str, str]
 ) -> tuple[go.Figure, go.Figure]:
-    """The validation metric and the smoothed training loss of several runs (`views` by shown name)."""
-    scores, loss = go.Figure(), go.Figure()
+    """The smoothed training loss and the validation metric of several runs (`views` by shown name), one colour
+    per run on both, without titles: the Compare page and the handouts lay them out in their own words."""
+    loss, scores = go.Figure(), go.Figure()
     for name, view in views.items():
         line = dict(color=colours.get(name))
-        if metric in view.evaluations and not view.evaluations.empty:
+        if not view.steps.empty:
+            loss.add_scatter(
+                x=thinned(view.steps["step"].tolist()),
+                y=thinned(smooth(view.steps["loss"].tolist(), smoothing)),
+                mode="lines",
+                name=name,
+                line=line,
+            )
+        if metric and metric in view.evaluations:
             scores.add_scatter(
                 x=view.evaluations["step"].tolist(),
                 y=view.evaluations[metric].tolist(),
                 mode="lines+markers",
                 name=name,
                 line=line,
-            )
-        if not view.steps.empty:
-            loss.add_scatter(
-                x=thinned(view.steps["step"].tolist()),
-                y=thinned(smooth(view.steps["loss"].tolist(), LOSS_SMOOTHING)),
-                mode="lines",
-                name=name,
-                line=line,
+                marker=line,
             )
     scores.update_yaxes(range=[0, 1.02])
+    return loss, scores
+
+
+def curves_by_run(
+    views: dict[str, RunView], metric: str, words: Words, colours: dict[str, str]
+) -> tuple[go.Figure, go.Figure]:
+    """The validation metric and the smoothed training loss of several runs (`views` by shown name)."""
+    loss, scores = run_curves(views, metric, LOSS_SMOOTHING, colours)
     word = metric_word(words, metric)
     return (
         _layout(scores, words("chart.validation_metric", metric=word), words("chart.step"), word, len(views)),
