@@ -187,9 +187,17 @@ def weight_difference(ours: dict[str, Any], reference: dict[str, Any]) -> Option
 
 
 def kill_once(
-    work: Path, model: str, phase: str, length: float, reference: dict[str, Any], rng: random.Random
+    work: Path,
+    model: str,
+    phase: str,
+    length: float,
+    reference: dict[str, Any],
+    rng: random.Random,
+    after_step: Optional[int] = None,
 ) -> Outcome:
-    """`reference`: the uninterrupted run's test metrics (`metrics`) and saved weights (`weights`)."""
+    """`reference`: the uninterrupted run's test metrics (`metrics`) and saved weights (`weights`).
+    `after_step`: instead of a random moment of `phase`, kill as soon as that optimizer step is logged."""
+    from lab.events import StepEvent
     from lab.runs.store import RunStore
 
     runs_dir = work / f"{phase.replace(' ', '-')}-{rng.randrange(10**6)}"
@@ -204,7 +212,10 @@ def kill_once(
     while process.poll() is None:  # wait for the phase's milestone, then for the chosen moment inside it
         new = store.events_since(run_id, seen)
         seen = new[-1][0] if new else seen
-        if any(milestone(e) == phase for _, e in new):
+        if after_step is not None:
+            if any(isinstance(e, StepEvent) and e.step >= after_step for _, e in new):
+                break
+        elif any(milestone(e) == phase for _, e in new):
             time.sleep(delay)
             break
         time.sleep(0.005)

@@ -36,3 +36,15 @@ def test_a_run_killed_in_any_phase_is_interrupted_then_resumes_to_the_same_resul
     # dropped); killed during the final save, the last checkpoint is complete and the run resumes from it.
     if phase == "final save" and outcome.landed == phase:
         assert outcome.resumed_from == "checkpoint"
+
+
+def test_a_run_killed_in_its_second_epoch_resumes_on_the_batches_it_would_have_trained(reference, tiny_model_dir):
+    # 96 training examples in batches of 8: the second epoch starts at step 13, and step 17 is logged only
+    # after checkpoint-16 was written. The length-grouped order of the resumed epoch used to be drawn from
+    # the global RNG before the Trainer restored its state, so the resumed run trained on other batches.
+    work, reference_result, _ = reference
+    outcome = kill_once(work, tiny_model_dir, "training", 0.0, reference_result, random.Random(17), after_step=17)
+    assert outcome.status_after_kill == "interrupted"
+    assert outcome.resumed == "completed"
+    assert outcome.resumed_from == "checkpoint"
+    assert outcome.weight_difference is not None and outcome.weight_difference <= 1e-4, outcome
