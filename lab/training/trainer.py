@@ -116,7 +116,7 @@ class LabTrainer(Trainer):
         return super()._load_best_model()
 
     def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
         column = self.args.length_column_name
         if self.args.train_sampling_strategy != "group_by_length" or column not in getattr(dataset, "column_names", ()):
             return super()._get_train_sampler(train_dataset)
