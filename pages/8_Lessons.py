@@ -7,14 +7,10 @@ A lesson's runs queue through the job runner like any other and form a group in 
 
 from pathlib import Path
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from lab.config import TASKS
 from lab.data.builtin import BUILTINS
-from lab.errors import LabError
-from lab.groups.conclusions import FINDINGS, Finding
 from lab.groups.lessons import (
     GROUP_PREFIX,
     LESSONS,
@@ -30,12 +26,12 @@ from lab.groups.lessons import (
 from lab.groups.parallel import cancel_group
 from lab.runs.records import slugify
 from lab.training.metrics import primary_metric_name
-from lab.views.formatting import format_share, smooth, thinned
-from lab.views.handout import HandoutSection, handout_html, repeat_sections
-from lab.views.lesson_view import finding_in_words, length_example, lesson_table, metric_by_value, run_views
-from ui import charts
+from lab.views.formatting import format_share
+from lab.views.handout import catalogue_words
+from lab.views.lesson_handout import lesson_handout
+from lab.views.lesson_view import findings_in_words, length_example, lesson_figures, lesson_table, run_views
 from ui.common import get_runner, get_store, page_setup, status_name, task_name, user_errors, wait_for_training_stack
-from ui.i18n import duration, duration_units, language, t
+from ui.i18n import duration, language, metric_name, t
 
 page_setup("pages.lessons")
 st.title(t("pages.lessons"))
@@ -135,74 +131,6 @@ def launch_form() -> None:
         st.rerun()
 
 
-def metric_word(metric: str) -> str:
-    return t(f"lessons.metric.{metric}")
-
-
-def in_language(finding: Finding) -> str:
-    values = dict(finding.values)
-    if "metric" in values:
-        values["metric"] = metric_word(values["metric"])
-    templates = {code: t(f"lessons.finding.{code}") for code in FINDINGS}
-    return finding_in_words(Finding(finding.code, values), templates, duration_units())
-
-
-def metric_chart(lesson: Lesson, runs, metric: str) -> go.Figure:
-    """The test metric against the varied value (a log axis for rates, sizes and ranks)."""
-    points = metric_by_value(runs)
-    figure = go.Figure()
-    figure.add_scatter(
-        x=points["value"].astype(str) if lesson.setting in CATEGORICAL else points["value"],
-        y=points["metric"],
-        mode="lines+markers",
-        name=metric_word(metric),
-    )
-    if lesson.setting in LOG_AXIS:
-        figure.update_xaxes(type="log")
-    elif lesson.setting in CATEGORICAL:
-        figure.update_xaxes(type="category")  # "0" and "2" are names here, not a scale
-    figure.update_layout(
-        title=t("lessons.metric_by_value", metric=metric_word(metric), setting=lesson.setting),
-        xaxis_title=lesson.setting,
-        yaxis_title=metric_word(metric),
-        height=360,
-    )
-    return figure
-
-
-CATEGORICAL = ("peft.method", "train.seed", "train.early_stopping_patience")
-LOG_AXIS = ("train.learning_rate", "data.train_subset", "peft.r")
-
-
-def loss_chart(views, colours: dict[str, str]) -> go.Figure:
-    """Training loss (smoothed, solid) and validation loss (dashed) of every run: where they part ways."""
-    figure = go.Figure()
-    for label, view in views.items():
-        colour = colours[label]
-        steps = view.steps
-        if not steps.empty:
-            figure.add_scatter(
-                x=thinned(steps["step"].tolist()),
-                y=thinned(smooth(steps["loss"].tolist(), 0.6)),
-                mode="lines",
-                name=t("lessons.training_loss", value=label),
-                line={"color": colour},
-            )
-        evaluations = view.evaluations
-        if "loss" in evaluations and not evaluations.empty:
-            figure.add_scatter(
-                x=evaluations["step"].tolist(),
-                y=evaluations["loss"].tolist(),
-                mode="lines+markers",
-                name=t("lessons.validation_loss", value=label),
-                line={"color": colour, "dash": "dash"},
-            )
-    figure.update_layout(
-        title=t("lessons.losses"), xaxis_title=t("chart.step"), yaxis_title=t("chart.loss"), height=400
-    )
-    return figure
-
-
 def lesson_group(group: str, polling: bool) -> None:
     lesson = lesson_of_group(group)
     runs = lesson_runs(store, lesson, group) if lesson else []
@@ -214,7 +142,8 @@ def lesson_group(group: str, polling: bool) -> None:
     done = sum(not run.record.is_active for run in runs)
     st.progress(done / len(runs), text=t("lessons.progress", done=done, total=len(runs)))
     st.markdown(f"**{t('lessons.conclusion')}**")
-    st.markdown("\n".join(f"- {in_language(finding)}" for finding in lesson_conclusion(lesson, runs)))
+    words = catalogue_words(language())  # the page's catalogue, as the handout and the CLI read it
+    st.markdown("\n".join(f"- {sentence}" for sentence in findings_in_words(lesson_conclusion(lesson, runs), words)))
     table = lesson_table(runs)
     shown = table.assign(
         value=table["value"].astype(str),
@@ -231,16 +160,16 @@ def lesson_group(group: str, polling: bool) -> None:
         column_config={
             "value": st.column_config.TextColumn(lesson.setting),
             "status": st.column_config.TextColumn(t("history.status")),
-            "test": st.column_config.NumberColumn(t("history.test", metric=metric_word(metric)), format="%.3f"),
+            "test": st.column_config.NumberColumn(t("history.test", metric=metric_name(metric)), format="%.3f"),
             "best validation": st.column_config.NumberColumn(
-                t("history.best_validation", metric=metric_word(metric)), format="%.3f"
+                t("history.best_validation", metric=metric_name(metric)), format="%.3f"
             ),
             "trainable": st.column_config.NumberColumn(t("history.trainable_parameters"), format="localized"),
             "trainable share": st.column_config.TextColumn(t("history.trainable_share")),
             "train seconds": st.column_config.TextColumn(t("history.wall_time")),
         },
     )
-    by_value, losses, scores = lesson_figures(lesson, runs, metric)
+    by_value, losses, scores = lesson_figures(lesson, runs, run_views(store, runs), words)
     left, right = st.columns(2)
     left.plotly_chart(by_value, width="stretch", key="lesson-metric")
     right.plotly_chart(losses, width="stretch", key="lesson-losses")
@@ -252,14 +181,6 @@ def lesson_group(group: str, polling: bool) -> None:
         st.rerun()  # the whole page, once: it stops polling
 
 
-def lesson_figures(lesson: Lesson, runs, metric: str) -> tuple[go.Figure, go.Figure, go.Figure]:
-    """The metric against the value, the training and validation losses, the validation metric by step."""
-    views = run_views(store, runs)
-    colours = charts.series_colours(list(views))
-    _, scores = charts.compare_curves(views, 0.6, metric, colours)
-    return metric_chart(lesson, runs, metric), loss_chart(views, colours), scores
-
-
 def lesson_lengths(runs) -> tuple[int, ...]:
     return tuple(int(run.outcome.value) for run in runs)
 
@@ -267,7 +188,8 @@ def lesson_lengths(runs) -> tuple[int, ...]:
 def handout(group: str) -> None:
     """Prepare the lesson as one HTML file (charts, tables, conclusion, config, script), then offer it."""
     if st.button(t("lessons.handout"), icon=":material/description:", help=t("lessons.handout_help")):
-        st.session_state["lesson-handout"] = (group, language(), handout_file(group))
+        wait_for_training_stack()  # the script's module imports transformers, which the warm-up may be importing
+        st.session_state["lesson-handout"] = (group, language(), lesson_handout(store, group, language()))
     prepared = st.session_state.get("lesson-handout")
     if prepared and prepared[:2] == (group, language()):
         st.download_button(
@@ -277,51 +199,6 @@ def handout(group: str) -> None:
             mime="text/html",
             icon=":material/download:",
         )
-
-
-def handout_file(group: str) -> str:
-    lesson = lesson_of_group(group)
-    runs = lesson_runs(store, lesson, group) if lesson else []
-    if lesson is None or not runs:
-        raise LabError(f"The lesson {group!r} has no runs.")
-    metric = primary_metric_name(runs[0].record.task)
-    config = store.load_config(runs[0].record.id)
-    table = lesson_table(runs)
-    shown = pd.DataFrame(
-        {
-            lesson.setting: table["value"].astype(str),
-            t("history.status"): table["status"].map(status_name),
-            t("history.test", metric=metric_word(metric)): table["test"].map(
-                lambda x: "–" if pd.isna(x) else f"{x:.3f}"
-            ),
-            t("history.best_validation", metric=metric_word(metric)): table["best validation"].map(
-                lambda x: "–" if pd.isna(x) else f"{x:.3f}"
-            ),
-            t("history.trainable_parameters"): table["trainable"].map(lambda x: "–" if pd.isna(x) else f"{x:,.0f}"),
-            t("history.trainable_share"): table["trainable share"].map(format_share),
-            t("history.wall_time"): table["train seconds"].map(duration),
-        }
-    )
-    sections = [
-        HandoutSection(t("lessons.conclusion"), bullets=[in_language(f) for f in lesson_conclusion(lesson, runs)]),
-        HandoutSection(t("lessons.handout_runs"), table=shown, figures=lesson_figures(lesson, runs, metric)),
-    ]
-    if lesson.setting == "train.max_length" and runs[0].record.task == "ner":
-        kept = length_table(config.to_yaml(), lesson_lengths(runs)).rename(columns=str)
-        sections.append(HandoutSection(t("lessons.alignment"), paragraphs=[t("lessons.alignment_caption")], table=kept))
-    values = ",".join(str(run.outcome.value) for run in runs)
-    command = f"python -m lab lesson run {lesson.name} lesson.yaml --values {values}"
-    sections += repeat_sections(
-        config,
-        t("lessons.handout_config"),
-        t("lessons.handout_script"),
-        config_note=t("lessons.handout_config_note"),
-        command=command,
-        command_heading=t("lessons.handout_command"),
-        command_note=t("lessons.handout_command_note"),
-    )
-    subtitle = f"{t(f'lessons.{lesson.name}.question')} · {config.dataset_name} · {config.model.name_or_path}"
-    return handout_html(title(lesson), language(), sections, subtitle=subtitle)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

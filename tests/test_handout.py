@@ -1,4 +1,4 @@
-"""Handouts of a comparison and of a run: one self-contained HTML file with the figures the pages show, the
+"""Handouts of a lesson, a comparison and a run: one self-contained HTML file with the figures the pages show, the
 config and the script, nothing to fetch, in English or Chinese; a student gets only what they may see."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from lab.cli.main import main
 from lab.config import RunConfig
 from lab.events import EvalEvent, ResultEvent, RunResult, RunStartedEvent, StepEvent
 from lab.groups.compare import group_name, method_configs
+from lab.groups.lessons import get_lesson, lesson_base, lesson_configs
 from lab.launch.worker import run_in_foreground
 from lab.runs.store import RunStore
 
@@ -60,6 +61,28 @@ def comparison(tmp_path_factory, tiny_model_dir, sentiment_csv) -> tuple[RunStor
         for config in method_configs(base_config, ["head", "lora"])
     ]
     return store, group, ids
+
+
+@pytest.fixture(scope="module")
+def lesson(tmp_path_factory, tiny_model_dir, ner_conll) -> tuple[RunStore, str]:
+    """The ner-length lesson trained for real on the tiny model (a few steps per length), made once."""
+    from lab.groups.lessons import group_name as lesson_group_name
+
+    ner_length = get_lesson("ner-length")
+    base = lesson_base(ner_length).with_overrides(
+        [
+            "data.dataset=",
+            f"data.train_file={ner_conll}",
+            f"model.name_or_path={tiny_model_dir}",
+            "train.max_steps=4",
+            "train.eval_steps=2",
+        ]
+    )
+    store = RunStore(tmp_path_factory.mktemp("lesson-handout") / "runs")
+    group = lesson_group_name(ner_length, base, "handout test")
+    for config in lesson_configs(ner_length, base):
+        run_in_foreground(config, store=store, group=group)
+    return store, group
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -130,6 +153,54 @@ def test_the_cli_writes_a_run_or_a_comparison_handout(comparison, capsys, tmp_pa
     assert "python -m lab compare comparison.yaml" in out.read_text(encoding="utf-8")
     code, _, err = cli(capsys, "handout", head, "--out", str(out), "--lang", "fr")
     assert code == 2 and err.startswith("error: No language 'fr'") and err.count("\n") == 1
+
+
+def test_the_cli_writes_a_lessons_handout_in_chinese(lesson, capsys, tmp_path, monkeypatch):
+    from lab.groups.lessons import lesson_conclusion, lesson_runs
+    from lab.views.handout import catalogue_words
+    from lab.views.lesson_view import findings_in_words
+
+    store, group = lesson
+    monkeypatch.setenv("LAB_RUNS_DIR", str(store.runs_dir))
+    out = tmp_path / "lesson.html"
+    code, said, err = cli(capsys, "handout", "--group", group, "--out", str(out), "--lang", "zh")
+    assert code == 0, err
+    page = out.read_text(encoding="utf-8")
+    assert f"wrote {out}" in said and '<html lang="zh">' in page
+    runs = lesson_runs(store, get_lesson("ner-length"), group)
+    assert [run.record.status for run in runs] == ["completed"] * 3
+    assert "<h1>NER 的子词与长度</h1>" in page and "较短的 max_length 代价是什么" in page  # title, question
+    findings = lesson_conclusion(get_lesson("ner-length"), runs)
+    conclusion, english = (findings_in_words(findings, catalogue_words(language)) for language in ("zh", "en"))
+    assert conclusion[0].startswith("max_length=") and "实体 F1 为" in conclusion[0]  # best (or tied) in Chinese
+    assert all(sentence in page for sentence in conclusion) and not any(sentence in page for sentence in english)
+    for run in runs:  # each length's row: its value and its test entity F1
+        assert f"<td>{run.outcome.value}</td>" in page and f"{run.record.metrics['f1']:.3f}" in page
+    assert "<th>测试集 实体 F1</th>" in page and "已完成" in page  # the table in Chinese
+    assert page.count('class="chart"') == 3 and page.count("Plotly.newPlot") == 3
+    assert "实体 F1 随 train.max_length 的变化" in page and "训练损失与验证损失" in page  # charts in Chinese
+    assert "在 16 时保留" in page and "✓" in page  # the words each length keeps
+    assert "python -m lab lesson run ner-length lesson.yaml --values 16,32,64" in page
+    assert "task: ner" in page and "from transformers import (" in page and not FETCHED.search(page)
+
+
+@pytest.mark.parametrize(
+    "group, refusal",
+    [
+        ("nothing of the kind", "is neither a lesson nor a comparison"),
+        ("lesson no-such-lesson x", "names no lesson"),
+        ("lesson ner-length never ran", "No lesson 'lesson ner-length never ran' among your runs"),
+    ],
+)
+def test_the_cli_refuses_a_group_that_is_not_a_lesson_or_a_comparison_in_one_line(
+    group, refusal, comparison, capsys, tmp_path, monkeypatch
+):
+    store, _, _ = comparison
+    monkeypatch.setenv("LAB_RUNS_DIR", str(store.runs_dir))
+    out = tmp_path / "nothing.html"
+    code, said, err = cli(capsys, "handout", "--group", group, "--out", str(out))
+    assert code == 2 and not said and err.startswith("error: ") and err.count("\n") == 1, err
+    assert refusal in err and not out.exists()
 
 
 def test_a_student_cannot_write_the_handout_of_another_students_run(comparison, capsys, tmp_path, monkeypatch):

@@ -94,11 +94,13 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
 
     handout = subparsers.add_parser(
         "handout",
-        help="Write one self-contained HTML file of a run, or of a comparison with --group: its tables, charts "
-        "(interactive offline), config and standalone script; it prints cleanly.",
+        help="Write one self-contained HTML file of a run, or of a lesson or a comparison with --group: its tables, "
+        "charts (interactive offline), config and standalone script; it prints cleanly.",
     )
     handout.add_argument("run", nargs="?", help="Run id, name, or the start of an id.")
-    handout.add_argument("--group", help="Instead of a run: a comparison's group name (`runs` shows each run's group).")
+    handout.add_argument(
+        "--group", help="Instead of a run: a lesson's or a comparison's group name (`runs` shows each run's group)."
+    )
     handout.add_argument("--out", required=True, metavar="FILE.html", help="Where to write the handout.")
     handout.add_argument("--lang", default="en", help="The handout's language: en (default) or zh.")
     handout.set_defaults(handler=cmd_handout)
@@ -236,7 +238,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_handout(args: argparse.Namespace) -> int:
     # Imported here, not at the top: plotly and the views load only for this command.
-    from lab.views.comparison_handout import comparison_handout
     from lab.views.run_handout import run_handout
 
     if not args.run and not args.group:
@@ -245,7 +246,7 @@ def cmd_handout(args: argparse.Namespace) -> int:
         raise LabError("Give a run or --group NAME, not both.")
     store = open_store(args)
     if args.group:
-        page = comparison_handout(store, args.group, args.lang)
+        page = group_handout(store, args.group, args.lang)
     else:
         page = run_handout(store, store.find_run(args.run).id, args.lang)
     try:
@@ -255,6 +256,22 @@ def cmd_handout(args: argparse.Namespace) -> int:
         raise LabError(f"Cannot write the handout to {args.out}: {exc.strerror or exc}.") from exc
     print(inert(f"wrote {args.out} ({len(page.encode('utf-8')) / 1e6:.1f} MB, plotly.js inside: opens offline)"))
     return 0
+
+
+def group_handout(store: Any, group: str, language: str) -> str:
+    """The handout of a lesson's or a comparison's group; any other group has none."""
+    from lab.groups import compare, lessons
+    from lab.views.comparison_handout import comparison_handout
+    from lab.views.lesson_handout import lesson_handout
+
+    if group.startswith(lessons.GROUP_PREFIX):
+        return lesson_handout(store, group, language)
+    if group.startswith(compare.GROUP_PREFIX):
+        return comparison_handout(store, group, language)
+    raise LabError(
+        f"{group!r} is neither a lesson nor a comparison: a handout's group name starts with "
+        f"{lessons.GROUP_PREFIX.strip()!r} or {compare.GROUP_PREFIX.strip()!r} (`runs` shows each run's group)."
+    )
 
 
 # ---- what gets printed --------------------------------------------------------------------------

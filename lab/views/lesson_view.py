@@ -1,5 +1,6 @@
-"""A lesson's group of runs as the Lessons page draws it: one row per value of the varied setting, the metric
-against that value, each run's curves, and the conclusion (lab.groups.conclusions) in the page's words."""
+"""A lesson's group of runs as the Lessons page and its handout draw it: one row per value of the varied
+setting, the metric against that value, each run's curves, and the conclusion (lab.groups.conclusions), in
+the words (lab.views.handout.Words) of the page or the handout, so both draw the same figures."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 
-from lab.groups.conclusions import Finding, finding_text
-from lab.groups.lessons import LessonRun
+from lab.groups.conclusions import FINDINGS, Finding, finding_text
+from lab.groups.lessons import Lesson, LessonRun
 from lab.training.metrics import primary_metric_name
-from lab.views.formatting import DURATION_UNITS, format_duration
+from lab.views import handout_charts
+from lab.views.formatting import DURATION_UNITS, LOSS_SMOOTHING, format_duration, series_colours, smooth, thinned
+from lab.views.handout import Words
 from lab.views.run_view import RunView, run_view
+
+# Settings whose values are names, not a scale ("0" and "2" patience are choices), and those spread over decades.
+CATEGORICAL = ("peft.method", "train.seed", "train.early_stopping_patience")
+LOG_AXIS = ("train.learning_rate", "data.train_subset", "peft.r")
 
 TABLE_COLUMNS = ["value", "status", "test", "best validation", "trainable", "trainable share", "train seconds", "run"]
 
@@ -57,6 +65,83 @@ def run_views(store: Any, runs: Sequence[LessonRun]) -> dict[str, RunView]:
 def finding_in_words(finding: Finding, templates: Mapping[str, str], units: Sequence[str] = DURATION_UNITS) -> str:
     """A finding in a page's language: `templates` by code, durations in its `units`."""
     return finding_text(finding, templates, lambda seconds: format_duration(seconds, units))
+
+
+def findings_in_words(findings: Sequence[Finding], words: Words) -> list[str]:
+    """The conclusion's findings in `words`' language: the metric named in it, durations in its units."""
+    templates = {code: words(f"lessons.finding.{code}") for code in FINDINGS}
+    units = (words("unit.hours"), words("unit.minutes"), words("unit.seconds"))
+    sentences = []
+    for finding in findings:
+        values = dict(finding.values)
+        if "metric" in values:
+            values["metric"] = handout_charts.metric_word(words, values["metric"])
+        sentences.append(finding_in_words(Finding(finding.code, values), templates, units))
+    return sentences
+
+
+def metric_chart(lesson: Lesson, runs: Sequence[LessonRun], metric: str, words: Words) -> go.Figure:
+    """The test metric against the varied value (a log axis for rates, sizes and ranks)."""
+    points = metric_by_value(runs)
+    word = handout_charts.metric_word(words, metric)
+    figure = go.Figure()
+    figure.add_scatter(
+        x=points["value"].astype(str).tolist() if lesson.setting in CATEGORICAL else points["value"].tolist(),
+        y=points["metric"].tolist(),
+        mode="lines+markers",
+        name=word,
+    )
+    if lesson.setting in LOG_AXIS:
+        figure.update_xaxes(type="log")
+    elif lesson.setting in CATEGORICAL:
+        figure.update_xaxes(type="category")
+    figure.update_layout(
+        title=words("lessons.metric_by_value", metric=word, setting=lesson.setting),
+        xaxis_title=lesson.setting,
+        yaxis_title=word,
+        height=360,
+    )
+    return figure
+
+
+def loss_chart(views: Mapping[str, RunView], colours: Mapping[str, str], words: Words) -> go.Figure:
+    """Training loss (smoothed, solid) and validation loss (dashed) of every run: where they part ways."""
+    figure = go.Figure()
+    for label, view in views.items():
+        colour = colours[label]
+        steps = view.steps
+        if not steps.empty:
+            figure.add_scatter(
+                x=thinned(steps["step"].tolist()),
+                y=thinned(smooth(steps["loss"].tolist(), LOSS_SMOOTHING)),
+                mode="lines",
+                name=words("lessons.training_loss", value=label),
+                line={"color": colour},
+            )
+        evaluations = view.evaluations
+        if "loss" in evaluations and not evaluations.empty:
+            figure.add_scatter(
+                x=evaluations["step"].tolist(),
+                y=evaluations["loss"].tolist(),
+                mode="lines+markers",
+                name=words("lessons.validation_loss", value=label),
+                line={"color": colour, "dash": "dash"},
+            )
+    figure.update_layout(
+        title=words("lessons.losses"), xaxis_title=words("chart.step"), yaxis_title=words("chart.loss"), height=400
+    )
+    return figure
+
+
+def lesson_figures(
+    lesson: Lesson, runs: Sequence[LessonRun], views: Mapping[str, RunView], words: Words
+) -> tuple[go.Figure, go.Figure, go.Figure]:
+    """The metric against the value, the training and validation losses, the validation metric by step
+    (`views`: run_views of `runs`), one colour per value on the last two."""
+    metric = primary_metric_name(runs[0].record.task)
+    colours = series_colours(list(views))
+    scores, _ = handout_charts.curves_by_run(dict(views), metric, words, colours)
+    return metric_chart(lesson, runs, metric, words), loss_chart(views, colours, words), scores
 
 
 def words_kept(tokenizer: Any, words: Sequence[str], tags: Sequence[str], lengths: Sequence[int]) -> pd.DataFrame:
