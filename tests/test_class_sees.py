@@ -235,6 +235,9 @@ def test_home_cards_say_this_machines_estimate_and_name_the_run_in_the_pages_lan
         time.sleep(1)
         at.run()  # what the card's timer does in a browser
     assert sum("在这台机器上：约" in c.value for c in at.caption) == 2, [c.value for c in at.caption]
+    # The card's text promises no time of its own beside the estimate (it said 5 minutes; this machine took 49).
+    cards = [m.value for m in at.markdown if "MiniLM" in m.value]
+    assert len(cards) == 2 and not any("分钟" in card for card in cards), cards
     at.button[1].click().run()
     no_exception(at)
     newest = store.list_runs(limit=1)[0]
