@@ -181,8 +181,11 @@ def run_one(config, workdir: Path) -> dict[str, Any]:
     if process.returncode != 0 or not report_path.is_file():
         error = (process.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": error, "wall_s": wall}
+    from lab.training.metrics import primary_metric_name
+
     report = json.loads(report_path.read_text())
     return {
+        "validation": validation_curve(workdir / "runs", primary_metric_name(config.task)),
         "metrics": report["test_metrics"],
         "trainable_params": report["trainable_params"],
         "total_params": report["total_params"],
@@ -193,6 +196,20 @@ def run_one(config, workdir: Path) -> dict[str, Any]:
         "steps": report["completed_steps"],
         "per_label": report["per_label"],
     }
+
+
+def validation_curve(runs_dir: Path, metric: str) -> dict[int, float]:
+    """The run's validation metric at each evaluation, by optimizer step: how soon a method learns."""
+    from lab.events import EvalEvent
+    from lab.runs.store import RunStore
+
+    store = RunStore(runs_dir)
+    curve: dict[int, float] = {}
+    for record in store.list_runs():
+        for _, event in store.events_since(record.id):
+            if isinstance(event, EvalEvent) and event.split == "validation" and metric in event.metrics:
+                curve[event.step] = event.metrics[metric]
+    return curve
 
 
 def on_plateau(task: str, run: dict[str, Any]) -> bool:
@@ -225,6 +242,11 @@ def summarise(task: str, method: str, runs: list[dict[str, Any]]) -> dict[str, A
         "peak_memory_mb": max((run["peak_memory_mb"] or 0) for run in done) if done else None,
         "plateau_runs": sum(on_plateau(task, run) for run in done),
         "steps": done[0]["steps"] if done else None,
+        # The validation metric by step, averaged over the seeds: what the registry's steps_needed reads.
+        "validation_by_step": {
+            step: statistics.mean(run["validation"][step] for run in done)
+            for step in sorted(set.intersection(*(set(run["validation"]) for run in done)) if done else ())
+        },
     }
 
 
