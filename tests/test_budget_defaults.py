@@ -70,6 +70,15 @@ def test_the_registry_short_budget_rates_reach_the_resolver():
                 assert head_learning_rate_for(config, SHORT_RUN_STEPS) == max(band.head_learning_rate, expected)
 
 
+def test_a_short_ner_run_gives_the_head_beside_a_frozen_encoder_a_larger_rate_and_full_fine_tuning_none():
+    # Measured on ner-240 (README, "Defaults for small budgets"): 5e-2 lifted every frozen-encoder method and
+    # lowered full fine-tuning; the NER card's 225 steps keep 1e-2 (the test above).
+    for method in METHODS:
+        head_rate = head_learning_rate_for(config_for("ner", method), SHORT_RUN_STEPS)
+        assert head_rate == (1e-2 if method == "full" else 5e-2), method
+    assert head_learning_rate_for(config_for("classification", "lora"), SHORT_RUN_STEPS) == 1e-2  # not measured
+
+
 def test_a_rate_the_user_typed_wins_over_every_budget():
     config = config_for("ner", "lora", learning_rate=1e-4, head_learning_rate=2e-3)
     for steps in (None, 10, SHORT_RUN_STEPS, 225, 10_000):
