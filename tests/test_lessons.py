@@ -190,6 +190,17 @@ def test_overfitting_says_where_validation_turned_up_and_what_early_stopping_sav
     assert findings[-1].values["saved_seconds"] == 120.0 and findings[-1].values["steps"] == 60
 
 
+def test_overfitting_says_when_the_validation_metric_kept_rising_after_the_loss_turned_up():
+    # Measured on the IMDB lesson: validation loss lowest at step 39 (0.623) and 1.107 at step 104, while
+    # validation accuracy went from 0.670 to 0.715; early stopping on accuracy then never stops.
+    losses, scores = [(13, 0.692), (39, 0.623), (104, 1.107)], [(13, 0.5), (39, 0.67), (104, 0.715)]
+    full = outcome(0, 0.73, steps=104, losses=[0.7, 0.01], validation_losses=losses, validation_scores=scores)
+    stopped = outcome(2, 0.73, steps=104, validation_losses=losses, validation_scores=scores)
+    findings = conclude(get_lesson("overfitting").setting, [full, stopped], "accuracy")
+    assert [finding.code for finding in findings][-3:] == ["turned_up", "metric_kept_rising", "no_early_stop"]
+    assert "validation accuracy still rose from 0.670 at step 39 to 0.715 at step 104" in english(findings)
+
+
 def test_returns_stop_where_larger_values_gain_less_than_the_margin():
     runs = [outcome(1, 0.70), outcome(4, 0.78), outcome(16, 0.785), outcome(64, 0.781)]
     assert "Returns stop at train_subset=4:" in english(conclude(get_lesson("data-size").setting, runs, "accuracy"))

@@ -34,6 +34,7 @@ class RunOutcome:
     metrics: dict[str, float] = field(default_factory=dict)  # held-out test metrics; empty until the run ends
     losses: list[float] = field(default_factory=list)  # training loss at each logging step
     validation_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) per evaluation
+    validation_scores: list[tuple[int, float]] = field(default_factory=list)  # (step, the task's metric)
     best_validation: Optional[float] = None  # the best validation value of the task's metric
     steps: int = 0  # optimizer steps done
     max_steps: int = 0  # steps the run was set to take
@@ -75,6 +76,10 @@ FINDINGS = {
         "Without early stopping, validation loss was lowest at step {best_step} ({best_loss}) and rose to "
         "{last_loss} by step {last_step} while the training loss fell to {train_loss}: past step {best_step} "
         "the model memorised the training set."
+    ),
+    "metric_kept_rising": (
+        "Yet validation {metric} still rose from {best_score} at step {best_step} to {last_score} at step {last_step}:"
+        " the loss also grows with confident mistakes, while {metric} counts only right and wrong answers."
     ),
     "no_turn": (
         "Validation loss fell until the last evaluation (step {last_step}, {last_loss}): these epochs did not"
@@ -246,6 +251,20 @@ def _overfitting(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[
                     },
                 )
             )
+            scores = dict(full.validation_scores)
+            if best_step in scores and last_step in scores and scores[last_step] - scores[best_step] > TIE_MARGIN:
+                findings.append(
+                    Finding(
+                        "metric_kept_rising",
+                        {
+                            "metric": metric,
+                            "best_step": best_step,
+                            "best_score": _score(scores[best_step]),
+                            "last_step": last_step,
+                            "last_score": _score(scores[last_step]),
+                        },
+                    )
+                )
         else:
             findings.append(Finding("no_turn", {"last_step": last_step, "last_loss": f"{last_loss:.3f}"}))
     for run in runs:

@@ -258,6 +258,7 @@ def run_outcome(record: RunRecord, events: Sequence[Event], value: Any, split_se
             if event.loss is not None:
                 outcome.validation_losses.append((event.step, event.loss))
             if metric in event.metrics:
+                outcome.validation_scores.append((event.step, event.metrics[metric]))
                 outcome.best_validation = max(outcome.best_validation or 0.0, event.metrics[metric])
         elif isinstance(event, TruncationEvent) and event.split == "test":  # only when truncation cut a word
             outcome.words_cut = (event.words_cut, event.words_total)
