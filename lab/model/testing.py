@@ -1,6 +1,6 @@
 """A tiny BERT built from a config, for tests, benchmarks and demos that must not download anything.
 
-`build_tiny_model` trains a small lowercase WordPiece vocabulary on the given texts and saves a
+`build_tiny_model` chooses a small lowercase WordPiece vocabulary from the given texts and saves a
 randomly initialised 2-layer BERT next to it. The folder loads with `AutoTokenizer` and any
 `AutoModelFor...` class, so the whole pipeline (tokenise, train, evaluate, predict) runs in seconds.
 The vocabulary is deliberately smaller than the corpus' word count: rarer words split into several
@@ -19,21 +19,41 @@ BASE_ALPHABET = list(string.ascii_lowercase + string.digits + string.punctuation
 
 
 def build_tiny_tokenizer(corpus_texts: Iterable[str], vocab_size: int = 300):
-    """A lowercase WordPiece `BertTokenizerFast` trained on `corpus_texts`."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A lowercase WordPiece `BertTokenizerFast` over `corpus_texts`: the special tokens, every character
+    alone and as a word's continuation, the corpus' most frequent words, then pieces of the others (ties in
+    alphabetical order).
+
+    The vocabulary is chosen here, not trained: tokenizers' WordPiece trainer breaks ties between equally
+    frequent pieces differently in each process, so the same texts gave other tokens from run to run, and
+    what a tiny model learned in a few steps with them."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # exported lazily
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=BASE_ALPHABET,
-        min_frequency=2,
-        show_progress=False,
+    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts = Counter(
+        word for text in corpus_texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     )
-    tokenizer.train_from_iterator(list(corpus_texts), trainer=trainer)
+    pieces = SPECIAL_TOKENS + BASE_ALPHABET + [f"##{character}" for character in BASE_ALPHABET]
+    known = set(pieces)
+    frequent = sorted((w for w, n in counts.items() if n >= 2 and w not in known), key=lambda w: (-counts[w], w))
+    # Half the budget for whole words; the rest for the commonest 2- to 4-letter starts and continuations of
+    # the words left out, so the rarer words split into a few pieces (as a trained vocabulary splits them).
+    vocabulary = pieces + frequent[: max(0, vocab_size - len(pieces)) // 2]
+    chosen = set(vocabulary)
+    parts: Counter[str] = Counter()
+    for word, count in counts.items():
+        if word not in chosen:
+            for size in (2, 3, 4):
+                parts.update({word[:size]: count} if size < len(word) else {})
+                parts.update({f"##{word[i : i + size]}": count for i in range(1, len(word) - size + 1)})
+    extra = sorted((piece for piece in parts if piece not in chosen), key=lambda piece: (-parts[piece], piece))
+    vocabulary += extra[: max(0, vocab_size - len(vocabulary))]
+    tokenizer = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocabulary)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
