@@ -169,6 +169,16 @@ def test_a_rate_is_called_too_small_or_too_large_only_beside_one_that_learned():
     assert "At learning_rate=0.03 the training loss went up (0.692 to 0.711) where a smaller rate" in english(findings)
 
 
+def test_a_rate_whose_loss_jumped_then_settled_at_chance_is_called_too_large_not_learned():
+    # Measured on the IMDB lesson: at 0.03 the loss jumped to about 1.3 in the first steps and ended at 0.693,
+    # where the other rates started (one class for every review), while 1e-3 fell to 0.622.
+    flat, falling, spiked = [0.693, 0.693, 0.693, 0.693], [0.694, 0.68, 0.65, 0.622], [1.9, 0.717, 0.7, 0.693]
+    runs = [outcome(1e-5, 0.47, losses=flat), outcome(1e-3, 0.715, losses=falling), outcome(3e-2, 0.5, losses=spiked)]
+    findings = conclude(get_lesson("learning-rate").setting, runs, "accuracy")
+    assert [finding.code for finding in findings][2:] == ["barely_moved", "learned", "spiked"]
+    assert "At learning_rate=0.03 the training loss jumped to 1.900 and ended at 0.693" in english(findings)
+
+
 def test_tied_values_are_named_together_with_their_best_score():
     text = english(
         conclude(get_lesson("seeds").setting, [outcome(1, 0.801), outcome(2, 0.804), outcome(3, 0.7)], "accuracy")

@@ -71,6 +71,10 @@ FINDINGS = {
     "no_fall": (
         "At {value} the training loss went up ({first} to {last}) where a smaller rate learned: too large a step."
     ),
+    "spiked": (
+        "At {value} the training loss jumped to {peak} and ended at {last}, no lower than where the runs started"
+        " ({start}), while a smaller rate learned: too large a step."
+    ),
     "flat": "At {value} the training loss barely moved ({first} to {last}); no rate learned on this budget.",
     "turned_up": (
         "Without early stopping, validation loss was lowest at step {best_step} ({best_loss}) and rose to "
@@ -213,12 +217,17 @@ def _loss_movement(setting: str, runs: Sequence[RunOutcome], metric: str) -> lis
             window = max(1, len(run.losses) // 4)  # the first and last quarter of logged losses, against noise
             moves.append((run, statistics.fmean(run.losses[:window]), statistics.fmean(run.losses[-window:])))
     learned = [_as_number(run.value) for run, first, last in moves if last <= BARELY_MOVED * first]
+    start = min((first for _, first, _ in moves), default=math.nan)  # where the runs began: about chance
     findings = []
     for run, first, last in moves:
         values = {"value": _named(setting, run.value), "first": f"{first:.3f}", "last": f"{last:.3f}"}
         rate = _as_number(run.value)
+        peak = max(run.losses)
         if math.isnan(last) or last > RISEN * first:
             code = "diverged"
+        elif peak > RISEN * start and last > BARELY_MOVED * start and any(other < rate for other in learned):
+            code = "spiked"  # fell from its own jump, but no lower than where every run began
+            values.update(peak=f"{peak:.3f}", start=f"{start:.3f}")
         elif last <= BARELY_MOVED * first:
             code = "learned"
         elif last > first and any(other < rate for other in learned):
