@@ -115,6 +115,12 @@ class LabTrainer(Trainer):
             return load_adapter_weights(self.model, self.state.best_model_checkpoint)
         return super()._load_best_model()
 
+    def evaluate(self, *args, **kwargs):
+        # An evaluation's data loader draws its seed from the global RNG, which dropout uses next: without the
+        # fork, evaluating more often (a first table at step 5) changed what the run learned.
+        with torch.random.fork_rng(devices=[]):
+            return super().evaluate(*args, **kwargs)
+
     def _get_train_sampler(self, train_dataset=None):
         dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
         column = self.args.length_column_name
