@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from lab.config import PEFT_METHODS, PeftSettings, RunConfig, TrainConfig
-from lab.events import StepEvent
+from lab.events import RunStartedEvent, StepEvent
 from lab.publish import script_template
 from lab.publish.standalone import INLINE_MARK, TEMPLATE, standalone_script
 from lab.training.engine import train
@@ -56,7 +56,9 @@ def test_the_generated_script_runs_without_the_lab_and_matches_its_run(
     config = config_for(task, ner_conll if task == "ner" else sentiment_csv, tiny_model_dir, method)
     if method == "adapter":
         config.train.learning_rate = 1e-2
-    script = standalone_script(config)
+    steps = Steps()
+    lab = train(config, tmp_path / "lab", sink=steps).metrics[metric]
+    script = standalone_script(config, steps.started.learning_rate, steps.started.head_learning_rate)
     assert "import lab" not in script and "from lab" not in script
     path = tmp_path / "run.py"
     path.write_text(script, encoding="utf-8")
@@ -71,16 +73,21 @@ def test_the_generated_script_runs_without_the_lab_and_matches_its_run(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     scripted = json.loads(done.stdout[done.stdout.rindex("{\n") :])[f"test_{metric}"]
-    lab = train(config, tmp_path / "lab").metrics[metric]
     assert abs(scripted - lab) <= 0.1, (scripted, lab)
     if task == "ner" and method == "full":
         assert lab >= 0.8  # both learned the fixture's entities, not both failed alike
 
 
 class Steps(list):
+    """The run's training steps, and the rates it started with (a short run picks its budget's rates)."""
+
+    started = None
+
     def __call__(self, event):
         if isinstance(event, StepEvent):
             self.append(event)
+        elif isinstance(event, RunStartedEvent):
+            self.started = event
 
 
 @pytest.mark.parametrize("task", ["classification", "ner"])
@@ -107,7 +114,9 @@ def test_the_script_trains_the_same_parameters_to_the_same_first_losses_as_the_l
     steps = Steps()
     lab = train(config, tmp_path / "lab", sink=steps)
     namespace: dict = {"__name__": "standalone"}  # not "__main__": define, do not run
-    exec(compile(standalone_script(config), "run.py", "exec"), namespace)
+    # The run's script, as a run's handout writes it: with the rates the run trained at.
+    rates = steps.started.learning_rate, steps.started.head_learning_rate
+    exec(compile(standalone_script(config, *rates), "run.py", "exec"), namespace)
     trainer, _ = namespace["build_trainer"]()
     assert count_parameters(trainer.model).trainable == lab.trainable_params > 0
     trainer.train()

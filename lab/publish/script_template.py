@@ -35,6 +35,7 @@ from transformers import (
 from lab.methods.adapter import add_adapters  # lab: inline
 from lab.methods.peft_configs import PEFT_CONFIGS  # lab: inline
 from lab.publish.script_data import build_splits  # lab: inline
+from lab.training.ordering import ReproducibleOrder  # lab: inline
 
 # ---- the run's settings (lab: settings) -------------------------------------------------------------
 # An example: LoRA on your CSV. `lab config --script` writes the run's own values here.
@@ -180,8 +181,9 @@ def is_head(name: str) -> bool:
     return ".modules_to_save." in name or name.split(".")[0] in ("classifier", "score")
 
 
-class RunTrainer(Trainer):
-    """The loss over the labelled items of the whole accumulated batch, and the head at its own rate."""
+class RunTrainer(ReproducibleOrder, Trainer):
+    """The loss over the labelled items of the whole accumulated batch, the head at its own rate, and the lab's
+    batch order (ReproducibleOrder)."""
 
     virtual_tokens = VIRTUAL_TOKENS
 

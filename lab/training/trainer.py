@@ -18,36 +18,16 @@ from typing import Any, Optional
 
 import torch
 from transformers import Trainer
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from lab.config import RunConfig
 from lab.data.preprocessing import IGNORE_INDEX
 from lab.insight.dynamics import TrainingDynamics
 from lab.methods.adapter import has_adapters, load_adapter_weights, save_adapters
 from lab.training import metrics as lab_metrics
+from lab.training.ordering import ReproducibleOrder
 
 
-class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
-    """The Trainer's length-grouped order, drawn from (seed, epoch) instead of the global RNG.
-
-    The Trainer starts an epoch's iterator before it restores a checkpoint's RNG state, so a run resumed in
-    its second epoch drew that epoch's order from a freshly seeded RNG and trained on other batches than
-    the run it continued (tests/test_chaos.py). The Trainer calls set_epoch at each epoch's start."""
-
-    def __init__(self, batch_size: int, lengths: list[int], seed: int):
-        super().__init__(batch_size, lengths=lengths)
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-
-
-class LabTrainer(Trainer):
+class LabTrainer(ReproducibleOrder, Trainer):
     """Trainer whose loss is normalised over the accumulated batch (see the module docstring).
 
     `virtual_tokens`: prompt tuning on token classification prepends that many positions to the
@@ -114,21 +94,6 @@ class LabTrainer(Trainer):
         if self.model is not None and has_adapters(self.model) and self.state.best_model_checkpoint:
             return load_adapter_weights(self.model, self.state.best_model_checkpoint)
         return super()._load_best_model()
-
-    def evaluate(self, *args, **kwargs):
-        # An evaluation's data loader draws its seed from the global RNG, which dropout uses next: without the
-        # fork, evaluating more often (a first table at step 5) changed what the run learned.
-        with torch.random.fork_rng(devices=[]):
-            return super().evaluate(*args, **kwargs)
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
-        column = self.args.length_column_name
-        if self.args.train_sampling_strategy != "group_by_length" or column not in getattr(dataset, "column_names", ()):
-            return super()._get_train_sampler(train_dataset)
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        return EpochSeededLengthGroupedSampler(batch, list(dataset[column]), seed)
 
     def _get_eval_sampler(self, eval_dataset):
         # Not the Trainer's length-grouped eval sampler: its random order would not map predictions back to
