@@ -11,13 +11,12 @@ import pandas as pd
 
 from lab.errors import LabError
 from lab.groups.compare import GROUP_PREFIX, by_method
-from lab.model.parameters import format_share
 from lab.training.metrics import primary_metric_name
 from lab.views import handout_charts
 from lab.views.compare_view import comparison_rows, per_label_f1
-from lab.views.formatting import format_duration, series_colours
+from lab.views.formatting import series_colours
 from lab.views.handout import HandoutSection, Words, catalogue_words, handout_html, repeat_sections
-from lab.views.run_handout import format_number
+from lab.views.run_handout import format_number, outcome_columns
 from lab.views.run_view import run_view
 
 
@@ -74,19 +73,10 @@ def method_names(records: Any) -> list[str]:
 
 def methods_table(rows: pd.DataFrame, metric: str, words: Words) -> pd.DataFrame:
     """The Compare page's table with its column names and its formats."""
-    word = handout_charts.metric_word(words, metric)
-    units = (words("unit.hours"), words("unit.minutes"), words("unit.seconds"))
     return pd.DataFrame(
         {
             words("history.method"): rows["method"],
-            words("history.status"): rows["status"].map(lambda status: words(f"status.{status}")),
-            words("history.test", metric=word): rows["test"].map(format_number),
-            words("history.best_validation", metric=word): rows["best validation"].map(format_number),
-            words("history.trainable_parameters"): rows["trainable"].map(
-                lambda count: "–" if pd.isna(count) else f"{int(count):,}"
-            ),
-            words("history.trainable_share"): rows["trainable share"].map(format_share),
-            words("history.wall_time"): rows["train seconds"].map(lambda seconds: format_duration(seconds, units)),
+            **outcome_columns(rows, metric, words),
             words("history.peak_memory"): rows["peak memory MB"].map(
                 lambda mb: "–" if pd.isna(mb) else f"{mb:,.0f} MB"
             ),

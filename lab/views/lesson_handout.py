@@ -13,13 +13,10 @@ import pandas as pd
 
 from lab.errors import LabError
 from lab.groups.lessons import Lesson, LessonRun, lesson_conclusion, lesson_of_group, lesson_runs
-from lab.model.parameters import format_share
 from lab.training.metrics import primary_metric_name
-from lab.views import handout_charts
-from lab.views.formatting import format_duration
 from lab.views.handout import HandoutSection, Words, catalogue_words, handout_html, repeat_sections
 from lab.views.lesson_view import findings_in_words, length_example, lesson_figures, lesson_table, run_views
-from lab.views.run_handout import format_number
+from lab.views.run_handout import outcome_columns
 
 
 def lesson_handout(store: Any, group: str, language: str) -> str:
@@ -72,21 +69,8 @@ def lesson_handout(store: Any, group: str, language: str) -> str:
 def runs_table(lesson: Lesson, runs: Sequence[LessonRun], words: Words) -> pd.DataFrame:
     """The Lessons page's table with its column names and its formats."""
     table = lesson_table(runs)
-    word = handout_charts.metric_word(words, primary_metric_name(runs[0].record.task))
-    units = (words("unit.hours"), words("unit.minutes"), words("unit.seconds"))
-    return pd.DataFrame(
-        {
-            lesson.setting: table["value"].astype(str),
-            words("history.status"): table["status"].map(lambda status: words(f"status.{status}")),
-            words("history.test", metric=word): table["test"].map(format_number),
-            words("history.best_validation", metric=word): table["best validation"].map(format_number),
-            words("history.trainable_parameters"): table["trainable"].map(
-                lambda count: "–" if pd.isna(count) else f"{int(count):,}"
-            ),
-            words("history.trainable_share"): table["trainable share"].map(format_share),
-            words("history.wall_time"): table["train seconds"].map(lambda seconds: format_duration(seconds, units)),
-        }
-    )
+    metric = primary_metric_name(runs[0].record.task)
+    return pd.DataFrame({lesson.setting: table["value"].astype(str), **outcome_columns(table, metric, words)})
 
 
 def kept_table(kept: pd.DataFrame, lengths: Sequence[int], words: Words) -> pd.DataFrame:

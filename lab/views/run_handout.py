@@ -60,6 +60,23 @@ def format_number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
 
 
+def outcome_columns(rows: pd.DataFrame, metric: str, words: Words) -> dict[str, pd.Series]:
+    """The columns a comparison's and a lesson's tables share (lab.views.compare_view.comparison_rows and
+    lab.views.lesson_view.lesson_table name them alike), with the pages' headers and formats."""
+    word = handout_charts.metric_word(words, metric)
+    units = (words("unit.hours"), words("unit.minutes"), words("unit.seconds"))
+    return {
+        words("history.status"): rows["status"].map(lambda status: words(f"status.{status}")),
+        words("history.test", metric=word): rows["test"].map(format_number),
+        words("history.best_validation", metric=word): rows["best validation"].map(format_number),
+        words("history.trainable_parameters"): rows["trainable"].map(
+            lambda count: "–" if pd.isna(count) else f"{int(count):,}"
+        ),
+        words("history.trainable_share"): rows["trainable share"].map(format_share),
+        words("history.wall_time"): rows["train seconds"].map(lambda seconds: format_duration(seconds, units)),
+    }
+
+
 def held_out_section(run: RunRecord, view: RunView, words: Words) -> HandoutSection:
     """The held-out metrics, what was trained and how long it took; for a run that ended without them, why."""
     metrics = view.test_eval.metrics if view.test_eval is not None else run.metrics
