@@ -170,6 +170,8 @@ def lesson_group(group: str, polling: bool) -> None:
         },
     )
     by_value, losses, scores = lesson_figures(lesson, runs, run_views(store, runs), words)
+    for figure in (by_value, losses, scores):  # a zoom survives the redraw while the lesson's runs train
+        figure.update_layout(uirevision=group)
     left, right = st.columns(2)
     left.plotly_chart(by_value, width="stretch", key="lesson-metric")
     right.plotly_chart(losses, width="stretch", key="lesson-losses")

@@ -283,7 +283,10 @@ def test_a_lessons_page_draws_its_runs_and_writes_the_conclusion_in_chinese(tmp_
     text = "\n".join(element.value for element in at.markdown)
     assert "learning_rate=0.001 得分最高：在留出的测试集上 准确率 为 0.830" in text
     assert "在 learning_rate=0.03 时训练损失从 0.700 升到 1.500" in text
-    assert len(at.get("plotly_chart")) == 3  # metric against rate, the losses, the validation metric
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3  # metric against rate, the losses, the validation metric
+    # Each keeps a fixed uirevision: a reader's zoom survives the redraw while the runs still train.
+    assert all(json.loads(chart.proto.spec)["layout"].get("uirevision") == group for chart in charts)
 
     from ui.i18n import catalogue
 
