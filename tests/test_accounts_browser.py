@@ -67,19 +67,23 @@ def session_cookie(page) -> dict:
     return next((cookie for cookie in page.context.cookies() if cookie["name"] == "lab_session"), {})
 
 
-def test_a_reload_keeps_the_login_the_url_never_carries_the_session_and_logout_forgets_it(app):
-    base, browser, runs_dir = app
-    page = browser.new_context().new_page()
-    page.set_default_timeout(WAIT_MS)
+def log_in(page, base: str) -> str:
     page.goto(base + "/Runs")
     page.get_by_label("User name").fill("bob")
     page.get_by_role("textbox", name="Password").fill(BOB_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_text("Logged in as").wait_for()
     page.wait_for_function("() => document.cookie.includes('lab_session=')")
+    return session_cookie(page)["value"]
+
+
+def test_a_reload_keeps_the_login_the_url_never_carries_the_session_and_logout_forgets_it(app):
+    base, browser, runs_dir = app
+    page = browser.new_context().new_page()
+    page.set_default_timeout(WAIT_MS)
+    token = log_in(page, base)
     cookie = session_cookie(page)
     assert cookie["sameSite"] == "Strict" and cookie["expires"] > time.time() + 3600
-    token = cookie["value"]
     assert token not in page.url
 
     page.reload()
@@ -99,16 +103,6 @@ def test_a_reload_keeps_the_login_the_url_never_carries_the_session_and_logout_f
     page.reload()
     page.get_by_label("User name").wait_for()
     assert AccountBook(runs_dir).session(token) is None
-
-
-def log_in(page, base: str) -> str:
-    page.goto(base + "/Runs")
-    page.get_by_label("User name").fill("bob")
-    page.get_by_role("textbox", name="Password").fill(BOB_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_text("Logged in as").wait_for()
-    page.wait_for_function("() => document.cookie.includes('lab_session=')")
-    return session_cookie(page)["value"]
 
 
 def test_logging_out_without_a_reload_forgets_the_cookie_and_a_dead_cookies_tab_spares_a_live_one(app):
