@@ -50,6 +50,6 @@ def viewer_for(args: argparse.Namespace) -> Optional[Viewer]:
 
 def store_for(args: argparse.Namespace, busy_timeout: Optional[float] = None) -> RunStore:
     """The run store as the command's account sees it."""
-    runs_dir = getattr(args, "runs_dir", None)
+    runs_dir = runs_dir_for(args)
     store = RunStore(runs_dir) if busy_timeout is None else RunStore(runs_dir, busy_timeout=busy_timeout)
     return store.seen_by(viewer_for(args))
