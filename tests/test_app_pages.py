@@ -13,12 +13,14 @@ import re
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from lab.config import RunConfig
 from lab.events import StepEvent
 from lab.runs.store import RunStore
+from lab.views.estimates import EstimateCache, config_key
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -514,6 +516,77 @@ def test_compare_page_queues_one_run_per_method_and_lines_them_up(store, tiny_mo
     assert at.table[0].value.shape[1] == 2
 
 
+# ---- a click as an estimate lands -------------------------------------------------------------------
+class HeldEstimates(EstimateCache):
+    """An estimate cache whose estimates land only when the test says so, as if the background worker
+    finished at that moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.landed = False
+
+    def get(self, config: RunConfig):
+        with self._lock:
+            if self.landed:
+                self._done.setdefault(config_key(config), SimpleNamespace(total_seconds=60.0, device="cpu"))
+            return self._done.get(config_key(config))
+
+
+def hold_estimates(monkeypatch) -> HeldEstimates:
+    import ui.estimates
+
+    held = HeldEstimates()
+    monkeypatch.setattr(ui.estimates, "estimate_cache", lambda: held)
+    return held
+
+
+def land_as_the_line_draws(monkeypatch, line_name: str, held: HeldEstimates) -> None:
+    """The estimates land after the page looked at them and before its estimate line draws: the moment
+    a click on the button below that line used to be lost to the line's rerun."""
+    import ui.estimates
+
+    line = getattr(ui.estimates, line_name)
+
+    def landing_line(*args):
+        held.landed = True
+        return line(*args)
+
+    monkeypatch.setattr(ui.estimates, line_name, landing_line)
+
+
+def test_a_click_on_start_as_the_sweeps_estimate_lands_starts_the_sweep(ner_conll, tiny_model_dir, monkeypatch):
+    import lab.groups.sweep
+
+    held = hold_estimates(monkeypatch)
+    started = []
+    monkeypatch.setattr(lab.groups.sweep, "start_in_background", lambda runner, store, setup: started.append(setup))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["form"] = tiny_config("sweep-base", "ner", ner_conll, tiny_model_dir).to_dict()
+    at.run()
+    at.switch_page("pages/7_Sweeps.py")
+    at.run()
+    assert any("Estimating the time of 8 run(s)" in caption.value for caption in at.caption)
+    widget(at.text_input, "Sweep name").input("clicked as it landed").run()
+    land_as_the_line_draws(monkeypatch, "_group_line", held)
+    widget(at.button, "Start 8 trials").click().run()
+    no_exception(at)
+    assert [setup.name for setup in started] == ["clicked as it landed"]
+
+
+def test_a_click_on_a_card_as_its_estimate_lands_starts_the_run(classification_run, monkeypatch):
+    import ui.common
+
+    held = hold_estimates(monkeypatch)
+    launched = []
+    monkeypatch.setattr(ui.common, "launch", lambda config: launched.append(config) or classification_run)
+    at = app()
+    assert sum("Estimating the time on this machine" in caption.value for caption in at.caption) == 2
+    land_as_the_line_draws(monkeypatch, "_card_line", held)
+    at.button[0].click().run()
+    no_exception(at)
+    assert [config.task for config in launched] == ["classification"]
+
+
 # ---- Sweeps ----------------------------------------------------------------------------------------
 def test_sweeps_page_starts_a_sweep_from_the_form_and_shows_its_trials(store, ner_conll, tiny_model_dir):
     from lab.groups.sweep import load_study
@@ -531,6 +604,7 @@ def test_sweeps_page_starts_a_sweep_from_the_form_and_shows_its_trials(store, ne
     widget(at.text_input, "Sweep name").input("page sweep").run()
     widget(at.button, "Start 3 trials").click().run()
     no_exception(at)
+    assert not at.error, [error.value for error in at.error]
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         study, _ = load_study(store, "page sweep")

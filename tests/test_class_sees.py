@@ -21,7 +21,7 @@ from lab.runs.store import RunStore
 from lab.training.callbacks import EventCallback
 from lab.training.metrics import classification_report, report_to_records
 from lab.training.pace import StepPace
-from lab.views.estimates import EstimateCache, wall_seconds
+from lab.views.estimates import EstimateCache, Planned, config_key, wall_seconds
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -123,6 +123,18 @@ def test_estimates_come_from_the_background_and_never_make_a_page_wait():
         time.sleep(0.05)
     assert cache.get(config).total_seconds == 90.0
     assert cache.plan([config, config, config], 2).seconds == 180.0
+
+
+def test_an_estimate_that_lands_while_a_group_is_planned_counts_as_in_not_as_failed():
+    class LandsRightAfterEachLook(EstimateCache):
+        def get(self, config):
+            with self._lock:
+                found = self._done.get(config_key(config))
+                self._done[config_key(config)] = SimpleNamespace(total_seconds=60.0, device="cpu")
+            return found
+
+    config = RunConfig(task="classification")
+    assert LandsRightAfterEachLook().plan([config, config], 2) == Planned(60.0, "cpu", runs=2, failed=0)
 
 
 # ---- a short tiny run, trained through the store ---------------------------------------------------

@@ -97,9 +97,12 @@ class EstimateCache:
     def plan(self, configs: Sequence[RunConfig], slots: int = 1) -> Planned:
         """The time a group takes on `slots` runs at once: each run, in queue order, on the
         slot free soonest, as the job runner starts them; None while any is still being estimated."""
-        estimates = [self.get(config) for config in configs]
-        with self._lock:
-            pending = any(config_key(config) not in self._done for config in configs)
+        for config in configs:
+            self.get(config)  # on its way, unless it is in
+        keys = [config_key(config) for config in configs]
+        with self._lock:  # one look: an estimate landing half-way must not count as failed
+            pending = any(key not in self._done for key in keys)
+            estimates = [self._done.get(key) for key in keys]
         found = [e for e in estimates if e is not None]
         device = found[0].device if found else ""
         failed = 0 if pending else len(configs) - len(found)
