@@ -143,7 +143,8 @@ def lesson_group(group: str, polling: bool) -> None:
     st.progress(done / len(runs), text=t("lessons.progress", done=done, total=len(runs)))
     st.markdown(f"**{t('lessons.conclusion')}**")
     words = catalogue_words(language())  # the page's catalogue, as the handout and the CLI read it
-    st.markdown("\n".join(f"- {sentence}" for sentence in findings_in_words(lesson_conclusion(lesson, runs), words)))
+    findings = findings_in_words(lesson_conclusion(store, lesson, runs), words)
+    st.markdown("\n".join(f"- {sentence}" for sentence in findings))
     table = lesson_table(runs)
     shown = table.assign(
         value=table["value"].astype(str),

@@ -170,7 +170,7 @@ def test_the_cli_writes_a_lessons_handout_in_chinese(lesson, capsys, tmp_path, m
     runs = lesson_runs(store, get_lesson("ner-length"), group)
     assert [run.record.status for run in runs] == ["completed"] * 3
     assert "<h1>NER 的子词与长度</h1>" in page and "较短的 max_length 代价是什么" in page  # title, question
-    findings = lesson_conclusion(get_lesson("ner-length"), runs)
+    findings = lesson_conclusion(store, get_lesson("ner-length"), runs)
     conclusion, english = (findings_in_words(findings, catalogue_words(language)) for language in ("zh", "en"))
     assert conclusion[0].startswith("max_length=") and "实体 F1 为" in conclusion[0]  # best (or tied) in Chinese
     assert all(sentence in page for sentence in conclusion) and not any(sentence in page for sentence in english)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.events import ResultEvent, RunResult, StepEvent, TruncationEvent
-from lab.groups.conclusions import FINDINGS, RunOutcome, conclude, finding_text
+from lab.groups.conclusions import FINDINGS, RunOutcome, SeedNoise, conclude, finding_text
 from lab.groups.lessons import LESSONS, get_lesson, lesson_base, lesson_configs
 from lab.launch import scripted
 from lab.runs.store import RunStore
@@ -161,11 +161,11 @@ def english(findings) -> str:
 def test_a_rate_is_called_too_small_or_too_large_only_beside_one_that_learned():
     lesson, flat, rising = get_lesson("learning-rate"), [0.692, 0.692, 0.693, 0.693], [0.692, 0.70, 0.71, 0.711]
     too_short = [outcome(1e-5, 0.56, losses=flat), outcome(1e-3, 0.61, losses=flat), outcome(3e-2, 0.5, losses=rising)]
-    assert [finding.code for finding in conclude(lesson.setting, too_short, "accuracy")][2:] == ["flat", "flat", "flat"]
+    assert [finding.code for finding in conclude(lesson.setting, too_short, "accuracy")][3:] == ["flat", "flat", "flat"]
     falling = [0.69, 0.6, 0.5, 0.4]
     learning = [outcome(1e-5, 0.56, losses=flat), outcome(1e-3, 0.8, losses=falling), outcome(3e-2, 0.5, losses=rising)]
     findings = conclude(lesson.setting, learning, "accuracy")
-    assert [finding.code for finding in findings][2:] == ["barely_moved", "learned", "no_fall"]
+    assert [finding.code for finding in findings][3:] == ["barely_moved", "learned", "no_fall"]
     assert "At learning_rate=0.03 the training loss went up (0.692 to 0.711) where a smaller rate" in english(findings)
 
 
@@ -175,7 +175,7 @@ def test_a_rate_whose_loss_jumped_then_settled_at_chance_is_called_too_large_not
     flat, falling, spiked = [0.693, 0.693, 0.693, 0.693], [0.694, 0.68, 0.65, 0.622], [1.9, 0.717, 0.7, 0.693]
     runs = [outcome(1e-5, 0.47, losses=flat), outcome(1e-3, 0.715, losses=falling), outcome(3e-2, 0.5, losses=spiked)]
     findings = conclude(get_lesson("learning-rate").setting, runs, "accuracy")
-    assert [finding.code for finding in findings][2:] == ["barely_moved", "learned", "spiked"]
+    assert [finding.code for finding in findings][2:] == ["noise_unknown", "barely_moved", "learned", "spiked"]
     assert "At learning_rate=0.03 the training loss jumped to 1.900 and ended at 0.693" in english(findings)
 
 
@@ -195,7 +195,7 @@ def test_overfitting_says_where_validation_turned_up_and_what_early_stopping_sav
     stopped = outcome(2, 0.74, steps=60, max_steps=100, validation_losses=[(20, 0.6), (40, 0.45), (60, 0.5)])
     stopped.seconds = 180.0
     findings = conclude(get_lesson("overfitting").setting, [full, stopped], "accuracy")
-    assert [finding.code for finding in findings] == ["best", "margin_one", "turned_up", "early_stop"]
+    assert [finding.code for finding in findings] == ["best", "margin_one", "noise_unknown", "turned_up", "early_stop"]
     assert "lowest at step 40 (0.450) and rose to 0.900 by step 100" in english(findings)
     assert findings[-1].values["saved_seconds"] == 120.0 and findings[-1].values["steps"] == 60
 
@@ -214,6 +214,48 @@ def test_overfitting_says_when_the_validation_metric_kept_rising_after_the_loss_
 def test_returns_stop_where_larger_values_gain_less_than_the_margin():
     runs = [outcome(1, 0.70), outcome(4, 0.78), outcome(16, 0.785), outcome(64, 0.781)]
     assert "Returns stop at train_subset=4:" in english(conclude(get_lesson("data-size").setting, runs, "accuracy"))
+
+
+def test_a_lead_is_set_against_the_spread_the_seeds_lesson_measured():
+    # Measured on IMDB: the seeds lesson's 3 seeds spread over 0.020; lora-rank's r=64 led r=4 by 0.010.
+    rank, noise = get_lesson("lora-rank").setting, SeedNoise(spread=0.020, seeds=3, group="lesson seeds imdb")
+    close = [outcome(1, 0.750), outcome(4, 0.805), outcome(16, 0.805), outcome(64, 0.815)]
+    text = english(conclude(rank, close, "accuracy", noise))
+    assert "The lead of r=64 over r=4 (0.010) is no larger than the 0.020 over which 3 seeds" in text
+    assert "seed noise alone could explain it" in text and "(lesson seeds imdb)" in text
+    far = [outcome(1, 0.700), outcome(64, 0.815)]
+    assert "is larger than the 0.020 over which 3 seeds" in english(conclude(rank, far, "accuracy", noise))
+    assert "not measured yet: the seeds lesson" in english(conclude(rank, far, "accuracy"))
+    tied = [outcome(4, 0.812), outcome(64, 0.815)]  # a tie claims no lead, so nothing to set against noise
+    assert not {"within_noise", "beyond_noise", "noise_unknown"} & {f.code for f in conclude(rank, tied, "accuracy")}
+
+
+def finished_lesson_runs(store: RunStore, lesson: str, label: str, scores, *overrides: str) -> str:
+    """A lesson's group `label` of finished runs in `store`: one per (value, test accuracy) in `scores`."""
+    from lab.config import RunConfig
+    from lab.groups.lessons import group_name, value_assignments
+
+    config = RunConfig(task="classification").with_overrides(list(overrides))
+    group = group_name(get_lesson(lesson), config, label)
+    for value, score in scores:
+        run = store.create_run(config.with_overrides(value_assignments(get_lesson(lesson).setting, value)), group=group)
+        store.mark_running(run.id)
+        store.finish(run.id, "completed", metrics={"accuracy": score})
+    return group
+
+
+def test_a_lessons_conclusion_finds_the_seeds_lesson_run_on_the_same_data_and_model(tmp_path):
+    from lab.groups.lessons import lesson_conclusion, lesson_runs
+
+    store, rank = RunStore(tmp_path), get_lesson("lora-rank")
+    seeds = finished_lesson_runs(store, "seeds", "imdb", [(1, 0.80), (2, 0.82), (3, 0.805)], "data.dataset=imdb")
+    finished_lesson_runs(store, "seeds", "news", [(1, 0.5), (2, 0.9)], "data.dataset=ag_news")  # other data
+    group = finished_lesson_runs(store, "lora-rank", "minilm", [(4, 0.805), (64, 0.815)], "data.dataset=imdb")
+    text = english(lesson_conclusion(store, rank, lesson_runs(store, rank, group)))
+    assert f"is no larger than the 0.020 over which 3 seeds of one config spread on this data ({seeds})" in text
+    other_model = ("data.dataset=imdb", "model.name_or_path=bert-base-uncased")
+    other = finished_lesson_runs(store, "lora-rank", "bert", [(4, 0.6), (64, 0.9)], *other_model)
+    assert "not measured yet" in english(lesson_conclusion(store, rank, lesson_runs(store, rank, other)))
 
 
 def test_a_lesson_varies_only_its_setting_on_the_task_budget():

@@ -114,12 +114,13 @@ def command_lesson_run(args: argparse.Namespace, train_fn=None, runner_options: 
             break
     runs = lesson_runs(store, lesson, group)
     print(f"\n{group}\n{format_lesson(runs, lesson.setting)}\n")
-    for finding in lesson_conclusion(lesson, runs):
+    for finding in lesson_conclusion(store, lesson, runs):
         print(finding_text(finding))
     print(f"{len(configs)} runs in {time.monotonic() - started:.0f} s (the whole lesson)")
     if args.json:
         path = Path(args.json)
-        path.write_text(json.dumps(lesson_report(lesson, runs), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        report = lesson_report(store, lesson, runs)
+        path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path}")
     return outcome
 

@@ -1,7 +1,8 @@
 """A lesson's conclusion, computed from what its runs measured: a list of `Finding`s, each a sentence code
 and the figures that fill it. Nothing is written before the runs end: which value won and by how much, what
 diverged, where validation loss turned up, what early stopping saved, where returns stop, how far seeds
-spread, what truncation cut.
+spread, what truncation cut, and whether the winner's lead is larger than the spread a seeds lesson measured
+on the same data.
 
 `FINDINGS` holds the English sentences (the CLI's and the JSON's); the app's catalogues hold the same
 sentences under `lessons.finding.CODE` in each language (tests/test_lessons.py keeps the English alike).
@@ -52,6 +53,16 @@ class Finding:
 
     code: str
     values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SeedNoise:
+    """How far runs of one config landed on different seeds, measured by a seeds lesson on the same data and
+    model: the yardstick a lead must beat before it reads as more than seed noise."""
+
+    spread: float  # the best seed's score minus the worst's
+    seeds: int
+    group: str  # the seeds lesson's group
 
 
 # The English sentences; {value} and {values} name the varied setting's values as `key=value`.
@@ -113,6 +124,18 @@ FINDINGS = {
         "its entities are lost."
     ),
     "failed": "{values} did not finish ({status}); the conclusion leaves them out.",
+    "within_noise": (
+        "The lead of {value} over {runner_up} ({difference}) is no larger than the {spread} over which {seeds} seeds"
+        " of one config spread on this data ({group}): seed noise alone could explain it."
+    ),
+    "beyond_noise": (
+        "The lead of {value} over {runner_up} ({difference}) is larger than the {spread} over which {seeds} seeds"
+        " of one config spread on this data ({group}): more than seed noise."
+    ),
+    "noise_unknown": (
+        "How large a lead seed noise alone makes on this data is not measured yet: the seeds lesson on the same"
+        " data and model measures it."
+    ),
 }
 
 
@@ -129,9 +152,12 @@ def finding_text(
     return templates[finding.code].format(**values)
 
 
-def conclude(setting: str, outcomes: Sequence[RunOutcome], metric: str) -> list[Finding]:
+def conclude(
+    setting: str, outcomes: Sequence[RunOutcome], metric: str, noise: Optional[SeedNoise] = None
+) -> list[Finding]:
     """The conclusion of a lesson's runs (in the order of the lesson's values, each a value of `setting`,
-    e.g. train.learning_rate), from their measurements only."""
+    e.g. train.learning_rate), from their measurements only; `noise`, a seeds lesson's spread on the same
+    data, says whether the winner's lead is more than seed noise."""
     finished = [run for run in outcomes if metric in run.metrics]
     if not finished:
         return [Finding("waiting")]
@@ -145,6 +171,8 @@ def conclude(setting: str, outcomes: Sequence[RunOutcome], metric: str) -> list[
             status = ", ".join(sorted({run.status for run in lost}))
             findings.append(Finding("failed", {"values": _names(setting, lost), "status": status}))
     findings += _winner(setting, finished, metric)
+    if setting != "train.seed":
+        findings += _against_noise(setting, finished, metric, noise)
     specific = {
         "train.learning_rate": _loss_movement,
         "train.early_stopping_patience": _overfitting,
@@ -205,6 +233,28 @@ def _winner(setting: str, finished: Sequence[RunOutcome], metric: str) -> list[F
             }
             findings.append(Finding("margin", {**values, **worst_values}))
     return findings
+
+
+def _against_noise(
+    setting: str, finished: Sequence[RunOutcome], metric: str, noise: Optional[SeedNoise]
+) -> list[Finding]:
+    """Whether a single winner's lead over the runner-up beats the seeds' spread (said only of a lead)."""
+    ranked = sorted(finished, key=lambda run: -run.metrics[metric])
+    lead = ranked[0].metrics[metric] - ranked[1].metrics[metric] if len(ranked) >= 2 else 0.0
+    if lead <= TIE_MARGIN:
+        return []
+    if noise is None:
+        return [Finding("noise_unknown")]
+    values = {
+        "value": _named(setting, ranked[0].value),
+        "runner_up": _named(setting, ranked[1].value),
+        "difference": _score(lead),
+        "spread": _score(noise.spread),
+        "seeds": noise.seeds,
+        "group": noise.group,
+    }
+    # Compared as the sentence prints them, so it never reads "0.021 is larger than 0.021".
+    return [Finding("within_noise" if round(lead, 3) <= round(noise.spread, 3) else "beyond_noise", values)]
 
 
 def _loss_movement(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:

@@ -21,7 +21,7 @@ from lab.events import EvalEvent, Event, ProgressEvent, StepEvent, TruncationEve
 from lab.training.metrics import primary_metric_name
 
 if TYPE_CHECKING:
-    from lab.groups.conclusions import Finding, RunOutcome
+    from lab.groups.conclusions import Finding, RunOutcome, SeedNoise
     from lab.runs.records import RunRecord
     from lab.runs.store import RunStore
 
@@ -265,15 +265,44 @@ def run_outcome(record: RunRecord, events: Sequence[Event], value: Any, split_se
     return outcome
 
 
-def lesson_conclusion(lesson: Lesson, runs: Sequence[LessonRun]) -> list[Finding]:
+def lesson_conclusion(store: RunStore, lesson: Lesson, runs: Sequence[LessonRun]) -> list[Finding]:
+    """The conclusion of `runs`, set against the spread of the newest seeds lesson in `store` on the same
+    data and model, when there is one."""
     from lab.groups.conclusions import conclude
 
     if not runs:
         return []
-    return conclude(lesson.setting, [run.outcome for run in runs], primary_metric_name(runs[0].record.task))
+    metric = primary_metric_name(runs[0].record.task)
+    noise = measured_seed_noise(store, store.load_config(runs[0].record.id)) if lesson.setting != "train.seed" else None
+    return conclude(lesson.setting, [run.outcome for run in runs], metric, noise)
 
 
-def lesson_report(lesson: Lesson, runs: Sequence[LessonRun]) -> dict[str, Any]:
+def measured_seed_noise(store: RunStore, config: RunConfig) -> Optional[SeedNoise]:
+    """How far the newest seeds lesson in `store` on `config`'s task, data and model spread (its finished
+    runs' test metric, one run per seed); None when no such lesson has two finished runs."""
+    from lab.groups.conclusions import SeedNoise
+
+    metric, wanted = primary_metric_name(config.task), _data_and_model(config)
+    for group in store.groups():  # newest first
+        if lesson_of_group(group) is not LESSONS["seeds"]:
+            continue
+        scores: dict[int, float] = {}
+        for record in store.list_runs(group=group):  # newest first: a seed run twice counts once
+            seeded = store.load_config(record.id)
+            if _data_and_model(seeded) != wanted:
+                break  # a lesson's runs share their data and model
+            if metric in record.metrics:
+                scores.setdefault(seeded.train.seed, record.metrics[metric])
+        if len(scores) >= 2:
+            return SeedNoise(max(scores.values()) - min(scores.values()), len(scores), group)
+    return None
+
+
+def _data_and_model(config: RunConfig) -> tuple[str, ...]:
+    return config.task, config.data.dataset, config.data.train_file, config.model.name_or_path
+
+
+def lesson_report(store: RunStore, lesson: Lesson, runs: Sequence[LessonRun]) -> dict[str, Any]:
     """What `python -m lab lesson run --json` writes: each run's value and held-out metrics, and the
     conclusion in English."""
     from lab.groups.conclusions import finding_text
@@ -282,5 +311,5 @@ def lesson_report(lesson: Lesson, runs: Sequence[LessonRun]) -> dict[str, Any]:
         "lesson": lesson.name,
         "question": lesson.question,
         "runs": [{"id": run.record.id, "value": run.outcome.value, "metrics": run.record.metrics} for run in runs],
-        "conclusion": " ".join(finding_text(finding) for finding in lesson_conclusion(lesson, runs)),
+        "conclusion": " ".join(finding_text(finding) for finding in lesson_conclusion(store, lesson, runs)),
     }

@@ -33,7 +33,9 @@ def lesson_handout(store: Any, group: str, language: str) -> str:
     config = store.load_config(first.id)
     views = run_views(store, runs)
     sections = [
-        HandoutSection(words("lessons.conclusion"), bullets=findings_in_words(lesson_conclusion(lesson, runs), words)),
+        HandoutSection(
+            words("lessons.conclusion"), bullets=findings_in_words(lesson_conclusion(store, lesson, runs), words)
+        ),
         HandoutSection(
             words("lessons.handout_runs"),
             table=runs_table(lesson, runs, words),
