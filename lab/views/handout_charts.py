@@ -16,7 +16,7 @@ from lab.views.run_view import RunView
 RAW, LINE, VALIDATION = "rgba(31,119,180,0.45)", "rgb(31,119,180)", "rgb(214,39,40)"
 
 
-def _layout(figure: go.Figure, title: str, x_title: str, y_title: str, series: int = 1) -> go.Figure:
+def laid_out(figure: go.Figure, title: str, x_title: str, y_title: str, series: int = 1) -> go.Figure:
     # The legend under the plot, one more line of room per few series: a printed page has no scrollbar.
     figure.update_layout(
         title=dict(text=title, x=0, xanchor="left"),
@@ -57,7 +57,7 @@ def run_loss(view: RunView, words: Words) -> go.Figure:
             name=words("chart.validation"),
             line=dict(color=VALIDATION, dash="dash"),
         )
-    return _layout(figure, words("chart.training_loss"), words("chart.step"), words("chart.loss"))
+    return laid_out(figure, words("chart.training_loss"), words("chart.step"), words("chart.loss"))
 
 
 def run_metrics(view: RunView, words: Words) -> go.Figure:
@@ -71,7 +71,7 @@ def run_metrics(view: RunView, words: Words) -> go.Figure:
             name=metric_word(words, name),
         )
     figure.update_yaxes(range=[0, 1.02])
-    return _layout(figure, words("chart.validation_metrics"), words("chart.step"), "", len(view.metric_names))
+    return laid_out(figure, words("chart.validation_metrics"), words("chart.step"), "", len(view.metric_names))
 
 
 def label_f1(history: pd.DataFrame, words: Words) -> go.Figure:
@@ -88,7 +88,7 @@ def label_f1(history: pd.DataFrame, words: Words) -> go.Figure:
             line=dict(color=colours[str(label)]),
         )
     figure.update_yaxes(range=[0, 1.02])
-    return _layout(figure, words("chart.label_f1"), words("chart.step"), "F1", len(labels))
+    return laid_out(figure, words("chart.label_f1"), words("chart.step"), "F1", len(labels))
 
 
 def tradeoff(rows: pd.DataFrame, metric: str, words: Words, colours: dict[str, str]) -> go.Figure:
@@ -108,7 +108,7 @@ def tradeoff(rows: pd.DataFrame, metric: str, words: Words, colours: dict[str, s
     figure.update_xaxes(type="log")
     figure.update_yaxes(range=[0, 1.05])
     word = metric_word(words, metric)
-    figure = _layout(
+    figure = laid_out(
         figure,
         words("chart.method_tradeoff", metric=word),
         words("chart.trainable_share"),
@@ -155,6 +155,6 @@ def curves_by_run(
     loss, scores = run_curves(views, metric, LOSS_SMOOTHING, colours)
     word = metric_word(words, metric)
     return (
-        _layout(scores, words("chart.validation_metric", metric=word), words("chart.step"), word, len(views)),
-        _layout(loss, words("chart.training_loss_smoothed"), words("chart.step"), words("chart.loss"), len(views)),
+        laid_out(scores, words("chart.validation_metric", metric=word), words("chart.step"), word, len(views)),
+        laid_out(loss, words("chart.training_loss_smoothed"), words("chart.step"), words("chart.loss"), len(views)),
     )

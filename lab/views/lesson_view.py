@@ -14,7 +14,7 @@ from lab.groups.conclusions import FINDINGS, Finding, finding_text
 from lab.groups.lessons import Lesson, LessonRun
 from lab.training.metrics import primary_metric_name
 from lab.views import handout_charts
-from lab.views.formatting import DURATION_UNITS, LOSS_SMOOTHING, format_duration, series_colours, smooth, thinned
+from lab.views.formatting import DURATION_UNITS, format_duration, series_colours
 from lab.views.handout import Words
 from lab.views.run_view import RunView, run_view
 
@@ -104,33 +104,26 @@ def metric_chart(lesson: Lesson, runs: Sequence[LessonRun], metric: str, words: 
     return figure
 
 
-def loss_chart(views: Mapping[str, RunView], colours: Mapping[str, str], words: Words) -> go.Figure:
-    """Training loss (smoothed, solid) and validation loss (dashed) of every run: where they part ways."""
-    figure = go.Figure()
+def loss_chart(
+    training: go.Figure, views: Mapping[str, RunView], colours: Mapping[str, str], words: Words
+) -> go.Figure:
+    """`training` (each run's smoothed training loss, handout_charts.curves_by_run) with each run's validation
+    loss dashed in the same colour: where the two part ways."""
+    for trace in training.data:
+        trace.name = words("lessons.training_loss", value=trace.name)
     for label, view in views.items():
-        colour = colours[label]
-        steps = view.steps
-        if not steps.empty:
-            figure.add_scatter(
-                x=thinned(steps["step"].tolist()),
-                y=thinned(smooth(steps["loss"].tolist(), LOSS_SMOOTHING)),
-                mode="lines",
-                name=words("lessons.training_loss", value=label),
-                line={"color": colour},
-            )
         evaluations = view.evaluations
         if "loss" in evaluations and not evaluations.empty:
-            figure.add_scatter(
+            training.add_scatter(
                 x=evaluations["step"].tolist(),
                 y=evaluations["loss"].tolist(),
                 mode="lines+markers",
                 name=words("lessons.validation_loss", value=label),
-                line={"color": colour, "dash": "dash"},
+                line={"color": colours[label], "dash": "dash"},
             )
-    figure.update_layout(
-        title=words("lessons.losses"), xaxis_title=words("chart.step"), yaxis_title=words("chart.loss"), height=400
+    return handout_charts.laid_out(
+        training, words("lessons.losses"), words("chart.step"), words("chart.loss"), 2 * len(views)
     )
-    return figure
 
 
 def lesson_figures(
@@ -140,8 +133,8 @@ def lesson_figures(
     (`views`: run_views of `runs`), one colour per value on the last two."""
     metric = primary_metric_name(runs[0].record.task)
     colours = series_colours(list(views))
-    scores, _ = handout_charts.curves_by_run(dict(views), metric, words, colours)
-    return metric_chart(lesson, runs, metric, words), loss_chart(views, colours, words), scores
+    scores, training = handout_charts.curves_by_run(dict(views), metric, words, colours)
+    return metric_chart(lesson, runs, metric, words), loss_chart(training, views, colours, words), scores
 
 
 def words_kept(tokenizer: Any, words: Sequence[str], tags: Sequence[str], lengths: Sequence[int]) -> pd.DataFrame:
