@@ -187,6 +187,15 @@ def test_tied_values_are_named_together_with_their_best_score():
     assert "from 0.700 to 0.804" in text and "spread 0.104" in text
 
 
+def test_runners_up_as_close_as_a_tie_are_named_together():
+    # Measured on the IMDB seeds lesson: seed 2 scored 0.835, seeds 1 and 3 both 0.815.
+    text = english(conclude("train.seed", [outcome(1, 0.815), outcome(2, 0.835), outcome(3, 0.815)], "accuracy"))
+    assert (
+        "seed=2 scored best: accuracy 0.835 on the held-out test set. That is 0.020 above seed=1, seed=3 (0.815)."
+        in text
+    )
+
+
 def test_overfitting_says_where_validation_turned_up_and_what_early_stopping_saved():
     full = outcome(
         0, 0.70, steps=100, losses=[0.7, 0.3, 0.05], validation_losses=[(20, 0.6), (40, 0.45), (60, 0.5), (100, 0.9)]

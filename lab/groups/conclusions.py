@@ -218,12 +218,14 @@ def _winner(setting: str, finished: Sequence[RunOutcome], metric: str) -> list[F
     rest = ranked[len(tied) :]
     if rest:
         runner_up, worst = rest[0], ranked[-1]
+        # Runners-up as close to each other as a tie are named together ("seed=1, seed=3 (0.815)").
+        close = [run for run in rest if runner_up.metrics[metric] - run.metrics[metric] <= TIE_MARGIN]
         values = {
             "difference": _score(best - runner_up.metrics[metric]),
-            "runner_up": _named(setting, runner_up.value),
+            "runner_up": _names(setting, [run for run in finished if any(run is other for other in close)]),
             "runner_up_score": _score(runner_up.metrics[metric]),
         }
-        if worst is runner_up:
+        if len(close) == len(rest):
             findings.append(Finding("margin_one", values))
         else:
             worst_values = {
