@@ -187,6 +187,15 @@ def test_tied_values_are_named_together_with_their_best_score():
     assert "from 0.700 to 0.804" in text and "spread 0.104" in text
 
 
+def test_scores_that_print_0_005_apart_are_tied_as_the_sentence_says():
+    # Measured on the IMDB data-size lesson: 0.81 - 0.805 is 0.0050000000000000044 in floating point, which
+    # left 1,000 reviews out of the tie while the sentence said it was "0.005 above" them.
+    runs = [outcome(100, 0.795), outcome(300, 0.81), outcome(1000, 0.805), outcome(3000, 0.81)]
+    text = english(conclude(get_lesson("data-size").setting, runs, "accuracy"))
+    assert text.startswith("train_subset=300, train_subset=1000, train_subset=3000 tied for best at accuracy 0.810")
+    assert "That is 0.015 above train_subset=100 (0.795)." in text
+
+
 def test_runners_up_as_close_as_a_tie_are_named_together():
     # Measured on the IMDB seeds lesson: seed 2 scored 0.835, seeds 1 and 3 both 0.815.
     text = english(conclude("train.seed", [outcome(1, 0.815), outcome(2, 0.835), outcome(3, 0.815)], "accuracy"))

@@ -203,10 +203,16 @@ def _score(value: float) -> str:
     return f"{value:.3f}"
 
 
+def _gap(higher: float, lower: float) -> float:
+    """A difference as the sentences print it (3 decimals), so 0.810 - 0.805 counts as the 0.005 it reads,
+    not as 0.0050000000000000044, and no sentence says "tied within 0.005" beside "0.005 above"."""
+    return round(higher - lower, 3)
+
+
 def _winner(setting: str, finished: Sequence[RunOutcome], metric: str) -> list[Finding]:
     ranked = sorted(finished, key=lambda run: -run.metrics[metric])
     best = ranked[0].metrics[metric]
-    tied = [run for run in finished if best - run.metrics[metric] <= TIE_MARGIN]  # in the lesson's order
+    tied = [run for run in finished if _gap(best, run.metrics[metric]) <= TIE_MARGIN]  # in the lesson's order
     if len(tied) > 1:
         winner = Finding(
             "tied",
@@ -219,7 +225,7 @@ def _winner(setting: str, finished: Sequence[RunOutcome], metric: str) -> list[F
     if rest:
         runner_up, worst = rest[0], ranked[-1]
         # Runners-up as close to each other as a tie are named together ("seed=1, seed=3 (0.815)").
-        close = [run for run in rest if runner_up.metrics[metric] - run.metrics[metric] <= TIE_MARGIN]
+        close = [run for run in rest if _gap(runner_up.metrics[metric], run.metrics[metric]) <= TIE_MARGIN]
         values = {
             "difference": _score(best - runner_up.metrics[metric]),
             "runner_up": _names(setting, [run for run in finished if any(run is other for other in close)]),
@@ -242,7 +248,7 @@ def _against_noise(
 ) -> list[Finding]:
     """Whether a single winner's lead over the runner-up beats the seeds' spread (said only of a lead)."""
     ranked = sorted(finished, key=lambda run: -run.metrics[metric])
-    lead = ranked[0].metrics[metric] - ranked[1].metrics[metric] if len(ranked) >= 2 else 0.0
+    lead = _gap(ranked[0].metrics[metric], ranked[1].metrics[metric]) if len(ranked) >= 2 else 0.0
     if lead <= TIE_MARGIN:
         return []
     if noise is None:
@@ -255,8 +261,7 @@ def _against_noise(
         "seeds": noise.seeds,
         "group": noise.group,
     }
-    # Compared as the sentence prints them, so it never reads "0.021 is larger than 0.021".
-    return [Finding("within_noise" if round(lead, 3) <= round(noise.spread, 3) else "beyond_noise", values)]
+    return [Finding("within_noise" if lead <= round(noise.spread, 3) else "beyond_noise", values)]
 
 
 def _loss_movement(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Finding]:
@@ -313,7 +318,7 @@ def _overfitting(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[
                 )
             )
             scores = dict(full.validation_scores)
-            if best_step in scores and last_step in scores and scores[last_step] - scores[best_step] > TIE_MARGIN:
+            if best_step in scores and last_step in scores and _gap(scores[last_step], scores[best_step]) > TIE_MARGIN:
                 findings.append(
                     Finding(
                         "metric_kept_rising",
@@ -360,7 +365,7 @@ def _returns(setting: str, runs: Sequence[RunOutcome], metric: str) -> list[Find
         findings += _costs(setting, ordered, metric)
     for index, run in enumerate(ordered[:-1]):
         larger = ordered[index + 1 :]
-        if all(other.metrics[metric] - run.metrics[metric] <= RETURNS_MARGIN for other in larger):
+        if all(_gap(other.metrics[metric], run.metrics[metric]) <= RETURNS_MARGIN for other in larger):
             findings.append(
                 Finding("returns_stop", {"value": _named(setting, run.value), "margin": _score(RETURNS_MARGIN)})
             )
