@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from lab.events import ResultEvent, RunResult, StepEvent, TruncationEvent
-from lab.groups.conclusions import FINDINGS, RunOutcome, SeedNoise, conclude, finding_text
+from lab.groups.conclusions import RunOutcome, SeedNoise, conclude
+from lab.groups.findings import FINDINGS, finding_text
 from lab.groups.lessons import LESSONS, get_lesson, lesson_base, lesson_configs
 from lab.launch import scripted
 from lab.runs.store import RunStore

@@ -56,7 +56,7 @@ def command_lesson_run(args: argparse.Namespace, train_fn=None, runner_options: 
     from lab.cli.acting import store_for
     from lab.cli.terminal import TerminalReporter, clock, train_side_by_side
     from lab.data.builtin import BUILTINS
-    from lab.groups.conclusions import finding_text
+    from lab.groups.findings import finding_text
     from lab.groups.lessons import (
         expected_seconds,
         group_name,

@@ -21,7 +21,8 @@ from lab.events import EvalEvent, Event, ProgressEvent, StepEvent, TruncationEve
 from lab.training.metrics import primary_metric_name
 
 if TYPE_CHECKING:
-    from lab.groups.conclusions import Finding, RunOutcome, SeedNoise
+    from lab.groups.conclusions import RunOutcome, SeedNoise
+    from lab.groups.findings import Finding
     from lab.runs.records import RunRecord
     from lab.runs.store import RunStore
 
@@ -305,7 +306,7 @@ def _data_and_model(config: RunConfig) -> tuple[str, ...]:
 def lesson_report(store: RunStore, lesson: Lesson, runs: Sequence[LessonRun]) -> dict[str, Any]:
     """What `python -m lab lesson run --json` writes: each run's value and held-out metrics, and the
     conclusion in English."""
-    from lab.groups.conclusions import finding_text
+    from lab.groups.findings import finding_text
 
     return {
         "lesson": lesson.name,

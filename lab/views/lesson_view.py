@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.groups.conclusions import FINDINGS, Finding, finding_text
+from lab.groups.findings import FINDINGS, Finding, finding_text
 from lab.groups.lessons import Lesson, LessonRun
 from lab.training.metrics import primary_metric_name
 from lab.views import handout_charts
