@@ -46,7 +46,7 @@ def test_lesson_list_names_each_lesson_with_its_question_and_time():
         "seeds",
         "ner-length",
     }
-    assert "about 12 min on 2 CPU cores" in result.stdout  # learning-rate's planned time
+    assert "about 6 min on 2 CPU cores" in result.stdout  # learning-rate's planned time
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,8 @@ class Lesson:
     setting: str  # the config key its runs vary
     values: tuple[Any, ...]  # the setting's values; for the learning rate, multiples of the method's default
     budget: tuple[str, ...] = ()  # `section.field=value` overrides of the task's lesson budget
-    # The lab's estimate (lab.training.estimate) of all its runs at the default budget on the offline data, on
-    # this project's 2-core CPU (measured while other work ran: expect less on an idle machine).
+    # The wall time of `python -m lab lesson run NAME` at the default budget on the offline data, measured on
+    # this project's idle 2-core CPU (README, "Lessons"); a busy machine takes longer.
     planned_seconds: int = 0
 
 
@@ -63,7 +63,7 @@ LESSONS = {
             "classification",
             "train.learning_rate",
             (0.01, 0.1, 1.0, 30.0),  # times the method's default rate: too small, small, right, too large
-            planned_seconds=720,
+            planned_seconds=390,
         ),
         Lesson(
             "data-size",
@@ -72,7 +72,7 @@ LESSONS = {
             "data.train_subset",
             (100, 300, 1000, 3000),
             budget=("train.max_steps=80", "train.eval_steps=20"),
-            planned_seconds=920,
+            planned_seconds=410,
         ),
         Lesson(
             "overfitting",
@@ -87,7 +87,7 @@ LESSONS = {
                 "train.epochs=8",
                 "train.eval_steps=13",
             ),
-            planned_seconds=430,
+            planned_seconds=140,
         ),
         Lesson(
             "what-to-train",
@@ -95,7 +95,7 @@ LESSONS = {
             "classification",
             "peft.method",
             ("head", "lora", "full"),
-            planned_seconds=540,
+            planned_seconds=270,
         ),
         Lesson(
             "lora-rank",
@@ -104,7 +104,7 @@ LESSONS = {
             "peft.r",
             (1, 4, 16, 64),
             budget=("peft.method=lora",),
-            planned_seconds=730,
+            planned_seconds=370,
         ),
         Lesson(
             "seeds",
@@ -112,7 +112,7 @@ LESSONS = {
             "classification",
             "train.seed",
             (1, 2, 3),
-            planned_seconds=540,
+            planned_seconds=290,
         ),
         Lesson(
             "ner-length",
@@ -120,7 +120,7 @@ LESSONS = {
             "ner",
             "train.max_length",
             (16, 32, 64),
-            planned_seconds=330,
+            planned_seconds=190,
         ),
     )
 }
