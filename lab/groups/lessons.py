@@ -221,13 +221,22 @@ class LessonRun:
 def lesson_runs(store: RunStore, lesson: Lesson, group: str) -> list[LessonRun]:
     """The group's runs in the order of the setting's values (numbers ascending, names as the lesson lists
     them); of a value run twice, the newest. Each value is read from the run's stored config."""
-    newest: dict[str, LessonRun] = {}
+    runs = []
+    for record, config in _newest_per_value(store, lesson, group):
+        events = [event for _, event in store.events_since(record.id)]
+        runs.append(
+            LessonRun(record, run_outcome(record, events, config.flat()[lesson.setting], config.data.split_seed))
+        )
+    return sorted(runs, key=lambda run: _value_order(lesson, run.outcome.value))
+
+
+def _newest_per_value(store: RunStore, lesson: Lesson, group: str) -> list[tuple[RunRecord, RunConfig]]:
+    """The group's runs with their stored configs: of a value of the lesson's setting run twice, the newest."""
+    newest: dict[str, tuple[RunRecord, RunConfig]] = {}
     for record in sorted(store.list_runs(group=group), key=lambda run: run.created_at):
         config = store.load_config(record.id)
-        events = [event for _, event in store.events_since(record.id)]
-        outcome = run_outcome(record, events, config.flat()[lesson.setting], config.data.split_seed)
-        newest[str(outcome.value)] = LessonRun(record, outcome)
-    return sorted(newest.values(), key=lambda run: _value_order(lesson, run.outcome.value))
+        newest[str(config.flat()[lesson.setting])] = (record, config)
+    return list(newest.values())
 
 
 def _value_order(lesson: Lesson, value: Any) -> tuple[int, float]:
@@ -283,19 +292,18 @@ def measured_seed_noise(store: RunStore, config: RunConfig) -> Optional[SeedNois
     runs' test metric, one run per seed); None when no such lesson has two finished runs."""
     from lab.groups.conclusions import SeedNoise
 
-    metric, wanted = primary_metric_name(config.task), _data_and_model(config)
+    metric, wanted, seeds = primary_metric_name(config.task), _data_and_model(config), LESSONS["seeds"]
     for group in store.groups():  # newest first
-        if lesson_of_group(group) is not LESSONS["seeds"]:
+        if lesson_of_group(group) is not seeds:
             continue
-        scores: dict[int, float] = {}
-        for record in store.list_runs(group=group):  # newest first: a seed run twice counts once
-            seeded = store.load_config(record.id)
-            if _data_and_model(seeded) != wanted:
-                break  # a lesson's runs share their data and model
-            if metric in record.metrics:
-                scores.setdefault(seeded.train.seed, record.metrics[metric])
+        runs = _newest_per_value(store, seeds, group)  # a seed run twice counts once
+        scores = [
+            record.metrics[metric]
+            for record, seeded in runs
+            if metric in record.metrics and _data_and_model(seeded) == wanted
+        ]
         if len(scores) >= 2:
-            return SeedNoise(max(scores.values()) - min(scores.values()), len(scores), group)
+            return SeedNoise(max(scores) - min(scores), len(scores), group)
     return None
 
 
