@@ -127,12 +127,15 @@ def _winner(setting: str, finished: Sequence[RunOutcome], metric: str) -> list[F
     rest = ranked[len(tied) :]
     if rest:
         runner_up, worst = rest[0], ranked[-1]
-        # Runners-up as close to each other as a tie are named together ("seed=1, seed=3 (0.815)").
-        close = [run for run in rest if _gap(runner_up.metrics[metric], run.metrics[metric]) <= TIE_MARGIN]
+        # Runners-up as close to each other as a tie are named together, in the lesson's order ("seed=1, seed=3").
+        second = runner_up.metrics[metric]
+        close = [
+            run for run in finished if _gap(best, run.metrics[metric]) > TIE_MARGIN >= _gap(second, run.metrics[metric])
+        ]
         values = {
-            "difference": _score(best - runner_up.metrics[metric]),
-            "runner_up": _names(setting, [run for run in finished if any(run is other for other in close)]),
-            "runner_up_score": _score(runner_up.metrics[metric]),
+            "difference": _score(best - second),
+            "runner_up": _names(setting, close),
+            "runner_up_score": _score(second),
         }
         if len(close) == len(rest):
             findings.append(Finding("margin_one", values))
